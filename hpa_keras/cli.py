@@ -1,0 +1,154 @@
+"""The ``hpa-keras`` command line: parse arguments, call the library, print results.
+
+Every command reports bad input as one line naming the file or field and the
+reason, and exits with status 2, without a traceback. Heavy modules
+(TensorFlow above all) are imported inside the commands that need them, so
+``hpa-keras --help`` and the data commands start quickly.
+"""
+
+import argparse
+import sys
+
+from hpa_keras import __version__
+from hpa_keras.errors import InputError
+
+EXIT_INPUT_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _command_demo(arguments) -> None:
+    from hpa_keras.demo import run_demo
+
+    run_demo(arguments.out, workers=arguments.workers, progress=not arguments.quiet)
+
+
+def _command_make_demo_data(arguments) -> None:
+    from hpa_keras.data.synthetic import DemoDataSettings, make_demo_data
+
+    settings = DemoDataSettings(
+        num_samples=arguments.num_samples,
+        image_size=arguments.image_size,
+        seed=arguments.seed,
+        test_fraction=arguments.test_fraction,
+        bit_depth=arguments.bit_depth,
+    )
+    summary = make_demo_data(
+        arguments.out,
+        settings,
+        workers=arguments.workers,
+        overwrite=arguments.overwrite,
+        progress=not arguments.quiet,
+    )
+    size = f"{settings.image_size}x{settings.image_size}, {settings.bit_depth}-bit"
+    print(
+        f"wrote {summary['num_train']} training and {summary['num_test']} test samples "
+        f"({size}) to {arguments.out}"
+    )
+
+
+def _command_show(arguments) -> None:
+    from hpa_keras.classes import class_name
+    from hpa_keras.display import write_sample_figure
+
+    found = write_sample_figure(arguments.dir, arguments.id, arguments.out, arguments.labels)
+    missing = [name for name, path in found["files"].items() if path is None]
+    if missing:
+        print(
+            f"note: no {', '.join(missing)} channel for Id {arguments.id}; shown as missing",
+            file=sys.stderr,
+        )
+    labels = found["labels"]
+    described = ", ".join(class_name(index) for index in labels) if labels else "no labels found"
+    print(f"wrote {arguments.out} ({described})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hpa-keras",
+        description="Protein localization in Human Protein Atlas images with Keras 3.",
+    )
+    parser.add_argument("--version", action="version", version=f"hpa-keras {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser(
+        "demo",
+        help="run the main job on built-in synthetic data",
+        description="Generate built-in HPA-like data and show it (grows into the full "
+        "train-evaluate-submit demo).",
+    )
+    demo.add_argument("--out", default="hpa-demo", help="output folder (default: hpa-demo)")
+    demo.add_argument(
+        "--workers", type=_positive_int, default=None, help="worker processes (default: all cores)"
+    )
+    demo.add_argument("--quiet", action="store_true", help="no progress bar")
+    demo.set_defaults(handler=_command_demo)
+
+    make = commands.add_parser(
+        "make-demo-data",
+        help="write a synthetic HPA-like data set in the Kaggle layout",
+        description="Write OUT/train.csv, OUT/train/<Id>_<channel>.png, OUT/test/, "
+        "OUT/sample_submission.csv and OUT/test_labels.csv. The same seed gives the same bytes.",
+    )
+    make.add_argument(
+        "out", help="output folder (new or empty, or an earlier synthetic set with --overwrite)"
+    )
+    make.add_argument("--num-samples", type=_positive_int, default=1000)
+    make.add_argument(
+        "--image-size",
+        type=_positive_int,
+        default=256,
+        help="side in pixels (the challenge's is 512)",
+    )
+    make.add_argument("--seed", type=int, default=0)
+    make.add_argument("--test-fraction", type=float, default=0.2)
+    make.add_argument("--bit-depth", type=int, choices=(8, 16), default=8)
+    make.add_argument(
+        "--workers", type=_positive_int, default=None, help="worker processes (default: all cores)"
+    )
+    make.add_argument(
+        "--overwrite", action="store_true", help="replace an earlier synthetic data set in OUT"
+    )
+    make.add_argument("--quiet", action="store_true", help="no progress bar")
+    make.set_defaults(handler=_command_make_demo_data)
+
+    show = commands.add_parser(
+        "show",
+        help="draw one sample: composite and its four channels",
+        description="Draw a sample's colour composite beside its four channels, titled with "
+        "its classes. DIR is a data set root (with train/ and test/) or a folder of images.",
+    )
+    show.add_argument("dir", help="data set root or image folder")
+    show.add_argument("--id", required=True, help="sample Id")
+    show.add_argument("--out", default="sample.png", help="PNG to write (default: sample.png)")
+    show.add_argument(
+        "--labels",
+        default=None,
+        help="CSV with Id,Target (default: DIR/train.csv or DIR/test_labels.csv)",
+    )
+    show.set_defaults(handler=_command_show)
+    return parser
+
+
+def main(argv=None) -> int:
+    """Run the command line; returns the exit status."""
+    arguments = build_parser().parse_args(argv)
+    try:
+        arguments.handler(arguments)
+    except InputError as error:
+        print(f"hpa-keras {arguments.command}: error: {error}", file=sys.stderr)
+        return EXIT_INPUT_ERROR
+    except KeyboardInterrupt:
+        print(f"hpa-keras {arguments.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

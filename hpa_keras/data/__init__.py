@@ -1,0 +1,1 @@
+"""Data: synthetic HPA-like samples, image reading, TFRecords and input pipelines."""

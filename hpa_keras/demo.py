@@ -1,0 +1,81 @@
+"""``hpa-keras demo``: the main job on built-in data, from a fresh install.
+
+Today it generates a synthetic data set in the Kaggle layout and shows it: a
+picture of each class's pattern, a grid of labeled training samples, and one
+sample's four channels. Later stages (TFRecords, training, evaluation) are
+added here as the package grows, so the demo always runs everything there is.
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+from hpa_keras.classes import CHANNELS, CLASS_NAMES, NUM_CLASSES
+from hpa_keras.data.synthetic import DemoDataSettings, make_demo_data, render_sample
+from hpa_keras.display import gallery_figure, save_figure, write_sample_figure
+from hpa_keras.labels import read_labels
+
+DEMO_SETTINGS = DemoDataSettings(num_samples=400, image_size=256, seed=0, test_fraction=0.2)
+
+
+def class_gallery(path: Path, image_size: int = 256, seed: int = 0) -> None:
+    """One synthetic sample per class, each carrying only that label."""
+    images = [
+        render_sample(np.random.default_rng([seed, 0xC1A55, index]), [index], image_size)
+        for index in range(NUM_CLASSES)
+    ]
+    titles = [f"{index} {name}" for index, name in enumerate(CLASS_NAMES)]
+    save_figure(gallery_figure(images, titles), path, dpi=90)
+
+
+def training_gallery(path: Path, data: Path, count: int = 14) -> None:
+    """The first ``count`` training samples as written to disk, titled with their labels."""
+    from hpa_keras.data.images import find_sample_files, read_channel, to_unit_float
+
+    table = read_labels(data / "train.csv")
+    images, titles = [], []
+    for sample_id, labels in list(zip(table.ids, table.labels, strict=True))[:count]:
+        files = find_sample_files(data, sample_id)
+        images.append(
+            np.stack([to_unit_float(read_channel(files[name])) for name in CHANNELS], axis=-1)
+        )
+        titles.append("\n".join(CLASS_NAMES[index] for index in labels))
+    save_figure(gallery_figure(images, titles), path, dpi=90)
+
+
+def run_demo(out: str | Path = "hpa-demo", workers: int | None = None, progress: bool = True):
+    """Generate the demo data under ``out/data`` and write pictures of it to ``out``."""
+    out = Path(out)
+    data = out / "data"
+    print(
+        f"[1/2] Generating {DEMO_SETTINGS.num_samples} synthetic HPA-like samples "
+        f"({DEMO_SETTINGS.image_size}x{DEMO_SETTINGS.image_size}) in {data}"
+    )
+    summary = make_demo_data(
+        data, DEMO_SETTINGS, workers=workers, overwrite=True, progress=progress
+    )
+    table = read_labels(data / "train.csv")
+    counts = table.class_counts()
+    print(
+        f"      {summary['num_train']} training and {summary['num_test']} test samples; "
+        f"labels per image: {np.mean([len(labels) for labels in table.labels]):.2f} on average"
+    )
+    common = np.argsort(-counts)[:3]
+    print(
+        "      most frequent: "
+        + ", ".join(f"{CLASS_NAMES[k]} ({counts[k]})" for k in common)
+        + f"; classes with no training sample: {int((counts == 0).sum())}"
+    )
+
+    print(f"[2/2] Drawing pictures in {out}")
+    class_gallery(out / "classes.png")
+    training_gallery(out / "train_samples.png", data)
+    first_id = table.ids[0]
+    write_sample_figure(data, first_id, out / "sample.png")
+    for name, what in (
+        ("classes.png", "one sample per class, only that label"),
+        ("train_samples.png", "training samples with their labels"),
+        ("sample.png", f"sample {first_id}: composite and the four channels"),
+    ):
+        print(f"      {out / name}: {what}")
+    return {"data": data, "summary": summary}

@@ -1,0 +1,145 @@
+"""Pictures of samples for people: the colour composite and a channel panel.
+
+HPA's own convention: the protein of interest in green over the nucleus in
+blue, microtubules in red and the ER in yellow. Each channel is shown with an
+automatic contrast stretch (to its 99.9th percentile), because raw HPA green
+channels are often too dim to see and 16-bit files would look black.
+"""
+
+import os
+from collections.abc import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on servers or CI
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from hpa_keras.atomic import atomic_path  # noqa: E402
+from hpa_keras.classes import CHANNEL_STAINS, CHANNELS, class_name  # noqa: E402
+from hpa_keras.data.images import to_unit_float  # noqa: E402
+from hpa_keras.errors import InputError  # noqa: E402
+
+# RGB colour of each stain in the composite and the single-channel panels.
+STAIN_COLORS: dict[str, tuple[float, float, float]] = {
+    "red": (1.0, 0.0, 0.0),
+    "green": (0.0, 1.0, 0.0),
+    "blue": (0.0, 0.35, 1.0),
+    "yellow": (1.0, 0.85, 0.0),
+}
+# Protein first: the reference stains are dimmed so the green stays readable.
+COMPOSITE_WEIGHTS: dict[str, float] = {"red": 0.6, "green": 1.0, "blue": 0.8, "yellow": 0.4}
+
+
+def stretch(channel: np.ndarray, percentile: float = 99.9) -> np.ndarray:
+    """A channel (uint8, uint16 or float) as float32 in [0, 1], contrast-stretched."""
+    values = to_unit_float(channel) if channel.dtype.kind == "u" else channel.astype(np.float32)
+    top = float(np.percentile(values, percentile))
+    if top <= 0:
+        return np.zeros_like(values, dtype=np.float32)
+    return np.clip(values / top, 0.0, 1.0)
+
+
+def colorize(channel: np.ndarray, name: str) -> np.ndarray:
+    """One stretched channel painted in its stain colour: ``(H, W, 3)`` float32."""
+    return stretch(channel)[..., None] * np.asarray(STAIN_COLORS[name], np.float32)
+
+
+def composite(channels: Mapping[str, np.ndarray | None]) -> np.ndarray:
+    """The four-stain colour image, ``(H, W, 3)`` float32 in [0, 1]; missing channels skipped."""
+    present = {name: array for name, array in channels.items() if array is not None}
+    if not present:
+        raise ValueError("no channel to compose")
+    shape = next(iter(present.values())).shape
+    image = np.zeros((*shape, 3), np.float32)
+    for name, array in present.items():
+        image += COMPOSITE_WEIGHTS[name] * colorize(array, name)
+    return np.clip(image, 0.0, 1.0)
+
+
+def sample_figure(
+    channels: Mapping[str, np.ndarray | None],
+    title: str,
+    labels: Sequence[int] | None = None,
+):
+    """A figure: the composite, then each channel in its colour (or marked missing)."""
+    figure, axes = plt.subplots(1, 1 + len(CHANNELS), figsize=(3.2 * (1 + len(CHANNELS)), 3.9))
+    axes[0].imshow(composite(channels))
+    axes[0].set_title("composite")
+    for axis, name in zip(axes[1:], CHANNELS, strict=True):
+        array = channels.get(name)
+        if array is None:
+            axis.set_facecolor("0.85")
+            axis.text(0.5, 0.5, "missing", ha="center", va="center", transform=axis.transAxes)
+        else:
+            axis.imshow(colorize(array, name))
+        axis.set_title(f"{name}: {CHANNEL_STAINS[name]}", fontsize=9)
+    for axis in axes:
+        axis.set_xticks([])
+        axis.set_yticks([])
+    if labels is not None:
+        names = ", ".join(f"{index} {class_name(index)}" for index in labels) or "no labels"
+        title = f"{title}\n{names}"
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    return figure
+
+
+def save_figure(figure, path: str | os.PathLike, dpi: int = 110) -> None:
+    """Save a figure atomically as PNG and release its memory."""
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format="png", dpi=dpi)
+    plt.close(figure)
+
+
+def gallery_figure(images: Sequence[np.ndarray], titles: Sequence[str], columns: int = 7):
+    """A grid of composites of ``(H, W, 4)`` float images (channels red, green, blue, yellow)."""
+    rows = int(np.ceil(len(images) / columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(2.3 * columns, 2.5 * rows), squeeze=False)
+    for axis in axes.ravel():
+        axis.set_axis_off()
+    for axis, image, title in zip(axes.ravel(), images, titles, strict=False):
+        axis.imshow(composite({name: image[..., index] for index, name in enumerate(CHANNELS)}))
+        axis.set_title(title, fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def write_sample_figure(
+    root: str | os.PathLike,
+    sample_id: str,
+    out: str | os.PathLike,
+    labels_csv: str | os.PathLike | None = None,
+) -> dict:
+    """Read one sample's channels under ``root`` and save its panel figure to ``out``.
+
+    Works with the Kaggle layout (``root/train.csv``, ``root/train/...``), a
+    bare image folder, 8- or 16-bit, PNG, TIFF or JPEG. Missing channels are
+    drawn as "missing" (the real files in shared/ have one channel per Id).
+    Labels come from ``labels_csv``, else from ``train.csv`` or
+    ``test_labels.csv`` in ``root`` when they list the Id. Returns what was found.
+    """
+    from pathlib import Path
+
+    from hpa_keras.data.images import find_sample_files, read_channel
+    from hpa_keras.labels import read_labels
+
+    files = find_sample_files(root, sample_id)
+    channels = {name: read_channel(path) if path else None for name, path in files.items()}
+    shapes = {array.shape for array in channels.values() if array is not None}
+    if len(shapes) > 1:
+        raise InputError(f"{root}: channels of Id {sample_id} differ in size: {sorted(shapes)}")
+    candidates = (
+        [Path(labels_csv)]
+        if labels_csv
+        else [Path(root) / "train.csv", Path(root) / "test_labels.csv"]
+    )
+    labels = None
+    for candidate in candidates:
+        if candidate.is_file():
+            table = read_labels(candidate)
+            if sample_id in table.ids:
+                labels = table.labels_of(sample_id)
+                break
+    save_figure(sample_figure(channels, sample_id, labels), out)
+    return {"files": files, "labels": labels}
