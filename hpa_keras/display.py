@@ -95,7 +95,11 @@ def save_figure(figure, path: str | os.PathLike, dpi: int = 110) -> None:
 def gallery_figure(images: Sequence[np.ndarray], titles: Sequence[str], columns: int = 7):
     """A grid of composites of ``(H, W, 4)`` float images (channels red, green, blue, yellow)."""
     rows = int(np.ceil(len(images) / columns))
-    figure, axes = plt.subplots(rows, columns, figsize=(2.3 * columns, 2.5 * rows), squeeze=False)
+    title_lines = max((title.count("\n") + 1 for title in titles), default=1)
+    row_height = 2.2 + 0.16 * title_lines  # room for the longest title above each image
+    figure, axes = plt.subplots(
+        rows, columns, figsize=(2.3 * columns, row_height * rows), squeeze=False
+    )
     for axis in axes.ravel():
         axis.set_axis_off()
     for axis, image, title in zip(axes.ravel(), images, titles, strict=False):

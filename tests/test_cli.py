@@ -1,0 +1,118 @@
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from hpa_keras.cli import main
+from hpa_keras.labels import read_labels
+
+
+@pytest.fixture(scope="module")
+def demo_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("demo") / "data"
+    status = main(
+        [
+            "make-demo-data",
+            str(folder),
+            "--num-samples",
+            "5",
+            "--image-size",
+            "64",
+            "--test-fraction",
+            "0.2",
+            "--workers",
+            "1",
+            "--quiet",
+        ]
+    )
+    assert status == 0
+    return folder
+
+
+def test_make_demo_data_writes_the_layout(demo_folder, capsys):
+    assert len(read_labels(demo_folder / "train.csv")) == 4
+    assert len(read_labels(demo_folder / "test_labels.csv")) == 1
+
+
+def test_show_writes_a_png_titled_with_the_classes(demo_folder, tmp_path, capsys):
+    table = read_labels(demo_folder / "train.csv")
+    out = tmp_path / "sample.png"
+    assert main(["show", str(demo_folder), "--id", table.ids[0], "--out", str(out)]) == 0
+    image = cv2.imread(str(out))
+    assert image is not None and image.shape[1] > image.shape[0] * 3  # five panels in a row
+    printed = capsys.readouterr().out
+    from hpa_keras.classes import class_name
+
+    assert all(class_name(index) in printed for index in table.labels[0])
+
+
+def test_show_on_a_real_hpa_channel(real_channel_folder, tmp_path, capsys):
+    sample_id = "0fa556f8-bbab-11e8-b2ba-ac1f6b6435d0"  # green only, labels 2 and 25
+    out = tmp_path / "real.png"
+    status = main(
+        [
+            "show",
+            str(real_channel_folder),
+            "--id",
+            sample_id,
+            "--out",
+            str(out),
+            "--labels",
+            str(real_channel_folder / "files.csv"),
+        ]
+    )
+    assert status == 0 and cv2.imread(str(out)) is not None
+    captured = capsys.readouterr()
+    assert "Nucleoli, Cytosol" in captured.out
+    assert "no red, blue, yellow channel" in captured.err
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["show", "{folder}", "--id", "no-such-id"], "no image files for Id no-such-id"),
+        (["show", "{folder}/missing", "--id", "x"], "missing: not a folder"),
+        (["make-demo-data", "{folder}"], "already holds a synthetic data set"),
+        (["make-demo-data", "{tmp}/new", "--image-size", "8"], "--image-size must be between"),
+    ],
+)
+def test_bad_input_exits_2_with_one_clear_line(demo_folder, tmp_path, capsys, arguments, message):
+    filled = [value.format(folder=demo_folder, tmp=tmp_path) for value in arguments]
+    assert main(filled) == 2
+    error = capsys.readouterr().err
+    assert message in error and "Traceback" not in error
+    assert error.startswith(f"hpa-keras {arguments[0]}: error: ")
+
+
+def test_corrupt_image_is_named(demo_folder, tmp_path, capsys):
+    sample_id = read_labels(demo_folder / "train.csv").ids[1]
+    for path in (demo_folder / "train").glob(f"{sample_id}_*.png"):
+        (tmp_path / path.name).write_bytes(path.read_bytes())
+    broken = tmp_path / f"{sample_id}_green.png"
+    broken.write_bytes(broken.read_bytes()[:60])  # truncated
+    assert main(["show", str(tmp_path), "--id", sample_id, "--out", str(tmp_path / "o.png")]) == 2
+    error = capsys.readouterr().err
+    assert f"{broken}: cannot be decoded" in error
+
+
+def test_rgb_file_where_grayscale_is_expected(tmp_path, capsys):
+    cv2.imwrite(str(tmp_path / "s_green.png"), np.zeros((8, 8, 3), np.uint8))
+    assert main(["show", str(tmp_path), "--id", "s", "--out", str(tmp_path / "o.png")]) == 2
+    assert "has 3 colour channels; expected one grayscale channel" in capsys.readouterr().err
+
+
+def test_console_entry_points_run_without_traceback(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "hpa_keras", "--help"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0 and "make-demo-data" in result.stdout
+    result = subprocess.run(
+        [sys.executable, "-m", "hpa_keras", "show", str(tmp_path), "--id", "none"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "no image files for Id none" in result.stderr and "Traceback" not in result.stderr
