@@ -69,6 +69,14 @@ def _command_show(arguments) -> None:
     print(f"wrote {arguments.out} ({described})")
 
 
+def _add_worker_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--workers`` and ``--quiet``, shared by the commands that run worker processes."""
+    parser.add_argument(
+        "--workers", type=_positive_int, default=None, help="worker processes (default: all cores)"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hpa-keras",
@@ -84,10 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
         "train-evaluate-submit demo).",
     )
     demo.add_argument("--out", default="hpa-demo", help="output folder (default: hpa-demo)")
-    demo.add_argument(
-        "--workers", type=_positive_int, default=None, help="worker processes (default: all cores)"
-    )
-    demo.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_worker_arguments(demo)
     demo.set_defaults(handler=_command_demo)
 
     make = commands.add_parser(
@@ -110,12 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("--test-fraction", type=float, default=0.2)
     make.add_argument("--bit-depth", type=int, choices=(8, 16), default=8)
     make.add_argument(
-        "--workers", type=_positive_int, default=None, help="worker processes (default: all cores)"
-    )
-    make.add_argument(
         "--overwrite", action="store_true", help="replace an earlier synthetic data set in OUT"
     )
-    make.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_worker_arguments(make)
     make.set_defaults(handler=_command_make_demo_data)
 
     show = commands.add_parser(
