@@ -16,14 +16,12 @@ of worker processes.
 """
 
 import json
-import multiprocessing
 import os
 import shutil
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -31,14 +29,15 @@ from hpa_keras import __version__
 from hpa_keras.atomic import write_bytes_atomic, write_text_atomic
 from hpa_keras.classes import CHANNELS
 from hpa_keras.data.cell_field import make_cell_field, smooth_noise
+from hpa_keras.data.images import encode_png
 from hpa_keras.data.label_sampler import sample_label_sets
 from hpa_keras.data.protein_patterns import PATTERNS, mitotic_spindle, soften
 from hpa_keras.errors import InputError
 from hpa_keras.labels import write_labels
+from hpa_keras.parallel import default_workers, ordered_map
 
 MITOTIC_SPINDLE = 17
 GENERATION_FILE = "generation.json"
-PNG_COMPRESSION = 3  # zlib level: a good size/speed balance for 8- and 16-bit PNGs
 
 
 @dataclass(frozen=True)
@@ -154,14 +153,6 @@ def sample_id(seed: int, index: int) -> str:
     return str(uuid.UUID(bytes=generator.bytes(16), version=4))
 
 
-def encode_png(channel: np.ndarray) -> bytes:
-    """PNG bytes of one grayscale channel (8- or 16-bit), deterministic."""
-    ok, encoded = cv2.imencode(".png", channel, [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION])
-    if not ok:
-        raise RuntimeError("OpenCV failed to encode a PNG")
-    return encoded.tobytes()
-
-
 @dataclass(frozen=True)
 class _Job:
     index: int
@@ -180,15 +171,6 @@ def _write_sample(job: _Job) -> int:
         path = Path(job.folder) / f"{job.sample_id}_{channel}.png"
         write_bytes_atomic(path, encode_png(image[..., channel_index]))
     return job.index
-
-
-def _worker_init():
-    cv2.setNumThreads(1)  # one process per core; OpenCV's own threads would oversubscribe
-
-
-def default_workers() -> int:
-    """The cores this process may use."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
 def make_demo_data(
@@ -224,23 +206,15 @@ def make_demo_data(
         for index in range(settings.num_samples)
     ]
 
-    bar = tqdm(
+    with tqdm(
         total=len(jobs),
         desc="rendering samples",
         unit="sample",
         disable=not progress,
         mininterval=0.5,
-    )
-    if workers == 1:
-        for job in jobs:
-            _write_sample(job)
+    ) as bar:
+        for _ in ordered_map(_write_sample, jobs, workers):
             bar.update()
-    else:
-        context = multiprocessing.get_context("spawn")  # safe even if TensorFlow is loaded
-        with context.Pool(workers, initializer=_worker_init) as pool:
-            for _ in pool.imap_unordered(_write_sample, jobs, chunksize=4):
-                bar.update()
-    bar.close()
 
     train = [job for job in jobs if job.index not in test_indices]
     test = [job for job in jobs if job.index in test_indices]
