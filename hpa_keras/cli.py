@@ -7,11 +7,13 @@ reason, and exits with status 2, without a traceback. Heavy modules
 """
 
 import argparse
+import os
 import sys
 
 from hpa_keras import __version__
 from hpa_keras.errors import InputError
 
+EXIT_VERIFY_FAILED = 1
 EXIT_INPUT_ERROR = 2
 EXIT_INTERRUPTED = 130
 
@@ -21,6 +23,36 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def _import_tensorflow_quietly():
+    """Import TensorFlow with its C++ start-up lines silenced.
+
+    TF 2.21 prints oneDNN, CUDA-stub and cuInit lines to the process's stderr
+    before its logging is set up, so TF_CPP_MIN_LOG_LEVEL does not hide them;
+    at a command line they read like errors. File descriptor 2 is pointed at
+    /dev/null while TensorFlow loads and probes devices, then restored.
+    Python exceptions still propagate. Set HPA_KERAS_TF_LOGS=1 to see the lines.
+    """
+    # After start-up the variable works: hide INFO lines (warnings and errors still show).
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    if "tensorflow" in sys.modules or os.environ.get("HPA_KERAS_TF_LOGS") == "1":
+        import tensorflow
+
+        return tensorflow
+    sys.stderr.flush()
+    saved = os.dup(2)
+    silent = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(silent, 2)
+    try:
+        import tensorflow
+
+        tensorflow.config.list_physical_devices()  # the CUDA probe logs here
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(silent)
+    return tensorflow
 
 
 def _command_demo(arguments) -> None:
@@ -67,6 +99,70 @@ def _command_show(arguments) -> None:
     labels = found["labels"]
     described = ", ".join(class_name(index) for index in labels) if labels else "no labels found"
     print(f"wrote {arguments.out} ({described})")
+
+
+def _command_make_tfrecords(arguments) -> None:
+    _import_tensorflow_quietly()
+    from hpa_keras.classes import CLASS_NAMES
+    from hpa_keras.data.tfrecords import ConversionSettings, make_tfrecords, summarize_folds
+
+    settings = ConversionSettings(
+        image_size=arguments.image_size,
+        encoding=arguments.encoding,
+        shard_size_mb=arguments.shard_size_mb,
+        num_shards=arguments.num_shards,
+        num_folds=arguments.folds,
+        seed=arguments.seed,
+        on_error=arguments.on_error,
+        sixteen_bit_rule=arguments.sixteen_bit,
+    )
+    manifest = make_tfrecords(
+        arguments.images,
+        arguments.out,
+        labels=arguments.labels,
+        settings=settings,
+        workers=arguments.workers,
+        progress=not arguments.quiet,
+    )
+    size = manifest["image_size"]
+    megabytes = sum(shard["bytes"] for shard in manifest["shards"]) / 2**20
+    print(
+        f"wrote {manifest['num_records']} {manifest['split']} records ({size}x{size}, "
+        f"{manifest['encoding']}) in {len(manifest['shards'])} shards, {megabytes:.1f} MB, "
+        f"to {arguments.out}"
+    )
+    if manifest["num_skipped"]:
+        print(
+            f"skipped {manifest['num_skipped']} bad inputs; see "
+            f"{arguments.out}/{manifest['errors_file']}"
+        )
+    balance = summarize_folds(manifest)
+    if balance:
+        print(
+            f"{len(balance['fold_sizes'])} stratified folds of {balance['fold_sizes']} records; "
+            f"largest per-class deviation from the overall frequency: "
+            f"{balance['max_abs_deviation_points']:.2f} points "
+            f"({100 * balance['max_relative_deviation']:.0f}% relative, "
+            f"{CLASS_NAMES[balance['worst_class']]})"
+        )
+
+
+def _command_verify(arguments) -> int:
+    _import_tensorflow_quietly()
+    from hpa_keras.data.tfrecords import read_manifest, verify_tfrecords
+
+    problems = verify_tfrecords(arguments.dir, progress=not arguments.quiet)
+    if problems:
+        for problem in problems:
+            print(f"hpa-keras verify: {problem}", file=sys.stderr)
+        print(f"hpa-keras verify: {len(problems)} problems in {arguments.dir}", file=sys.stderr)
+        return EXIT_VERIFY_FAILED
+    manifest = read_manifest(arguments.dir)
+    print(
+        f"ok: {len(manifest['shards'])} shards, {manifest['num_records']} records, "
+        "checksums, counts, Ids, folds and images all as in the manifest"
+    )
+    return 0
 
 
 def _add_worker_arguments(parser: argparse.ArgumentParser) -> None:
@@ -120,6 +216,67 @@ def build_parser() -> argparse.ArgumentParser:
     _add_worker_arguments(make)
     make.set_defaults(handler=_command_make_demo_data)
 
+    records = commands.add_parser(
+        "make-tfrecords",
+        help="convert channel images + train.csv into sharded TFRecords with folds",
+        description="Convert a folder of <Id>_<channel> images (PNG, TIFF or JPEG; 8- or "
+        "16-bit) and its labels into sharded TFRecords with multilabel-stratified folds and a "
+        "manifest. Interrupted, run it again with the same arguments to finish.",
+    )
+    records.add_argument("--images", required=True, help="folder of <Id>_<channel> images")
+    records.add_argument(
+        "--labels",
+        default=None,
+        help="train.csv (labeled, with folds) or sample_submission.csv / none (unlabeled)",
+    )
+    records.add_argument("--out", default="tfrecords", help="output folder (default: tfrecords)")
+    records.add_argument(
+        "--image-size",
+        type=_positive_int,
+        default=None,
+        help="resize fields to SxS (area interpolation); default: keep",
+    )
+    records.add_argument(
+        "--encoding",
+        choices=("png", "raw"),
+        default="png",
+        help="png: lossless, 2-3x smaller; raw: uint8, no decoding",
+    )
+    sharding = records.add_mutually_exclusive_group()
+    sharding.add_argument(
+        "--shard-size-mb", type=float, default=None, help="target shard size (default: 150)"
+    )
+    sharding.add_argument(
+        "--num-shards", type=_positive_int, default=None, help="number of shards instead of a size"
+    )
+    records.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
+    records.add_argument("--seed", type=int, default=0, help="fixes folds and shard order")
+    records.add_argument(
+        "--on-error",
+        choices=("fail", "skip"),
+        default="fail",
+        help="stop at a bad sample (default) or skip it and list it in errors.csv",
+    )
+    records.add_argument(
+        "--sixteen-bit",
+        choices=("full-range", "per-image"),
+        default="full-range",
+        help="how 16-bit images become 8-bit (see README)",
+    )
+    _add_worker_arguments(records)
+    records.set_defaults(handler=_command_make_tfrecords)
+
+    verify = commands.add_parser(
+        "verify",
+        help="re-read every TFRecord shard against its manifest",
+        description="Check every shard's sha256 and record count, that every record parses "
+        "and decodes, Ids are unique and folds are as in the manifest. Exit status 1 on any "
+        "mismatch, naming the shard.",
+    )
+    verify.add_argument("dir", help="make-tfrecords output folder")
+    verify.add_argument("--quiet", action="store_true", help="no progress bar")
+    verify.set_defaults(handler=_command_verify)
+
     show = commands.add_parser(
         "show",
         help="draw one sample: composite and its four channels",
@@ -142,14 +299,14 @@ def main(argv=None) -> int:
     """Run the command line; returns the exit status."""
     arguments = build_parser().parse_args(argv)
     try:
-        arguments.handler(arguments)
+        status = arguments.handler(arguments)
     except InputError as error:
         print(f"hpa-keras {arguments.command}: error: {error}", file=sys.stderr)
         return EXIT_INPUT_ERROR
     except KeyboardInterrupt:
         print(f"hpa-keras {arguments.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

@@ -150,14 +150,21 @@ def read_sample(
             )
         planes.append(to_uint8(plane, sixteen_bit_rule))
     image = np.stack(planes, axis=-1)
-    if image_size is not None and image.shape[:2] != (image_size, image_size):
-        shrinking = image.shape[0] > image_size or image.shape[1] > image_size
-        image = cv2.resize(
-            image,
-            (image_size, image_size),
-            interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR,
-        )
+    if image_size is not None:
+        image = resize_square(image, image_size)
     return image
+
+
+def resize_square(image: np.ndarray, image_size: int) -> np.ndarray:
+    """Resize ``(H, W, C)`` to ``(image_size, image_size, C)``: area when shrinking."""
+    if image.shape[:2] == (image_size, image_size):
+        return image
+    shrinking = image.shape[0] > image_size or image.shape[1] > image_size
+    return cv2.resize(
+        image,
+        (image_size, image_size),
+        interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR,
+    )
 
 
 PNG_COMPRESSION = 3  # zlib level: a good size/speed balance for 8- and 16-bit PNGs

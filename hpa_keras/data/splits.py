@@ -51,26 +51,32 @@ def fold_class_counts(label_matrix: np.ndarray, folds: np.ndarray, num_folds: in
 
 
 def fold_balance(label_matrix: np.ndarray, folds: np.ndarray, num_folds: int) -> dict:
-    """How far each fold's class frequencies stray from the whole set's.
+    """How far each fold's class frequencies stray from the whole set's (see below)."""
+    counts = fold_class_counts(label_matrix, folds, num_folds)
+    return balance_of_counts(counts, np.bincount(folds, minlength=num_folds))
+
+
+def balance_of_counts(class_counts: np.ndarray, fold_sizes: np.ndarray) -> dict:
+    """Balance of a split given its ``(K, C)`` per-fold class counts and ``(K,)`` fold sizes.
 
     Returns the largest absolute deviation of a fold's per-class frequency
     from the overall frequency (in percentage points), the largest relative
     deviation (as a fraction of the class's overall frequency, over classes
-    with at least ``num_folds`` samples), the class where the relative one
-    occurs, and how many (fold, class) cells hold none of a class that has at
-    least ``num_folds`` samples.
+    with at least K samples), the class where the relative one occurs, and
+    how many (fold, class) cells hold none of a class that has at least K
+    samples.
     """
-    label_matrix = np.asarray(label_matrix, dtype=np.float64)
-    overall = label_matrix.mean(axis=0)
-    sizes = np.bincount(folds, minlength=num_folds).astype(np.float64)
-    per_fold = fold_class_counts(label_matrix, folds, num_folds) / sizes[:, None]
+    counts = np.asarray(class_counts, dtype=np.float64)
+    sizes = np.asarray(fold_sizes, dtype=np.float64)
+    overall = counts.sum(axis=0) / sizes.sum()
+    per_fold = counts / sizes[:, None]
     deviation = np.abs(per_fold - overall)
-    enough = label_matrix.sum(axis=0) >= num_folds
+    enough = counts.sum(axis=0) >= len(sizes)
     relative = np.where(enough, deviation / np.where(overall > 0, overall, 1), 0.0)
-    empty = int(((per_fold == 0) & enough).sum())
     return {
+        "fold_sizes": sizes.astype(int).tolist(),
         "max_abs_deviation_points": float(100 * deviation.max()),
         "max_relative_deviation": float(relative.max()),
         "worst_class": int(np.unravel_index(relative.argmax(), relative.shape)[1]),
-        "empty_fold_class_cells": empty,
+        "empty_fold_class_cells": int(((per_fold == 0) & enough).sum()),
     }
