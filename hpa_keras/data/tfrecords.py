@@ -119,7 +119,8 @@ def serialize_example(
         "fold": int64_list([fold]),
     }
     example = tf.train.Example(features=tf.train.Features(feature=features))
-    return example.SerializeToString()
+    # deterministic: map entries sorted, so every process writes the same bytes (resume, tests)
+    return example.SerializeToString(deterministic=True)
 
 
 def encode_image(image: np.ndarray, encoding: str) -> bytes:
