@@ -89,7 +89,7 @@ def test_round_trip_ids_labels_and_pixels_exactly(dataset, tmp_path, encoding):
     assert manifest["image_size"] == 64
 
 
-def test_png_records_decode_with_tensorflow_in_channel_order(dataset, tmp_path):
+def test_png_records_hold_the_source_files_and_decode_with_tensorflow(dataset, tmp_path):
     import tensorflow as tf
 
     convert(dataset, tmp_path, encoding="png")
@@ -99,15 +99,18 @@ def test_png_records_decode_with_tensorflow_in_channel_order(dataset, tmp_path):
         serialized,
         {
             "id": tf.io.FixedLenFeature([], tf.string),
-            "image": tf.io.FixedLenFeature([], tf.string),
+            "image": tf.io.FixedLenFeature([4], tf.string),
             "labels": tf.io.VarLenFeature(tf.int64),
         },
     )
-    image = tf.io.decode_png(features["image"], channels=4).numpy()
     sample_id = features["id"].numpy().decode()
     index = index_image_folder(dataset / "train")
-    green = cv2.imread(str(index[sample_id]["green"]), cv2.IMREAD_UNCHANGED)
-    np.testing.assert_array_equal(image[..., CHANNELS.index("green")], green)
+    for position, channel in enumerate(CHANNELS):
+        # Kaggle-layout channel files at the stored size are kept byte for byte.
+        assert features["image"][position].numpy() == index[sample_id][channel].read_bytes()
+        decoded = tf.io.decode_png(features["image"][position], channels=1).numpy()[..., 0]
+        stored = cv2.imread(str(index[sample_id][channel]), cv2.IMREAD_UNCHANGED)
+        np.testing.assert_array_equal(decoded, stored)
 
 
 def test_manifest_statistics_match_numpy(dataset, tmp_path):

@@ -170,27 +170,22 @@ def resize_square(image: np.ndarray, image_size: int) -> np.ndarray:
 PNG_COMPRESSION = 3  # zlib level: a good size/speed balance for 8- and 16-bit PNGs
 
 
-def encode_png(image: np.ndarray) -> bytes:
-    """Deterministic PNG bytes of a grayscale ``(H, W)`` or four-channel ``(H, W, 4)`` image.
-
-    Four channels are stored as RGBA in the order red, green, blue, yellow, so
-    any PNG decoder (``tf.io.decode_png(channels=4)``, Pillow) returns them in
-    hpa-keras' channel order. OpenCV writes its arrays as BGRA, hence the swap.
-    """
-    if image.ndim == 3:
-        image = image[..., [2, 1, 0, 3]]
-    ok, encoded = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION])
+def encode_png(channel: np.ndarray) -> bytes:
+    """Deterministic PNG bytes of one grayscale channel (8- or 16-bit)."""
+    if channel.ndim != 2:
+        raise ValueError(f"expected one (H, W) channel, got shape {channel.shape}")
+    ok, encoded = cv2.imencode(".png", channel, [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION])
     if not ok:
         raise RuntimeError("OpenCV failed to encode a PNG")
     return encoded.tobytes()
 
 
 def decode_png(data: bytes) -> np.ndarray:
-    """The inverse of :func:`encode_png`."""
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise ValueError("not a decodable PNG")
-    return image[..., [2, 1, 0, 3]] if image.ndim == 3 else image
+    """The inverse of :func:`encode_png`: a 2-D uint8 or uint16 array."""
+    channel = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if channel is None or channel.ndim != 2:
+        raise ValueError("not a decodable grayscale PNG")
+    return channel
 
 
 def to_uint8(channel: np.ndarray, sixteen_bit_rule: str = "full-range") -> np.ndarray:
