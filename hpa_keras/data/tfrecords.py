@@ -39,6 +39,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -218,8 +219,7 @@ def _encode_task(task: _Task):
         image = resize_square(image, task.image_size)
     except InputError as error:
         return task.sample_id, None, str(error)
-    pixels = image.reshape(-1, image.shape[-1]).astype(np.float64)
-    statistics = (pixels.sum(axis=0), np.square(pixels).sum(axis=0))
+    statistics = _channel_sums(image)
     if task.encoding == "png" and not resized:
         parts = [
             _source_png_bytes(task.channel_paths[channel]) or encode_png(image[..., index])
@@ -228,6 +228,26 @@ def _encode_task(task: _Task):
     else:
         parts = encode_image(image, task.encoding)
     return task.sample_id, (parts, image.shape, statistics), None
+
+
+_LEVELS = np.arange(256, dtype=np.float64)
+
+
+def _channel_sums(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel sum and sum of squares of uint8 pixels, exactly, via histograms.
+
+    A 256-bin histogram per channel (OpenCV's, 0.5 ms for four 512x512
+    channels) is far cheaper than summing a float64 copy of every pixel, which
+    cost as much as decoding the PNGs. OpenCV counts in float32: exact up to
+    2**24 pixels a bin (a 4096x4096 field), within 1e-7 relative beyond.
+    """
+    histograms = np.stack(
+        [
+            cv2.calcHist([image], [channel], None, [256], [0, 256]).ravel()
+            for channel in range(image.shape[-1])
+        ]
+    ).astype(np.float64)
+    return histograms @ _LEVELS, histograms @ np.square(_LEVELS)
 
 
 def _source_png_bytes(path: Path) -> bytes | None:
