@@ -8,7 +8,6 @@ samples so that every fold holds close to 1/K of every class.
 """
 
 import numpy as np
-from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 
 from hpa_keras.errors import InputError
 
@@ -21,6 +20,10 @@ def stratified_folds(label_matrix: np.ndarray, num_folds: int, seed: int) -> np.
         num_folds: K, at least 2 and at most N.
         seed: fixes the assignment (same labels and seed, same folds).
     """
+    # Imported here: it pulls in scikit-learn (1.1 s), which worker processes that
+    # import this package for reading images should not pay for.
+    from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
+
     label_matrix = np.asarray(label_matrix)
     count = len(label_matrix)
     if num_folds < 2:
