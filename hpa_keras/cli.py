@@ -7,11 +7,11 @@ reason, and exits with status 2, without a traceback. Heavy modules
 """
 
 import argparse
-import os
 import sys
 
 from hpa_keras import __version__
 from hpa_keras.errors import InputError
+from hpa_keras.tensorflow_setup import import_tensorflow_quietly
 
 EXIT_VERIFY_FAILED = 1
 EXIT_INPUT_ERROR = 2
@@ -25,37 +25,8 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _import_tensorflow_quietly():
-    """Import TensorFlow with its C++ start-up lines silenced.
-
-    TF 2.21 prints oneDNN, CUDA-stub and cuInit lines to the process's stderr
-    before its logging is set up, so TF_CPP_MIN_LOG_LEVEL does not hide them;
-    at a command line they read like errors. File descriptor 2 is pointed at
-    /dev/null while TensorFlow loads and probes devices, then restored.
-    Python exceptions still propagate. Set HPA_KERAS_TF_LOGS=1 to see the lines.
-    """
-    # After start-up the variable works: hide INFO lines (warnings and errors still show).
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
-    if "tensorflow" in sys.modules or os.environ.get("HPA_KERAS_TF_LOGS") == "1":
-        import tensorflow
-
-        return tensorflow
-    sys.stderr.flush()
-    saved = os.dup(2)
-    silent = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(silent, 2)
-    try:
-        import tensorflow
-
-        tensorflow.config.list_physical_devices()  # the CUDA probe logs here
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(silent)
-    return tensorflow
-
-
 def _command_demo(arguments) -> None:
+    import_tensorflow_quietly()
     from hpa_keras.demo import run_demo
 
     run_demo(arguments.out, workers=arguments.workers, progress=not arguments.quiet)
@@ -102,7 +73,7 @@ def _command_show(arguments) -> None:
 
 
 def _command_make_tfrecords(arguments) -> None:
-    _import_tensorflow_quietly()
+    import_tensorflow_quietly()
     from hpa_keras.classes import CLASS_NAMES
     from hpa_keras.data.tfrecords import ConversionSettings, make_tfrecords, summarize_folds
 
@@ -148,7 +119,7 @@ def _command_make_tfrecords(arguments) -> None:
 
 
 def _command_verify(arguments) -> int:
-    _import_tensorflow_quietly()
+    import_tensorflow_quietly()
     from hpa_keras.data.tfrecords import read_manifest, verify_tfrecords
 
     problems = verify_tfrecords(arguments.dir, progress=not arguments.quiet)
@@ -239,8 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     records.add_argument(
         "--encoding",
         choices=("png", "raw"),
-        default="png",
-        help="png: lossless, 2-3x smaller; raw: uint8, no decoding",
+        default="raw",
+        help="raw (default): uint8 pixels, nothing to decode, the fastest to train from; "
+        "png: the channel PNGs, lossless and 2.3x smaller, decoded while training",
     )
     sharding = records.add_mutually_exclusive_group()
     sharding.add_argument(

@@ -1,8 +1,9 @@
 """``hpa-keras demo``: the main job on built-in data, from a fresh install.
 
-Today it generates a synthetic data set in the Kaggle layout and shows it: a
-picture of each class's pattern, a grid of labeled training samples, and one
-sample's four channels. Later stages (TFRecords, training, evaluation) are
+Today it generates a synthetic data set in the Kaggle layout, shows it (a
+picture of each class's pattern, a grid of labeled training samples, one
+sample's four channels), and converts it to verified TFRecords with
+stratified folds. Later stages (training, evaluation, the submission) are
 added here as the package grows, so the demo always runs everything there is.
 """
 
@@ -44,11 +45,11 @@ def training_gallery(path: Path, data: Path, count: int = 14) -> None:
 
 
 def run_demo(out: str | Path = "hpa-demo", workers: int | None = None, progress: bool = True):
-    """Generate the demo data under ``out/data`` and write pictures of it to ``out``."""
+    """Generate the demo data under ``out/data``, picture it, convert it to TFRecords."""
     out = Path(out)
     data = out / "data"
     print(
-        f"[1/2] Generating {DEMO_SETTINGS.num_samples} synthetic HPA-like samples "
+        f"[1/3] Generating {DEMO_SETTINGS.num_samples} synthetic HPA-like samples "
         f"({DEMO_SETTINGS.image_size}x{DEMO_SETTINGS.image_size}) in {data}"
     )
     summary = make_demo_data(
@@ -67,7 +68,7 @@ def run_demo(out: str | Path = "hpa-demo", workers: int | None = None, progress:
         + f"; classes with no training sample: {int((counts == 0).sum())}"
     )
 
-    print(f"[2/2] Drawing pictures in {out}")
+    print(f"[2/3] Drawing pictures in {out}")
     class_gallery(out / "classes.png")
     training_gallery(out / "train_samples.png", data)
     first_id = table.ids[0]
@@ -78,4 +79,43 @@ def run_demo(out: str | Path = "hpa-demo", workers: int | None = None, progress:
         ("sample.png", f"sample {first_id}: composite and the four channels"),
     ):
         print(f"      {out / name}: {what}")
-    return {"data": data, "summary": summary}
+    records = convert_to_tfrecords(data, out, workers, progress)
+    return {"data": data, "summary": summary, "tfrecords": records}
+
+
+def convert_to_tfrecords(data: Path, out: Path, workers, progress) -> dict:
+    """Train and test splits to verified TFRecords in ``out/tfrecords/{train,test}``."""
+    import shutil
+
+    from hpa_keras.data.tfrecords import (
+        ConversionSettings,
+        make_tfrecords,
+        summarize_folds,
+        verify_tfrecords,
+    )
+
+    print(f"[3/3] Converting to TFRecords in {out / 'tfrecords'}")
+    folders = {}
+    for split, labels in (("train", "train.csv"), ("test", "sample_submission.csv")):
+        folder = out / "tfrecords" / split
+        shutil.rmtree(folder, ignore_errors=True)  # the data were just regenerated
+        manifest = make_tfrecords(
+            data / split,
+            folder,
+            labels=data / labels,
+            settings=ConversionSettings(num_folds=5),
+            workers=workers,
+            progress=progress,
+        )
+        problems = verify_tfrecords(folder, progress=False)
+        if problems:
+            raise RuntimeError("TFRecords failed verification: " + "; ".join(problems))
+        folders[split] = folder
+        shards = len(manifest["shards"])
+        print(
+            f"      {split}: {manifest['num_records']} records in {shards} "
+            f"shard{'s' if shards > 1 else ''}, verified"
+        )
+        if split == "train":
+            print(f"      5 stratified folds of {summarize_folds(manifest)['fold_sizes']} records")
+    return folders

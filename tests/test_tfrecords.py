@@ -257,7 +257,7 @@ def test_killed_process_resumes_without_loss_or_duplicates(dataset, tmp_path):
 def test_other_arguments_on_the_same_folder_are_refused(dataset, tmp_path):
     convert(dataset, tmp_path)
     with pytest.raises(InputError, match="differs in: encoding"):
-        convert(dataset, tmp_path, encoding="raw")
+        convert(dataset, tmp_path, encoding="png")
     before = {path.name: path.stat().st_mtime_ns for path in tmp_path.glob("*.tfrecord")}
     convert(dataset, tmp_path)  # same arguments: complete already, nothing rewritten
     assert before == {path.name: path.stat().st_mtime_ns for path in tmp_path.glob("*.tfrecord")}

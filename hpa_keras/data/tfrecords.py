@@ -75,7 +75,7 @@ class ConversionSettings:
     """What decides the records; a resumed run must match these exactly."""
 
     image_size: int | None = None  # None: keep the stored size (all samples must share it)
-    encoding: str = "png"
+    encoding: str = "raw"  # 7-15x faster to read in training than png; png is 2.3x smaller
     shard_size_mb: float | None = None
     num_shards: int | None = None
     num_folds: int = 5
