@@ -57,6 +57,28 @@ def convert(dataset, out, workers=1, **settings):
     )
 
 
+def convert_with_cli(dataset, out):
+    """The same conversion as :func:`convert`, through the command line; the exit status."""
+    return main(
+        [
+            "make-tfrecords",
+            "--images",
+            str(dataset / "train"),
+            "--labels",
+            str(dataset / "train.csv"),
+            "--out",
+            str(out),
+            "--folds",
+            "3",
+            "--num-shards",
+            "6",
+            "--workers",
+            "1",
+            "--quiet",
+        ]
+    )
+
+
 def all_records(out):
     manifest = read_manifest(out)
     return {
@@ -225,27 +247,7 @@ def test_killed_process_resumes_without_loss_or_duplicates(dataset, tmp_path):
     assert list(out.glob(".*.tmp"))  # a partial shard was left behind
     assert not (out / "manifest.json").exists()
 
-    assert (
-        main(
-            [
-                "make-tfrecords",
-                "--images",
-                str(dataset / "train"),
-                "--labels",
-                str(dataset / "train.csv"),
-                "--out",
-                str(out),
-                "--folds",
-                "3",
-                "--num-shards",
-                "6",
-                "--workers",
-                "1",
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    assert convert_with_cli(dataset, out) == 0
     assert read_manifest(out)["shards"] == reference["shards"]
     assert not list(out.glob(".*.tmp"))
     ids = [
@@ -357,24 +359,7 @@ def test_bad_sample_stops_the_run_naming_file_and_reason(dataset, tmp_path, how,
     data = copy_dataset(dataset, tmp_path / "data")
     sample_id, named, reason = break_sample(data, how)
     out = tmp_path / "out"
-    status = main(
-        [
-            "make-tfrecords",
-            "--images",
-            str(data / "train"),
-            "--labels",
-            str(data / "train.csv"),
-            "--out",
-            str(out),
-            "--folds",
-            "3",
-            "--num-shards",
-            "6",
-            "--workers",
-            "1",
-            "--quiet",
-        ]
-    )
+    status = convert_with_cli(data, out)
     error = capsys.readouterr().err
     assert status == 2, error
     assert str(named) in error and reason in error and "Traceback" not in error
