@@ -1,0 +1,256 @@
+"""``load_dataset``: the tf.data input pipeline from make-tfrecords shards.
+
+Training: the fold's shard files are shuffled and read in parallel
+(``interleave``, ``deterministic=False``), serialized records are shuffled in
+a bounded buffer, then batched; ``raw`` records are parsed and decoded a whole
+batch at a time (one vectorized ``decode_raw``), ``png`` records one at a
+time in parallel, decoding only the channels asked for. Resizing, conversion
+to float, normalization and multi-hot labels work on whole batches. Every
+step uses ``AUTOTUNE`` and the end is prefetched.
+
+Evaluation and prediction: the files are read one after another in the
+manifest's order and nothing is shuffled or dropped, so every sample appears
+exactly once and always in the same order (for an unlabeled set, the order of
+its ``sample_submission.csv``).
+
+Memory: the shuffle buffer holds serialized records (a ``raw`` 512x512
+record is 1 MiB; 1,024 of them, the default, are 1 GiB; ``png`` records about
+half that) and the prefetch a few batches, whatever the data set's size.
+``cache=True`` keeps every decoded image in memory as uint8 (N x S x S x C
+bytes: 31,072 challenge images at 512x512, all four channels, are 32.6 GB;
+the 3,200 training images of the demo at 256x256, 0.8 GB), which pays off
+only when the whole set fits and decoding is the bottleneck.
+
+The data pipeline starts from a list of files, so under a ``tf.distribute``
+strategy with several workers tf.data's default auto-sharding gives each
+worker its own files.
+"""
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from hpa_keras.classes import CHANNELS, NUM_CLASSES
+from hpa_keras.data.tfrecords import READ_BUFFER_BYTES, read_manifest
+from hpa_keras.errors import InputError
+
+AUTOTUNE = tf.data.AUTOTUNE
+CHANNEL_MODES = {"rgby": CHANNELS, "rgb": ("red", "green", "blue"), "g": ("green",)}
+NORMALIZATIONS = ("manifest", "unit", "none")
+
+
+def resolve_channels(channels: str | Sequence[str]) -> tuple[str, ...]:
+    """``"rgby"``, ``"rgb"``, ``"g"`` or a list of channel names, as channel names."""
+    if isinstance(channels, str):
+        if channels in CHANNEL_MODES:
+            return CHANNEL_MODES[channels]
+        names = (channels,)
+    else:
+        names = tuple(channels)
+    unknown = [name for name in names if name not in CHANNELS]
+    if not names or unknown or len(set(names)) != len(names):
+        raise InputError(
+            f"channels {channels!r}: use 'rgby', 'rgb', 'g' or distinct names from {CHANNELS}"
+        )
+    return names
+
+
+def select_shards(manifest: dict, folds=None) -> list[dict]:
+    """The manifest's shards of ``folds`` (an int, a list, or None for all)."""
+    shards = manifest["shards"]
+    if folds is None or not manifest["labeled"]:
+        return list(shards)
+    wanted = {int(folds)} if isinstance(folds, int | np.integer) else {int(f) for f in folds}
+    available = {shard["fold"] for shard in shards}
+    missing = sorted(wanted - available)
+    if missing:
+        raise InputError(f"fold {missing[0]} is not in this data set (folds: {sorted(available)})")
+    return [shard for shard in shards if shard["fold"] in wanted]
+
+
+def load_dataset(
+    tfrecord_dir: str | os.PathLike,
+    folds=None,
+    training: bool = True,
+    batch_size: int = 32,
+    image_size: int | None = None,
+    channels: str | Sequence[str] = "rgby",
+    normalization: str = "manifest",
+    cache: bool = False,
+    repeat: bool | None = None,
+    shuffle_buffer: int = 1024,
+    seed: int | None = None,
+    augment=None,
+) -> tf.data.Dataset:
+    """A dataset of ``(images, multi_hot_labels)``, or ``(images, ids)`` when unlabeled.
+
+    Args:
+        tfrecord_dir: a make-tfrecords output folder (with ``manifest.json``).
+        folds: fold or folds to read; ``None`` reads all.
+        training: shuffle files and records, read files in parallel without a
+            fixed order, drop the last partial batch, repeat by default.
+        batch_size: samples per batch.
+        image_size: output side; the stored size when ``None``.
+        channels: ``"rgby"``, ``"rgb"`` (no yellow), ``"g"`` or a list of names.
+        normalization: ``"manifest"`` (per-channel mean and std of the data
+            set), ``"unit"`` (pixels / 255, in [0, 1]) or ``"none"`` (0-255).
+        cache: keep decoded uint8 images in memory after the first pass.
+        repeat: repeat forever; defaults to ``training``.
+        shuffle_buffer: records in the shuffle buffer (training only).
+        seed: seed for the shuffles.
+        augment: an optional Keras layer (for example from
+            :func:`hpa_keras.augment.make_augmentation`) applied to each
+            training batch on the CPU, for users who prefer that to
+            augmenting inside the model.
+
+    Images are float32 ``(batch, size, size, len(channels))``; labels float32
+    ``(batch, 28)``; ids strings ``(batch,)``.
+    """
+    manifest = read_manifest(tfrecord_dir)
+    names = resolve_channels(channels)
+    if normalization not in NORMALIZATIONS:
+        raise InputError(f"normalization {normalization!r}: use one of {NORMALIZATIONS}")
+    if batch_size < 1:
+        raise InputError(f"batch_size must be at least 1, got {batch_size}")
+    files = [
+        os.path.join(os.fspath(tfrecord_dir), shard["file"])
+        for shard in select_shards(manifest, folds)
+    ]
+    labeled = manifest["labeled"]
+    stored = manifest["image_size"]
+    size = image_size or stored
+    indices = [CHANNELS.index(name) for name in names]
+    repeat = training if repeat is None else repeat
+    encoding = manifest["encoding"]
+
+    records = _record_stream(files, training, seed)
+    decode_one = _make_single_decoder(encoding, stored, indices)
+    if cache or encoding == "png":
+        dataset = records.map(decode_one, num_parallel_calls=AUTOTUNE)
+        if cache:
+            dataset = dataset.cache()
+        dataset = _shuffle_repeat(dataset, training, repeat, shuffle_buffer, seed)
+        dataset = dataset.batch(batch_size, drop_remainder=training, num_parallel_calls=AUTOTUNE)
+    else:  # raw: parse and decode a whole batch in one vectorized step
+        dataset = _shuffle_repeat(records, training, repeat, shuffle_buffer, seed)
+        dataset = dataset.batch(batch_size, drop_remainder=training)
+        dataset = dataset.map(_make_batch_raw_decoder(stored, indices), num_parallel_calls=AUTOTUNE)
+
+    finish = _make_finisher(manifest, names, size, stored, normalization, labeled)
+    dataset = dataset.map(finish, num_parallel_calls=AUTOTUNE, deterministic=not training)
+    if augment is not None and training:
+        dataset = dataset.map(
+            lambda images, target: (augment(images, training=True), target),
+            num_parallel_calls=AUTOTUNE,
+        )
+    return dataset.prefetch(AUTOTUNE)
+
+
+def dataset_ids(tfrecord_dir: str | os.PathLike, folds=None) -> list[str]:
+    """Sample Ids in the evaluation order of :func:`load_dataset` (``training=False``)."""
+    manifest = read_manifest(tfrecord_dir)
+    files = [
+        os.path.join(os.fspath(tfrecord_dir), shard["file"])
+        for shard in select_shards(manifest, folds)
+    ]
+    spec = {"id": tf.io.FixedLenFeature([], tf.string)}
+    ids = tf.data.TFRecordDataset(files, buffer_size=READ_BUFFER_BYTES).map(
+        lambda record: tf.io.parse_single_example(record, spec)["id"]
+    )
+    return [value.decode("utf-8") for value in ids.as_numpy_iterator()]
+
+
+def _record_stream(files, training, seed):
+    if not training:  # one file after another: a fixed order, each record once
+        return tf.data.TFRecordDataset(files, buffer_size=READ_BUFFER_BYTES)
+    return (
+        tf.data.Dataset.from_tensor_slices(files)
+        .shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+        .interleave(
+            lambda path: tf.data.TFRecordDataset(path, buffer_size=READ_BUFFER_BYTES),
+            cycle_length=min(len(files), 8),
+            num_parallel_calls=AUTOTUNE,
+            deterministic=False,
+        )
+    )
+
+
+def _shuffle_repeat(dataset, training, repeat, shuffle_buffer, seed):
+    if training and shuffle_buffer > 1:
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    return dataset.repeat() if repeat else dataset
+
+
+_SPEC = {
+    "id": tf.io.FixedLenFeature([], tf.string),
+    "image": tf.io.VarLenFeature(tf.string),
+    "labels": tf.io.VarLenFeature(tf.int64),
+}
+
+
+def _multi_hot(labels):
+    """Class indices (padded with -1, which one_hot maps to zeros) to multi-hot, last axis.
+
+    A sum clipped at 1 rather than a max, so an empty label set gives zeros.
+    """
+    return tf.minimum(tf.reduce_sum(tf.one_hot(labels, NUM_CLASSES, dtype=tf.float32), -2), 1.0)
+
+
+def _make_single_decoder(encoding, stored, indices):
+    """One record to ``{"image": uint8 (S, S, C), "labels": multi-hot (28,), "id": string}``."""
+
+    def decode(record):
+        features = tf.io.parse_single_example(record, _SPEC)
+        parts = features["image"].values
+        if encoding == "png":
+            planes = [tf.io.decode_png(parts[index], channels=1) for index in indices]
+            image = planes[0] if len(planes) == 1 else tf.concat(planes, axis=-1)
+        else:
+            image = tf.reshape(tf.io.decode_raw(parts[0], tf.uint8), (stored, stored, 4))
+            image = tf.gather(image, indices, axis=-1)
+        image = tf.ensure_shape(image, (stored, stored, len(indices)))
+        return {
+            "image": image,
+            "labels": _multi_hot(features["labels"].values),
+            "id": features["id"],
+        }
+
+    return decode
+
+
+def _make_batch_raw_decoder(stored, indices):
+    """A batch of raw records to the same dictionary, batched."""
+
+    def decode(records):
+        features = tf.io.parse_example(records, _SPEC)
+        parts = tf.sparse.to_dense(features["image"], default_value="")[:, 0]
+        images = tf.reshape(tf.io.decode_raw(parts, tf.uint8), (-1, stored, stored, 4))
+        if indices != [0, 1, 2, 3]:
+            images = tf.gather(images, indices, axis=-1)
+        labels = tf.sparse.to_dense(features["labels"], default_value=-1)
+        return {"image": images, "labels": _multi_hot(labels), "id": features["id"]}
+
+    return decode
+
+
+def _make_finisher(manifest, names, size, stored, normalization, labeled):
+    """Batch dictionary to ``(float images, multi-hot labels or ids)``."""
+    if normalization == "manifest":
+        indices = [CHANNELS.index(name) for name in names]
+        mean = tf.constant([manifest["channel_mean"][index] for index in indices], tf.float32)
+        std = tf.constant(
+            [max(manifest["channel_std"][index], 1e-3) for index in indices], tf.float32
+        )
+    else:
+        mean, std = tf.constant(0.0), tf.constant(255.0 if normalization == "unit" else 1.0)
+
+    def finish(batch):
+        images = tf.cast(batch["image"], tf.float32)
+        if size != stored:
+            images = tf.image.resize(images, (size, size), antialias=size < stored)
+        images = (images - mean) / std
+        return images, (batch["labels"] if labeled else batch["id"])
+
+    return finish
