@@ -1,3 +1,4 @@
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -111,7 +112,9 @@ def test_channel_selection_picks_the_named_channels(records):
 def test_normalization_matches_the_manifest(records):
     manifest = read_manifest(records["raw"])
     raw, _ = collect(load_dataset(records["raw"], training=False, normalization="none"))
+    assert raw.dtype == np.uint8  # "none": the stored pixels, for on-device standardization
     normalized, _ = collect(load_dataset(records["raw"], training=False))
+    assert normalized.dtype == np.float32
     mean, std = np.array(manifest["channel_mean"]), np.array(manifest["channel_std"])
     np.testing.assert_allclose(normalized, (raw - mean) / std, rtol=1e-5, atol=1e-5)
     # The statistics describe these very records: mean 0, std 1 per channel.
@@ -119,6 +122,13 @@ def test_normalization_matches_the_manifest(records):
     np.testing.assert_allclose(normalized.std(axis=(0, 1, 2)), 1, atol=1e-3)
     unit, _ = collect(load_dataset(records["raw"], training=False, normalization="unit"))
     np.testing.assert_allclose(unit, raw / 255, rtol=1e-6)
+    # The same standardization on the device, from the uint8 pixels.
+    from hpa_keras.models.layers import ChannelStandardization
+
+    layer = ChannelStandardization.from_manifest(manifest)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(layer(raw)), normalized, rtol=1e-5, atol=1e-5
+    )
 
 
 def test_resizing_to_another_size(records):
@@ -126,9 +136,13 @@ def test_resizing_to_another_size(records):
     small, _ = collect(
         load_dataset(records["raw"], training=False, image_size=16, normalization="none")
     )
-    assert small.shape[1:] == (16, 16, 4)
-    reference = tf.image.resize(raw, (16, 16), antialias=True).numpy()
-    np.testing.assert_allclose(small, reference, atol=1e-3)
+    assert small.shape[1:] == (16, 16, 4) and small.dtype == np.uint8
+    reference = tf.image.resize(raw.astype(np.float32), (16, 16), antialias=True).numpy()
+    np.testing.assert_array_equal(small, np.clip(np.round(reference), 0, 255))
+    unit, _ = collect(
+        load_dataset(records["raw"], training=False, image_size=16, normalization="unit")
+    )
+    np.testing.assert_allclose(unit, reference / 255, atol=1e-6)
 
 
 def test_training_batches_are_full_shuffled_and_repeat(records):

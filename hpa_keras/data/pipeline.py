@@ -94,8 +94,11 @@ def load_dataset(
         batch_size: samples per batch.
         image_size: output side; the stored size when ``None``.
         channels: ``"rgby"``, ``"rgb"`` (no yellow), ``"g"`` or a list of names.
-        normalization: ``"manifest"`` (per-channel mean and std of the data
-            set), ``"unit"`` (pixels / 255, in [0, 1]) or ``"none"`` (0-255).
+        normalization: ``"manifest"`` (float32, per-channel mean and std of
+            the data set), ``"unit"`` (float32 pixels / 255, in [0, 1]) or
+            ``"none"`` (the uint8 pixels, to standardize on the device with
+            :class:`hpa_keras.models.layers.ChannelStandardization`: the
+            fastest, see README).
         cache: keep decoded uint8 images in memory after the first pass.
         repeat: repeat forever; defaults to ``training``.
         shuffle_buffer: records in the shuffle buffer (training only).
@@ -105,8 +108,9 @@ def load_dataset(
             training batch on the CPU, for users who prefer that to
             augmenting inside the model.
 
-    Images are float32 ``(batch, size, size, len(channels))``; labels float32
-    ``(batch, 28)``; ids strings ``(batch,)``.
+    Images are ``(batch, size, size, len(channels))``, float32 (uint8 with
+    ``normalization="none"``); labels float32 ``(batch, 28)``; ids strings
+    ``(batch,)``.
     """
     manifest = read_manifest(tfrecord_dir)
     names = resolve_channels(channels)
@@ -126,20 +130,24 @@ def load_dataset(
     encoding = manifest["encoding"]
 
     records = _record_stream(files, training, seed)
-    decode_one = _make_single_decoder(encoding, stored, indices)
+    finish = _make_finisher(manifest, names, size, stored, normalization, labeled)
     if cache or encoding == "png":
-        dataset = records.map(decode_one, num_parallel_calls=AUTOTUNE)
+        decode_one = _make_single_decoder(encoding, stored, indices)
+        dataset = records.map(decode_one, num_parallel_calls=AUTOTUNE, deterministic=not training)
         if cache:
             dataset = dataset.cache()
         dataset = _shuffle_repeat(dataset, training, repeat, shuffle_buffer, seed)
         dataset = dataset.batch(batch_size, drop_remainder=training, num_parallel_calls=AUTOTUNE)
-    else:  # raw: parse and decode a whole batch in one vectorized step
+        dataset = dataset.map(finish, num_parallel_calls=AUTOTUNE, deterministic=not training)
+    else:  # raw: parse, decode and finish a whole batch in one vectorized map
+        decode_batch = _make_batch_raw_decoder(stored, indices)
         dataset = _shuffle_repeat(records, training, repeat, shuffle_buffer, seed)
         dataset = dataset.batch(batch_size, drop_remainder=training)
-        dataset = dataset.map(_make_batch_raw_decoder(stored, indices), num_parallel_calls=AUTOTUNE)
-
-    finish = _make_finisher(manifest, names, size, stored, normalization, labeled)
-    dataset = dataset.map(finish, num_parallel_calls=AUTOTUNE, deterministic=not training)
+        dataset = dataset.map(
+            lambda batch: finish(decode_batch(batch)),
+            num_parallel_calls=AUTOTUNE,
+            deterministic=not training,
+        )
     if augment is not None and training:
         dataset = dataset.map(
             lambda images, target: (augment(images, training=True), target),
@@ -183,11 +191,13 @@ def _shuffle_repeat(dataset, training, repeat, shuffle_buffer, seed):
     return dataset.repeat() if repeat else dataset
 
 
-_SPEC = {
-    "id": tf.io.FixedLenFeature([], tf.string),
-    "image": tf.io.VarLenFeature(tf.string),
-    "labels": tf.io.VarLenFeature(tf.int64),
-}
+def _spec(encoding):
+    """Parsing spec: ``image`` has a fixed count (4 PNGs or 1 raw buffer), so no sparse copy."""
+    return {
+        "id": tf.io.FixedLenFeature([], tf.string),
+        "image": tf.io.FixedLenFeature([4 if encoding == "png" else 1], tf.string),
+        "labels": tf.io.VarLenFeature(tf.int64),
+    }
 
 
 def _multi_hot(labels):
@@ -201,9 +211,11 @@ def _multi_hot(labels):
 def _make_single_decoder(encoding, stored, indices):
     """One record to ``{"image": uint8 (S, S, C), "labels": multi-hot (28,), "id": string}``."""
 
+    spec = _spec(encoding)
+
     def decode(record):
-        features = tf.io.parse_single_example(record, _SPEC)
-        parts = features["image"].values
+        features = tf.io.parse_single_example(record, spec)
+        parts = features["image"]
         if encoding == "png":
             planes = [tf.io.decode_png(parts[index], channels=1) for index in indices]
             image = planes[0] if len(planes) == 1 else tf.concat(planes, axis=-1)
@@ -223,9 +235,11 @@ def _make_single_decoder(encoding, stored, indices):
 def _make_batch_raw_decoder(stored, indices):
     """A batch of raw records to the same dictionary, batched."""
 
+    spec = _spec("raw")
+
     def decode(records):
-        features = tf.io.parse_example(records, _SPEC)
-        parts = tf.sparse.to_dense(features["image"], default_value="")[:, 0]
+        features = tf.io.parse_example(records, spec)
+        parts = features["image"][:, 0]
         images = tf.reshape(tf.io.decode_raw(parts, tf.uint8), (-1, stored, stored, 4))
         if indices != [0, 1, 2, 3]:
             images = tf.gather(images, indices, axis=-1)
@@ -247,10 +261,13 @@ def _make_finisher(manifest, names, size, stored, normalization, labeled):
         mean, std = tf.constant(0.0), tf.constant(255.0 if normalization == "unit" else 1.0)
 
     def finish(batch):
-        images = tf.cast(batch["image"], tf.float32)
+        images = batch["image"]
         if size != stored:
             images = tf.image.resize(images, (size, size), antialias=size < stored)
-        images = (images - mean) / std
+            if normalization == "none":
+                images = tf.cast(tf.clip_by_value(tf.round(images), 0, 255), tf.uint8)
+        if normalization != "none":
+            images = (tf.cast(images, tf.float32) - mean) / std
         return images, (batch["labels"] if labeled else batch["id"])
 
     return finish

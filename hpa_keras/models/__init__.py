@@ -1,0 +1,1 @@
+"""Model building blocks and (with the model builders) the model registry."""
