@@ -136,6 +136,18 @@ def _command_verify(arguments) -> int:
     return 0
 
 
+def _command_models(arguments) -> None:
+    import_tensorflow_quietly()
+    from hpa_keras.models import MODELS, TINY_OPTIONS, build_model
+
+    size = arguments.image_size
+    print(f"{'model':22s} {'parameters':>12s}  (input {size}x{size}x4, 28 classes)")
+    for name in MODELS:
+        options = TINY_OPTIONS[name] if arguments.tiny else {}
+        model = build_model(name, input_shape=(size, size, 4), **options)
+        print(f"{name:22s} {model.count_params():12,d}  {MODELS[name].__doc__.splitlines()[0]}")
+
+
 def _add_worker_arguments(parser: argparse.ArgumentParser) -> None:
     """``--workers`` and ``--quiet``, shared by the commands that run worker processes."""
     parser.add_argument(
@@ -248,6 +260,20 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("dir", help="make-tfrecords output folder")
     verify.add_argument("--quiet", action="store_true", help="no progress bar")
     verify.set_defaults(handler=_command_verify)
+
+    models = commands.add_parser(
+        "models",
+        help="list the model builders with their parameter counts",
+        description="Build each registered model (weights=None) and print its parameter count.",
+    )
+    models.add_argument(
+        "--image-size",
+        type=_positive_int,
+        default=512,
+        help="input side (default 512; only capsnet's count depends on it)",
+    )
+    models.add_argument("--tiny", action="store_true", help="the tiny test variants instead")
+    models.set_defaults(handler=_command_models)
 
     show = commands.add_parser(
         "show",

@@ -133,7 +133,7 @@ def load_dataset(
     if not cache:  # shuffle serialized records: the buffer costs their size, no more
         dataset = _shuffle(dataset, training, shuffle_buffer, seed)
     dataset = dataset.map(
-        _make_single_decoder(encoding, stored, indices),
+        _make_single_decoder(encoding, stored, indices, labeled),
         num_parallel_calls=AUTOTUNE,
         deterministic=not training,
     )
@@ -142,8 +142,9 @@ def load_dataset(
     if repeat:
         dataset = dataset.repeat()
     dataset = dataset.batch(batch_size, drop_remainder=training)
-    finish = _make_finisher(manifest, names, size, stored, normalization, labeled)
-    dataset = dataset.map(finish, num_parallel_calls=AUTOTUNE, deterministic=not training)
+    finish = _make_finisher(manifest, names, size, stored, normalization)
+    if finish is not None:
+        dataset = dataset.map(finish, num_parallel_calls=AUTOTUNE, deterministic=not training)
     if augment is not None and training:
         dataset = dataset.map(
             lambda images, target: (augment(images, training=True), target),
@@ -215,8 +216,8 @@ def _select_channels(images, indices):
     return tf.gather(images, indices, axis=-1)
 
 
-def _make_single_decoder(encoding, stored, indices):
-    """One record to ``{"image": uint8 (S, S, C), "labels": multi-hot (28,), "id": string}``."""
+def _make_single_decoder(encoding, stored, indices, labeled):
+    """One record to ``(uint8 image (S, S, C), multi-hot labels (28,) or the Id)``."""
 
     spec = _spec(encoding)
 
@@ -231,17 +232,16 @@ def _make_single_decoder(encoding, stored, indices):
                 tf.reshape(tf.io.decode_raw(parts[0], tf.uint8), (stored, stored, 4)), indices
             )
         image = tf.ensure_shape(image, (stored, stored, len(indices)))
-        return {
-            "image": image,
-            "labels": _multi_hot(features["labels"].values),
-            "id": features["id"],
-        }
+        target = _multi_hot(features["labels"].values) if labeled else features["id"]
+        return image, target
 
     return decode
 
 
-def _make_finisher(manifest, names, size, stored, normalization, labeled):
-    """Batch dictionary to ``(float images, multi-hot labels or ids)``."""
+def _make_finisher(manifest, names, size, stored, normalization):
+    """Resizing and normalization of a batch of images, or None when there is nothing to do."""
+    if size == stored and normalization == "none":
+        return None
     if normalization == "manifest":
         indices = [CHANNELS.index(name) for name in names]
         mean = tf.constant([manifest["channel_mean"][index] for index in indices], tf.float32)
@@ -251,14 +251,13 @@ def _make_finisher(manifest, names, size, stored, normalization, labeled):
     else:
         mean, std = tf.constant(0.0), tf.constant(255.0 if normalization == "unit" else 1.0)
 
-    def finish(batch):
-        images = batch["image"]
+    def finish(images, target):
         if size != stored:
             images = tf.image.resize(images, (size, size), antialias=size < stored)
             if normalization == "none":
                 images = tf.cast(tf.clip_by_value(tf.round(images), 0, 255), tf.uint8)
         if normalization != "none":
             images = (tf.cast(images, tf.float32) - mean) / std
-        return images, (batch["labels"] if labeled else batch["id"])
+        return images, target
 
     return finish

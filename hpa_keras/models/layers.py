@@ -59,3 +59,81 @@ class ChannelStandardization(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "mean": self.mean, "std": self.std}
+
+
+# Initial 4->3 mixes of ChannelMixing: rows are inputs (red, green, blue, yellow),
+# columns the three channels an ImageNet backbone expects.
+CHANNEL_MIXES = {
+    # The original Kaggle kernel's: R + Y/2, G + Y/2, B (yellow shown as red plus green).
+    "kaggle": [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.5, 0.5, 0.0]],
+    # A later variant's: R/2 + B/2, Y/2 + B/2, G (the protein on its own channel).
+    "variant": [[0.5, 0.0, 0.0], [0.0, 0.0, 1.0], [0.5, 0.5, 0.0], [0.0, 0.5, 0.0]],
+    # Start from red, green, blue and learn how much yellow to mix in.
+    "identity": [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.0, 0.0, 0.0]],
+}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ChannelMixing(keras.layers.Layer):
+    """A 1x1 convolution without bias that mixes input channels into output channels.
+
+    Puts a 4-channel HPA image in front of a backbone pretrained on 3-channel
+    photographs, so the backbone's ImageNet weights load unchanged.
+
+    Args:
+        initial: ``"kaggle"``, ``"variant"`` or ``"identity"`` (see
+            ``CHANNEL_MIXES``), or an explicit ``(in, out)`` matrix.
+        trainable: learn the mix (default) or keep it fixed.
+
+    Example:
+        >>> mixed = ChannelMixing("kaggle", trainable=False)(four_channel_images)
+    """
+
+    def __init__(self, initial="kaggle", **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(initial, str):
+            if initial not in CHANNEL_MIXES:
+                raise ValueError(f"initial mix {initial!r}: use one of {sorted(CHANNEL_MIXES)}")
+            matrix = CHANNEL_MIXES[initial]
+        else:
+            matrix = [[float(value) for value in row] for row in initial]
+        self.initial = initial
+        self.matrix = matrix
+
+    def build(self, input_shape):
+        if input_shape[-1] != len(self.matrix):
+            raise ValueError(
+                f"ChannelMixing expects {len(self.matrix)} input channels, got {input_shape[-1]}"
+            )
+        self.kernel = self.add_weight(
+            name="kernel",
+            shape=(len(self.matrix), len(self.matrix[0])),
+            initializer=keras.initializers.Constant(self.matrix),
+            trainable=True,
+        )
+
+    def call(self, images):
+        return ops.einsum(
+            "bhwc,cd->bhwd",
+            ops.cast(images, self.compute_dtype),
+            ops.cast(self.kernel, self.compute_dtype),
+        )
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], len(self.matrix[0]))
+
+    def get_config(self):
+        return {**super().get_config(), "initial": self.initial}
+
+
+def classification_head(features, num_classes: int, dropout: float = 0.3, name: str = "head"):
+    """Dropout and a sigmoid layer giving one independent probability per class.
+
+    The output is float32 even under a mixed-precision policy, so losses and
+    thresholds see full-precision probabilities.
+    """
+    if dropout:
+        features = keras.layers.Dropout(dropout, name=f"{name}_dropout")(features)
+    return keras.layers.Dense(
+        num_classes, activation="sigmoid", dtype="float32", name=f"{name}_probabilities"
+    )(features)

@@ -1,0 +1,296 @@
+"""ImageNet backbones from keras.applications for 4-channel HPA images.
+
+DenseNet121/169 and ResNet50 get a true 4-channel first convolution.
+``keras.applications`` builds 4-channel inputs only without pretrained
+weights, so ImageNet weights are loaded into a 3-channel twin and copied
+across layer by layer; the first convolution's kernel is widened from 3 to 4
+input channels, the 4th (yellow) initialised by a documented rule:
+
+- ``"red"`` (default): a copy of the red filters, as the 2018 winners did
+  (the ER stain is, like the microtubules, a cytoplasmic reference);
+- ``"mean"``: the mean of the red, green and blue filters.
+
+InceptionResNetV2 keeps its 3-channel stem and gets a ``ChannelMixing`` layer
+in front (a learnable or fixed 1x1 mix of the four stains into three).
+
+No network at run time: ``weights="imagenet"`` looks for Keras' own weight
+files in the Keras cache (``$KERAS_HOME/models`` or ``~/.keras/models``) and
+says which file to put there when it is missing; ``weights=PATH`` takes a file.
+"""
+
+import os
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from hpa_keras.errors import InputError
+from hpa_keras.models.layers import ChannelMixing, classification_head
+
+# Keras' notop weight files and where Keras publishes them.
+IMAGENET_FILES = {
+    "densenet121": "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    "densenet169": "densenet169_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    "resnet50": "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    "inception_resnet_v2": "inception_resnet_v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
+}
+IMAGENET_URLS = {
+    "densenet121": "https://storage.googleapis.com/tensorflow/keras-applications/densenet/",
+    "densenet169": "https://storage.googleapis.com/tensorflow/keras-applications/densenet/",
+    "resnet50": "https://storage.googleapis.com/tensorflow/keras-applications/resnet/",
+    "inception_resnet_v2": (
+        "https://storage.googleapis.com/tensorflow/keras-applications/inception_resnet_v2/"
+    ),
+}
+FOURTH_CHANNEL_RULES = ("red", "mean")
+
+
+def keras_cache_folder() -> Path:
+    """Where Keras keeps downloaded weights: ``$KERAS_HOME/models`` or ``~/.keras/models``."""
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return Path(home) / "models"
+
+
+def resolve_weights(name: str, weights):
+    """``None``, or the local file to load for ``weights`` (``"imagenet"`` or a path)."""
+    if weights is None:
+        return None
+    if weights == "imagenet":
+        path = keras_cache_folder() / IMAGENET_FILES[name]
+        if not path.is_file():
+            raise InputError(
+                f"ImageNet weights for {name} not found: no {path}. hpa-keras does not "
+                f"download at run time; put {IMAGENET_FILES[name]} (from "
+                f"{IMAGENET_URLS[name]}{IMAGENET_FILES[name]}) into {path.parent}/, "
+                "or pass weights=PATH to a copy of it"
+            )
+        return str(path)
+    path = Path(weights)
+    if not path.is_file():
+        raise InputError(f"{path}: weights file not found")
+    return str(path)
+
+
+def widen_first_kernel(kernel: np.ndarray, channels: int, rule: str = "red") -> np.ndarray:
+    """A ``(kh, kw, 3, filters)`` kernel widened to ``channels`` inputs by ``rule``."""
+    if rule not in FOURTH_CHANNEL_RULES:
+        raise InputError(f"fourth-channel rule {rule!r}: use one of {FOURTH_CHANNEL_RULES}")
+    extra = kernel[:, :, :1] if rule == "red" else kernel.mean(axis=2, keepdims=True)
+    return np.concatenate([kernel] + [extra] * (channels - 3), axis=2)
+
+
+def copy_weights_widening_first_conv(source, target, first_conv: str, rule: str) -> None:
+    """Copy every weight of a 3-channel ``source`` into the 4-channel ``target`` twin."""
+    target_layers = {layer.name: layer for layer in target.layers}
+    for layer in source.layers:
+        weights = layer.get_weights()
+        if not weights:
+            continue
+        if layer.name == first_conv:
+            channels = target_layers[first_conv].get_weights()[0].shape[2]
+            weights = [widen_first_kernel(weights[0], channels, rule)] + weights[1:]
+        target_layers[layer.name].set_weights(weights)
+
+
+def _backbone(name, input_shape, weights_path, fourth_channel, variant):
+    """The convolutional trunk (average-pooled features) with a 4-channel first conv."""
+    builder, first_conv = _BACKBONES[name](variant)
+    channels = input_shape[-1]
+    if channels == 3 or weights_path is None:
+        return builder(input_shape, weights_path)
+    twin = builder((*input_shape[:-1], 3), weights_path)
+    widened = builder(input_shape, None)
+    copy_weights_widening_first_conv(twin, widened, first_conv, fourth_channel)
+    return widened
+
+
+def _densenet(blocks_full, model_name):
+    def choose(variant):
+        from keras.src.applications import densenet  # the generic builder behind DenseNet121
+
+        blocks = blocks_full if variant == "full" else [1, 1, 1, 1]
+
+        def build(input_shape, weights):
+            if variant == "full":
+                application = getattr(keras.applications, model_name)
+                return application(
+                    include_top=False, weights=weights, input_shape=input_shape, pooling="avg"
+                )
+            return densenet.DenseNet(
+                blocks,
+                include_top=False,
+                weights=weights,
+                input_shape=input_shape,
+                pooling="avg",
+                name=f"{model_name.lower()}_tiny",
+            )
+
+        return build, "conv1_conv"
+
+    return choose
+
+
+def _resnet50(variant):
+    from keras.src.applications import resnet
+
+    def build(input_shape, weights):
+        if variant == "full":
+            return keras.applications.ResNet50(
+                include_top=False, weights=weights, input_shape=input_shape, pooling="avg"
+            )
+
+        def stacks(features):  # one bottleneck block per stage instead of 3, 4, 6, 3
+            features = resnet.stack_residual_blocks_v1(features, 16, 1, stride1=1, name="conv2")
+            return resnet.stack_residual_blocks_v1(features, 32, 1, name="conv3")
+
+        return resnet.ResNet(
+            stacks,
+            False,
+            True,
+            include_top=False,
+            weights=weights,
+            input_shape=input_shape,
+            pooling="avg",
+            name="resnet50_tiny",
+        )
+
+    return build, "conv1_conv"
+
+
+_BACKBONES = {
+    "densenet121": _densenet([6, 12, 24, 16], "DenseNet121"),
+    "densenet169": _densenet([6, 12, 32, 32], "DenseNet169"),
+    "resnet50": _resnet50,
+}
+
+
+def _four_channel_model(name, input_shape, num_classes, weights, fourth_channel, dropout, variant):
+    if variant not in ("full", "tiny"):
+        raise InputError(f"variant {variant!r}: use 'full' or 'tiny'")
+    backbone = _backbone(name, input_shape, resolve_weights(name, weights), fourth_channel, variant)
+    backbone.name = "backbone"
+    inputs = keras.Input(input_shape, name="images")
+    outputs = classification_head(backbone(inputs), num_classes, dropout=dropout)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def build_densenet121(
+    input_shape=(512, 512, 4),
+    num_classes=28,
+    weights=None,
+    fourth_channel="red",
+    dropout=0.3,
+    variant="full",
+):
+    """DenseNet121 with a 4-channel first convolution; ``variant="tiny"`` for tests."""
+    return _four_channel_model(
+        "densenet121", input_shape, num_classes, weights, fourth_channel, dropout, variant
+    )
+
+
+def build_densenet169(
+    input_shape=(512, 512, 4),
+    num_classes=28,
+    weights=None,
+    fourth_channel="red",
+    dropout=0.3,
+    variant="full",
+):
+    """DenseNet169 with a 4-channel first convolution; ``variant="tiny"`` for tests."""
+    return _four_channel_model(
+        "densenet169", input_shape, num_classes, weights, fourth_channel, dropout, variant
+    )
+
+
+def build_resnet50(
+    input_shape=(512, 512, 4),
+    num_classes=28,
+    weights=None,
+    fourth_channel="red",
+    dropout=0.3,
+    variant="full",
+):
+    """ResNet50 with a 4-channel first convolution; ``variant="tiny"`` for tests."""
+    return _four_channel_model(
+        "resnet50", input_shape, num_classes, weights, fourth_channel, dropout, variant
+    )
+
+
+def build_inception_resnet_v2(
+    input_shape=(512, 512, 4),
+    num_classes=28,
+    weights=None,
+    mix="kaggle",
+    trainable_mix=True,
+    dropout=0.3,
+    variant="full",
+):
+    """InceptionResNetV2 behind a 4->3 ``ChannelMixing`` layer.
+
+    Args:
+        mix: initial mix, ``"kaggle"`` (R + Y/2, G + Y/2, B), ``"variant"``
+            (R/2 + B/2, Y/2 + B/2, G) or ``"identity"`` (R, G, B; learn the rest).
+        trainable_mix: learn the mix (default) or keep it fixed.
+        variant: ``"full"``, or ``"tiny"``: the same mixing and head around a
+            two-convolution stand-in trunk, for fast tests of everything but
+            InceptionResNetV2 itself (which Keras tests).
+    """
+    if variant not in ("full", "tiny"):
+        raise InputError(f"variant {variant!r}: use 'full' or 'tiny'")
+    weights_path = resolve_weights("inception_resnet_v2", weights)
+    inputs = keras.Input(input_shape, name="images")
+    mixed = ChannelMixing(mix, trainable=trainable_mix, name="channel_mixing")(inputs)
+    if variant == "full":
+        backbone = keras.applications.InceptionResNetV2(
+            include_top=False,
+            weights=weights_path,
+            input_shape=(*input_shape[:-1], 3),
+            pooling="avg",
+        )
+    else:
+        trunk_inputs = keras.Input((*input_shape[:-1], 3))
+        trunk = keras.layers.Conv2D(8, 3, strides=2, activation="relu")(trunk_inputs)
+        trunk = keras.layers.Conv2D(16, 3, strides=2, activation="relu")(trunk)
+        backbone = keras.Model(trunk_inputs, keras.layers.GlobalAveragePooling2D()(trunk))
+        if weights_path is not None:
+            backbone.load_weights(weights_path)
+    backbone.name = "backbone"
+    outputs = classification_head(backbone(mixed), num_classes, dropout=dropout)
+    return keras.Model(inputs, outputs, name="inception_resnet_v2")
+
+
+# ---------------------------------------------------------- fine-tuning stages
+
+
+def freeze_backbone(model) -> None:
+    """Train only what follows the backbone (stage one of two-stage fine-tuning).
+
+    Frozen BatchNorm layers run in inference mode, as fine-tuning needs.
+    Compile the model again after changing what is trainable.
+    """
+    _backbone_of(model).trainable = False
+
+
+def unfreeze(model, from_layer: str | None = None) -> None:
+    """Make the backbone trainable again: all of it, or from the layer ``from_layer`` on.
+
+    ``from_layer`` names a backbone layer (for example ``"conv5_block1_1_conv"``
+    of ResNet50 or ``"conv4_block1_0_bn"`` of DenseNet121); the layers before
+    it stay frozen. Compile the model again afterwards.
+    """
+    backbone = _backbone_of(model)
+    backbone.trainable = True
+    if from_layer is None:
+        return
+    names = [layer.name for layer in backbone.layers]
+    if from_layer not in names:
+        raise InputError(f"no layer {from_layer!r} in the backbone ({len(names)} layers)")
+    for layer in backbone.layers[: names.index(from_layer)]:
+        layer.trainable = False
+
+
+def _backbone_of(model):
+    try:
+        return model.get_layer("backbone")
+    except ValueError:
+        raise InputError(f"model {model.name} has no pretrained backbone to freeze") from None

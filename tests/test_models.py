@@ -1,0 +1,216 @@
+import keras
+import numpy as np
+import pytest
+
+from hpa_keras.errors import InputError
+from hpa_keras.models import TINY_OPTIONS, build_model, freeze_backbone, list_models, unfreeze
+from hpa_keras.models.applications import (
+    _BACKBONES,
+    resolve_weights,
+    widen_first_kernel,
+)
+from hpa_keras.models.layers import CHANNEL_MIXES, ChannelMixing
+
+SHAPE = (32, 32, 4)
+
+
+def tiny(name, **options):
+    return build_model(name, input_shape=SHAPE, **{**TINY_OPTIONS[name], **options})
+
+
+def images(count=2, seed=0):
+    return np.random.default_rng(seed).normal(size=(count, *SHAPE)).astype(np.float32)
+
+
+def test_registry_names():
+    assert list_models() == [
+        "gapnet",
+        "inception_resnet_v2",
+        "densenet121",
+        "densenet169",
+        "resnet50",
+        "simple_cnn",
+        "capsnet",
+    ]
+    with pytest.raises(InputError, match="unknown model 'vgg'; available: gapnet"):
+        build_model("vgg")
+    with pytest.raises(InputError, match="model gapnet has no option 'mix'"):
+        build_model("gapnet", input_shape=SHAPE, mix="kaggle")
+    # None options are dropped, so a CLI can pass every flag through.
+    assert (
+        build_model("gapnet", input_shape=SHAPE, activation=None, **TINY_OPTIONS["gapnet"]).name
+        == "gapnet"
+    )
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_output_shape_range_and_dtype(name):
+    model = tiny(name)
+    outputs = keras.ops.convert_to_numpy(model(images(), training=False))
+    assert outputs.shape == (2, 28) and outputs.dtype == np.float32
+    assert outputs.min() >= 0 and outputs.max() <= 1
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_save_and_reload_in_safe_mode_gives_identical_predictions(name, tmp_path):
+    model = tiny(name)
+    path = tmp_path / f"{name}.keras"
+    model.save(path)
+    reloaded = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_allclose(
+        reloaded.predict(images(), verbose=0),
+        model.predict(images(), verbose=0),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_one_training_step_in_eager_mode(name):
+    model = tiny(name)
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-2), loss="binary_crossentropy", run_eagerly=True
+    )
+    before = [weight.copy() for weight in model.get_weights()]
+    targets = np.zeros((2, 28), np.float32)
+    targets[:, [0, 25]] = 1
+    loss = model.train_on_batch(images(), targets)
+    assert np.isfinite(loss)
+    changed = [
+        not np.array_equal(old, new) for old, new in zip(before, model.get_weights(), strict=True)
+    ]
+    assert any(changed)
+
+
+@pytest.mark.parametrize("name", ["densenet121", "resnet50"])
+@pytest.mark.parametrize("rule", ["red", "mean"])
+def test_pretrained_weights_are_copied_and_the_first_conv_widened(name, rule, tmp_path):
+    builder, first_conv = _BACKBONES[name]("tiny")
+    twin = builder((32, 32, 3), None)  # a fake 3-channel checkpoint with random weights
+    path = tmp_path / "fake.weights.h5"
+    twin.save_weights(path)
+    model = tiny(name, weights=str(path), fourth_channel=rule)
+    backbone = model.get_layer("backbone")
+    source = twin.get_layer(first_conv).get_weights()[0]
+    kernel = backbone.get_layer(first_conv).get_weights()[0]
+    assert kernel.shape == (*source.shape[:2], 4, source.shape[3])
+    np.testing.assert_array_equal(kernel[:, :, :3], source)
+    expected = source[:, :, 0] if rule == "red" else source.mean(axis=2)
+    np.testing.assert_allclose(kernel[:, :, 3], expected, rtol=1e-6)
+    for layer in twin.layers:  # every other weight lands unchanged
+        if layer.name != first_conv and layer.get_weights():
+            for copied, original in zip(
+                backbone.get_layer(layer.name).get_weights(), layer.get_weights(), strict=True
+            ):
+                np.testing.assert_array_equal(copied, original)
+
+
+def test_widen_first_kernel_rules():
+    kernel = np.arange(2 * 2 * 3 * 1, dtype=np.float32).reshape(2, 2, 3, 1)
+    np.testing.assert_array_equal(widen_first_kernel(kernel, 4, "red")[:, :, 3], kernel[:, :, 0])
+    np.testing.assert_allclose(widen_first_kernel(kernel, 4, "mean")[:, :, 3], kernel.mean(axis=2))
+    with pytest.raises(InputError, match="fourth-channel rule"):
+        widen_first_kernel(kernel, 4, "zero")
+
+
+def test_missing_imagenet_weights_say_which_file_to_put_where(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    with pytest.raises(InputError) as caught:
+        resolve_weights("densenet121", "imagenet")
+    message = str(caught.value)
+    assert "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5" in message
+    assert str(tmp_path / "models") in message and "weights=PATH" in message
+    with pytest.raises(InputError, match="no .*notop.h5"):
+        build_model("resnet50", input_shape=SHAPE, weights="imagenet", variant="tiny")
+    with pytest.raises(InputError, match="weights file not found"):
+        resolve_weights("resnet50", str(tmp_path / "missing.h5"))
+    with pytest.raises(InputError, match="gapnet has no ImageNet weights"):
+        build_model("gapnet", weights="imagenet")
+
+
+@pytest.mark.parametrize("mix", ["kaggle", "variant", "identity"])
+def test_channel_mixing_starts_from_the_chosen_formula(mix):
+    red, green, blue, yellow = 1.0, 10.0, 100.0, 1000.0
+    image = np.array([red, green, blue, yellow], np.float32).reshape(1, 1, 1, 4)
+    expected = {
+        "kaggle": [red + yellow / 2, green + yellow / 2, blue],
+        "variant": [red / 2 + blue / 2, yellow / 2 + blue / 2, green],
+        "identity": [red, green, blue],
+    }[mix]
+    layer = ChannelMixing(mix)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(image))[0, 0, 0], expected)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer.kernel), CHANNEL_MIXES[mix])
+
+
+def test_fixed_or_learned_mixing_in_the_inception_model():
+    fixed = tiny("inception_resnet_v2", mix="variant", trainable_mix=False)
+    learned = tiny("inception_resnet_v2", mix="identity")
+    fixed_layer, learned_layer = (
+        fixed.get_layer("channel_mixing"),
+        learned.get_layer("channel_mixing"),
+    )
+    assert not fixed_layer.trainable and not fixed_layer.trainable_weights
+    assert learned_layer.trainable and len(learned_layer.trainable_weights) == 1
+
+
+def test_freeze_then_unfreeze_from_a_named_layer():
+    model = tiny("resnet50")
+    backbone = model.get_layer("backbone")
+    freeze_backbone(model)
+    assert not backbone.trainable_weights
+    head_weights = len(model.trainable_weights)
+    assert head_weights == 2  # the classifier's kernel and bias
+    names = [layer.name for layer in backbone.layers]
+    unfreeze(model, from_layer="conv3_block1_1_conv")
+    start = names.index("conv3_block1_1_conv")
+    assert all(not layer.trainable for layer in backbone.layers[:start] if layer.weights)
+    assert all(layer.trainable for layer in backbone.layers[start:])
+    unfreeze(model)
+    assert all(layer.trainable for layer in backbone.layers)
+    with pytest.raises(InputError, match="no layer 'nope'"):
+        unfreeze(model, from_layer="nope")
+    with pytest.raises(InputError, match="no pretrained backbone"):
+        freeze_backbone(tiny("gapnet"))
+
+
+def test_outputs_stay_float32_under_mixed_precision():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        for name in ("gapnet", "densenet121", "capsnet"):
+            outputs = tiny(name)(images())
+            assert keras.backend.standardize_dtype(outputs.dtype) == "float32", name
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_gapnet_structure_follows_the_paper():
+    model = build_model("gapnet", input_shape=(64, 64, 4))
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert [layer.filters for layer in convs] == [32, 64, 64, 64, 64, 128, 128, 128]
+    assert [layer.strides for layer in convs[:2]] == [(2, 2), (2, 2)]
+    assert model.get_layer("gap_concat").output.shape == (None, 32 + 64 + 128)
+    assert model.get_layer("dense1").units == 256 and model.get_layer("dense2").units == 256
+    selu = build_model("gapnet", input_shape=(64, 64, 4), activation="selu")
+    assert isinstance(selu.get_layer("dense1_dropout"), keras.layers.AlphaDropout)
+
+
+@pytest.mark.large
+@pytest.mark.parametrize(
+    ("name", "application", "feature_size", "extra"),
+    [
+        ("densenet121", "DenseNet121", 1024, 7 * 7 * 64),
+        ("densenet169", "DenseNet169", 1664, 7 * 7 * 64),
+        ("resnet50", "ResNet50", 2048, 7 * 7 * 64),
+        ("inception_resnet_v2", "InceptionResNetV2", 1536, 4 * 3),
+    ],
+)
+def test_full_size_parameter_counts_are_keras_own_plus_our_parts(
+    name, application, feature_size, extra
+):
+    reference = getattr(keras.applications, application)(
+        include_top=False, weights=None, input_shape=(224, 224, 3), pooling="avg"
+    )
+    model = build_model(name, input_shape=(224, 224, 4))
+    head = feature_size * 28 + 28
+    # extra: the 4th input channel of the first conv (7x7x64), or the 4x3 channel mix.
+    assert model.count_params() == reference.count_params() + extra + head
