@@ -138,14 +138,14 @@ def _command_verify(arguments) -> int:
 
 def _command_models(arguments) -> None:
     import_tensorflow_quietly()
-    from hpa_keras.models import MODELS, TINY_OPTIONS, build_model
+    from hpa_keras.models import DESCRIPTIONS, MODELS, TINY_OPTIONS, build_model
 
     size = arguments.image_size
     print(f"{'model':22s} {'parameters':>12s}  (input {size}x{size}x4, 28 classes)")
     for name in MODELS:
         options = TINY_OPTIONS[name] if arguments.tiny else {}
         model = build_model(name, input_shape=(size, size, 4), **options)
-        print(f"{name:22s} {model.count_params():12,d}  {MODELS[name].__doc__.splitlines()[0]}")
+        print(f"{name:22s} {model.count_params():12,d}  {DESCRIPTIONS[name]}")
 
 
 def _add_worker_arguments(parser: argparse.ArgumentParser) -> None:

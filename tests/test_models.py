@@ -214,3 +214,13 @@ def test_full_size_parameter_counts_are_keras_own_plus_our_parts(
     head = feature_size * 28 + 28
     # extra: the 4th input channel of the first conv (7x7x64), or the 4x3 channel mix.
     assert model.count_params() == reference.count_params() + extra + head
+
+
+def test_models_command_lists_every_model_with_its_parameter_count(capsys):
+    from hpa_keras.cli import main
+
+    assert main(["models", "--tiny", "--image-size", "32"]) == 0
+    printed = capsys.readouterr().out
+    for name in list_models():
+        count = tiny(name).count_params()
+        assert f"{name:22s} {count:12,d}" in printed

@@ -34,6 +34,16 @@ MODELS = {
     "capsnet": build_capsnet,
 }
 
+DESCRIPTIONS = {
+    "gapnet": "GapNet-PL: 3 GAP taps concatenated, 2 dense layers (ICLR 2019)",
+    "inception_resnet_v2": "InceptionResNetV2 behind a 4->3 channel mixing layer",
+    "densenet121": "DenseNet121 with a 4-channel first convolution",
+    "densenet169": "DenseNet169 with a 4-channel first convolution",
+    "resnet50": "ResNet50 with a 4-channel first convolution",
+    "simple_cnn": "baseline: 3 conv/BatchNorm/pool/ReLU blocks, 2 dense layers",
+    "capsnet": "baseline: capsule network with dynamic routing (Sabour et al. 2017)",
+}
+
 # Options that make a small, fast variant of each model, for tests and smoke runs.
 TINY_OPTIONS = {
     "gapnet": {"width": 4, "depth": 1, "dense_units": 8},
@@ -69,4 +79,12 @@ def build_model(
     )
 
 
-__all__ = ["MODELS", "TINY_OPTIONS", "build_model", "freeze_backbone", "list_models", "unfreeze"]
+__all__ = [
+    "DESCRIPTIONS",
+    "MODELS",
+    "TINY_OPTIONS",
+    "build_model",
+    "freeze_backbone",
+    "list_models",
+    "unfreeze",
+]

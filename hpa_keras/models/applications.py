@@ -19,6 +19,7 @@ says which file to put there when it is missing; ``weights=PATH`` takes a file.
 """
 
 import os
+import warnings
 from pathlib import Path
 
 import keras
@@ -96,10 +97,12 @@ def _backbone(name, input_shape, weights_path, fourth_channel, variant):
     """The convolutional trunk (average-pooled features) with a 4-channel first conv."""
     builder, first_conv = _BACKBONES[name](variant)
     channels = input_shape[-1]
-    if channels == 3 or weights_path is None:
-        return builder(input_shape, weights_path)
-    twin = builder((*input_shape[:-1], 3), weights_path)
-    widened = builder(input_shape, None)
+    with warnings.catch_warnings():  # 4 input channels is the point here, not a mistake
+        warnings.filterwarnings("ignore", message="This model usually expects 1 or 3 input")
+        if channels == 3 or weights_path is None:
+            return builder(input_shape, weights_path)
+        twin = builder((*input_shape[:-1], 3), weights_path)
+        widened = builder(input_shape, None)
     copy_weights_widening_first_conv(twin, widened, first_conv, fourth_channel)
     return widened
 
@@ -279,14 +282,15 @@ def unfreeze(model, from_layer: str | None = None) -> None:
     it stay frozen. Compile the model again afterwards.
     """
     backbone = _backbone_of(model)
-    backbone.trainable = True
-    if from_layer is None:
-        return
     names = [layer.name for layer in backbone.layers]
-    if from_layer not in names:
+    if from_layer is not None and from_layer not in names:
         raise InputError(f"no layer {from_layer!r} in the backbone ({len(names)} layers)")
-    for layer in backbone.layers[: names.index(from_layer)]:
-        layer.trainable = False
+    first = names.index(from_layer) if from_layer is not None else 0
+    backbone.trainable = True
+    # Each layer explicitly: setting an already trainable backbone to trainable does not
+    # reach layers frozen one by one by an earlier unfreeze(from_layer=...).
+    for position, layer in enumerate(backbone.layers):
+        layer.trainable = position >= first
 
 
 def _backbone_of(model):
