@@ -132,10 +132,12 @@ def kernel_rate(folder: Path, size: int) -> float:
 
 
 def pipeline_rate(records: Path, normalization: str) -> float:
+    """As model.fit consumes it: repeating (the shuffle buffer fills once), EPOCHS passes."""
     dataset = load_dataset(
-        records, training=True, batch_size=BATCH, repeat=False, seed=0, normalization=normalization
+        records, training=True, batch_size=BATCH, repeat=True, seed=0, normalization=normalization
     )
-    return rate(dataset.repeat(EPOCHS))
+    batches = EPOCHS * read_manifest(records)["num_records"] // BATCH
+    return rate(dataset.take(batches + 1))
 
 
 def bare_rate(records: Path) -> float:

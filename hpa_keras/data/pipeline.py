@@ -70,6 +70,14 @@ def select_shards(manifest: dict, folds=None) -> list[dict]:
     return [shard for shard in shards if shard["fold"] in wanted]
 
 
+def shard_paths(tfrecord_dir: str | os.PathLike, manifest: dict, folds=None) -> list[str]:
+    """Paths of the shards of ``folds``, in the manifest's order."""
+    return [
+        os.path.join(os.fspath(tfrecord_dir), shard["file"])
+        for shard in select_shards(manifest, folds)
+    ]
+
+
 def load_dataset(
     tfrecord_dir: str | os.PathLike,
     folds=None,
@@ -118,10 +126,7 @@ def load_dataset(
         raise InputError(f"normalization {normalization!r}: use one of {NORMALIZATIONS}")
     if batch_size < 1:
         raise InputError(f"batch_size must be at least 1, got {batch_size}")
-    files = [
-        os.path.join(os.fspath(tfrecord_dir), shard["file"])
-        for shard in select_shards(manifest, folds)
-    ]
+    files = shard_paths(tfrecord_dir, manifest, folds)
     labeled = manifest["labeled"]
     stored = manifest["image_size"]
     size = image_size or stored
@@ -155,11 +160,7 @@ def load_dataset(
 
 def dataset_ids(tfrecord_dir: str | os.PathLike, folds=None) -> list[str]:
     """Sample Ids in the evaluation order of :func:`load_dataset` (``training=False``)."""
-    manifest = read_manifest(tfrecord_dir)
-    files = [
-        os.path.join(os.fspath(tfrecord_dir), shard["file"])
-        for shard in select_shards(manifest, folds)
-    ]
+    files = shard_paths(tfrecord_dir, read_manifest(tfrecord_dir), folds)
     spec = {"id": tf.io.FixedLenFeature([], tf.string)}
     ids = tf.data.TFRecordDataset(files, buffer_size=READ_BUFFER_BYTES).map(
         lambda record: tf.io.parse_single_example(record, spec)["id"]
