@@ -26,15 +26,14 @@ import cv2
 import keras
 import numpy as np
 import tensorflow as tf
+from real_hpa import real_hpa_folder  # benchmarks/real_hpa.py
 
 from hpa_keras.classes import CHANNELS, NUM_CLASSES
-from hpa_keras.data.label_sampler import sample_label_sets
 from hpa_keras.data.pipeline import load_dataset
 from hpa_keras.data.synthetic import DemoDataSettings, make_demo_data
 from hpa_keras.data.tfrecords import ConversionSettings, make_tfrecords, read_manifest
-from hpa_keras.labels import read_labels, write_labels
+from hpa_keras.labels import read_labels
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "hpa-kaggle-2018"
 BATCH = 32
 EPOCHS = 3
 
@@ -73,32 +72,6 @@ class KernelStylePyDataset(keras.utils.PyDataset):
             images[row] = image / 255.0
             targets[row, list(self.labels[sample])] = 1
         return images, targets
-
-
-def real_folder(folder: Path, count: int, size: int) -> Path | None:
-    source = SHARED / "channel-samples"
-    if not source.is_dir():
-        return None
-    files = {channel: sorted(source.glob(f"*_{channel}.png")) for channel in CHANNELS}
-    groups = min(len(paths) for paths in files.values())
-    images = folder / "train"
-    images.mkdir(parents=True)
-    ids = []
-    for index in range(count):
-        sample_id = f"real-{index:05d}"
-        for channel in CHANNELS:
-            target = images / f"{sample_id}_{channel}.png"
-            original = files[channel][index % groups]
-            if size == 512:
-                os.link(original, target)
-            else:
-                plane = cv2.imread(str(original), cv2.IMREAD_UNCHANGED)
-                cv2.imwrite(
-                    str(target), cv2.resize(plane, (size, size), interpolation=cv2.INTER_AREA)
-                )
-        ids.append(sample_id)
-    write_labels(folder / "train.csv", ids, sample_label_sets(np.random.default_rng(0), count))
-    return folder
 
 
 REPEATS = 3
@@ -188,7 +161,7 @@ def main() -> None:
         root = Path(temporary)
         for size in arguments.sizes:
             sources = {}
-            real = real_folder(root / f"real-{size}", count, size)
+            real = real_hpa_folder(root / f"real-{size}", count, size)
             if real is not None:
                 sources["real HPA"] = real
             synthetic = root / f"synthetic-{size}"

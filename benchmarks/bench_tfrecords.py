@@ -16,7 +16,6 @@ sizes (it streams, so memory should not grow with the data).
 """
 
 import argparse
-import os
 import resource
 import subprocess
 import sys
@@ -25,34 +24,11 @@ import time
 from pathlib import Path
 
 import cv2
-import numpy as np
+from real_hpa import real_hpa_folder  # benchmarks/real_hpa.py
 
 from hpa_keras.classes import CHANNELS
-from hpa_keras.data.label_sampler import sample_label_sets
 from hpa_keras.data.synthetic import DemoDataSettings, make_demo_data
 from hpa_keras.data.tfrecords import ConversionSettings, make_tfrecords
-from hpa_keras.labels import write_labels
-
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "hpa-kaggle-2018"
-
-
-def real_dataset(folder: Path, count: int) -> Path | None:
-    """``count`` samples made of real channel files, hard-linked under new Ids."""
-    source = SHARED / "channel-samples"
-    if not source.is_dir():
-        return None
-    files = {channel: sorted(source.glob(f"*_{channel}.png")) for channel in CHANNELS}
-    groups = min(len(paths) for paths in files.values())
-    images = folder / "train"
-    images.mkdir(parents=True)
-    ids = []
-    for index in range(count):
-        sample_id = f"real-{index:05d}"
-        for channel in CHANNELS:
-            os.link(files[channel][index % groups], images / f"{sample_id}_{channel}.png")
-        ids.append(sample_id)
-    write_labels(folder / "train.csv", ids, sample_label_sets(np.random.default_rng(0), count))
-    return folder
 
 
 def bare_decode(images: Path, ids) -> float:
@@ -138,7 +114,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as temporary:
         folder = Path(temporary)
         datasets = {}
-        real = real_dataset(folder / "real", count)
+        real = real_hpa_folder(folder / "real", count)
         if real is None:
             print("../shared is absent: real HPA PNGs skipped")
         else:
