@@ -81,25 +81,32 @@ def read_back(out: Path, manifest: dict) -> float:
     return count / (time.perf_counter() - start)
 
 
-def peak_memory_megabytes(count: int, folder: Path) -> float:
-    """Peak resident memory of a separate process converting ``count`` synthetic samples."""
+def peak_memory_megabytes(count: int, folder: Path, size: int = 256) -> float:
+    """Peak resident memory of a separate process converting ``count`` synthetic samples.
+
+    Raw encoding, 2 workers: the case where the writing process is the slower
+    side, so results piling up (rather than streaming) would show.
+    """
     data = folder / f"memory-{count}"
     make_demo_data(
         data,
-        DemoDataSettings(num_samples=count, image_size=128, seed=1, test_fraction=0.0),
+        DemoDataSettings(num_samples=count, image_size=size, seed=1, test_fraction=0.0),
         progress=False,
     )
     script = (
         "import re\n"
         "from hpa_keras.data.tfrecords import ConversionSettings, make_tfrecords\n"
-        f"make_tfrecords({str(data / 'train')!r}, {str(folder / f'memory-out-{count}')!r}, "
-        f"labels={str(data / 'train.csv')!r}, settings=ConversionSettings(num_shards=4), "
-        "workers=2, progress=False)\n"
+        "if __name__ == '__main__':\n"
+        f"    make_tfrecords({str(data / 'train')!r}, {str(folder / f'memory-out-{count}')!r}, "
+        f"labels={str(data / 'train.csv')!r}, settings=ConversionSettings(encoding='raw', "
+        "num_shards=4), workers=2, progress=False)\n"
         # VmHWM: this address space's peak (ru_maxrss would carry the parent's over exec)
-        "print(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read())[1])\n"
+        "    print(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read())[1])\n"
     )
+    script_path = folder / f"memory-{count}.py"
+    script_path.write_text(script)
     result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+        [sys.executable, str(script_path)], capture_output=True, text=True, check=True
     )
     return int(result.stdout.strip().splitlines()[-1]) / 1024
 
@@ -148,7 +155,7 @@ def main() -> None:
 
         small, large = max(count // 4, 64), max(count, 256)
         print(
-            f"\npeak memory of the converter process (128 px, 2 workers): "
+            f"\npeak memory of the converter process (raw, 256 px, 2 workers): "
             f"{small} samples {peak_memory_megabytes(small, folder):.0f} MB, "
             f"{large} samples {peak_memory_megabytes(large, folder):.0f} MB"
         )

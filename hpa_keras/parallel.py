@@ -7,6 +7,8 @@ With one worker everything runs in the calling process, which keeps tests and
 debugging simple.
 """
 
+import collections
+import itertools
 import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -25,16 +27,30 @@ def _worker_init() -> None:
     cv2.setNumThreads(1)  # one process per core; OpenCV's own threads would oversubscribe
 
 
-def ordered_map(function: Callable, tasks: Iterable, workers: int, chunksize: int = 4) -> Iterator:
+def ordered_map(
+    function: Callable, tasks: Iterable, workers: int, max_pending: int | None = None
+) -> Iterator:
     """``function(task)`` for each task, in task order, in ``workers`` processes.
 
-    Results are yielded as they complete in order, so a caller can stream them
-    to disk; an exception (or KeyboardInterrupt) in the caller terminates the
-    workers.
+    At most ``max_pending`` tasks (default ``8 * workers``) are submitted and
+    not yet consumed, so when the caller is the slower side (writing large
+    results) finished results do not pile up in memory: ``Pool.imap`` would
+    take every task at once and queue every result. Tasks are pulled from the
+    iterable lazily. An exception (or KeyboardInterrupt) in the caller
+    terminates the workers.
     """
     if workers <= 1:
         yield from map(function, tasks)
         return
+    window = max_pending or 8 * workers
+    iterator = iter(tasks)
     context = multiprocessing.get_context("spawn")
     with context.Pool(workers, initializer=_worker_init) as pool:
-        yield from pool.imap(function, tasks, chunksize=chunksize)
+        pending = collections.deque(
+            pool.apply_async(function, (task,)) for task in itertools.islice(iterator, window)
+        )
+        while pending:
+            result = pending.popleft().get()
+            for task in itertools.islice(iterator, 1):
+                pending.append(pool.apply_async(function, (task,)))
+            yield result

@@ -463,7 +463,7 @@ def make_tfrecords(
         for shard in pending
         for sample_id in shard["ids"]
     )
-    results = ordered_map(_encode_task, tasks, workers, chunksize=4)
+    results = ordered_map(_encode_task, tasks, workers)
     try:
         with tqdm(
             total=total_samples,
