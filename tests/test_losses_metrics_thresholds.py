@@ -1,0 +1,123 @@
+import keras
+import numpy as np
+import pytest
+from sklearn.metrics import f1_score
+
+from hpa_keras.losses import (
+    CapsuleMarginLoss,
+    SoftF1Loss,
+    WeightedBinaryCrossentropy,
+    inverse_log_class_weights,
+    positive_weights,
+)
+from hpa_keras.metrics import f1_per_class, macro_f1, macro_f1_metric
+from hpa_keras.thresholds import apply_thresholds, best_thresholds, grid_thresholds
+
+RNG = np.random.default_rng(0)
+Y_TRUE = (RNG.random((64, 28)) < 0.2).astype(np.float32)
+Y_PRED = RNG.uniform(0.01, 0.99, (64, 28)).astype(np.float32)
+
+
+def keras_value(loss):
+    return float(keras.ops.convert_to_numpy(loss(Y_TRUE, Y_PRED)))
+
+
+def test_weighted_bce_against_numpy():
+    pos, cls = RNG.uniform(0.5, 3, 28), RNG.uniform(0.5, 2, 28)
+    terms = -(pos * Y_TRUE * np.log(Y_PRED) + (1 - Y_TRUE) * np.log(1 - Y_PRED)) * cls
+    expected = terms.mean(axis=1).mean()
+    loss = WeightedBinaryCrossentropy(pos_weights=pos, class_weights=cls)
+    assert keras_value(loss) == pytest.approx(expected, rel=1e-5)
+    plain = keras.losses.BinaryCrossentropy()
+    assert keras_value(WeightedBinaryCrossentropy()) == pytest.approx(keras_value(plain), rel=1e-5)
+
+
+def test_soft_f1_against_numpy():
+    tp = (Y_TRUE * Y_PRED).sum(0)
+    fp = ((1 - Y_TRUE) * Y_PRED).sum(0)
+    fn = (Y_TRUE * (1 - Y_PRED)).sum(0)
+    expected = 1 - (2 * tp / (2 * tp + fp + fn + 1e-7)).mean()
+    assert keras_value(SoftF1Loss()) == pytest.approx(expected, rel=1e-5)
+
+
+def test_margin_loss_against_numpy():
+    present = Y_TRUE * np.maximum(0, 0.9 - Y_PRED) ** 2
+    absent = (1 - Y_TRUE) * np.maximum(0, Y_PRED - 0.1) ** 2
+    expected = (present + 0.5 * absent).sum(axis=1).mean()
+    assert keras_value(CapsuleMarginLoss()) == pytest.approx(expected, rel=1e-5)
+
+
+def test_losses_survive_serialization():
+    for loss in (WeightedBinaryCrossentropy([2.0] * 28), SoftF1Loss(), CapsuleMarginLoss(0.8)):
+        clone = keras.losses.deserialize(keras.losses.serialize(loss))
+        assert keras_value(clone) == pytest.approx(keras_value(loss), rel=1e-6)
+
+
+def test_class_weight_rules():
+    counts, total = np.array([12885, 11, 0]), 31072
+    ratio = (total - np.maximum(counts, 1)) / np.maximum(counts, 1)
+    np.testing.assert_allclose(positive_weights(counts, total, "ratio"), ratio, rtol=1e-6)
+    np.testing.assert_allclose(positive_weights(counts, total, "sqrt"), np.sqrt(ratio), rtol=1e-6)
+    log = positive_weights(counts, total, "log")
+    assert log[0] == 1.0 and log[1] == pytest.approx(np.log(ratio[1]), rel=1e-6)
+    assert positive_weights(counts, total, "none").tolist() == [1, 1, 1]
+    weights = inverse_log_class_weights(counts)
+    raw = 1 / np.log(np.maximum(counts, 2))
+    np.testing.assert_allclose(weights, raw / raw.mean(), rtol=1e-6)
+    with pytest.raises(ValueError, match="rule"):
+        positive_weights(counts, total, "cube")
+
+
+def test_f1_helpers_equal_scikit_learn():
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        truth = rng.random((200, 28)) < rng.uniform(0, 0.3, 28)
+        predicted = rng.random((200, 28)) < rng.uniform(0, 0.3, 28)
+        truth[:, 5] = predicted[:, 5] = False  # a class absent on both sides scores 0
+        expected = f1_score(truth, predicted, average="macro", zero_division=0)
+        assert macro_f1(truth, predicted) == pytest.approx(expected, abs=1e-12)
+        np.testing.assert_allclose(
+            f1_per_class(truth, predicted),
+            f1_score(truth, predicted, average=None, zero_division=0),
+            atol=1e-12,
+        )
+
+
+def test_keras_macro_f1_metric_matches_numpy_at_half():
+    metric = macro_f1_metric()
+    metric.update_state(Y_TRUE, Y_PRED)
+    expected = macro_f1(Y_TRUE, Y_PRED >= 0.5)
+    assert float(metric.result()) == pytest.approx(expected, abs=1e-5)
+
+
+def noisy_scores(truth, rng, signal=1.5):
+    logits = signal * (2 * truth - 1) + rng.normal(0, 1.5, truth.shape)
+    return 1 / (1 + np.exp(-logits))
+
+
+def test_exact_search_is_never_below_the_grid_and_reproduces_its_f1():
+    rng = np.random.default_rng(1)
+    truth = (rng.random((500, 28)) < np.geomspace(0.4, 0.005, 28)).astype(int)
+    scores = np.round(noisy_scores(truth, rng), 4)  # ties, as real outputs have
+    thresholds, f1 = best_thresholds(truth, scores)
+    grid, grid_f1 = grid_thresholds(truth, scores)
+    assert np.all(f1 >= grid_f1 - 1e-12)
+    np.testing.assert_allclose(
+        f1_per_class(truth, apply_thresholds(scores, thresholds)), f1, atol=1e-12
+    )
+    # Brute force over every candidate cut of one class agrees.
+    column = 3
+    candidates = np.unique(np.append(scores[:, column], 0.0))
+    brute = max(
+        f1_per_class(truth[:, [column]], scores[:, [column]] >= value)[0] for value in candidates
+    )
+    assert f1[column] == pytest.approx(brute, abs=1e-12)
+
+
+def test_absent_classes_keep_the_default_threshold():
+    truth = np.zeros((10, 2), int)
+    truth[:3, 0] = 1
+    scores = np.linspace(0, 1, 20).reshape(10, 2)
+    thresholds, f1 = best_thresholds(truth, scores, absent_threshold=0.7)
+    assert thresholds[1] == 0.7 and f1[1] == 0.0
+    assert f1[0] > 0
