@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hpa_keras.classes import CHANNELS, CLASS_NAMES, NUM_CLASSES
+from hpa_keras.classes import CLASS_NAMES, NUM_CLASSES
 from hpa_keras.data.synthetic import DemoDataSettings, make_demo_data, render_sample
 from hpa_keras.display import gallery_figure, save_figure, write_sample_figure
 from hpa_keras.labels import read_labels
@@ -31,15 +31,12 @@ def class_gallery(path: Path, image_size: int = 256, seed: int = 0) -> None:
 
 def training_gallery(path: Path, data: Path, count: int = 14) -> None:
     """The first ``count`` training samples as written to disk, titled with their labels."""
-    from hpa_keras.data.images import find_sample_files, read_channel, to_unit_float
+    from hpa_keras.data.images import find_sample_files, read_sample, to_unit_float
 
     table = read_labels(data / "train.csv")
     images, titles = [], []
     for sample_id, labels in list(zip(table.ids, table.labels, strict=True))[:count]:
-        files = find_sample_files(data, sample_id)
-        images.append(
-            np.stack([to_unit_float(read_channel(files[name])) for name in CHANNELS], axis=-1)
-        )
+        images.append(to_unit_float(read_sample(find_sample_files(data, sample_id))))
         titles.append("\n".join(CLASS_NAMES[index] for index in labels))
     save_figure(gallery_figure(images, titles), path, dpi=90)
 

@@ -8,6 +8,7 @@ channels are often too dim to see and 16-bit files would look black.
 
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import matplotlib
 
@@ -17,8 +18,13 @@ import numpy as np  # noqa: E402
 
 from hpa_keras.atomic import atomic_path  # noqa: E402
 from hpa_keras.classes import CHANNEL_STAINS, CHANNELS, class_name  # noqa: E402
-from hpa_keras.data.images import to_unit_float  # noqa: E402
+from hpa_keras.data.images import (  # noqa: E402
+    find_sample_files,
+    read_channel,
+    to_unit_float,
+)
 from hpa_keras.errors import InputError  # noqa: E402
+from hpa_keras.labels import read_labels  # noqa: E402
 
 # RGB colour of each stain in the composite and the single-channel panels.
 STAIN_COLORS: dict[str, tuple[float, float, float]] = {
@@ -123,11 +129,6 @@ def write_sample_figure(
     Labels come from ``labels_csv``, else from ``train.csv`` or
     ``test_labels.csv`` in ``root`` when they list the Id. Returns what was found.
     """
-    from pathlib import Path
-
-    from hpa_keras.data.images import find_sample_files, read_channel
-    from hpa_keras.labels import read_labels
-
     files = find_sample_files(root, sample_id)
     channels = {name: read_channel(path) if path else None for name, path in files.items()}
     shapes = {array.shape for array in channels.values() if array is not None}
@@ -141,9 +142,10 @@ def write_sample_figure(
     labels = None
     for candidate in candidates:
         if candidate.is_file():
-            table = read_labels(candidate)
-            if sample_id in table.ids:
-                labels = table.labels_of(sample_id)
+            try:
+                labels = read_labels(candidate).labels_of(sample_id)
                 break
+            except KeyError:
+                continue
     save_figure(sample_figure(channels, sample_id, labels), out)
     return {"files": files, "labels": labels}

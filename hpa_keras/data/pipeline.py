@@ -209,7 +209,7 @@ def _multi_hot(labels):
 def _select_channels(images, indices):
     """The channels ``indices`` of the last axis: nothing for all four in order, a slice
     for a contiguous run, a gather otherwise (an element-wise gather of every pixel costs
-    milliseconds a 512x512 image, more than decoding a raw record)."""
+    more than decoding a raw record)."""
     if indices == list(range(images.shape[-1])):
         return images
     if indices == list(range(indices[0], indices[-1] + 1)):

@@ -26,8 +26,9 @@ the main process imports TensorFlow, to serialize and write records.
 Why four PNGs rather than one 4-channel PNG: a Kaggle channel file that is
 already an 8-bit grayscale PNG of the right size is stored byte for byte, so
 conversion costs one decode (for checking and statistics) and no encode,
-records are exactly the source files, and they are smaller (about 452 KiB a
-real 512x512 sample, against 608 KiB re-encoded as RGBA). A loader can also
+records are exactly the source files, and they are smaller than one
+re-encoded 4-channel PNG (447 KiB a real 512x512 sample, see
+benchmarks/bench_tfrecords.py). A loader can also
 decode only the channels it uses.
 """
 
