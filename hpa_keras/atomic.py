@@ -23,15 +23,17 @@ _FILE_MODE = 0o666 & ~_current_umask()
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike):
+def atomic_path(path: str | os.PathLike, suffix: str = ".tmp"):
     """Yield a temporary path in the target's folder; rename it to ``path`` on success.
 
     On an exception the temporary file is removed and ``path`` is untouched.
+    ``suffix`` ends the temporary name, for writers that insist on an
+    extension (Keras saves only to names ending in ``.keras``).
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(
-        prefix=f".{target.name}.", suffix=".tmp", dir=target.parent
+        prefix=f".{target.name}.", suffix=suffix, dir=target.parent
     )
     os.close(descriptor)
     try:

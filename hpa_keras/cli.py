@@ -41,6 +41,7 @@ def _command_make_demo_data(arguments) -> None:
         seed=arguments.seed,
         test_fraction=arguments.test_fraction,
         bit_depth=arguments.bit_depth,
+        label_balance=arguments.label_balance,
     )
     summary = make_demo_data(
         arguments.out,
@@ -148,6 +149,154 @@ def _command_models(arguments) -> None:
         print(f"{name:22s} {model.count_params():12,d}  {DESCRIPTIONS[name]}")
 
 
+def _model_option(text: str) -> tuple[str, object]:
+    import yaml
+
+    key, separator, value = text.partition("=")
+    if not separator or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.replace("-", "_"), yaml.safe_load(value)
+
+
+def _command_fit(arguments) -> None:
+    import dataclasses
+
+    import_tensorflow_quietly()  # before the settings check imports Keras
+    from hpa_keras.train import TrainingConfig, resolve_config
+
+    # Flags named like settings pass through; None means "not given".
+    settings = {field.name for field in dataclasses.fields(TrainingConfig)}
+    overrides = {name: value for name, value in vars(arguments).items() if name in settings}
+    options = dict(arguments.model_option or [])
+    if arguments.tiny:
+        from hpa_keras.models import TINY_OPTIONS
+
+        options = {**TINY_OPTIONS.get(arguments.model or "gapnet", {}), **options}
+    if options:
+        overrides["model_options"] = options
+    if arguments.quiet:
+        overrides["verbose"] = 0
+    config = resolve_config(overrides, arguments.config)
+    if config.schedule != "plateau" and arguments.plateau_patience is not None:
+        raise InputError(
+            f"--plateau-patience applies to --schedule plateau only: ReduceLROnPlateau cannot "
+            f"change the rate of the {config.schedule} schedule"
+        )
+    if arguments.find_lr:
+        from hpa_keras.train import find_learning_rate_for
+
+        result = find_learning_rate_for(config)
+        print(
+            f"learning-rate range test over {result['steps']} batches: suggested --lr "
+            f"{result['suggested_lr']:.2g}; plot: {result['plot']}"
+        )
+        return
+    from hpa_keras.train import fit
+
+    summary = fit(config)
+    print(
+        f"{summary['run']}: best epoch {summary['best_epoch']} of {summary['epochs']}, "
+        f"validation macro F1 {summary['val_macro_f1_at_0.5']:.3f} at 0.5, "
+        f"{summary['val_macro_f1_tuned']:.3f} with tuned thresholds ({summary['seconds']:.0f} s)"
+    )
+
+
+def _add_fit_parser(commands) -> None:
+    fit = commands.add_parser(
+        "fit",
+        help="train a model on TFRecords, with threshold search, into a run folder",
+        description="Train on every fold but --fold, validate on --fold, search per-class "
+        "thresholds each epoch and keep the best epoch. Settings: flags over --config YAML over "
+        "defaults; the resolved ones are saved as RUN_DIR/config.yaml. Killed and started again "
+        "with the same command, a run resumes after its last finished epoch.",
+    )
+    fit.add_argument("--data", help="make-tfrecords output folder to train on")
+    fit.add_argument("--model", help="model name (see `hpa-keras models`; default gapnet)")
+    fit.add_argument("--config", help="YAML file of settings (keys as in RUN_DIR/config.yaml)")
+    fit.add_argument("--out", help="run folder (default: runs/MODEL-foldK)")
+    fit.add_argument("--fold", type=int, help="validation fold (default 0)")
+    fit.add_argument("--epochs", type=_positive_int, help="epochs (default 10)")
+    fit.add_argument("--image-size", type=_positive_int, help="train at SxS (default: as stored)")
+    fit.add_argument("--channels", help="rgby (default), rgb, g or a comma-separated list")
+    fit.add_argument("--batch-size", type=_positive_int, help="global batch size (default 32)")
+    fit.add_argument(
+        "--loss",
+        help="bce, weighted_bce (default), focal, soft_f1 or margin",
+    )
+    fit.add_argument(
+        "--pos-weight",
+        help="weighted_bce's positive weights: none, ratio (N_neg/N_pos), log (default), sqrt",
+    )
+    fit.add_argument(
+        "--class-weight",
+        action="store_const",
+        const=True,
+        help="also weight classes by 1/log(N_i)",
+    )
+    fit.add_argument("--lr", type=float, help="learning rate (default 0.001)")
+    fit.add_argument("--optimizer", help="adam (default), adamw or sgd")
+    fit.add_argument(
+        "--schedule",
+        help="plateau (default: ReduceLROnPlateau on val_loss), sgdr (cosine decay with warm "
+        "restarts) or constant; plateau and sgdr exclude each other, since a schedule's rate "
+        "cannot be reduced on a plateau",
+    )
+    fit.add_argument("--plateau-patience", type=int, help="epochs without improvement (2)")
+    fit.add_argument("--sgdr-epochs", type=_positive_int, help="first SGDR cycle, epochs (4)")
+    fit.add_argument(
+        "--early-stopping-patience", type=int, help="stop after N epochs without a better tuned F1"
+    )
+    fit.add_argument("--weights", help="imagenet or a weights file (default: none)")
+    fit.add_argument(
+        "--frozen-epochs",
+        type=int,
+        help="first train N epochs with the pretrained backbone frozen (two-stage fine-tuning)",
+    )
+    fit.add_argument("--frozen-lr", type=float, help="learning rate of the frozen stage")
+    fit.add_argument(
+        "--backbone-lr-factor",
+        type=float,
+        help="the backbone learns at this fraction of --lr (differential learning rates)",
+    )
+    fit.add_argument(
+        "--threshold-strategy", help="per_class (default), global, buckets, rate or fixed"
+    )
+    fit.add_argument("--steps-per-epoch", type=_positive_int, help="default: one pass")
+    fit.add_argument(
+        "--model-option",
+        type=_model_option,
+        action="append",
+        metavar="KEY=VALUE",
+        help="builder option, repeatable (for example width=16)",
+    )
+    fit.add_argument("--tiny", action="store_true", help="the model's tiny test variant")
+    fit.add_argument("--seed", type=int, help="seed of weights, shuffles and augmentation (0)")
+    fit.add_argument(
+        "--cache", action="store_const", const=True, help="keep decoded images in memory"
+    )
+    fit.add_argument(
+        "--mixed-precision",
+        action="store_const",
+        const=True,
+        help="mixed_float16 on GPU, mixed_bfloat16 on CPU",
+    )
+    fit.add_argument("--strategy", help="default, or mirrored (all visible GPUs)")
+    fit.add_argument("--no-tensorboard", dest="tensorboard", action="store_const", const=False)
+    fit.add_argument(
+        "--print-table",
+        action="store_const",
+        const=True,
+        help="print the per-class table after every epoch",
+    )
+    fit.add_argument(
+        "--find-lr",
+        action="store_true",
+        help="run the learning-rate range test, write RUN_DIR/lr_finder.png and stop",
+    )
+    fit.add_argument("--quiet", action="store_true", help="no progress output")
+    fit.set_defaults(handler=_command_fit)
+
+
 def _add_worker_arguments(parser: argparse.ArgumentParser) -> None:
     """``--workers`` and ``--quiet``, shared by the commands that run worker processes."""
     parser.add_argument(
@@ -193,6 +342,13 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("--seed", type=int, default=0)
     make.add_argument("--test-fraction", type=float, default=0.2)
     make.add_argument("--bit-depth", type=int, choices=(8, 16), default=8)
+    make.add_argument(
+        "--label-balance",
+        type=float,
+        default=0.0,
+        help="fraction of samples whose label set is drawn class-balanced rather than with the "
+        "real frequencies (default 0: as real; 1 gives every class at least 1/28 of the images)",
+    )
     make.add_argument(
         "--overwrite", action="store_true", help="replace an earlier synthetic data set in OUT"
     )
@@ -290,6 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="CSV with Id,Target (default: DIR/train.csv or DIR/test_labels.csv)",
     )
     show.set_defaults(handler=_command_show)
+    _add_fit_parser(commands)
     return parser
 
 

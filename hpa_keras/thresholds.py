@@ -77,3 +77,113 @@ def grid_thresholds(
 def apply_thresholds(scores, thresholds) -> np.ndarray:
     """0/1 predictions: ``scores >= thresholds`` per class."""
     return (np.asarray(scores) >= np.asarray(thresholds)[None, :]).astype(np.int8)
+
+
+def global_threshold(y_true, scores) -> tuple[float, float]:
+    """The one threshold, shared by all classes, that maximizes macro F1 (exact).
+
+    Every distinct score is a candidate; per class, the true and predicted
+    positives at each candidate come from binary searches in that class's
+    sorted scores, so the search costs ``C`` sorts and ``C`` vectorized
+    searches rather than one F1 evaluation per candidate.
+
+    Returns:
+        ``(threshold, macro_f1)``.
+    """
+    truth = np.asarray(y_true).astype(bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    if truth.shape != scores.shape or truth.ndim != 2:
+        raise ValueError(f"y_true {truth.shape} and scores {scores.shape} must be the same (N, C)")
+    candidates = np.unique(scores)
+    f1_sum = np.zeros(len(candidates), dtype=np.float64)
+    for column in range(truth.shape[1]):
+        ranked = np.sort(scores[:, column])
+        ranked_positive = np.sort(scores[truth[:, column], column])
+        predicted = len(ranked) - np.searchsorted(ranked, candidates, side="left")
+        true_positive = len(ranked_positive) - np.searchsorted(
+            ranked_positive, candidates, side="left"
+        )
+        denominator = predicted + len(ranked_positive)
+        f1_sum += np.where(denominator > 0, 2 * true_positive / np.maximum(denominator, 1), 0.0)
+    choice = int(np.argmax(f1_sum))
+    threshold = (candidates[choice] + candidates[choice - 1]) / 2 if choice > 0 else 0.0
+    return float(threshold), float(f1_sum[choice] / truth.shape[1])
+
+
+PREVALENCE_BUCKETS = (0.5, 0.4, 0.3, 0.2)
+
+
+def bucket_thresholds(class_frequencies, buckets=PREVALENCE_BUCKETS) -> np.ndarray:
+    """Thresholds by prevalence: the most frequent classes get the first value.
+
+    Classes are ranked by their training frequency and split into
+    ``len(buckets)`` groups of (nearly) equal size; the most frequent group
+    gets ``buckets[0]`` (0.5), the rarest ``buckets[-1]`` (0.2). A rare
+    class's probabilities seldom reach 0.5, so it needs a lower bar. Nothing
+    is fitted to validation data, which makes this the safe choice when the
+    validation set holds only a few examples of the rare classes.
+    """
+    frequencies = np.asarray(class_frequencies, dtype=np.float64)
+    order = np.argsort(-frequencies, kind="stable")
+    thresholds = np.empty(len(frequencies), dtype=np.float64)
+    for group, members in enumerate(np.array_split(order, len(buckets))):
+        thresholds[members] = buckets[group]
+    return thresholds
+
+
+def rate_matching_thresholds(scores, class_frequencies) -> np.ndarray:
+    """Per-class thresholds under which each class is predicted as often as in training.
+
+    For a class seen on a fraction ``r`` of the training images, the threshold
+    is set so that ``round(r * N)`` of the ``N`` scored images pass it. It
+    needs no labels, so it can be fitted on the test predictions themselves
+    (assuming test and training share the label distribution, as the
+    challenge's public and private sets roughly did).
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    frequencies = np.asarray(class_frequencies, dtype=np.float64)
+    if scores.ndim != 2 or scores.shape[1] != len(frequencies):
+        raise ValueError(
+            f"scores {scores.shape} need one column per class frequency ({len(frequencies)})"
+        )
+    count = scores.shape[0]
+    thresholds = np.empty(len(frequencies), dtype=np.float64)
+    for column, frequency in enumerate(frequencies):
+        ranked = np.sort(scores[:, column])[::-1]
+        kept = int(round(min(max(frequency, 0.0), 1.0) * count))
+        if kept == 0:
+            thresholds[column] = np.nextafter(ranked[0], np.inf)  # nothing passes
+        elif kept == count:
+            thresholds[column] = ranked[-1]
+        else:
+            thresholds[column] = (ranked[kept - 1] + ranked[kept]) / 2
+    return thresholds
+
+
+THRESHOLD_STRATEGIES = ("per_class", "global", "buckets", "rate", "fixed")
+
+
+def search_thresholds(
+    strategy: str, y_true, scores, class_frequencies=None, fixed: float = 0.5
+) -> np.ndarray:
+    """Thresholds by the named strategy.
+
+    ``"per_class"`` (:func:`best_thresholds`), ``"global"``
+    (:func:`global_threshold`), ``"buckets"`` (:func:`bucket_thresholds`,
+    needs ``class_frequencies``), ``"rate"`` (:func:`rate_matching_thresholds`,
+    needs ``class_frequencies``) or ``"fixed"`` (``fixed`` for every class).
+    """
+    classes = np.asarray(scores).shape[1]
+    if strategy not in THRESHOLD_STRATEGIES:
+        raise ValueError(f"threshold strategy {strategy!r}: use one of {THRESHOLD_STRATEGIES}")
+    if strategy in ("buckets", "rate") and class_frequencies is None:
+        raise ValueError(f"threshold strategy {strategy!r} needs the training class frequencies")
+    if strategy == "per_class":
+        return best_thresholds(y_true, scores)[0]
+    if strategy == "global":
+        return np.full(classes, global_threshold(y_true, scores)[0])
+    if strategy == "buckets":
+        return bucket_thresholds(class_frequencies)
+    if strategy == "rate":
+        return rate_matching_thresholds(scores, class_frequencies)
+    return np.full(classes, float(fixed))

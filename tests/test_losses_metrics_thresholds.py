@@ -11,7 +11,15 @@ from hpa_keras.losses import (
     positive_weights,
 )
 from hpa_keras.metrics import f1_per_class, macro_f1, macro_f1_metric
-from hpa_keras.thresholds import apply_thresholds, best_thresholds, grid_thresholds
+from hpa_keras.thresholds import (
+    apply_thresholds,
+    best_thresholds,
+    bucket_thresholds,
+    global_threshold,
+    grid_thresholds,
+    rate_matching_thresholds,
+    search_thresholds,
+)
 
 RNG = np.random.default_rng(0)
 Y_TRUE = (RNG.random((64, 28)) < 0.2).astype(np.float32)
@@ -121,3 +129,46 @@ def test_absent_classes_keep_the_default_threshold():
     thresholds, f1 = best_thresholds(truth, scores, absent_threshold=0.7)
     assert thresholds[1] == 0.7 and f1[1] == 0.0
     assert f1[0] > 0
+
+
+def test_global_threshold_equals_brute_force_over_every_score():
+    rng = np.random.default_rng(2)
+    truth = (rng.random((120, 6)) < np.geomspace(0.4, 0.03, 6)).astype(int)
+    scores = np.round(noisy_scores(truth, rng), 3)
+    threshold, best = global_threshold(truth, scores)
+    brute = max(macro_f1(truth, scores >= value) for value in np.unique(scores))
+    assert best == pytest.approx(brute, abs=1e-12)
+    assert macro_f1(truth, scores >= threshold) == pytest.approx(best, abs=1e-12)
+
+
+def test_bucket_thresholds_follow_prevalence():
+    frequencies = [0.40, 0.01, 0.20, 0.002, 0.10, 0.05, 0.03, 0.001]
+    thresholds = bucket_thresholds(frequencies)
+    # Ranked: 0.40 0.20 | 0.10 0.05 | 0.03 0.01 | 0.002 0.001
+    np.testing.assert_allclose(thresholds, [0.5, 0.3, 0.5, 0.2, 0.4, 0.4, 0.3, 0.2])
+
+
+def test_rate_matching_predicts_each_class_at_its_training_rate():
+    rng = np.random.default_rng(3)
+    scores = rng.random((1000, 4))
+    frequencies = [0.5, 0.1, 0.0, 1.0]
+    thresholds = rate_matching_thresholds(scores, frequencies)
+    predicted = apply_thresholds(scores, thresholds).sum(axis=0)
+    np.testing.assert_array_equal(predicted, [500, 100, 0, 1000])
+
+
+def test_search_thresholds_strategies():
+    rng = np.random.default_rng(4)
+    truth = (rng.random((200, 5)) < 0.2).astype(int)
+    scores = noisy_scores(truth, rng)
+    frequencies = truth.mean(axis=0)
+    np.testing.assert_array_equal(
+        search_thresholds("per_class", truth, scores), best_thresholds(truth, scores)[0]
+    )
+    assert len(set(search_thresholds("global", truth, scores))) == 1
+    np.testing.assert_array_equal(search_thresholds("fixed", truth, scores, fixed=0.3), 0.3)
+    assert search_thresholds("rate", None, scores, frequencies).shape == (5,)
+    with pytest.raises(ValueError, match="class frequencies"):
+        search_thresholds("buckets", truth, scores)
+    with pytest.raises(ValueError, match="strategy 'best'"):
+        search_thresholds("best", truth, scores)

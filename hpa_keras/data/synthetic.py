@@ -49,6 +49,7 @@ class DemoDataSettings:
     seed: int = 0
     test_fraction: float = 0.2
     bit_depth: int = 8
+    label_balance: float = 0.0
 
     def validate(self) -> None:
         if self.num_samples < 1:
@@ -57,6 +58,8 @@ class DemoDataSettings:
             raise InputError(f"--image-size must be between 32 and 4096, got {self.image_size}")
         if not 0.0 <= self.test_fraction < 1.0:
             raise InputError(f"--test-fraction must be in [0, 1), got {self.test_fraction}")
+        if not 0.0 <= self.label_balance <= 1.0:
+            raise InputError(f"--label-balance must be in [0, 1], got {self.label_balance}")
         if self.bit_depth not in (8, 16):
             raise InputError(f"--bit-depth must be 8 or 16, got {self.bit_depth}")
         if self.num_samples - self.num_test < 1:
@@ -192,7 +195,7 @@ def make_demo_data(
     workers = max(1, workers or default_workers())
 
     label_rng = np.random.default_rng([settings.seed, 0x1AB])
-    label_sets = sample_label_sets(label_rng, settings.num_samples)
+    label_sets = sample_label_sets(label_rng, settings.num_samples, settings.label_balance)
     test_indices = set(label_rng.permutation(settings.num_samples)[: settings.num_test].tolist())
     ids = [sample_id(settings.seed, index) for index in range(settings.num_samples)]
     jobs = [

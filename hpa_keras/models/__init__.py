@@ -79,6 +79,27 @@ def build_model(
     )
 
 
+def load_model(path, compile: bool = False):
+    """Load a saved ``.keras`` model (such as a run's ``model.keras``) in Keras' safe mode.
+
+    Imports every module that registers hpa-keras layers, losses and
+    optimizers first, so the file loads without ``custom_objects``. With
+    ``compile=False`` (the default, enough for prediction) the training
+    loss and optimizer are not rebuilt.
+    """
+    from pathlib import Path
+
+    import keras
+
+    import hpa_keras.augment  # noqa: F401  (registers the augmentation layers)
+    import hpa_keras.losses  # noqa: F401
+    import hpa_keras.optimizers  # noqa: F401
+
+    if not Path(path).is_file():
+        raise InputError(f"{path}: no saved model there")
+    return keras.models.load_model(path, compile=compile, safe_mode=True)
+
+
 __all__ = [
     "DESCRIPTIONS",
     "MODELS",
@@ -86,5 +107,6 @@ __all__ = [
     "build_model",
     "freeze_backbone",
     "list_models",
+    "load_model",
     "unfreeze",
 ]

@@ -1,0 +1,362 @@
+"""Keras callbacks for HPA training, usable in a notebook's own ``model.fit``.
+
+- :class:`ThresholdSearch` predicts on the validation data at the end of each
+  epoch, logs ``val_loss``, ``val_macro_f1`` (at 0.5) and
+  ``val_macro_f1_tuned`` (with thresholds searched on those predictions),
+  keeps the thresholds of the best epoch and writes them to
+  ``thresholds.json``. Put it first in the callback list so that
+  ``ModelCheckpoint``, ``ReduceLROnPlateau``, ``EarlyStopping`` and
+  ``CSVLogger`` see what it logs.
+- :class:`LRFinder` is the learning-rate range test: the rate grows
+  exponentially batch by batch while the loss is recorded; the plot shows
+  where the loss falls fastest.
+
+Example:
+    >>> search = ThresholdSearch(validation, out="run/thresholds.json")
+    >>> checkpoint = keras.callbacks.ModelCheckpoint(
+    ...     "run/best.weights.h5", monitor="val_macro_f1_tuned", mode="max",
+    ...     save_best_only=True, save_weights_only=True)
+    >>> model.fit(train, epochs=10, callbacks=[search, checkpoint])
+"""
+
+import json
+import math
+import os
+import warnings
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from hpa_keras.atomic import write_text_atomic
+from hpa_keras.classes import CLASS_NAMES
+from hpa_keras.metrics import f1_per_class
+from hpa_keras.thresholds import apply_thresholds, search_thresholds
+
+THRESHOLDS_FILE = "thresholds.json"
+
+
+def predict_with_labels(model, validation_data, batch_size: int = 32, labels=None):
+    """``(labels, probabilities)`` for ``(x, y)`` arrays or a finite dataset of batches.
+
+    A ``tf.data.Dataset`` goes through ``model.predict`` (which distributes
+    it under a ``MirroredStrategy``; ``predict_on_batch`` would run the whole
+    batch on every replica). Its labels are read in a separate pass unless
+    given: pass the labels of an earlier call to skip that pass.
+    """
+    if isinstance(validation_data, (tuple, list)):
+        images, labels = validation_data[:2]
+        scores = model.predict(images, batch_size=batch_size, verbose=0)
+        return np.asarray(labels, dtype=np.float32), np.asarray(scores, dtype=np.float32)
+    if labels is None:
+        labels = np.concatenate(
+            [np.asarray(batch[1], dtype=np.float32) for batch in validation_data]
+        )
+    if model.distribute_strategy.num_replicas_in_sync > 1:
+        scores = _predict_evenly(model, validation_data, len(labels))
+    else:
+        scores = model.predict(validation_data, verbose=0)
+    scores = np.asarray(scores, dtype=np.float32)
+    if len(labels) != len(scores):
+        raise ValueError(
+            f"the validation data gave {len(labels)} labels but {len(scores)} predictions; "
+            "it must be finite and in a fixed order (load_dataset(..., training=False))"
+        )
+    return labels, scores
+
+
+def _predict_evenly(model, dataset, count: int):
+    """``model.predict`` under a multi-replica strategy, with the last batch padded to full size.
+
+    The strategy splits each batch into per-replica slices of
+    ``batch / replicas``; a short last batch can leave a replica with no
+    sample at all, and TensorFlow's CPU convolutions fail on empty batches.
+    Padding the last batch with zero images to the full batch size gives
+    every replica a full slice; the padded rows are dropped afterwards.
+    """
+    import tensorflow as tf
+
+    spec = dataset.element_spec[0]
+    batch_size = next(iter(dataset))[0].shape[0]
+    images = dataset.map(lambda images, *rest: images).unbatch()
+    padding = (-count) % batch_size
+    if padding:
+        zeros = tf.data.Dataset.from_tensors(tf.zeros(spec.shape[1:], spec.dtype)).repeat(padding)
+        images = images.concatenate(zeros)
+    with warnings.catch_warnings():
+        # Keras warns that a finite distributed dataset "ran out of data": it is meant to.
+        warnings.filterwarnings("ignore", message="Your input ran out of data")
+        warnings.filterwarnings("ignore", message="`shuffle=True` was passed")
+        return model.predict(images.batch(batch_size), verbose=0)[:count]
+
+
+def class_table(labels, scores, thresholds, class_names=CLASS_NAMES) -> str:
+    """A per-class text table: support, F1 at 0.5, threshold and tuned F1."""
+    return format_class_table(
+        thresholds_document(labels, scores, thresholds, None, None, class_names)
+    )
+
+
+def format_class_table(document: dict) -> str:
+    """The per-class table of a ``thresholds.json`` document."""
+    width = max(len(entry["name"]) for entry in document["classes"])
+    lines = [f"{'class':<{width + 4}} support  F1@0.5  threshold  F1 tuned"]
+    for entry in document["classes"]:
+        lines.append(
+            f"{entry['index']:>2}  {entry['name']:<{width}} {entry['support']:>7}  "
+            f"{entry['f1_at_0.5']:6.3f}  {entry['threshold']:9.3f}  {entry['f1_tuned']:8.3f}"
+        )
+    lines.append(
+        f"{'macro':<{width + 4}} {'':>7}  {document['macro_f1_at_0.5']:6.3f}  {'':9}  "
+        f"{document['macro_f1_tuned']:8.3f}"
+    )
+    return "\n".join(lines)
+
+
+def thresholds_document(labels, scores, thresholds, strategy, epoch, class_names=CLASS_NAMES):
+    """The content of ``thresholds.json``: thresholds and what they scored."""
+    labels = np.asarray(labels)
+    at_half = f1_per_class(labels, scores >= 0.5)
+    tuned = f1_per_class(labels, apply_thresholds(scores, thresholds))
+    return {
+        "strategy": strategy,
+        "epoch": epoch,
+        "num_validation_samples": int(len(labels)),
+        "macro_f1_at_0.5": float(at_half.mean()),
+        "macro_f1_tuned": float(tuned.mean()),
+        "thresholds": [float(value) for value in thresholds],
+        "classes": [
+            {
+                "index": index,
+                "name": name,
+                "support": int(labels[:, index].sum()),
+                "threshold": float(thresholds[index]),
+                "f1_at_0.5": float(at_half[index]),
+                "f1_tuned": float(tuned[index]),
+            }
+            for index, name in enumerate(class_names)
+        ],
+    }
+
+
+def read_thresholds(path: str | os.PathLike) -> np.ndarray:
+    """The thresholds of a ``thresholds.json`` (a file or a run folder holding one)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / THRESHOLDS_FILE
+    try:
+        document = json.loads(path.read_text())
+        return np.asarray(document["thresholds"], dtype=np.float64)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no thresholds file") from None
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise ValueError(f"{path}: not a thresholds file ({error})") from None
+
+
+class ThresholdSearch(keras.callbacks.Callback):
+    """Validation macro F1 at 0.5 and with tuned thresholds, at the end of every epoch.
+
+    Args:
+        validation_data: ``(images, labels)`` arrays, or a finite
+            ``tf.data.Dataset`` of ``(images, labels)`` batches (for example
+            ``load_dataset(..., training=False)``).
+        strategy: how thresholds are chosen (see
+            :func:`hpa_keras.thresholds.search_thresholds`): ``"per_class"``
+            (default), ``"global"``, ``"buckets"``, ``"rate"`` or ``"fixed"``.
+        class_frequencies: training frequency of each class, needed by
+            ``"buckets"`` and ``"rate"``.
+        out: where to write the best epoch's ``thresholds.json`` (optional).
+        print_table: print the per-class table after each epoch.
+        resume: start from the best score recorded in ``out``, so a resumed
+            run does not replace better thresholds with worse ones.
+        class_names: row names of the table.
+
+    After training, ``best_thresholds``, ``best_score`` and ``best_epoch``
+    hold the best epoch's result; the loss is logged as ``val_loss`` so that
+    ``model.fit`` needs no ``validation_data`` of its own (one pass over the
+    validation set per epoch, not two).
+    """
+
+    def __init__(
+        self,
+        validation_data,
+        strategy: str = "per_class",
+        class_frequencies=None,
+        out: str | os.PathLike | None = None,
+        print_table: bool = True,
+        resume: bool = False,
+        batch_size: int = 32,
+        class_names=CLASS_NAMES,
+    ):
+        super().__init__()
+        self.validation_data = validation_data
+        self.strategy = strategy
+        self.class_frequencies = class_frequencies
+        self.out = None if out is None else Path(out)
+        self.print_table = print_table
+        self.batch_size = batch_size
+        self.class_names = tuple(class_names)
+        self.best_score = -math.inf
+        self.best_epoch = None
+        self.best_thresholds = None
+        self.last_table = None
+        self._labels = None
+        if resume and self.out is not None and self.out.is_file():
+            document = json.loads(self.out.read_text())
+            self.best_score = document["macro_f1_tuned"]
+            self.best_epoch = document["epoch"]
+            self.best_thresholds = np.asarray(document["thresholds"])
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        labels, scores = predict_with_labels(
+            self.model, self.validation_data, self.batch_size, self._labels
+        )
+        self._labels = labels
+        thresholds = search_thresholds(self.strategy, labels, scores, self.class_frequencies)
+        at_half = float(f1_per_class(labels, scores >= 0.5).mean())
+        tuned = float(f1_per_class(labels, apply_thresholds(scores, thresholds)).mean())
+        loss = self._validation_loss(labels, scores)
+        if loss is not None:
+            logs["val_loss"] = loss
+        logs["val_macro_f1"] = at_half
+        logs["val_macro_f1_tuned"] = tuned
+        self.last_table = class_table(labels, scores, thresholds, self.class_names)
+        if tuned > self.best_score:
+            self.best_score, self.best_epoch, self.best_thresholds = tuned, epoch + 1, thresholds
+            if self.out is not None:
+                document = thresholds_document(
+                    labels, scores, thresholds, self.strategy, epoch + 1, self.class_names
+                )
+                write_text_atomic(self.out, json.dumps(document, indent=2) + "\n")
+        if self.print_table:
+            print(f"\nEpoch {epoch + 1}: validation per class\n{self.last_table}", flush=True)
+
+    def _validation_loss(self, labels, scores):
+        """The compiled loss on the validation predictions: the mean of its per-sample values.
+
+        ``Loss.call`` rather than ``Loss.__call__``: under a distribution
+        strategy the latter divides by the number of replicas, which is right
+        inside a replica's training step but not for a whole validation set.
+        """
+        loss = getattr(self.model, "loss", None)
+        if isinstance(loss, str):
+            loss = keras.losses.get(loss)
+        if isinstance(loss, keras.losses.Loss):
+            loss = loss.call
+        if not callable(loss):
+            return None
+        values = keras.ops.convert_to_numpy(loss(labels, scores))
+        return float(np.mean(values))
+
+
+class LearningRateLogger(keras.callbacks.Callback):
+    """Log the optimizer's current learning rate as ``learning_rate`` at each epoch end.
+
+    ``ReduceLROnPlateau`` logs it too, but a schedule or a constant rate
+    would otherwise leave it out of ``history.csv``.
+    """
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = float(
+                keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)
+            )
+
+
+class LRFinder(keras.callbacks.Callback):
+    """The learning-rate range test (Smith 2017): loss against an exponentially growing rate.
+
+    From ``min_lr`` the rate is multiplied by a constant factor after every
+    batch to reach ``max_lr`` after ``steps`` batches; training stops early
+    once the smoothed loss exceeds ``stop_factor`` times its lowest value.
+    The compiled optimizer's rate must be a plain value (not a schedule).
+
+    After training, ``learning_rates`` and ``losses`` (smoothed) hold the
+    curve, :meth:`suggestion` a rate to train with and :meth:`figure` the plot.
+    Run it on a throw-away copy of the model, or use
+    :func:`find_learning_rate`, which restores the weights afterwards.
+    """
+
+    def __init__(
+        self,
+        min_lr: float = 1e-6,
+        max_lr: float = 1.0,
+        steps: int = 100,
+        smoothing: float = 0.9,
+        stop_factor: float = 4.0,
+    ):
+        super().__init__()
+        if not 0 < min_lr < max_lr:
+            raise ValueError(f"need 0 < min_lr < max_lr, got {min_lr} and {max_lr}")
+        if steps < 2:
+            raise ValueError(f"steps must be at least 2, got {steps}")
+        self.min_lr, self.max_lr, self.steps = min_lr, max_lr, steps
+        self.smoothing, self.stop_factor = smoothing, stop_factor
+        self.learning_rates: list[float] = []
+        self.losses: list[float] = []
+        self.raw_losses: list[float] = []
+
+    def _rate(self, step: int) -> float:
+        return self.min_lr * (self.max_lr / self.min_lr) ** (step / (self.steps - 1))
+
+    def on_train_begin(self, logs=None):
+        self.learning_rates, self.losses, self.raw_losses = [], [], []
+        self._average, self._previous_mean, self._best = 0.0, 0.0, math.inf
+        self.model.optimizer.learning_rate = self._rate(0)
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = len(self.learning_rates)
+        # Keras logs the epoch's running mean; recover this batch's own loss from it.
+        mean = float(logs["loss"])
+        loss = mean * (batch + 1) - self._previous_mean * batch
+        self._previous_mean = mean
+        self._average = self.smoothing * self._average + (1 - self.smoothing) * loss
+        smoothed = self._average / (1 - self.smoothing ** (step + 1))
+        self.learning_rates.append(self._rate(step))
+        self.raw_losses.append(loss)
+        self.losses.append(smoothed)
+        self._best = min(self._best, smoothed)
+        if (
+            step + 1 >= self.steps
+            or not math.isfinite(loss)
+            or smoothed > self.stop_factor * self._best
+        ):
+            self.model.stop_training = True
+            return
+        self.model.optimizer.learning_rate = self._rate(step + 1)
+
+    def suggestion(self) -> float:
+        """A rate to train with: a tenth of the rate at the lowest smoothed loss.
+
+        The steepest-descent point is the other common choice, but on short,
+        noisy curves it jumps around; the minimum divided by ten is stable
+        and errs on the safe side.
+        """
+        if not self.losses:
+            raise ValueError("no learning-rate test has run yet")
+        return float(self.learning_rates[int(np.argmin(self.losses))] / 10)
+
+    def figure(self, title: str = "Learning-rate range test"):
+        """Smoothed loss against learning rate (log scale), the suggestion marked."""
+        from hpa_keras.plots import lr_finder_figure
+
+        return lr_finder_figure(self.learning_rates, self.losses, self.suggestion(), title)
+
+
+def find_learning_rate(
+    model, dataset, min_lr: float = 1e-6, max_lr: float = 1.0, steps: int = 100
+) -> LRFinder:
+    """Run :class:`LRFinder` on a compiled model and restore its weights afterwards.
+
+    ``dataset`` must yield at least ``steps`` training batches (a repeating
+    training dataset does). The optimizer's moment estimates are changed by
+    the test: compile the model again before training it.
+    """
+    weights = model.get_weights()
+    finder = LRFinder(min_lr=min_lr, max_lr=max_lr, steps=steps)
+    try:
+        model.fit(dataset, epochs=1, steps_per_epoch=steps, callbacks=[finder], verbose=0)
+    finally:
+        model.set_weights(weights)
+    return finder

@@ -1,0 +1,614 @@
+"""``fit(config)``: the one place that joins data, model, loss and callbacks.
+
+A run trains one model on the folds of a make-tfrecords folder other than
+``config.fold`` and validates on that fold. It leaves a run folder::
+
+    RUN_DIR/
+      config.yaml          the resolved settings (CLI flags over YAML over defaults)
+      model.keras          the best epoch's model (uint8 images in, probabilities out)
+      thresholds.json      the best epoch's per-class thresholds and F1
+      history.csv          one row per epoch (losses, macro F1, learning rate)
+      learning_curves.png  the history as a picture
+      logs/                TensorBoard logs
+      best.weights.h5      the best epoch's weights (what model.keras is made from)
+      backup/              while running: the state a restarted run resumes from
+
+The saved model contains the per-channel standardization (statistics of the
+training folds only) and the augmentation layers (inactive at inference), so
+it takes the uint8 images of ``load_dataset(..., normalization="none")``
+directly and predicts the same way wherever it is loaded.
+
+Started again with the same command after being killed, a run resumes after
+its last finished epoch (``keras.callbacks.BackupAndRestore``); a finished
+run folder is never overwritten.
+"""
+
+import dataclasses
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from hpa_keras.atomic import atomic_path, write_text_atomic
+from hpa_keras.errors import InputError
+from hpa_keras.losses import POSITIVE_WEIGHT_RULES
+from hpa_keras.optimizers import OPTIMIZERS
+from hpa_keras.thresholds import THRESHOLD_STRATEGIES
+
+LOSSES = ("bce", "weighted_bce", "focal", "soft_f1", "margin")
+SCHEDULES = ("plateau", "sgdr", "constant")
+STRATEGIES = ("default", "mirrored")
+
+CONFIG_FILE = "config.yaml"
+MODEL_FILE = "model.keras"
+BEST_WEIGHTS_FILE = "best.weights.h5"
+HISTORY_FILE = "history.csv"
+CURVES_FILE = "learning_curves.png"
+LR_FINDER_FILE = "lr_finder.png"
+BACKUP_FOLDER = "backup"
+STAGE_ONE_WEIGHTS = "stage1.weights.h5"
+
+
+@dataclasses.dataclass
+class TrainingConfig:
+    """Every setting of a training run; ``config.yaml`` holds these keys.
+
+    Data: ``data`` (make-tfrecords folder), ``fold`` (validation fold),
+    ``image_size`` (``None``: as stored), ``channels``, ``batch_size``,
+    ``cache`` (keep decoded images in memory), ``shuffle_buffer``.
+
+    Model: ``model`` (registry name), ``weights`` (``None``, ``"imagenet"``
+    or a file), ``model_options`` (builder keyword arguments, such as
+    ``{"width": 16}``), augmentation (``dihedral``, ``rotation``, ``zoom``,
+    ``brightness``, ``contrast``; brightness in standard deviations).
+
+    Loss: ``loss`` (``bce``, ``weighted_bce``, ``focal``, ``soft_f1``,
+    ``margin``), ``pos_weight`` (for ``weighted_bce``: ``none``, ``ratio``,
+    ``log``, ``sqrt``), ``class_weight`` (multiply by 1/log(N_i)),
+    ``focal_gamma``, ``focal_alpha``.
+
+    Optimization: ``optimizer``, ``lr``, ``epochs``, ``frozen_epochs`` and
+    ``frozen_lr`` (a first stage with the pretrained backbone frozen),
+    ``backbone_lr_factor`` (differential learning rate of the backbone),
+    ``schedule`` (``plateau``: ReduceLROnPlateau on ``val_loss``; ``sgdr``:
+    cosine decay with warm restarts every ``sgdr_epochs``, growing by
+    ``sgdr_t_mul``; ``constant``), ``plateau_factor``, ``plateau_patience``,
+    ``min_lr``, ``early_stopping_patience`` (0: off), ``steps_per_epoch``
+    (``None``: one pass over the training folds).
+
+    Thresholds: ``threshold_strategy`` (see
+    :func:`hpa_keras.thresholds.search_thresholds`).
+
+    Run: ``out``, ``seed``, ``mixed_precision``, ``strategy`` (``default`` or
+    ``mirrored``), ``tensorboard``, ``verbose`` (Keras' 0, 1 or 2),
+    ``print_table`` (per-class table after each epoch).
+    """
+
+    data: str | None = None
+    out: str | None = None
+    model: str = "gapnet"
+    fold: int = 0
+    epochs: int = 10
+    image_size: int | None = None
+    channels: str = "rgby"
+    batch_size: int = 32
+    cache: bool = False
+    shuffle_buffer: int = 1024
+    weights: str | None = None
+    model_options: dict = dataclasses.field(default_factory=dict)
+    dihedral: bool = True
+    rotation: float = 0.0
+    zoom: float = 0.0
+    brightness: float = 0.1
+    contrast: float = 0.1
+    loss: str = "weighted_bce"
+    pos_weight: str = "log"
+    class_weight: bool = False
+    focal_gamma: float = 2.0
+    focal_alpha: float = 0.25
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    frozen_epochs: int = 0
+    frozen_lr: float = 1e-3
+    backbone_lr_factor: float = 1.0
+    schedule: str = "plateau"
+    plateau_factor: float = 0.5
+    plateau_patience: int = 2
+    min_lr: float = 1e-6
+    sgdr_epochs: int = 4
+    sgdr_t_mul: float = 2.0
+    early_stopping_patience: int = 0
+    steps_per_epoch: int | None = None
+    threshold_strategy: str = "per_class"
+    seed: int = 0
+    mixed_precision: bool = False
+    strategy: str = "default"
+    tensorboard: bool = True
+    verbose: int = 2
+    print_table: bool = False
+
+    def validate(self) -> None:
+        """Check every value; raise InputError naming the setting."""
+        from hpa_keras.models import MODELS
+
+        choices = {
+            "model": MODELS,
+            "loss": LOSSES,
+            "pos_weight": POSITIVE_WEIGHT_RULES,
+            "optimizer": OPTIMIZERS,
+            "schedule": SCHEDULES,
+            "threshold_strategy": THRESHOLD_STRATEGIES,
+            "strategy": STRATEGIES,
+        }
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise InputError(
+                    f"{key}: {getattr(self, key)!r} is not one of {', '.join(allowed)}"
+                )
+        if not self.data:
+            raise InputError("data: give the make-tfrecords folder to train on (--data)")
+        positive = ["epochs", "batch_size", "lr", "frozen_lr", "sgdr_epochs", "shuffle_buffer"]
+        for key in positive:
+            if not getattr(self, key) > 0:
+                raise InputError(f"{key}: must be positive, got {getattr(self, key)}")
+        for key in ("frozen_epochs", "early_stopping_patience", "plateau_patience", "fold"):
+            if getattr(self, key) < 0:
+                raise InputError(f"{key}: must be 0 or more, got {getattr(self, key)}")
+        if not 0 < self.plateau_factor < 1:
+            raise InputError(f"plateau_factor: must be in (0, 1), got {self.plateau_factor}")
+        if self.backbone_lr_factor < 0:
+            raise InputError(
+                f"backbone_lr_factor: must be 0 or more, got {self.backbone_lr_factor}"
+            )
+        if self.image_size is not None and self.image_size < 16:
+            raise InputError(f"image_size: must be at least 16, got {self.image_size}")
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+            raise InputError(f"steps_per_epoch: must be at least 1, got {self.steps_per_epoch}")
+        if self.verbose not in (0, 1, 2):
+            raise InputError(f"verbose: must be 0, 1 or 2, got {self.verbose}")
+        if not isinstance(self.model_options, dict):
+            raise InputError(f"model_options: must be a mapping, got {self.model_options!r}")
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out or f"runs/{self.model}-fold{self.fold}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def resolve_config(overrides: dict | None = None, config_file=None) -> TrainingConfig:
+    """Defaults, then the YAML file's values, then ``overrides`` (CLI flags that were given).
+
+    Keys that are not settings are errors naming the file and key, so a typo
+    in a YAML file is not silently ignored.
+    """
+    values = {}
+    if config_file is not None:
+        path = Path(config_file)
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except FileNotFoundError:
+            raise InputError(f"{path}: config file not found") from None
+        except yaml.YAMLError as error:
+            raise InputError(f"{path}: not valid YAML ({error})") from None
+        if not isinstance(loaded, dict):
+            raise InputError(f"{path}: expected a mapping of settings, got {type(loaded).__name__}")
+        values.update(loaded)
+        source = str(path)
+    else:
+        source = "settings"
+    names = {field.name for field in dataclasses.fields(TrainingConfig)}
+    for key in values:
+        if key not in names:
+            raise InputError(
+                f"{source}: unknown setting {key!r}; settings: {', '.join(sorted(names))}"
+            )
+    values.update({key: value for key, value in (overrides or {}).items() if value is not None})
+    config = TrainingConfig(**values)
+    config.validate()
+    return config
+
+
+# ------------------------------------------------------------------ building
+
+
+def training_folds(manifest: dict, validation_fold: int) -> list[int]:
+    """The labeled folds other than ``validation_fold``; errors when the fold is absent."""
+    from hpa_keras.data.tfrecords import UNLABELED_FOLD
+
+    if not manifest["labeled"]:
+        raise InputError("data: the TFRecords have no labels (made from a test set?)")
+    folds = [fold["fold"] for fold in manifest["folds"] if fold["fold"] != UNLABELED_FOLD]
+    if validation_fold not in folds:
+        raise InputError(f"fold: {validation_fold} is not in the data's folds {folds}")
+    if len(folds) < 2:
+        raise InputError("data: needs at least two folds (one to validate on)")
+    return [fold for fold in folds if fold != validation_fold]
+
+
+def class_counts_of(manifest: dict, folds) -> tuple[np.ndarray, int]:
+    """Per-class positive counts and the number of records in ``folds``."""
+    chosen = [fold for fold in manifest["folds"] if fold["fold"] in set(folds)]
+    counts = np.sum([fold["class_counts"] for fold in chosen], axis=0)
+    return np.asarray(counts, dtype=np.int64), int(sum(fold["num_records"] for fold in chosen))
+
+
+def build_training_model(config: TrainingConfig, manifest: dict):
+    """``(model, core)``: uint8 images -> standardization -> augmentation -> ``core``.
+
+    ``core`` is the registry model (its backbone is what two-stage training
+    freezes); standardization uses the statistics of the training folds only.
+    """
+    import keras
+
+    from hpa_keras.augment import make_augmentation
+    from hpa_keras.data.pipeline import resolve_channels
+    from hpa_keras.data.tfrecords import channel_statistics
+    from hpa_keras.models import build_model
+    from hpa_keras.models.layers import ChannelStandardization
+
+    size = config.image_size or manifest["image_size"]
+    channels = resolve_channels(config.channels)
+    mean, std = channel_statistics(manifest["folds"], exclude_folds=[config.fold])
+    statistics = {"channel_mean": mean, "channel_std": std}
+    core = build_model(
+        config.model,
+        input_shape=(size, size, len(channels)),
+        weights=config.weights,
+        **config.model_options,
+    )
+    inputs = keras.Input((size, size, len(channels)), dtype="uint8", name="images")
+    features = ChannelStandardization.from_manifest(statistics, channels, name="standardization")(
+        inputs
+    )
+    augmentation = make_augmentation(
+        dihedral=config.dihedral,
+        rotation=config.rotation,
+        zoom=config.zoom,
+        brightness=config.brightness,
+        contrast=config.contrast,
+        seed=config.seed,
+    )
+    if augmentation.layers:
+        features = augmentation(features)
+    outputs = core(features)
+    return keras.Model(inputs, outputs, name=f"hpa_{config.model}"), core
+
+
+def make_loss(config: TrainingConfig, class_counts, num_samples: int):
+    """The configured loss, its weights computed from the training folds' counts."""
+    import keras
+
+    from hpa_keras.losses import (
+        CapsuleMarginLoss,
+        SoftF1Loss,
+        WeightedBinaryCrossentropy,
+        inverse_log_class_weights,
+        positive_weights,
+    )
+
+    class_weights = inverse_log_class_weights(class_counts) if config.class_weight else None
+    if config.loss == "bce":
+        return WeightedBinaryCrossentropy(class_weights=class_weights, name="bce")
+    if config.loss == "weighted_bce":
+        return WeightedBinaryCrossentropy(
+            pos_weights=positive_weights(class_counts, num_samples, config.pos_weight),
+            class_weights=class_weights,
+        )
+    if config.loss == "focal":
+        return keras.losses.BinaryFocalCrossentropy(
+            apply_class_balancing=True, alpha=config.focal_alpha, gamma=config.focal_gamma
+        )
+    if config.loss == "soft_f1":
+        return SoftF1Loss()
+    return CapsuleMarginLoss()
+
+
+def make_strategy(name: str):
+    """The distribution strategy: the default one, or MirroredStrategy over all GPUs.
+
+    Without GPUs, ``mirrored`` mirrors over the logical CPU devices (one unless
+    the process configured more, as the tests do).
+    """
+    import tensorflow as tf
+
+    if name == "default":
+        return tf.distribute.get_strategy()
+    devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+    return tf.distribute.MirroredStrategy(devices=[device.name for device in devices])
+
+
+def mixed_precision_policy() -> str:
+    """``mixed_float16`` where a GPU is visible, ``mixed_bfloat16`` on CPU or TPU."""
+    import tensorflow as tf
+
+    return "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
+
+
+# ------------------------------------------------------------------ running
+
+
+class _Run:
+    """The state of one ``fit``: paths, data, model and the callbacks of each stage."""
+
+    def __init__(self, config: TrainingConfig, manifest: dict, resuming: bool):
+        from hpa_keras.data.pipeline import load_dataset
+
+        self.config = config
+        self.manifest = manifest
+        self.resuming = resuming
+        self.folder = config.run_dir
+        self.train_folds = training_folds(manifest, config.fold)
+        self.class_counts, self.num_train = class_counts_of(manifest, self.train_folds)
+        self.steps_per_epoch = config.steps_per_epoch or max(1, self.num_train // config.batch_size)
+        common = {
+            "batch_size": config.batch_size,
+            "image_size": config.image_size,
+            "channels": config.channels,
+            "normalization": "none",
+            "cache": config.cache,
+        }
+        self.train_data = load_dataset(
+            config.data,
+            folds=self.train_folds,
+            training=True,
+            shuffle_buffer=config.shuffle_buffer,
+            seed=config.seed,
+            **common,
+        )
+        self.validation_data = load_dataset(
+            config.data, folds=[config.fold], training=False, **common
+        )
+
+    def compile(self, model, core, learning_rate):
+        import keras
+
+        from hpa_keras.metrics import macro_f1_metric
+        from hpa_keras.optimizers import backbone_multipliers, make_optimizer
+
+        config = self.config
+        if config.schedule == "sgdr":
+            learning_rate = keras.optimizers.schedules.CosineDecayRestarts(
+                initial_learning_rate=learning_rate,
+                first_decay_steps=config.sgdr_epochs * self.steps_per_epoch,
+                t_mul=config.sgdr_t_mul,
+                alpha=min(config.min_lr / learning_rate, 1.0),
+            )
+        multipliers = (
+            backbone_multipliers(core, config.backbone_lr_factor)
+            if config.backbone_lr_factor != 1.0
+            else None
+        )
+        model.compile(
+            optimizer=make_optimizer(config.optimizer, learning_rate, multipliers),
+            loss=make_loss(config, self.class_counts, self.num_train),
+            metrics=[macro_f1_metric()],
+        )
+
+    def callbacks(self, stage: int, search):
+        import keras
+
+        from hpa_keras.callbacks import LearningRateLogger
+
+        config, folder = self.config, self.folder
+        callbacks = [
+            search,
+            keras.callbacks.TerminateOnNaN(),
+            keras.callbacks.ModelCheckpoint(
+                str(folder / BEST_WEIGHTS_FILE),
+                monitor="val_macro_f1_tuned",
+                mode="max",
+                save_best_only=True,
+                save_weights_only=True,
+                initial_value_threshold=search.best_score if search.best_epoch else None,
+            ),
+        ]
+        if config.schedule == "plateau":
+            callbacks.append(
+                keras.callbacks.ReduceLROnPlateau(
+                    monitor="val_loss",
+                    factor=config.plateau_factor,
+                    patience=config.plateau_patience,
+                    min_lr=config.min_lr,
+                    verbose=1 if config.verbose else 0,
+                )
+            )
+        if config.early_stopping_patience:
+            callbacks.append(
+                keras.callbacks.EarlyStopping(
+                    monitor="val_macro_f1_tuned",
+                    mode="max",
+                    patience=config.early_stopping_patience,
+                )
+            )
+        callbacks.append(LearningRateLogger())
+        callbacks.append(keras.callbacks.CSVLogger(str(folder / HISTORY_FILE), append=True))
+        if config.tensorboard:
+            callbacks.append(
+                keras.callbacks.TensorBoard(
+                    log_dir=str(folder / "logs"), write_graph=False, profile_batch=0
+                )
+            )
+        # Last, so an epoch counts as done only after everything above recorded it.
+        callbacks.append(
+            keras.callbacks.BackupAndRestore(
+                str(folder / BACKUP_FOLDER / f"stage{stage}"), double_checkpoint=True
+            )
+        )
+        return callbacks
+
+
+def fit(config: TrainingConfig, callbacks=()) -> dict:
+    """Train as configured; returns a summary of the best epoch.
+
+    Args:
+        config: the settings (see :func:`resolve_config`).
+        callbacks: extra Keras callbacks, called after the built-in ones in
+            every stage (so they see ``val_macro_f1_tuned`` and friends).
+
+    Raises InputError for bad settings or data, before anything is written.
+    """
+    from hpa_keras.tensorflow_setup import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+    import keras
+
+    from hpa_keras.data.tfrecords import read_manifest
+
+    config.validate()
+    manifest = read_manifest(config.data)
+    training_folds(manifest, config.fold)
+    folder = config.run_dir
+    resuming = _prepare_run_folder(folder, config)
+    previous_policy = keras.config.dtype_policy()
+    if config.mixed_precision:
+        keras.config.set_dtype_policy(mixed_precision_policy())
+    try:
+        return _fit(config, manifest, resuming, list(callbacks))
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+
+
+def _fit(config: TrainingConfig, manifest: dict, resuming: bool, extra_callbacks: list) -> dict:
+    import keras
+
+    from hpa_keras.callbacks import ThresholdSearch, format_class_table
+    from hpa_keras.models import freeze_backbone, unfreeze
+
+    started = time.perf_counter()
+    keras.utils.set_random_seed(config.seed)
+    run = _Run(config, manifest, resuming)
+    folder = run.folder
+    strategy = make_strategy(config.strategy)
+    with strategy.scope():
+        model, core = build_training_model(config, manifest)
+        search = ThresholdSearch(
+            run.validation_data,
+            strategy=config.threshold_strategy,
+            class_frequencies=run.class_counts / max(run.num_train, 1),
+            out=folder / "thresholds.json",
+            print_table=config.print_table,
+            resume=resuming,
+        )
+        fit_options = {
+            "steps_per_epoch": run.steps_per_epoch,
+            "verbose": config.verbose,
+        }
+        if config.frozen_epochs:
+            if (folder / STAGE_ONE_WEIGHTS).is_file():
+                model.load_weights(folder / STAGE_ONE_WEIGHTS)
+                _say(config, f"stage 1 (frozen backbone) already done; loaded {STAGE_ONE_WEIGHTS}")
+            else:
+                freeze_backbone(core)
+                run.compile(model, core, config.frozen_lr)
+                _say(config, f"stage 1: {config.frozen_epochs} epochs with the backbone frozen")
+                model.fit(
+                    run.train_data,
+                    epochs=config.frozen_epochs,
+                    callbacks=run.callbacks(1, search) + extra_callbacks,
+                    **fit_options,
+                )
+                with atomic_path(folder / STAGE_ONE_WEIGHTS, suffix=".weights.h5") as temporary:
+                    model.save_weights(temporary)
+            unfreeze(core)
+        run.compile(model, core, config.lr)
+        if config.frozen_epochs:
+            _say(config, f"stage 2: {config.epochs} epochs, all layers")
+        model.fit(
+            run.train_data,
+            initial_epoch=config.frozen_epochs,
+            epochs=config.frozen_epochs + config.epochs,
+            callbacks=run.callbacks(2, search) + extra_callbacks,
+            **fit_options,
+        )
+        best_weights = folder / BEST_WEIGHTS_FILE
+        if best_weights.is_file():
+            model.load_weights(best_weights)
+        with atomic_path(folder / MODEL_FILE, suffix=".keras") as temporary:
+            model.save(temporary)
+    _write_learning_curves(folder, config)
+    shutil.rmtree(folder / BACKUP_FOLDER, ignore_errors=True)
+    (folder / STAGE_ONE_WEIGHTS).unlink(missing_ok=True)
+    summary = _summary(folder, time.perf_counter() - started)
+    summary["replicas"] = strategy.num_replicas_in_sync
+    if search.last_table is not None and config.verbose:
+        document = json.loads((folder / "thresholds.json").read_text())
+        print(f"best epoch {document['epoch']}, validation fold {config.fold}:")
+        print(format_class_table(document))
+    return summary
+
+
+def _prepare_run_folder(folder: Path, config: TrainingConfig) -> bool:
+    """Create the run folder or find the interrupted run in it; True when resuming."""
+    config_path = folder / CONFIG_FILE
+    settings = yaml.safe_dump(config.to_dict(), sort_keys=False)
+    if (folder / MODEL_FILE).exists():
+        raise InputError(f"{folder}: holds a finished run ({MODEL_FILE}); choose another --out")
+    if config_path.is_file():  # an interrupted run: resume it
+        saved = yaml.safe_load(config_path.read_text())
+        if saved != yaml.safe_load(settings):
+            current = config.to_dict()
+            changed = sorted(key for key in current if saved.get(key) != current[key])
+            raise InputError(
+                f"{folder}: an interrupted run with other settings ({', '.join(changed)}); "
+                "resume it with the same settings or choose another --out"
+            )
+        return True
+    if folder.exists() and any(folder.iterdir()):
+        raise InputError(f"{folder}: not empty and not an interrupted run; choose another --out")
+    folder.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(config_path, settings)
+    return False
+
+
+def _write_learning_curves(folder: Path, config: TrainingConfig) -> None:
+    from hpa_keras.display import save_figure
+    from hpa_keras.plots import learning_curve_figure, read_history
+
+    history = read_history(folder / HISTORY_FILE)
+    title = f"{config.model}, validation fold {config.fold}"
+    save_figure(learning_curve_figure(history, title), folder / CURVES_FILE)
+
+
+def _summary(folder: Path, seconds: float) -> dict:
+    from hpa_keras.plots import read_history
+
+    document = json.loads((folder / "thresholds.json").read_text())
+    history = read_history(folder / HISTORY_FILE)
+    return {
+        "run": str(folder),
+        "epochs": int(len(history)),
+        "best_epoch": document["epoch"],
+        "val_macro_f1_at_0.5": document["macro_f1_at_0.5"],
+        "val_macro_f1_tuned": document["macro_f1_tuned"],
+        "seconds": round(seconds, 1),
+    }
+
+
+def _say(config: TrainingConfig, message: str) -> None:
+    if config.verbose:
+        print(message, flush=True)
+
+
+def find_learning_rate_for(config: TrainingConfig, steps: int = 100) -> dict:
+    """The learning-rate range test for ``config``'s model and data; writes lr_finder.png."""
+    from hpa_keras.tensorflow_setup import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+    from hpa_keras.callbacks import find_learning_rate
+    from hpa_keras.data.tfrecords import read_manifest
+    from hpa_keras.display import save_figure
+
+    config.validate()
+    manifest = read_manifest(config.data)
+    run = _Run(config, manifest, resuming=False)
+    model, core = build_training_model(config, manifest)
+    run.compile(model, core, config.lr)
+    finder = find_learning_rate(model, run.train_data, steps=steps)
+    path = config.run_dir / LR_FINDER_FILE
+    save_figure(finder.figure(f"Learning-rate range test: {config.model}"), path)
+    return {"suggested_lr": finder.suggestion(), "plot": str(path), "steps": len(finder.losses)}
