@@ -52,10 +52,13 @@ def predict_with_labels(model, validation_data, batch_size: int = 32, labels=Non
         labels = np.concatenate(
             [np.asarray(batch[1], dtype=np.float32) for batch in validation_data]
         )
-    if model.distribute_strategy.num_replicas_in_sync > 1:
-        scores = _predict_evenly(model, validation_data, len(labels))
-    else:
-        scores = model.predict(validation_data, verbose=0)
+    with warnings.catch_warnings():
+        # Keras warns when a dataset of unknown length "ran out of data": it is meant to.
+        warnings.filterwarnings("ignore", message="Your input ran out of data")
+        if model.distribute_strategy.num_replicas_in_sync > 1:
+            scores = _predict_evenly(model, validation_data, len(labels))
+        else:
+            scores = model.predict(validation_data, verbose=0)
     scores = np.asarray(scores, dtype=np.float32)
     if len(labels) != len(scores):
         raise ValueError(
@@ -83,11 +86,7 @@ def _predict_evenly(model, dataset, count: int):
     if padding:
         zeros = tf.data.Dataset.from_tensors(tf.zeros(spec.shape[1:], spec.dtype)).repeat(padding)
         images = images.concatenate(zeros)
-    with warnings.catch_warnings():
-        # Keras warns that a finite distributed dataset "ran out of data": it is meant to.
-        warnings.filterwarnings("ignore", message="Your input ran out of data")
-        warnings.filterwarnings("ignore", message="`shuffle=True` was passed")
-        return model.predict(images.batch(batch_size), verbose=0)[:count]
+    return model.predict(images.batch(batch_size), verbose=0)[:count]
 
 
 def class_table(labels, scores, thresholds, class_names=CLASS_NAMES) -> str:
@@ -356,7 +355,14 @@ def find_learning_rate(
     weights = model.get_weights()
     finder = LRFinder(min_lr=min_lr, max_lr=max_lr, steps=steps)
     try:
-        model.fit(dataset, epochs=1, steps_per_epoch=steps, callbacks=[finder], verbose=0)
+        model.fit(
+            dataset,
+            epochs=1,
+            steps_per_epoch=steps,
+            callbacks=[finder],
+            verbose=0,
+            shuffle=False,  # a dataset shuffles itself; Keras would only warn
+        )
     finally:
         model.set_weights(weights)
     return finder

@@ -27,6 +27,7 @@ import dataclasses
 import json
 import shutil
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,8 @@ CURVES_FILE = "learning_curves.png"
 LR_FINDER_FILE = "lr_finder.png"
 BACKUP_FOLDER = "backup"
 STAGE_ONE_WEIGHTS = "stage1.weights.h5"
+# Settings that change only what is printed: a resumed run may differ in them.
+DISPLAY_SETTINGS = ("verbose", "print_table")
 
 
 @dataclasses.dataclass
@@ -132,7 +135,7 @@ class TrainingConfig:
 
     def validate(self) -> None:
         """Check every value; raise InputError naming the setting."""
-        from hpa_keras.models import MODELS
+        from hpa_keras.models import BACKBONE_MODELS, MODELS
 
         choices = {
             "model": MODELS,
@@ -169,6 +172,11 @@ class TrainingConfig:
             raise InputError(f"steps_per_epoch: must be at least 1, got {self.steps_per_epoch}")
         if self.verbose not in (0, 1, 2):
             raise InputError(f"verbose: must be 0, 1 or 2, got {self.verbose}")
+        if self.frozen_epochs and self.model not in BACKBONE_MODELS:
+            raise InputError(
+                f"frozen_epochs: model {self.model} has no pretrained backbone to freeze "
+                f"(models with one: {', '.join(BACKBONE_MODELS)})"
+            )
         if not isinstance(self.model_options, dict):
             raise InputError(f"model_options: must be a mapping, got {self.model_options!r}")
 
@@ -495,6 +503,7 @@ def _fit(config: TrainingConfig, manifest: dict, resuming: bool, extra_callbacks
             resume=resuming,
         )
         fit_options = {
+            "shuffle": False,  # load_dataset shuffles; Keras would only warn
             "steps_per_epoch": run.steps_per_epoch,
             "verbose": config.verbose,
         }
@@ -527,7 +536,11 @@ def _fit(config: TrainingConfig, manifest: dict, resuming: bool, extra_callbacks
         )
         best_weights = folder / BEST_WEIGHTS_FILE
         if best_weights.is_file():
-            model.load_weights(best_weights)
+            with warnings.catch_warnings():
+                # A best epoch from the frozen stage saved fewer optimizer variables;
+                # only the model's weights matter from here on.
+                warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+                model.load_weights(best_weights)
         with atomic_path(folder / MODEL_FILE, suffix=".keras") as temporary:
             model.save(temporary)
     _write_learning_curves(folder, config)
@@ -549,10 +562,14 @@ def _prepare_run_folder(folder: Path, config: TrainingConfig) -> bool:
     if (folder / MODEL_FILE).exists():
         raise InputError(f"{folder}: holds a finished run ({MODEL_FILE}); choose another --out")
     if config_path.is_file():  # an interrupted run: resume it
-        saved = yaml.safe_load(config_path.read_text())
-        if saved != yaml.safe_load(settings):
-            current = config.to_dict()
-            changed = sorted(key for key in current if saved.get(key) != current[key])
+        saved = yaml.safe_load(config_path.read_text()) or {}
+        current = yaml.safe_load(settings)
+        changed = sorted(
+            key
+            for key in current
+            if key not in DISPLAY_SETTINGS and saved.get(key, current[key]) != current[key]
+        )
+        if changed:
             raise InputError(
                 f"{folder}: an interrupted run with other settings ({', '.join(changed)}); "
                 "resume it with the same settings or choose another --out"

@@ -215,3 +215,14 @@ def test_resolve_channels():
     assert resolve_channels("rgb") == ("red", "green", "blue")
     assert resolve_channels("green") == ("green",)
     assert resolve_channels(["blue"]) == ("blue",)
+
+
+def test_finite_datasets_know_their_length(records):
+    manifest = read_manifest(records["raw"])
+    count = sum(fold["num_records"] for fold in manifest["folds"] if fold["fold"] in (0, 1))
+    evaluation = load_dataset(records["raw"], folds=[0, 1], training=False, batch_size=4)
+    assert int(evaluation.cardinality()) == -(-count // 4) == len(list(evaluation))
+    once = load_dataset(records["raw"], folds=[0, 1], training=True, batch_size=4, repeat=False)
+    assert int(once.cardinality()) == count // 4 == len(list(once))
+    forever = load_dataset(records["raw"], training=True, batch_size=4)
+    assert int(forever.cardinality()) == int(tf.data.INFINITE_CARDINALITY)

@@ -101,6 +101,7 @@ def test_refuses_to_write_over_other_data_and_replaces_its_own(tmp_path):
         ("image_size", 16, "--image-size"),
         ("test_fraction", 1.0, "--test-fraction"),
         ("bit_depth", 12, "--bit-depth"),
+        ("label_balance", 1.5, "--label-balance"),
     ],
 )
 def test_settings_are_validated(tmp_path, field, value, reason):
@@ -209,3 +210,22 @@ def test_sampled_labels_follow_the_real_distribution():
     assert both == pytest.approx(0.1169, abs=0.015)  # Nucleoplasm with Cytosol: 11.69% real
     # Rare classes stay rare: Rods & rings (0.035%) at most a handful in 5,000.
     assert observed[27] * samples <= 8
+
+
+def test_label_balance_lifts_every_class_to_its_share_and_keeps_real_label_sets():
+    samples = 4000
+    label_sets = sample_label_sets(np.random.default_rng(12), samples, balance=0.5)
+    observed = np.zeros(NUM_CLASSES)
+    for label_set in label_sets:
+        observed[list(label_set)] += 1
+    # Each class is drawn on purpose for at least 0.5/28 of the samples (1.79%).
+    floor = 0.5 / NUM_CLASSES
+    assert np.all(observed / samples >= floor - 4 * np.sqrt(floor * (1 - floor) / samples))
+    real_sets = set(label_set_distribution()[0])
+    assert all(label_set in real_sets for label_set in label_sets)
+    # With no balance the draws are exactly the unbalanced ones.
+    assert sample_label_sets(np.random.default_rng(3), 50) == sample_label_sets(
+        np.random.default_rng(3), 50, balance=0.0
+    )
+    with pytest.raises(ValueError, match="balance"):
+        sample_label_sets(np.random.default_rng(0), 5, balance=-0.1)

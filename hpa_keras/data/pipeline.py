@@ -147,6 +147,12 @@ def load_dataset(
     if repeat:
         dataset = dataset.repeat()
     dataset = dataset.batch(batch_size, drop_remainder=training)
+    if not repeat:
+        # The manifest knows the length: Keras then shows progress totals and does not
+        # warn that a dataset of unknown length "ran out of data".
+        records = sum(shard["num_records"] for shard in select_shards(manifest, folds))
+        batches = records // batch_size if training else -(-records // batch_size)
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
     finish = _make_finisher(manifest, names, size, stored, normalization)
     if finish is not None:
         dataset = dataset.map(finish, num_parallel_calls=AUTOTUNE, deterministic=not training)

@@ -44,6 +44,10 @@ DESCRIPTIONS = {
     "capsnet": "baseline: capsule network with dynamic routing (Sabour et al. 2017)",
 }
 
+# Models built around a pretrained backbone (a nested model named "backbone"), which
+# two-stage fine-tuning freezes and differential learning rates slow down.
+BACKBONE_MODELS = ("inception_resnet_v2", "densenet121", "densenet169", "resnet50")
+
 # Options that make a small, fast variant of each model, for tests and smoke runs.
 TINY_OPTIONS = {
     "gapnet": {"width": 4, "depth": 1, "dense_units": 8},
@@ -101,6 +105,7 @@ def load_model(path, compile: bool = False):
 
 
 __all__ = [
+    "BACKBONE_MODELS",
     "DESCRIPTIONS",
     "MODELS",
     "TINY_OPTIONS",

@@ -1,0 +1,434 @@
+"""Callbacks, differential learning rates, settings and ``fit`` on tiny synthetic data."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from hpa_keras.callbacks import LRFinder, ThresholdSearch, find_learning_rate, read_thresholds
+from hpa_keras.data.synthetic import DemoDataSettings, make_demo_data
+from hpa_keras.data.tfrecords import ConversionSettings, make_tfrecords
+from hpa_keras.errors import InputError
+from hpa_keras.metrics import macro_f1
+from hpa_keras.models import TINY_OPTIONS, load_model
+from hpa_keras.optimizers import DifferentialAdam, DifferentialSGD, backbone_multipliers
+from hpa_keras.thresholds import apply_thresholds
+from hpa_keras.train import resolve_config
+
+RUN_FILES = (
+    "config.yaml",
+    "model.keras",
+    "thresholds.json",
+    "history.csv",
+    "learning_curves.png",
+    "best.weights.h5",
+)
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory):
+    """40 labeled synthetic samples at 32 px in 3 folds (half of them class-balanced)."""
+    root = tmp_path_factory.mktemp("training")
+    make_demo_data(
+        root / "data",
+        DemoDataSettings(
+            num_samples=40, image_size=32, seed=5, test_fraction=0.0, label_balance=0.5
+        ),
+        workers=1,
+        progress=False,
+    )
+    make_tfrecords(
+        root / "data" / "train",
+        root / "records",
+        labels=root / "data" / "train.csv",
+        settings=ConversionSettings(num_folds=3, num_shards=3),
+        workers=1,
+        progress=False,
+    )
+    return root / "records"
+
+
+def tiny_config(records, out, **overrides):
+    settings = {
+        "data": str(records),
+        "out": str(out),
+        "epochs": 1,
+        "batch_size": 8,
+        "model_options": TINY_OPTIONS["gapnet"],
+        "verbose": 0,
+        "tensorboard": False,
+        **overrides,
+    }
+    return resolve_config(settings)
+
+
+def toy_problem(samples=96, seed=0):
+    """Two informative features per class: a small dense model learns it in a few epochs."""
+    rng = np.random.default_rng(seed)
+    labels = (rng.random((samples, 28)) < 0.25).astype("float32")
+    features = np.concatenate([labels, labels], axis=1) + rng.normal(0, 0.8, (samples, 56))
+    return features.astype("float32"), labels
+
+
+def toy_model():
+    inputs = keras.Input((56,))
+    outputs = keras.layers.Dense(28, activation="sigmoid")(inputs)
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss="binary_crossentropy")
+    return model
+
+
+# ------------------------------------------------------------------ callbacks
+
+
+def test_threshold_search_writes_thresholds_that_reproduce_its_logged_f1(tmp_path):
+    keras.utils.set_random_seed(0)
+    features, labels = toy_problem()
+    model = toy_model()
+    search = ThresholdSearch(
+        (features, labels), out=tmp_path / "thresholds.json", print_table=False
+    )
+    history = model.fit(features, labels, epochs=3, batch_size=32, verbose=0, callbacks=[search])
+    logged = history.history["val_macro_f1_tuned"]
+    document = json.loads((tmp_path / "thresholds.json").read_text())
+    assert document["epoch"] == int(np.argmax(logged)) + 1
+    assert document["macro_f1_tuned"] == pytest.approx(max(logged))
+    # The best epoch is the last one here (the toy problem keeps improving).
+    assert document["epoch"] == 3
+    scores = model.predict(features, verbose=0)
+    thresholds = read_thresholds(tmp_path / "thresholds.json")
+    assert macro_f1(labels, apply_thresholds(scores, thresholds)) == pytest.approx(max(logged))
+    assert macro_f1(labels, scores >= 0.5) == pytest.approx(history.history["val_macro_f1"][-1])
+    assert max(logged) >= history.history["val_macro_f1"][-1]
+    # val_loss is the compiled loss on the same predictions.
+    expected = keras.losses.binary_crossentropy(labels, scores).numpy().mean()
+    assert history.history["val_loss"][-1] == pytest.approx(expected, rel=1e-5)
+    assert [entry["name"] for entry in document["classes"]][27] == "Rods & rings"
+
+
+def test_threshold_search_on_a_dataset_equals_arrays(records):
+    from hpa_keras.data.pipeline import load_dataset
+
+    dataset = load_dataset(records, folds=[0], training=False, batch_size=5)
+    images = np.concatenate([batch[0].numpy() for batch in dataset])
+    labels = np.concatenate([batch[1].numpy() for batch in dataset])
+    inputs = keras.Input(images.shape[1:])
+    features = keras.layers.GlobalAveragePooling2D()(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(28, activation="sigmoid")(features))
+    model.compile(loss="binary_crossentropy")
+    from_dataset, from_arrays = ThresholdSearch(dataset), ThresholdSearch((images, labels))
+    for search in (from_dataset, from_arrays):
+        search.set_model(model)
+        search.print_table = False
+    logs_dataset, logs_arrays = {}, {}
+    from_dataset.on_epoch_end(0, logs_dataset)
+    from_arrays.on_epoch_end(0, logs_arrays)
+    assert logs_dataset == pytest.approx(logs_arrays)
+
+
+def test_threshold_search_resume_keeps_the_better_recorded_result(tmp_path):
+    path = tmp_path / "thresholds.json"
+    path.write_text(json.dumps({"macro_f1_tuned": 0.99, "epoch": 4, "thresholds": [0.3] * 28}))
+    search = ThresholdSearch(toy_problem(), out=path, resume=True, print_table=False)
+    search.set_model(toy_model())
+    search.on_epoch_end(5, {})
+    assert json.loads(path.read_text())["epoch"] == 4  # an untrained model does not beat 0.99
+    assert search.best_epoch == 4
+
+
+def test_lr_finder_grows_the_rate_exponentially_and_restores_weights(tmp_path):
+    keras.utils.set_random_seed(1)
+    features, labels = toy_problem(samples=320)
+    model = toy_model()
+    before = [weight.copy() for weight in model.get_weights()]
+    dataset = (features, labels)
+    import tensorflow as tf
+
+    repeated = tf.data.Dataset.from_tensor_slices(dataset).repeat().batch(8)
+    finder = find_learning_rate(model, repeated, min_lr=1e-4, max_lr=10.0, steps=40)
+    rates = np.asarray(finder.learning_rates)
+    np.testing.assert_allclose(rates[1:] / rates[:-1], (1e5) ** (1 / 39), rtol=1e-6)
+    assert rates[0] == pytest.approx(1e-4)
+    assert 1e-5 <= finder.suggestion() <= 1.0
+    assert min(finder.losses) < finder.losses[0]  # the loss fell somewhere on the way
+    for weight, original in zip(model.get_weights(), before, strict=True):
+        np.testing.assert_array_equal(weight, original)
+    from hpa_keras.display import save_figure
+
+    save_figure(finder.figure(), tmp_path / "lr.png")
+    assert (tmp_path / "lr.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_lr_finder_rejects_bad_ranges():
+    with pytest.raises(ValueError, match="min_lr < max_lr"):
+        LRFinder(min_lr=1.0, max_lr=0.1)
+    with pytest.raises(ValueError, match="no learning-rate test"):
+        LRFinder().suggestion()
+
+
+# ------------------------------------------------------------------ optimizers
+
+
+def test_learning_rate_multipliers_scale_the_sgd_step_exactly():
+    inputs = keras.Input((3,))
+    hidden = keras.layers.Dense(2, use_bias=False, name="slow")(inputs)
+    outputs = keras.layers.Dense(1, use_bias=False, name="fast")(hidden)
+    model = keras.Model(inputs, outputs)
+    optimizer = DifferentialSGD(learning_rate=0.1, momentum=0.0, multipliers={"slow/kernel": 0.25})
+    model.compile(optimizer=optimizer, loss="mse")
+    x = np.array([[1.0, 2.0, -1.0]], dtype="float32")
+    y = np.array([[3.0]], dtype="float32")
+    slow, fast = (weight.copy() for weight in model.get_weights())
+    # Gradients of (x W1 W2 - y)^2 by hand.
+    error = (x @ slow @ fast - y)[0, 0]
+    slow_gradient = 2 * error * x.T @ fast.T
+    fast_gradient = 2 * error * (x @ slow).T
+    model.train_on_batch(x, y)
+    new_slow, new_fast = model.get_weights()
+    np.testing.assert_allclose(new_slow, slow - 0.1 * 0.25 * slow_gradient, rtol=1e-5)
+    np.testing.assert_allclose(new_fast, fast - 0.1 * fast_gradient, rtol=1e-5)
+
+
+def test_backbone_multipliers_cover_exactly_the_backbone():
+    from hpa_keras.models import build_model
+
+    model = build_model("resnet50", input_shape=(32, 32, 4), **TINY_OPTIONS["resnet50"])
+    multipliers = backbone_multipliers(model, 0.1)
+    backbone = model.get_layer("backbone")
+    assert set(multipliers) == {weight.path for weight in backbone.weights}
+    assert "head_probabilities/kernel" not in multipliers
+    gapnet = build_model("gapnet", input_shape=(32, 32, 4), **TINY_OPTIONS["gapnet"])
+    assert backbone_multipliers(gapnet, 0.1) == {}
+    optimizer = DifferentialAdam(learning_rate=0.01, multipliers=multipliers)
+    restored = keras.optimizers.deserialize(keras.optimizers.serialize(optimizer))
+    assert isinstance(restored, DifferentialAdam) and restored.multipliers == multipliers
+
+
+# ------------------------------------------------------------------ settings
+
+
+def test_settings_flags_over_yaml_over_defaults(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("data: somewhere\nepochs: 7\nlr: 0.01\nmodel_options:\n  width: 8\n")
+    config = resolve_config({"lr": 0.002, "fold": None}, path)
+    assert (config.epochs, config.lr, config.fold) == (7, 0.002, 0)
+    assert config.model_options == {"width": 8} and config.batch_size == 32
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("data: x\nepoch: 3\n", "unknown setting 'epoch'"),
+        ("data: x\nloss: hinge\n", "loss: 'hinge' is not one of"),
+        ("data: x\nlr: -1\n", "lr: must be positive"),
+        ("- a list\n", "expected a mapping"),
+        ("data: [unclosed\n", "not valid YAML"),
+    ],
+)
+def test_bad_settings_name_the_file_and_key(tmp_path, text, message):
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    with pytest.raises(InputError, match=message):
+        resolve_config({}, path)
+
+
+# ------------------------------------------------------------------ fit
+
+
+def test_fit_one_epoch_writes_the_run_folder(records, tmp_path):
+    from hpa_keras.data.pipeline import load_dataset
+    from hpa_keras.train import fit
+
+    out = tmp_path / "run"
+    summary = fit(tiny_config(records, out, tensorboard=True))
+    for name in RUN_FILES:
+        assert (out / name).is_file(), name
+    assert any((out / "logs").rglob("events.out.tfevents.*"))
+    assert not (out / "backup").exists()
+    history = pd.read_csv(out / "history.csv")
+    assert list(history["epoch"]) == [0]
+    assert {"loss", "macro_f1", "val_loss", "val_macro_f1", "val_macro_f1_tuned"} <= set(history)
+    assert summary["val_macro_f1_tuned"] == pytest.approx(history["val_macro_f1_tuned"][0])
+    # The saved model takes uint8 images and, with the saved thresholds, scores what was logged.
+    model = load_model(out / "model.keras")
+    assert model.input.dtype == "uint8"
+    validation = load_dataset(records, folds=[0], training=False, normalization="none")
+    labels = np.concatenate([batch[1].numpy() for batch in validation])
+    scores = model.predict(validation, verbose=0)
+    tuned = macro_f1(labels, apply_thresholds(scores, read_thresholds(out)))
+    assert tuned == pytest.approx(summary["val_macro_f1_tuned"], abs=1e-6)
+    saved = resolve_config({}, out / "config.yaml")
+    assert saved.model_options == TINY_OPTIONS["gapnet"] and saved.epochs == 1
+
+
+class _StopAfterEpoch(keras.callbacks.Callback):
+    """Simulates a kill right after an epoch was backed up."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+class _RecordEpochs(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.epochs = []
+        self.trainable = []
+
+    def on_train_begin(self, logs=None):
+        self.trainable.append(len(self.model.trainable_weights))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epochs.append(epoch)
+
+
+def test_an_interrupted_fit_resumes_at_the_next_epoch(records, tmp_path):
+    from hpa_keras.train import fit
+
+    out = tmp_path / "run"
+    config = tiny_config(records, out, epochs=3)
+    with pytest.raises(KeyboardInterrupt):
+        fit(config, callbacks=[_StopAfterEpoch(1)])
+    assert (out / "backup").is_dir() and not (out / "model.keras").exists()
+    recorder = _RecordEpochs()
+    fit(tiny_config(records, out, epochs=3), callbacks=[recorder])
+    assert recorder.epochs == [2]
+    history = pd.read_csv(out / "history.csv")
+    assert sorted(history["epoch"]) == [0, 1, 2]
+    assert (out / "model.keras").is_file() and not (out / "backup").exists()
+    # A finished run is never overwritten; a changed interrupted run is refused.
+    with pytest.raises(InputError, match="holds a finished run"):
+        fit(tiny_config(records, out, epochs=3))
+
+
+def test_resuming_with_other_settings_is_refused(records, tmp_path):
+    from hpa_keras.train import fit
+
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        fit(tiny_config(records, out, epochs=2), callbacks=[_StopAfterEpoch(0)])
+    with pytest.raises(InputError, match=r"other settings \(lr\)"):
+        fit(tiny_config(records, out, epochs=2, lr=0.01))
+
+
+def test_two_stage_fine_tuning_freezes_then_unfreezes_the_backbone(records, tmp_path):
+    from hpa_keras.train import fit
+
+    recorder = _RecordEpochs()
+    config = tiny_config(
+        records,
+        tmp_path / "run",
+        model="resnet50",
+        model_options=TINY_OPTIONS["resnet50"],
+        frozen_epochs=1,
+        backbone_lr_factor=0.1,
+    )
+    fit(config, callbacks=[recorder])
+    frozen, unfrozen = recorder.trainable
+    assert frozen < unfrozen
+    assert recorder.epochs == [0, 1]
+    assert len(pd.read_csv(tmp_path / "run" / "history.csv")) == 2
+
+
+def test_two_stage_needs_a_backbone(records, tmp_path):
+    from hpa_keras.train import fit
+
+    with pytest.raises(InputError, match="backbone"):
+        fit(tiny_config(records, tmp_path / "run", frozen_epochs=1))
+
+
+def test_mixed_precision_computes_in_bfloat16_on_cpu_and_restores_the_policy(records, tmp_path):
+    from hpa_keras.train import fit
+
+    fit(tiny_config(records, tmp_path / "run", mixed_precision=True))
+    assert keras.config.dtype_policy().name == "float32"
+    model = load_model(tmp_path / "run" / "model.keras")
+    assert model.get_layer("standardization").dtype_policy.name == "mixed_bfloat16"
+    assert model.output.dtype == "float32"
+
+
+def test_mirrored_strategy_on_two_logical_cpus(records, tmp_path):
+    script = textwrap.dedent(
+        """
+        import json, sys
+        from hpa_keras.tensorflow_setup import import_tensorflow_quietly
+        tf = import_tensorflow_quietly()
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from hpa_keras.models import TINY_OPTIONS
+        from hpa_keras.train import fit, resolve_config
+        config = resolve_config({"data": sys.argv[1], "out": sys.argv[2], "epochs": 1,
+            "batch_size": 6, "strategy": "mirrored", "model_options": TINY_OPTIONS["gapnet"],
+            "verbose": 0, "tensorboard": False})
+        print(json.dumps(fit(config)))
+        """
+    )
+    out = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(records), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["replicas"] == 2
+    for name in RUN_FILES:
+        assert (out / name).is_file(), name
+
+
+# ------------------------------------------------------------------ command line
+
+
+def test_cli_fit_writes_a_run_and_the_lr_finder_plot(records, tmp_path, capsys):
+    from hpa_keras.cli import main
+
+    out = tmp_path / "run"
+    common = ["fit", "--data", str(records), "--tiny", "--batch-size", "8", "--quiet"]
+    assert main([*common, "--epochs", "1", "--out", str(out), "--no-tensorboard"]) == 0
+    printed = capsys.readouterr().out
+    assert f"{out}: best epoch 1 of 1, validation macro F1" in printed
+    for name in RUN_FILES:
+        assert (out / name).is_file(), name
+    assert not (out / "logs").exists()
+    assert main([*common, "--find-lr", "--out", str(tmp_path / "lr")]) == 0
+    assert "suggested --lr" in capsys.readouterr().out
+    assert (tmp_path / "lr" / "lr_finder.png").is_file()
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--schedule", "sgdr", "--plateau-patience", "3"], "applies to --schedule plateau only"),
+        (["--model", "gapnet", "--frozen-epochs", "2"], "no pretrained backbone to freeze"),
+        (["--fold", "7"], "fold: 7 is not in the data's folds [0, 1, 2]"),
+        (["--model-option", "widthless"], None),
+    ],
+)
+def test_cli_fit_rejects_bad_settings_without_a_traceback(
+    records, tmp_path, capsys, arguments, message
+):
+    from hpa_keras.cli import main
+
+    out = tmp_path / "run"
+    argv = ["fit", "--data", str(records), "--out", str(out), *arguments]
+    if message is None:  # argparse's own error for a malformed KEY=VALUE
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2
+        assert "expected KEY=VALUE" in capsys.readouterr().err
+        return
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert message in error and "Traceback" not in error
+    assert not (out / "config.yaml").exists()
