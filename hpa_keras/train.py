@@ -587,6 +587,8 @@ def _write_learning_curves(folder: Path, config: TrainingConfig) -> None:
     from hpa_keras.plots import learning_curve_figure, read_history
 
     history = read_history(folder / HISTORY_FILE)
+    # An epoch re-run after a kill between its CSV row and its backup appears twice: keep one.
+    write_text_atomic(folder / HISTORY_FILE, history.to_csv(index=False))
     title = f"{config.model}, validation fold {config.fold}"
     save_figure(learning_curve_figure(history, title), folder / CURVES_FILE)
 
