@@ -201,6 +201,65 @@ def _command_fit(arguments) -> None:
     )
 
 
+def _command_predict(arguments) -> None:
+    import_tensorflow_quietly()
+    from hpa_keras.predict import (
+        predict_runs,
+        submission_labels,
+        write_probabilities,
+        write_submission,
+    )
+
+    ids, probabilities, thresholds = predict_runs(
+        arguments.run,
+        data=arguments.data,
+        images=arguments.images,
+        ids_file=arguments.ids,
+        tta=arguments.tta,
+        batch_size=arguments.batch_size,
+    )
+    labels = submission_labels(probabilities, thresholds, require_label=not arguments.allow_empty)
+    write_submission(arguments.out, ids, labels)
+    if arguments.probabilities:
+        write_probabilities(arguments.probabilities, ids, probabilities)
+    runs = f"an ensemble of {len(arguments.run)} runs" if len(arguments.run) > 1 else "1 run"
+    empty = sum(not row for row in labels)
+    print(
+        f"wrote {arguments.out}: {len(ids)} Ids, {sum(map(len, labels))} labels "
+        f"({len(ids) and sum(map(len, labels)) / len(ids):.2f} per image, {empty} empty), "
+        f"{runs}, {arguments.tta} view{'s' if arguments.tta > 1 else ''} per image"
+    )
+
+
+def _add_predict_parser(commands) -> None:
+    predict = commands.add_parser(
+        "predict",
+        help="write a Kaggle submission from one run or an ensemble of runs",
+        description="Predict every Id of the input with the run's model and thresholds and "
+        "write Id,Predicted (space-separated class indices) in input order. Several --run "
+        "folders average their probabilities and thresholds.",
+    )
+    predict.add_argument("--run", nargs="+", required=True, help="run folder(s) from fit")
+    source = predict.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", help="make-tfrecords folder")
+    source.add_argument("--images", help="folder of <Id>_<channel> images")
+    predict.add_argument(
+        "--ids", help="with --images: CSV whose Id column fixes the Ids and their order"
+    )
+    predict.add_argument(
+        "--tta", type=int, choices=(1, 2, 4, 8), default=1, help="dihedral views per image"
+    )
+    predict.add_argument("--out", default="submission.csv", help="default: submission.csv")
+    predict.add_argument("--probabilities", help="also write Id + 28 probability columns here")
+    predict.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="leave rows with no class over its threshold empty (default: the top class)",
+    )
+    predict.add_argument("--batch-size", type=_positive_int, default=16)
+    predict.set_defaults(handler=_command_predict)
+
+
 def _add_fit_parser(commands) -> None:
     fit = commands.add_parser(
         "fit",
@@ -447,6 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     show.set_defaults(handler=_command_show)
     _add_fit_parser(commands)
+    _add_predict_parser(commands)
     return parser
 
 

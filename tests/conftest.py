@@ -23,3 +23,32 @@ def real_channel_folder() -> Path:
     if not (path / "files.csv").is_file():
         pytest.skip("../shared/data/hpa-kaggle-2018/channel-samples is not available")
     return path
+
+
+@pytest.fixture(scope="session")
+def training_records(tmp_path_factory) -> Path:
+    """40 labeled synthetic samples at 32 px as raw TFRecords in 3 folds (half class-balanced).
+
+    The images stay beside them in ``records.parent / "data" / "train"``.
+    """
+    from hpa_keras.data.synthetic import DemoDataSettings, make_demo_data
+    from hpa_keras.data.tfrecords import ConversionSettings, make_tfrecords
+
+    root = tmp_path_factory.mktemp("training")
+    make_demo_data(
+        root / "data",
+        DemoDataSettings(
+            num_samples=40, image_size=32, seed=5, test_fraction=0.0, label_balance=0.5
+        ),
+        workers=1,
+        progress=False,
+    )
+    make_tfrecords(
+        root / "data" / "train",
+        root / "records",
+        labels=root / "data" / "train.csv",
+        settings=ConversionSettings(num_folds=3, num_shards=3),
+        workers=1,
+        progress=False,
+    )
+    return root / "records"

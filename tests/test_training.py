@@ -11,8 +11,6 @@ import pandas as pd
 import pytest
 
 from hpa_keras.callbacks import LRFinder, ThresholdSearch, find_learning_rate, read_thresholds
-from hpa_keras.data.synthetic import DemoDataSettings, make_demo_data
-from hpa_keras.data.tfrecords import ConversionSettings, make_tfrecords
 from hpa_keras.errors import InputError
 from hpa_keras.metrics import macro_f1
 from hpa_keras.models import TINY_OPTIONS, load_model
@@ -30,32 +28,9 @@ RUN_FILES = (
 )
 
 
-@pytest.fixture(scope="module")
-def records(tmp_path_factory):
-    """40 labeled synthetic samples at 32 px in 3 folds (half of them class-balanced)."""
-    root = tmp_path_factory.mktemp("training")
-    make_demo_data(
-        root / "data",
-        DemoDataSettings(
-            num_samples=40, image_size=32, seed=5, test_fraction=0.0, label_balance=0.5
-        ),
-        workers=1,
-        progress=False,
-    )
-    make_tfrecords(
-        root / "data" / "train",
-        root / "records",
-        labels=root / "data" / "train.csv",
-        settings=ConversionSettings(num_folds=3, num_shards=3),
-        workers=1,
-        progress=False,
-    )
-    return root / "records"
-
-
-def tiny_config(records, out, **overrides):
+def tiny_config(training_records, out, **overrides):
     settings = {
-        "data": str(records),
+        "data": str(training_records),
         "out": str(out),
         "epochs": 1,
         "batch_size": 8,
@@ -111,10 +86,10 @@ def test_threshold_search_writes_thresholds_that_reproduce_its_logged_f1(tmp_pat
     assert [entry["name"] for entry in document["classes"]][27] == "Rods & rings"
 
 
-def test_threshold_search_on_a_dataset_equals_arrays(records):
+def test_threshold_search_on_a_dataset_equals_arrays(training_records):
     from hpa_keras.data.pipeline import load_dataset
 
-    dataset = load_dataset(records, folds=[0], training=False, batch_size=5)
+    dataset = load_dataset(training_records, folds=[0], training=False, batch_size=5)
     images = np.concatenate([batch[0].numpy() for batch in dataset])
     labels = np.concatenate([batch[1].numpy() for batch in dataset])
     inputs = keras.Input(images.shape[1:])
@@ -240,12 +215,12 @@ def test_bad_settings_name_the_file_and_key(tmp_path, text, message):
 # ------------------------------------------------------------------ fit
 
 
-def test_fit_one_epoch_writes_the_run_folder(records, tmp_path):
+def test_fit_one_epoch_writes_the_run_folder(training_records, tmp_path):
     from hpa_keras.data.pipeline import load_dataset
     from hpa_keras.train import fit
 
     out = tmp_path / "run"
-    summary = fit(tiny_config(records, out, tensorboard=True))
+    summary = fit(tiny_config(training_records, out, tensorboard=True))
     for name in RUN_FILES:
         assert (out / name).is_file(), name
     assert any((out / "logs").rglob("events.out.tfevents.*"))
@@ -257,7 +232,7 @@ def test_fit_one_epoch_writes_the_run_folder(records, tmp_path):
     # The saved model takes uint8 images and, with the saved thresholds, scores what was logged.
     model = load_model(out / "model.keras")
     assert model.input.dtype == "uint8"
-    validation = load_dataset(records, folds=[0], training=False, normalization="none")
+    validation = load_dataset(training_records, folds=[0], training=False, normalization="none")
     labels = np.concatenate([batch[1].numpy() for batch in validation])
     scores = model.predict(validation, verbose=0)
     tuned = macro_f1(labels, apply_thresholds(scores, read_thresholds(out)))
@@ -291,11 +266,11 @@ class _RecordEpochs(keras.callbacks.Callback):
         self.epochs.append(epoch)
 
 
-def test_an_interrupted_fit_resumes_at_the_next_epoch(records, tmp_path):
+def test_an_interrupted_fit_resumes_at_the_next_epoch(training_records, tmp_path):
     from hpa_keras.train import fit
 
     out = tmp_path / "run"
-    config = tiny_config(records, out, epochs=3)
+    config = tiny_config(training_records, out, epochs=3)
     with pytest.raises(KeyboardInterrupt):
         fit(config, callbacks=[_StopAfterEpoch(1)])
     assert (out / "backup").is_dir() and not (out / "model.keras").exists()
@@ -303,32 +278,32 @@ def test_an_interrupted_fit_resumes_at_the_next_epoch(records, tmp_path):
     with open(out / "history.csv", "a") as history_file:
         history_file.write((out / "history.csv").read_text().splitlines()[-1] + "\n")
     recorder = _RecordEpochs()
-    fit(tiny_config(records, out, epochs=3), callbacks=[recorder])
+    fit(tiny_config(training_records, out, epochs=3), callbacks=[recorder])
     assert recorder.epochs == [2]
     history = pd.read_csv(out / "history.csv")
     assert list(history["epoch"]) == [0, 1, 2]
     assert (out / "model.keras").is_file() and not (out / "backup").exists()
     # A finished run is never overwritten; a changed interrupted run is refused.
     with pytest.raises(InputError, match="holds a finished run"):
-        fit(tiny_config(records, out, epochs=3))
+        fit(tiny_config(training_records, out, epochs=3))
 
 
-def test_resuming_with_other_settings_is_refused(records, tmp_path):
+def test_resuming_with_other_settings_is_refused(training_records, tmp_path):
     from hpa_keras.train import fit
 
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
-        fit(tiny_config(records, out, epochs=2), callbacks=[_StopAfterEpoch(0)])
+        fit(tiny_config(training_records, out, epochs=2), callbacks=[_StopAfterEpoch(0)])
     with pytest.raises(InputError, match=r"other settings \(lr\)"):
-        fit(tiny_config(records, out, epochs=2, lr=0.01))
+        fit(tiny_config(training_records, out, epochs=2, lr=0.01))
 
 
-def test_two_stage_fine_tuning_freezes_then_unfreezes_the_backbone(records, tmp_path):
+def test_two_stage_fine_tuning_freezes_then_unfreezes_the_backbone(training_records, tmp_path):
     from hpa_keras.train import fit
 
     recorder = _RecordEpochs()
     config = tiny_config(
-        records,
+        training_records,
         tmp_path / "run",
         model="resnet50",
         model_options=TINY_OPTIONS["resnet50"],
@@ -342,24 +317,26 @@ def test_two_stage_fine_tuning_freezes_then_unfreezes_the_backbone(records, tmp_
     assert len(pd.read_csv(tmp_path / "run" / "history.csv")) == 2
 
 
-def test_two_stage_needs_a_backbone(records, tmp_path):
+def test_two_stage_needs_a_backbone(training_records, tmp_path):
     from hpa_keras.train import fit
 
     with pytest.raises(InputError, match="backbone"):
-        fit(tiny_config(records, tmp_path / "run", frozen_epochs=1))
+        fit(tiny_config(training_records, tmp_path / "run", frozen_epochs=1))
 
 
-def test_mixed_precision_computes_in_bfloat16_on_cpu_and_restores_the_policy(records, tmp_path):
+def test_mixed_precision_computes_in_bfloat16_on_cpu_and_restores_the_policy(
+    training_records, tmp_path
+):
     from hpa_keras.train import fit
 
-    fit(tiny_config(records, tmp_path / "run", mixed_precision=True))
+    fit(tiny_config(training_records, tmp_path / "run", mixed_precision=True))
     assert keras.config.dtype_policy().name == "float32"
     model = load_model(tmp_path / "run" / "model.keras")
     assert model.get_layer("standardization").dtype_policy.name == "mixed_bfloat16"
     assert model.output.dtype == "float32"
 
 
-def test_mirrored_strategy_on_two_logical_cpus(records, tmp_path):
+def test_mirrored_strategy_on_two_logical_cpus(training_records, tmp_path):
     script = textwrap.dedent(
         """
         import json, sys
@@ -378,7 +355,7 @@ def test_mirrored_strategy_on_two_logical_cpus(records, tmp_path):
     )
     out = tmp_path / "run"
     result = subprocess.run(
-        [sys.executable, "-c", script, str(records), str(out)],
+        [sys.executable, "-c", script, str(training_records), str(out)],
         capture_output=True,
         text=True,
         timeout=600,
@@ -393,11 +370,11 @@ def test_mirrored_strategy_on_two_logical_cpus(records, tmp_path):
 # ------------------------------------------------------------------ command line
 
 
-def test_cli_fit_writes_a_run_and_the_lr_finder_plot(records, tmp_path, capsys):
+def test_cli_fit_writes_a_run_and_the_lr_finder_plot(training_records, tmp_path, capsys):
     from hpa_keras.cli import main
 
     out = tmp_path / "run"
-    common = ["fit", "--data", str(records), "--tiny", "--batch-size", "8", "--quiet"]
+    common = ["fit", "--data", str(training_records), "--tiny", "--batch-size", "8", "--quiet"]
     assert main([*common, "--epochs", "1", "--out", str(out), "--no-tensorboard"]) == 0
     printed = capsys.readouterr().out
     assert f"{out}: best epoch 1 of 1, validation macro F1" in printed
@@ -419,12 +396,12 @@ def test_cli_fit_writes_a_run_and_the_lr_finder_plot(records, tmp_path, capsys):
     ],
 )
 def test_cli_fit_rejects_bad_settings_without_a_traceback(
-    records, tmp_path, capsys, arguments, message
+    training_records, tmp_path, capsys, arguments, message
 ):
     from hpa_keras.cli import main
 
     out = tmp_path / "run"
-    argv = ["fit", "--data", str(records), "--out", str(out), *arguments]
+    argv = ["fit", "--data", str(training_records), "--out", str(out), *arguments]
     if message is None:  # argparse's own error for a malformed KEY=VALUE
         with pytest.raises(SystemExit) as exit_info:
             main(argv)

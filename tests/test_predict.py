@@ -1,0 +1,122 @@
+"""Prediction from run folders: submissions, ensembles, image folders, TTA, CLI."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hpa_keras.augment import dihedral_view
+from hpa_keras.data.pipeline import dataset_ids
+from hpa_keras.errors import InputError
+from hpa_keras.models import TINY_OPTIONS
+from hpa_keras.predict import (
+    _dihedral_view,
+    predict_runs,
+    submission_labels,
+    write_probabilities,
+    write_submission,
+)
+from hpa_keras.train import fit, resolve_config
+
+
+@pytest.fixture(scope="module")
+def runs(training_records, tmp_path_factory):
+    """Two tiny one-epoch runs with different seeds on the shared tiny records."""
+    root = tmp_path_factory.mktemp("runs")
+    folders = []
+    for seed in (0, 1):
+        out = root / f"run{seed}"
+        settings = {
+            "data": str(training_records),
+            "out": str(out),
+            "epochs": 1,
+            "batch_size": 8,
+            "seed": seed,
+            "model_options": TINY_OPTIONS["gapnet"],
+            "verbose": 0,
+            "tensorboard": False,
+        }
+        fit(resolve_config(settings))
+        folders.append(out)
+    return folders
+
+
+def test_submission_rows_follow_thresholds_and_the_empty_row_rule(tmp_path):
+    probabilities = np.array([[0.9, 0.2, 0.6], [0.1, 0.3, 0.2], [0.4, 0.5, 0.1]])
+    thresholds = np.array([0.5, 0.4, 0.5])
+    assert submission_labels(probabilities, thresholds) == [[0, 2], [1], [1]]
+    assert submission_labels(probabilities, thresholds, require_label=False) == [[0, 2], [], [1]]
+    path = tmp_path / "submission.csv"
+    write_submission(path, ["a", "b", "c"], [[0, 2], [], [1]])
+    assert path.read_text() == "Id,Predicted\na,0 2\nb,\nc,1\n"
+
+
+def test_submission_covers_every_id_once_in_order(runs, training_records, tmp_path):
+    ids, probabilities, thresholds = predict_runs([runs[0]], data=training_records)
+    assert ids == dataset_ids(training_records) and len(set(ids)) == len(ids) == 40
+    assert probabilities.shape == (40, 28) and probabilities.dtype == np.float32
+    path = tmp_path / "submission.csv"
+    write_submission(path, ids, submission_labels(probabilities, thresholds))
+    table = pd.read_csv(path, keep_default_na=False)
+    assert list(table["Id"]) == ids
+    for row in table["Predicted"]:
+        indices = [int(value) for value in row.split()]
+        assert indices and all(0 <= index < 28 for index in indices)
+        assert indices == sorted(set(indices))
+    write_probabilities(tmp_path / "probs.csv", ids, probabilities)
+    stored = pd.read_csv(tmp_path / "probs.csv")
+    np.testing.assert_allclose(stored.iloc[:, 1:].to_numpy(), probabilities, atol=1e-6)
+
+
+def test_an_ensemble_is_the_mean_of_its_runs(runs, training_records):
+    _, first, first_thresholds = predict_runs([runs[0]], data=training_records)
+    _, second, second_thresholds = predict_runs([runs[1]], data=training_records)
+    _, both, both_thresholds = predict_runs(runs, data=training_records)
+    assert not np.allclose(first, second)  # different seeds, different models
+    np.testing.assert_allclose(both, (first + second) / 2, rtol=1e-6)
+    np.testing.assert_allclose(both_thresholds, (first_thresholds + second_thresholds) / 2)
+
+
+def test_an_image_folder_predicts_as_its_tfrecords(runs, training_records, tmp_path):
+    images = training_records.parent / "data" / "train"
+    ids, from_records, _ = predict_runs([runs[0]], data=training_records, tta=2)
+    order = tmp_path / "ids.csv"
+    order.write_text("Id,Predicted\n" + "".join(f"{sample_id},0\n" for sample_id in ids))
+    folder_ids, from_folder, _ = predict_runs([runs[0]], images=images, ids_file=order, tta=2)
+    assert folder_ids == ids
+    np.testing.assert_allclose(from_folder, from_records, atol=1e-5)
+    sorted_ids, _, _ = predict_runs([runs[0]], images=images)
+    assert sorted_ids == sorted(ids)
+
+
+def test_numpy_views_equal_the_augmentation_views():
+    images = np.random.default_rng(0).integers(0, 255, (2, 6, 6, 4), dtype=np.uint8)
+    for index in range(8):
+        expected = np.asarray(dihedral_view(images.astype("float32"), index))
+        np.testing.assert_array_equal(_dihedral_view(images, index), expected)
+
+
+def test_bad_prediction_inputs_are_clear(runs, training_records, tmp_path):
+    with pytest.raises(InputError, match="not a finished run folder"):
+        predict_runs([tmp_path], data=training_records)
+    with pytest.raises(InputError, match="exactly one of --data"):
+        predict_runs([runs[0]])
+    with pytest.raises(InputError, match="--tta must be"):
+        predict_runs([runs[0]], data=training_records, tta=3)
+    order = tmp_path / "ids.csv"
+    order.write_text("Id,Predicted\nnot-there,0\n")
+    images = training_records.parent / "data" / "train"
+    with pytest.raises(InputError, match="Id not-there has no image files"):
+        predict_runs([runs[0]], images=images, ids_file=order)
+
+
+def test_cli_predict_writes_the_submission(runs, training_records, tmp_path, capsys):
+    from hpa_keras.cli import main
+
+    out = tmp_path / "submission.csv"
+    argv = ["predict", "--run", *map(str, runs), "--data", str(training_records)]
+    assert main([*argv, "--out", str(out), "--tta", "4", "--allow-empty"]) == 0
+    printed = capsys.readouterr().out
+    assert "40 Ids" in printed and "an ensemble of 2 runs" in printed and "4 views" in printed
+    assert len(pd.read_csv(out)) == 40
+    assert main(["predict", "--run", str(tmp_path), "--data", str(training_records)]) == 2
+    assert "not a finished run folder" in capsys.readouterr().err
