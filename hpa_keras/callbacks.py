@@ -213,20 +213,20 @@ class ThresholdSearch(keras.callbacks.Callback):
         )
         self._labels = labels
         thresholds = search_thresholds(self.strategy, labels, scores, self.class_frequencies)
-        at_half = float(f1_per_class(labels, scores >= 0.5).mean())
-        tuned = float(f1_per_class(labels, apply_thresholds(scores, thresholds)).mean())
+        # One document per epoch: the logs, the table and thresholds.json all come from it.
+        document = thresholds_document(
+            labels, scores, thresholds, self.strategy, epoch + 1, self.class_names
+        )
+        tuned = document["macro_f1_tuned"]
         loss = self._validation_loss(labels, scores)
         if loss is not None:
             logs["val_loss"] = loss
-        logs["val_macro_f1"] = at_half
+        logs["val_macro_f1"] = document["macro_f1_at_0.5"]
         logs["val_macro_f1_tuned"] = tuned
-        self.last_table = class_table(labels, scores, thresholds, self.class_names)
+        self.last_table = format_class_table(document)
         if tuned > self.best_score:
             self.best_score, self.best_epoch, self.best_thresholds = tuned, epoch + 1, thresholds
             if self.out is not None:
-                document = thresholds_document(
-                    labels, scores, thresholds, self.strategy, epoch + 1, self.class_names
-                )
                 write_text_atomic(self.out, json.dumps(document, indent=2) + "\n")
         if self.print_table:
             print(f"\nEpoch {epoch + 1}: validation per class\n{self.last_table}", flush=True)

@@ -167,16 +167,18 @@ def _command_fit(arguments) -> None:
     # Flags named like settings pass through; None means "not given".
     settings = {field.name for field in dataclasses.fields(TrainingConfig)}
     overrides = {name: value for name, value in vars(arguments).items() if name in settings}
-    options = dict(arguments.model_option or [])
-    if arguments.tiny:
-        from hpa_keras.models import TINY_OPTIONS
-
-        options = {**TINY_OPTIONS.get(arguments.model or "gapnet", {}), **options}
-    if options:
-        overrides["model_options"] = options
     if arguments.quiet:
         overrides["verbose"] = 0
     config = resolve_config(overrides, arguments.config)
+    # Model options merge: the tiny variant's, then the YAML file's, then --model-option's.
+    # The model may come from the YAML file, so this waits for the resolved settings.
+    tiny = {}
+    if arguments.tiny:
+        from hpa_keras.models import TINY_OPTIONS
+
+        tiny = TINY_OPTIONS[config.model]
+    options = {**tiny, **config.model_options, **dict(arguments.model_option or [])}
+    config = dataclasses.replace(config, model_options=options)
     if config.schedule != "plateau" and arguments.plateau_patience is not None:
         raise InputError(
             f"--plateau-patience applies to --schedule plateau only: ReduceLROnPlateau cannot "

@@ -543,16 +543,22 @@ def _fit(config: TrainingConfig, manifest: dict, resuming: bool, extra_callbacks
                 model.load_weights(best_weights)
         with atomic_path(folder / MODEL_FILE, suffix=".keras") as temporary:
             model.save(temporary)
-    _write_learning_curves(folder, config)
+    history = _finish_history(folder, config)
     shutil.rmtree(folder / BACKUP_FOLDER, ignore_errors=True)
     (folder / STAGE_ONE_WEIGHTS).unlink(missing_ok=True)
-    summary = _summary(folder, time.perf_counter() - started)
-    summary["replicas"] = strategy.num_replicas_in_sync
-    if search.last_table is not None and config.verbose:
-        document = json.loads((folder / "thresholds.json").read_text())
+    document = json.loads((folder / "thresholds.json").read_text())
+    if config.verbose:
         print(f"best epoch {document['epoch']}, validation fold {config.fold}:")
         print(format_class_table(document))
-    return summary
+    return {
+        "run": str(folder),
+        "epochs": int(len(history)),
+        "best_epoch": document["epoch"],
+        "val_macro_f1_at_0.5": document["macro_f1_at_0.5"],
+        "val_macro_f1_tuned": document["macro_f1_tuned"],
+        "seconds": round(time.perf_counter() - started, 1),
+        "replicas": strategy.num_replicas_in_sync,
+    }
 
 
 def _prepare_run_folder(folder: Path, config: TrainingConfig) -> bool:
@@ -582,7 +588,8 @@ def _prepare_run_folder(folder: Path, config: TrainingConfig) -> bool:
     return False
 
 
-def _write_learning_curves(folder: Path, config: TrainingConfig) -> None:
+def _finish_history(folder: Path, config: TrainingConfig):
+    """One row per epoch in history.csv, and its picture; returns the history."""
     from hpa_keras.display import save_figure
     from hpa_keras.plots import learning_curve_figure, read_history
 
@@ -591,21 +598,7 @@ def _write_learning_curves(folder: Path, config: TrainingConfig) -> None:
     write_text_atomic(folder / HISTORY_FILE, history.to_csv(index=False))
     title = f"{config.model}, validation fold {config.fold}"
     save_figure(learning_curve_figure(history, title), folder / CURVES_FILE)
-
-
-def _summary(folder: Path, seconds: float) -> dict:
-    from hpa_keras.plots import read_history
-
-    document = json.loads((folder / "thresholds.json").read_text())
-    history = read_history(folder / HISTORY_FILE)
-    return {
-        "run": str(folder),
-        "epochs": int(len(history)),
-        "best_epoch": document["epoch"],
-        "val_macro_f1_at_0.5": document["macro_f1_at_0.5"],
-        "val_macro_f1_tuned": document["macro_f1_tuned"],
-        "seconds": round(seconds, 1),
-    }
+    return history
 
 
 def _say(config: TrainingConfig, message: str) -> None:

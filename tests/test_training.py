@@ -412,3 +412,22 @@ def test_cli_fit_rejects_bad_settings_without_a_traceback(
     error = capsys.readouterr().err
     assert message in error and "Traceback" not in error
     assert not (out / "config.yaml").exists()
+
+
+def test_cli_tiny_follows_the_model_of_the_yaml_file_and_options_merge(training_records, tmp_path):
+    from hpa_keras.cli import main
+
+    out = tmp_path / "run"
+    settings = tmp_path / "run.yaml"
+    settings.write_text(
+        f"data: {training_records}\nout: {out}\nmodel: resnet50\nmodel_options:\n  dropout: 0.2\n"
+    )
+    argv = ["fit", "--config", str(settings), "--tiny", "--model-option", "fourth_channel=mean"]
+    assert main([*argv, "--epochs", "1", "--batch-size", "8", "--quiet", "--no-tensorboard"]) == 0
+    saved = resolve_config({}, out / "config.yaml")
+    assert saved.model == "resnet50"
+    assert saved.model_options == {
+        **TINY_OPTIONS["resnet50"],
+        "dropout": 0.2,
+        "fourth_channel": "mean",
+    }
