@@ -262,6 +262,62 @@ def _add_predict_parser(commands) -> None:
     predict.set_defaults(handler=_command_predict)
 
 
+def _command_evaluate(arguments) -> None:
+    import_tensorflow_quietly()
+    from pathlib import Path
+
+    from hpa_keras.evaluate import evaluate_runs, format_evaluation_table
+    from hpa_keras.report import write_report
+
+    evaluation = evaluate_runs(
+        arguments.run,
+        data=arguments.data,
+        folds=arguments.fold,
+        images=arguments.images,
+        labels_file=arguments.labels,
+        tta=arguments.tta,
+        batch_size=arguments.batch_size,
+    )
+    print(format_evaluation_table(evaluation))
+    history = Path(arguments.run[0]) / "history.csv"
+    written = write_report(evaluation, arguments.out, history=history)
+    summary = evaluation.summary()
+    folds = summary["folds"]
+    where = f" (fold {', '.join(map(str, folds))})" if folds else ""
+    print(
+        f"{summary['samples']} images{where}: macro F1 {summary['macro_f1']:.3f} "
+        f"(at 0.5: {summary['macro_f1_at_0.5']:.3f}), micro F1 {summary['micro_f1']:.3f}, "
+        f"mean ROC AUC {summary['mean_roc_auc']:.3f}"
+    )
+    print(f"wrote {written['report.html']} and {len(written) - 1} more files in {arguments.out}")
+
+
+def _add_evaluate_parser(commands) -> None:
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="score a run on labeled data: per-class table, plots, HTML report",
+        description="Predict labeled data with one run (or an ensemble) and its thresholds and "
+        "write per-class precision, recall, F1, support, threshold and ROC AUC (classes.csv, "
+        "report.txt), macro and micro F1 (summary.json), plots and one self-contained "
+        "report.html. Without --fold, a run evaluated on the TFRecords it was trained on is "
+        "scored on its validation fold.",
+    )
+    evaluate.add_argument("--run", nargs="+", required=True, help="run folder(s) from fit")
+    source = evaluate.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", help="labeled make-tfrecords folder")
+    source.add_argument("--images", help="folder of <Id>_<channel> images (needs --labels)")
+    evaluate.add_argument("--labels", help="with --images: CSV with Id,Target")
+    evaluate.add_argument(
+        "--fold", type=int, nargs="+", default=None, help="with --data: fold(s) to evaluate"
+    )
+    evaluate.add_argument(
+        "--tta", type=int, choices=(1, 2, 4, 8), default=1, help="dihedral views per image"
+    )
+    evaluate.add_argument("--out", default="report", help="report folder (default: report)")
+    evaluate.add_argument("--batch-size", type=_positive_int, default=16)
+    evaluate.set_defaults(handler=_command_evaluate)
+
+
 def _add_fit_parser(commands) -> None:
     fit = commands.add_parser(
         "fit",
@@ -509,6 +565,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.set_defaults(handler=_command_show)
     _add_fit_parser(commands)
     _add_predict_parser(commands)
+    _add_evaluate_parser(commands)
     return parser
 
 

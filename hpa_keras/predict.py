@@ -48,11 +48,12 @@ class Run:
             raise InputError(f"{self.folder}: thresholds.json has {len(self.thresholds)} values")
 
 
-def _tfrecord_batches(folder, run: Run, batch_size: int) -> Iterator[np.ndarray]:
+def _tfrecord_batches(folder, run: Run, batch_size: int, folds=None) -> Iterator[np.ndarray]:
     from hpa_keras.data.pipeline import load_dataset
 
     dataset = load_dataset(
         folder,
+        folds=folds,
         training=False,
         batch_size=batch_size,
         image_size=run.image_size,
@@ -94,7 +95,7 @@ def _predict_batches(model, batches, tta: int) -> np.ndarray:
     return np.concatenate(outputs).astype(np.float32)
 
 
-def input_ids(data=None, images=None, ids_file=None) -> tuple[list[str], dict | None]:
+def input_ids(data=None, images=None, ids_file=None, folds=None) -> tuple[list[str], dict | None]:
     """The Ids to predict, in submission order, and the image index for ``images``.
 
     From TFRecords: their evaluation order. From an image folder: the order
@@ -110,7 +111,7 @@ def input_ids(data=None, images=None, ids_file=None) -> tuple[list[str], dict | 
     if data is not None:
         from hpa_keras.data.pipeline import dataset_ids
 
-        return dataset_ids(data), None
+        return dataset_ids(data, folds), None
     index = index_image_folder(images)
     if ids_file is not None:
         ids = list(read_id_file(ids_file).ids)
@@ -131,6 +132,7 @@ def predict_runs(
     ids_file=None,
     tta: int = 1,
     batch_size: int = 16,
+    folds=None,
 ) -> tuple[list[str], np.ndarray, np.ndarray]:
     """``(ids, probabilities, thresholds)`` averaged over ``runs``.
 
@@ -142,17 +144,18 @@ def predict_runs(
         ids_file: with ``images``: a CSV with an ``Id`` column fixing which
             Ids are predicted and their order.
         tta: dihedral views averaged per image: 1, 2, 4 or 8.
+        folds: with ``data``: the fold or folds to predict (default: all).
     """
     if tta not in (1, 2, 4, 8):
         raise InputError(f"--tta must be 1, 2, 4 or 8, got {tta}")
     if not runs:
         raise InputError("give at least one run folder (--run)")
-    ids, index = input_ids(data, images, ids_file)
+    ids, index = input_ids(data, images, ids_file, folds)
     probabilities, thresholds = [], []
     for folder in runs:
         run = Run(folder)
         batches = (
-            _tfrecord_batches(data, run, batch_size)
+            _tfrecord_batches(data, run, batch_size, folds)
             if data is not None
             else _folder_batches(index, ids, run, batch_size)
         )

@@ -52,3 +52,28 @@ def training_records(tmp_path_factory) -> Path:
         progress=False,
     )
     return root / "records"
+
+
+@pytest.fixture(scope="session")
+def runs(training_records, tmp_path_factory):
+    """Two tiny one-epoch GAP-Net runs (seeds 0 and 1) on ``training_records``, fold 0."""
+    from hpa_keras.models import TINY_OPTIONS
+    from hpa_keras.train import fit, resolve_config
+
+    root = tmp_path_factory.mktemp("runs")
+    folders = []
+    for seed in (0, 1):
+        out = root / f"run{seed}"
+        settings = {
+            "data": str(training_records),
+            "out": str(out),
+            "epochs": 1,
+            "batch_size": 8,
+            "seed": seed,
+            "model_options": TINY_OPTIONS["gapnet"],
+            "verbose": 0,
+            "tensorboard": False,
+        }
+        fit(resolve_config(settings))
+        folders.append(out)
+    return folders

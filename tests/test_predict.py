@@ -7,7 +7,6 @@ import pytest
 from hpa_keras.augment import dihedral_view
 from hpa_keras.data.pipeline import dataset_ids
 from hpa_keras.errors import InputError
-from hpa_keras.models import TINY_OPTIONS
 from hpa_keras.predict import (
     _dihedral_view,
     predict_runs,
@@ -15,29 +14,6 @@ from hpa_keras.predict import (
     write_probabilities,
     write_submission,
 )
-from hpa_keras.train import fit, resolve_config
-
-
-@pytest.fixture(scope="module")
-def runs(training_records, tmp_path_factory):
-    """Two tiny one-epoch runs with different seeds on the shared tiny records."""
-    root = tmp_path_factory.mktemp("runs")
-    folders = []
-    for seed in (0, 1):
-        out = root / f"run{seed}"
-        settings = {
-            "data": str(training_records),
-            "out": str(out),
-            "epochs": 1,
-            "batch_size": 8,
-            "seed": seed,
-            "model_options": TINY_OPTIONS["gapnet"],
-            "verbose": 0,
-            "tensorboard": False,
-        }
-        fit(resolve_config(settings))
-        folders.append(out)
-    return folders
 
 
 def test_submission_rows_follow_thresholds_and_the_empty_row_rule(tmp_path):

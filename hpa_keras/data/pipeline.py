@@ -166,12 +166,29 @@ def load_dataset(
 
 def dataset_ids(tfrecord_dir: str | os.PathLike, folds=None) -> list[str]:
     """Sample Ids in the evaluation order of :func:`load_dataset` (``training=False``)."""
+    return dataset_labels(tfrecord_dir, folds)[0]
+
+
+def dataset_labels(tfrecord_dir: str | os.PathLike, folds=None) -> tuple[list[str], np.ndarray]:
+    """``(ids, multi-hot labels (N, 28) float32)`` in the evaluation order of :func:`load_dataset`.
+
+    Reads only the Id and label fields (no image is decoded); an unlabeled
+    set gives all-zero labels.
+    """
     files = shard_paths(tfrecord_dir, read_manifest(tfrecord_dir), folds)
-    spec = {"id": tf.io.FixedLenFeature([], tf.string)}
-    ids = tf.data.TFRecordDataset(files, buffer_size=READ_BUFFER_BYTES).map(
-        lambda record: tf.io.parse_single_example(record, spec)["id"]
-    )
-    return [value.decode("utf-8") for value in ids.as_numpy_iterator()]
+    spec = {"id": tf.io.FixedLenFeature([], tf.string), "labels": tf.io.VarLenFeature(tf.int64)}
+
+    def parse(record):
+        fields = tf.io.parse_single_example(record, spec)
+        return fields["id"], _multi_hot(fields["labels"].values)
+
+    ids, labels = [], []
+    records = tf.data.TFRecordDataset(files, buffer_size=READ_BUFFER_BYTES).map(parse)
+    for sample_id, target in records.batch(4096).as_numpy_iterator():
+        ids.extend(value.decode("utf-8") for value in sample_id)
+        labels.append(target)
+    stacked = np.concatenate(labels) if labels else np.zeros((0, NUM_CLASSES), np.float32)
+    return ids, stacked.astype(np.float32)
 
 
 def _record_stream(files, training, seed):

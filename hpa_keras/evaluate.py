@@ -1,0 +1,286 @@
+"""Scoring a run (or an ensemble) on labeled data: per-class figures, macro and micro F1, ROC AUC.
+
+Every figure is computed here with numpy from the labels, the probabilities
+and the thresholds, and is tested against scikit-learn: precision, recall
+and F1 with ``zero_division=0`` (a class never predicted and never present
+scores 0, as in the challenge), micro F1 over all label decisions, and ROC
+AUC from the ranks of the scores (ties share their mean rank), undefined
+(NaN) for a class whose evaluation labels are all one value.
+
+:func:`evaluate_runs` predicts and scores in one call;
+:mod:`hpa_keras.report` turns an :class:`Evaluation` into CSV, text, plots
+and a self-contained HTML page.
+"""
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hpa_keras.classes import CLASS_NAMES, NUM_CLASSES
+from hpa_keras.errors import InputError
+from hpa_keras.metrics import f1_per_class
+
+THRESHOLD_GRID = np.round(np.linspace(0.0, 1.0, 101), 2)
+
+
+def confusion_counts(labels, predicted) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per class: true positives, false positives, false negatives of 0/1 ``(N, C)`` arrays."""
+    truth = np.asarray(labels).astype(bool)
+    guess = np.asarray(predicted).astype(bool)
+    return (
+        (truth & guess).sum(axis=0),
+        (~truth & guess).sum(axis=0),
+        (truth & ~guess).sum(axis=0),
+    )
+
+
+def _ratio(numerator, denominator) -> np.ndarray:
+    numerator = np.asarray(numerator, dtype=np.float64)
+    denominator = np.asarray(denominator, dtype=np.float64)
+    return np.where(denominator > 0, numerator / np.maximum(denominator, 1), 0.0)
+
+
+def precision_recall_f1(labels, predicted) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-class precision, recall and F1; 0 where undefined (``zero_division=0``)."""
+    true_positive, false_positive, false_negative = confusion_counts(labels, predicted)
+    precision = _ratio(true_positive, true_positive + false_positive)
+    recall = _ratio(true_positive, true_positive + false_negative)
+    return precision, recall, f1_per_class(labels, predicted)
+
+
+def micro_f1(labels, predicted) -> float:
+    """F1 of all label decisions pooled: dominated by the frequent classes."""
+    true_positive, false_positive, false_negative = (
+        counts.sum() for counts in confusion_counts(labels, predicted)
+    )
+    return float(_ratio(2 * true_positive, 2 * true_positive + false_positive + false_negative))
+
+
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks 1..N of ``values``; tied values share the mean of their ranks."""
+    order = np.argsort(values, kind="mergesort")
+    ordered = values[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    ends = np.r_[starts[1:], len(values)]
+    ranks = np.empty(len(values), dtype=np.float64)
+    ranks[order] = np.repeat((starts + ends + 1) / 2.0, ends - starts)
+    return ranks
+
+
+def roc_auc_per_class(labels, scores) -> np.ndarray:
+    """ROC AUC of each class (the Mann-Whitney U statistic); NaN without both label values."""
+    labels = np.asarray(labels).astype(bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    areas = np.full(labels.shape[1], np.nan)
+    for index in range(labels.shape[1]):
+        positives = int(labels[:, index].sum())
+        negatives = len(labels) - positives
+        if positives == 0 or negatives == 0:
+            continue
+        ranks = _average_ranks(scores[:, index])
+        rank_sum = ranks[labels[:, index]].sum()
+        areas[index] = (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
+    return areas
+
+
+def f1_threshold_curves(labels, scores, grid=THRESHOLD_GRID) -> np.ndarray:
+    """F1 of each class at each threshold of ``grid``: ``(len(grid), C)``."""
+    labels = np.asarray(labels).astype(bool)
+    scores = np.asarray(scores)
+    return np.stack([f1_per_class(labels, scores >= threshold) for threshold in grid])
+
+
+@dataclass
+class Evaluation:
+    """Labels, probabilities and thresholds of one evaluation, and everything scored from them."""
+
+    ids: list[str]
+    labels: np.ndarray
+    probabilities: np.ndarray
+    thresholds: np.ndarray
+    class_names: Sequence[str] = CLASS_NAMES
+    details: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.labels = np.asarray(self.labels, dtype=np.float32)
+        self.probabilities = np.asarray(self.probabilities, dtype=np.float32)
+        self.thresholds = np.asarray(self.thresholds, dtype=np.float64)
+        if self.labels.shape != self.probabilities.shape:
+            raise ValueError(
+                f"labels {self.labels.shape} and probabilities {self.probabilities.shape} differ"
+            )
+        if self.thresholds.shape != (self.labels.shape[1],):
+            raise ValueError(
+                f"{len(self.thresholds)} thresholds for {self.labels.shape[1]} classes"
+            )
+
+    @property
+    def predicted(self) -> np.ndarray:
+        """0/1 decisions with the thresholds (no top-class rule: the score of the thresholds)."""
+        return self.probabilities >= self.thresholds[None, :]
+
+    def class_table(self) -> pd.DataFrame:
+        """One row per class: support, predicted count, precision, recall, F1, F1 at 0.5,
+        threshold, ROC AUC."""
+        precision, recall, f1 = precision_recall_f1(self.labels, self.predicted)
+        return pd.DataFrame(
+            {
+                "class": np.arange(len(self.class_names)),
+                "name": list(self.class_names),
+                "support": self.labels.sum(axis=0).astype(int),
+                "predicted": self.predicted.sum(axis=0).astype(int),
+                "precision": precision,
+                "recall": recall,
+                "f1": f1,
+                "f1_at_0.5": f1_per_class(self.labels, self.probabilities >= 0.5),
+                "threshold": self.thresholds,
+                "roc_auc": roc_auc_per_class(self.labels, self.probabilities),
+            }
+        )
+
+    def summary(self) -> dict:
+        """Macro and micro F1 (thresholds and 0.5), macro precision/recall, mean ROC AUC."""
+        table = self.class_table()
+        areas = table["roc_auc"].dropna()
+        return {
+            "samples": int(len(self.labels)),
+            "labels_per_image": float(self.labels.sum(axis=1).mean()) if len(self.labels) else 0.0,
+            "macro_f1": float(table["f1"].mean()),
+            "macro_f1_at_0.5": float(table["f1_at_0.5"].mean()),
+            "micro_f1": micro_f1(self.labels, self.predicted),
+            "micro_f1_at_0.5": micro_f1(self.labels, self.probabilities >= 0.5),
+            "macro_precision": float(table["precision"].mean()),
+            "macro_recall": float(table["recall"].mean()),
+            "mean_roc_auc": float(areas.mean()) if len(areas) else float("nan"),
+            "classes_with_auc": int(len(areas)),
+            "classes_present": int((table["support"] > 0).sum()),
+            "classes_f1_zero": int((table["f1"] == 0).sum()),
+            **self.details,
+        }
+
+    def threshold_curves(self, grid=THRESHOLD_GRID) -> np.ndarray:
+        return f1_threshold_curves(self.labels, self.probabilities, grid)
+
+
+def format_evaluation_table(evaluation: Evaluation) -> str:
+    """The per-class table and the summary lines, for a terminal."""
+    table = evaluation.class_table()
+    width = max(len(name) for name in table["name"])
+    lines = [
+        f"{'class':<{width + 4}} support  predicted  precision  recall     F1  "
+        "F1@0.5  threshold  ROC AUC"
+    ]
+    for row in table.itertuples(index=False):
+        lines.append(
+            f"{row[0]:>2}  {row[1]:<{width}} {row.support:>7}  {row.predicted:>9}  "
+            f"{row.precision:9.3f}  {row.recall:6.3f}  {row.f1:5.3f}  {row[7]:6.3f}  "
+            f"{row.threshold:9.3f}  {row.roc_auc:7.3f}"
+        )
+    summary = evaluation.summary()
+    lines.append(
+        f"{'macro':<{width + 4}} {'':>7}  {'':>9}  {summary['macro_precision']:9.3f}  "
+        f"{summary['macro_recall']:6.3f}  {summary['macro_f1']:5.3f}  "
+        f"{summary['macro_f1_at_0.5']:6.3f}  {'':9}  {summary['mean_roc_auc']:7.3f}"
+    )
+    lines.append(
+        f"{'micro F1':<{width + 4}} {'':>7}  {'':>9}  {'':9}  {'':6}  "
+        f"{summary['micro_f1']:5.3f}  {summary['micro_f1_at_0.5']:6.3f}"
+    )
+    return "\n".join(lines)
+
+
+def _run_validation_fold(folder: Path, data: Path) -> int | None:
+    """The validation fold of a run trained on ``data``; ``None`` if it trained on other data."""
+    import yaml
+
+    config_path = folder / "config.yaml"
+    if not config_path.is_file():
+        return None
+    config = yaml.safe_load(config_path.read_text()) or {}
+    trained_on = config.get("data")
+    if trained_on and Path(trained_on).resolve() == data.resolve():
+        return int(config.get("fold", 0))
+    return None
+
+
+def default_folds(runs: Sequence[str | os.PathLike], data: str | os.PathLike):
+    """The folds to evaluate when none are given: the runs' validation fold if they were
+    trained on ``data`` (scoring all of it would score training samples), else all."""
+    folds = {_run_validation_fold(Path(folder), Path(data)) for folder in runs}
+    if folds == {None}:
+        return None
+    if len(folds) > 1:
+        raise InputError(
+            f"the runs were trained on {data} with different validation folds "
+            f"({', '.join(str(fold) for fold in sorted(folds, key=str))}): every fold is "
+            "training data for one of them; give --fold, or evaluate on held-out data"
+        )
+    return [folds.pop()]
+
+
+def evaluate_runs(
+    runs: Sequence[str | os.PathLike],
+    data=None,
+    folds=None,
+    images=None,
+    labels_file=None,
+    tta: int = 1,
+    batch_size: int = 16,
+) -> Evaluation:
+    """Predict labeled data with ``runs`` (an ensemble if several) and score it.
+
+    Args:
+        runs: run folders from ``hpa-keras fit``.
+        data: a labeled make-tfrecords folder; ``folds`` picks folds of it.
+            Without ``folds``, the runs' validation fold when they were
+            trained on this folder, otherwise all of it.
+        images, labels_file: instead of ``data``, an image folder and its
+            ``Id,Target`` CSV (every Id of the CSV is evaluated, in its order).
+        tta: dihedral views averaged per image.
+    """
+    from hpa_keras.predict import predict_runs
+
+    if data is not None:
+        from hpa_keras.data.pipeline import dataset_labels
+        from hpa_keras.data.tfrecords import read_manifest
+
+        if not read_manifest(data).get("labeled", False):
+            raise InputError(f"{data}: the TFRecords are unlabeled; evaluation needs labels")
+        if folds is None:
+            folds = default_folds(runs, data)
+        ids, labels = dataset_labels(data, folds)
+    elif images is not None:
+        from hpa_keras.labels import read_labels
+
+        if labels_file is None:
+            raise InputError("--images needs --labels, a CSV with Id,Target")
+        table = read_labels(labels_file)
+        ids, labels = list(table.ids), table.multi_hot()
+    else:
+        raise InputError("give --data (labeled TFRecords) or --images with --labels")
+    if not ids:
+        raise InputError(f"{data or labels_file}: nothing to evaluate (no samples)")
+    predicted_ids, probabilities, thresholds = predict_runs(
+        runs,
+        data=data,
+        images=images,
+        ids_file=labels_file if images is not None else None,
+        tta=tta,
+        batch_size=batch_size,
+        folds=folds,
+    )
+    if predicted_ids != ids:
+        raise InputError(f"{data or images}: predictions and labels are not in the same order")
+    details = {
+        "runs": [str(folder) for folder in runs],
+        "data": str(data if data is not None else images),
+        "folds": None if folds is None else [int(fold) for fold in np.atleast_1d(folds)],
+        "tta": tta,
+    }
+    if labels.shape[1] != NUM_CLASSES:
+        raise InputError(f"{labels_file}: labels have {labels.shape[1]} classes")
+    return Evaluation(ids, labels, probabilities, thresholds, details=details)

@@ -1,0 +1,334 @@
+"""The evaluation report: per-class CSV and text, plots, and one self-contained HTML page.
+
+``write_report(evaluation, out)`` writes into ``out``:
+
+    report.html            everything below in one file (plots embedded as PNG data)
+    classes.csv            per class: support, predicted, precision, recall, F1, F1 at 0.5,
+                           threshold, ROC AUC
+    summary.json           macro and micro F1, mean ROC AUC, what was evaluated
+    report.txt             the per-class table as printed by ``hpa-keras evaluate``
+    f1_vs_frequency.png    which classes fail: F1 against how common the class is
+    f1_vs_threshold.png    one small panel per class: F1 as its threshold moves
+    labels.png             label distribution and labels per image of the evaluated set
+    learning_curves.png    the run's learning curves (when it has a history.csv)
+
+Every file is written atomically; the figure functions return matplotlib
+figures for notebooks.
+"""
+
+import base64
+import html
+import json
+import os
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from hpa_keras.atomic import write_text_atomic
+from hpa_keras.display import plt, save_figure
+from hpa_keras.evaluate import THRESHOLD_GRID, Evaluation, format_evaluation_table
+
+FIGURES = {
+    "f1_vs_frequency.png": "F1 against class frequency",
+    "f1_vs_threshold.png": "F1 against threshold, per class",
+    "labels.png": "Labels of the evaluated images",
+    "learning_curves.png": "Learning curves",
+}
+
+
+def f1_frequency_figure(evaluation: Evaluation, label_worst: int = 8):
+    """Tuned F1 (filled) and F1 at 0.5 (hollow) of each class against its frequency (log axis).
+
+    Each point carries its class index; the ``label_worst`` lowest-scoring
+    classes are named beside the plot. Classes absent from the evaluated set
+    have no frequency and are listed in the title instead.
+    """
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    table = evaluation.class_table()
+    count = max(len(evaluation.labels), 1)
+    present = table[table["support"] > 0]
+    frequency = present["support"] / count * 100
+    figure, axis = plt.subplots(figsize=(10.5, 5.2))
+    axis.scatter(
+        frequency,
+        present["f1_at_0.5"],
+        facecolors="none",
+        edgecolors="0.55",
+        s=36,
+        label="threshold 0.5",
+    )
+    axis.scatter(
+        frequency, present["f1"], color="tab:blue", s=40, label="tuned thresholds", zorder=3
+    )
+    worst = present.nsmallest(label_worst, "f1")
+    for row, x in zip(present.itertuples(index=False), frequency, strict=True):
+        colour = "tab:red" if row[0] in set(worst["class"]) else "0.25"
+        axis.annotate(
+            str(row[0]),
+            (x, row.f1),
+            xytext=(4, 3),
+            textcoords="offset points",
+            fontsize=7,
+            color=colour,
+        )
+    axis.set_xscale("log")
+    axis.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}%"))
+    axis.xaxis.set_minor_formatter(NullFormatter())
+    axis.set_ylim(-0.03, 1.05)
+    axis.set_xlabel("images with the class (share of the evaluated set, log scale)")
+    axis.set_ylabel("F1")
+    summary = evaluation.summary()
+    axis.axhline(
+        summary["macro_f1"],
+        color="tab:blue",
+        linestyle="--",
+        linewidth=1,
+        label=f"macro F1 {summary['macro_f1']:.3f}",
+    )
+    axis.grid(alpha=0.3, which="both")
+    axis.legend(loc="lower right", fontsize=8)
+    listing = "\n".join(
+        f"{row[0]:>2} {row[1][:24]}: {row.f1:.2f}" for row in worst.itertuples(index=False)
+    )
+    axis.text(
+        1.02,
+        1.0,
+        f"lowest F1\n{listing}",
+        transform=axis.transAxes,
+        va="top",
+        ha="left",
+        fontsize=8,
+        color="tab:red",
+        family="monospace",
+    )
+    absent = table[table["support"] == 0]
+    title = "Which classes fail: F1 by class frequency"
+    if len(absent):
+        listed = ", ".join(map(str, absent["class"]))
+        title += f"\n(absent from this set, F1 undefined, counted as 0: {listed})"
+    axis.set_title(title, fontsize=10)
+    figure.tight_layout()
+    return figure
+
+
+def f1_threshold_figure(evaluation: Evaluation, grid=THRESHOLD_GRID, columns: int = 7):
+    """A panel per class: F1 as the threshold moves, the chosen threshold (red) and 0.5 (grey)."""
+    curves = evaluation.threshold_curves(grid)
+    table = evaluation.class_table()
+    rows = int(np.ceil(len(table) / columns))
+    figure, axes = plt.subplots(
+        rows, columns, figsize=(2.2 * columns, 1.75 * rows), sharex=True, sharey=True, squeeze=False
+    )
+    for axis in axes.ravel()[len(table) :]:
+        axis.set_axis_off()
+    for axis, row in zip(axes.ravel(), table.itertuples(index=False), strict=False):
+        axis.plot(grid, curves[:, row[0]], color="tab:blue", linewidth=1.2)
+        axis.axvline(0.5, color="0.6", linestyle=":", linewidth=1)
+        axis.axvline(row.threshold, color="tab:red", linewidth=1)
+        axis.set_title(f"{row[0]} {row[1][:20]} (n={row.support})", fontsize=7)
+        axis.text(
+            0.97,
+            0.93,
+            f"F1 {row.f1:.2f}",
+            transform=axis.transAxes,
+            ha="right",
+            va="top",
+            fontsize=7,
+            color="tab:red",
+        )
+        axis.tick_params(labelsize=6)
+        axis.set_ylim(0, 1.02)
+        axis.grid(alpha=0.3)
+    for axis in axes[-1]:
+        axis.set_xlabel("threshold", fontsize=7)
+    for axis in axes[:, 0]:
+        axis.set_ylabel("F1", fontsize=7)
+    figure.suptitle(
+        "F1 against the decision threshold (red: chosen threshold, dotted: 0.5)", fontsize=10
+    )
+    figure.tight_layout()
+    return figure
+
+
+def label_distribution_figure(labels, class_names, title="Labels of the evaluated images"):
+    """Images per class (log scale, rarest at the bottom) and the labels-per-image histogram."""
+    labels = np.asarray(labels)
+    counts = labels.sum(axis=0).astype(int)
+    per_image = labels.sum(axis=1).astype(int)
+    figure, (left, right) = plt.subplots(
+        1, 2, figsize=(11, 6.2), gridspec_kw={"width_ratios": [2.2, 1]}
+    )
+    order = np.argsort(counts)
+    positions = np.arange(len(order))
+    left.barh(positions, np.maximum(counts[order], 0.8), color="tab:green")
+    left.set_yticks(positions, [f"{index} {class_names[index]}" for index in order], fontsize=7)
+    left.set_xscale("log")
+    left.set_xlabel("images (log scale)")
+    for position, value in zip(positions, counts[order], strict=True):
+        left.text(max(value, 0.8) * 1.05, position, str(value), va="center", fontsize=6)
+    left.set_title("Images per class")
+    left.grid(alpha=0.3, axis="x", which="both")
+    values, frequencies = np.unique(per_image, return_counts=True)
+    right.bar(values, frequencies, color="tab:purple")
+    right.set_xticks(values)
+    right.set_xlabel("labels per image")
+    right.set_ylabel("images")
+    right.set_title(f"Labels per image (mean {per_image.mean():.2f})" if len(per_image) else "")
+    right.grid(alpha=0.3, axis="y")
+    figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+def _figure_html(path: Path, caption: str) -> str:
+    encoded = base64.b64encode(path.read_bytes()).decode("ascii")
+    return (
+        f'<figure><img src="data:image/png;base64,{encoded}" alt="{html.escape(caption)}">'
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+    )
+
+
+def _f1_colour(value: float) -> str:
+    """A red-to-green background for a score in [0, 1]."""
+    if not np.isfinite(value):
+        return "#eeeeee"
+    hue = 120 * float(np.clip(value, 0, 1))
+    return f"hsl({hue:.0f}, 70%, 85%)"
+
+
+def _class_rows(evaluation: Evaluation) -> str:
+    rows = []
+    for row in evaluation.class_table().itertuples(index=False):
+        auc = "n/a" if not np.isfinite(row.roc_auc) else f"{row.roc_auc:.3f}"
+        rows.append(
+            "<tr>"
+            f"<td>{row[0]}</td><td class='name'>{html.escape(row[1])}</td>"
+            f"<td>{row.support}</td><td>{row.predicted}</td>"
+            f"<td>{row.precision:.3f}</td><td>{row.recall:.3f}</td>"
+            f"<td style='background:{_f1_colour(row.f1)}'><b>{row.f1:.3f}</b></td>"
+            f"<td style='background:{_f1_colour(row[7])}'>{row[7]:.3f}</td>"
+            f"<td>{row.threshold:.3f}</td>"
+            f"<td style='background:{_f1_colour(row.roc_auc)}'>{auc}</td>"
+            "</tr>"
+        )
+    return "\n".join(rows)
+
+
+_STYLE = """
+body { font-family: -apple-system, Segoe UI, Helvetica, Arial, sans-serif; margin: 2em auto;
+       max-width: 1150px; color: #222; padding: 0 1em; }
+h1 { margin-bottom: 0.2em; } .meta { color: #666; margin-top: 0; }
+.cards { display: flex; flex-wrap: wrap; gap: 0.8em; margin: 1.2em 0; }
+.card { border: 1px solid #ddd; border-radius: 6px; padding: 0.6em 1em; min-width: 9em; }
+.card .value { font-size: 1.6em; font-weight: 600; }
+.card .label { color: #666; font-size: 0.85em; }
+table { border-collapse: collapse; font-size: 0.85em; }
+th, td { padding: 3px 8px; border-bottom: 1px solid #eee; text-align: right; }
+td.name, th.name { text-align: left; } th { background: #f5f5f5; position: sticky; top: 0; }
+figure { margin: 1.5em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
+figcaption { color: #666; font-size: 0.9em; }
+"""
+
+
+def report_html(evaluation: Evaluation, figures: dict[Path, str], title: str) -> str:
+    """The report page: summary cards, the per-class table, the embedded figures."""
+    summary = evaluation.summary()
+    cards = [
+        ("macro F1", summary["macro_f1"], "with the run's thresholds"),
+        ("macro F1 at 0.5", summary["macro_f1_at_0.5"], "one threshold for all"),
+        ("micro F1", summary["micro_f1"], "all decisions pooled"),
+        ("mean ROC AUC", summary["mean_roc_auc"], f"over {summary['classes_with_auc']} classes"),
+    ]
+    card_html = "".join(
+        f"<div class='card'><div class='value'>{value:.3f}</div>"
+        f"<div class='label'>{html.escape(name)}<br>{html.escape(note)}</div></div>"
+        for name, value, note in cards
+    )
+    folds = summary.get("folds")
+    described = [
+        f"{summary['samples']} images from {html.escape(str(summary.get('data', '?')))}"
+        + (f" (fold {', '.join(map(str, folds))})" if folds else ""),
+        "run: " + ", ".join(html.escape(str(run)) for run in summary.get("runs", [])),
+        f"test-time augmentation: {summary.get('tta', 1)} view(s)",
+        f"written {datetime.now().strftime('%Y-%m-%d %H:%M')}",
+    ]
+    headers = "".join(
+        f"<th{' class=name' if name == 'name' else ''}>{name}</th>"
+        for name in (
+            "class",
+            "name",
+            "support",
+            "predicted",
+            "precision",
+            "recall",
+            "F1",
+            "F1 at 0.5",
+            "threshold",
+            "ROC AUC",
+        )
+    )
+    figure_html = "\n".join(_figure_html(path, caption) for path, caption in figures.items())
+    zero = summary["classes_f1_zero"]
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>{_STYLE}</style></head><body>
+<h1>{html.escape(title)}</h1>
+<p class="meta">{" &middot; ".join(described)}</p>
+<div class="cards">{card_html}</div>
+<p>{summary["classes_present"]} of {len(evaluation.thresholds)} classes occur in this set;
+{zero} class{"es" if zero != 1 else ""} score F1 = 0 with the run's thresholds
+(a class absent from the set and never predicted scores 0, as in the challenge).</p>
+<h2>Per class</h2>
+<table><thead><tr>{headers}</tr></thead><tbody>
+{_class_rows(evaluation)}
+</tbody></table>
+<h2>Plots</h2>
+{figure_html}
+</body></html>
+"""
+
+
+def write_report(
+    evaluation: Evaluation,
+    out: str | os.PathLike,
+    history=None,
+    title: str = "hpa-keras evaluation",
+) -> dict[str, Path]:
+    """Write the report files into ``out`` (see the module docstring); returns their paths.
+
+    ``history``: a run's ``history.csv`` for the learning-curve plot (skipped if ``None``
+    or missing).
+    """
+    from hpa_keras.plots import learning_curve_figure, read_history
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = evaluation.class_table()
+    write_text_atomic(out / "classes.csv", table.to_csv(index=False, float_format="%.6f"))
+    write_text_atomic(out / "summary.json", json.dumps(evaluation.summary(), indent=2) + "\n")
+    text = format_evaluation_table(evaluation)
+    write_text_atomic(out / "report.txt", text + "\n")
+    save_figure(f1_frequency_figure(evaluation), out / "f1_vs_frequency.png")
+    save_figure(f1_threshold_figure(evaluation), out / "f1_vs_threshold.png", dpi=100)
+    save_figure(
+        label_distribution_figure(evaluation.labels, evaluation.class_names),
+        out / "labels.png",
+        dpi=100,
+    )
+    names = ["f1_vs_frequency.png", "f1_vs_threshold.png", "labels.png"]
+    if history is not None and Path(history).is_file():
+        save_figure(
+            learning_curve_figure(read_history(history), title="Learning curves"),
+            out / "learning_curves.png",
+        )
+        names.append("learning_curves.png")
+    figures = {out / name: FIGURES[name] for name in names}
+    write_text_atomic(out / "report.html", report_html(evaluation, figures, title))
+    written = {
+        name: out / name for name in ("report.html", "classes.csv", "summary.json", "report.txt")
+    }
+    written.update({name: out / name for name in names})
+    return written
