@@ -318,6 +318,48 @@ def _add_evaluate_parser(commands) -> None:
     evaluate.set_defaults(handler=_command_evaluate)
 
 
+def _command_baseline(arguments) -> None:
+    import_tensorflow_quietly()
+    from hpa_keras.baselines import baselines_on_tfrecords, format_baselines
+
+    table = baselines_on_tfrecords(
+        arguments.data,
+        fold=arguments.fold,
+        test_data=arguments.test_data,
+        seed=arguments.seed,
+        trees=arguments.trees,
+    )
+    tested = arguments.test_data or f"fold {arguments.fold} of {arguments.data}"
+    print(
+        f"trained on {table.attrs['train_samples']} images, "
+        f"tested on {table.attrs['test_samples']} ({tested})"
+    )
+    print(format_baselines(table))
+    if arguments.out:
+        from hpa_keras.atomic import write_text_atomic
+
+        write_text_atomic(arguments.out, table.to_csv(index=False, float_format="%.6f"))
+        print(f"wrote {arguments.out}")
+
+
+def _add_baseline_parser(commands) -> None:
+    baseline = commands.add_parser(
+        "baseline",
+        help="score the simple baselines every model must beat",
+        description="Predict-nothing, predict-the-most-frequent-class, and one-vs-all logistic "
+        "regression and a random forest on per-channel image features, scored with the same "
+        "macro F1. Trained on the folds other than --fold and tested on --fold, or trained on "
+        "all of --data and tested on --test-data.",
+    )
+    baseline.add_argument("--data", required=True, help="labeled make-tfrecords folder")
+    baseline.add_argument("--fold", type=int, default=0, help="test fold (default 0)")
+    baseline.add_argument("--test-data", help="labeled TFRecords to test on instead of a fold")
+    baseline.add_argument("--trees", type=_positive_int, default=100, help="random forest size")
+    baseline.add_argument("--seed", type=int, default=0)
+    baseline.add_argument("--out", help="also write the table as CSV here")
+    baseline.set_defaults(handler=_command_baseline)
+
+
 def _add_fit_parser(commands) -> None:
     fit = commands.add_parser(
         "fit",
@@ -566,6 +608,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fit_parser(commands)
     _add_predict_parser(commands)
     _add_evaluate_parser(commands)
+    _add_baseline_parser(commands)
     return parser
 
 
