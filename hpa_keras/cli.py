@@ -360,6 +360,43 @@ def _add_baseline_parser(commands) -> None:
     baseline.set_defaults(handler=_command_baseline)
 
 
+def _command_cam(arguments) -> None:
+    import_tensorflow_quietly()
+    from hpa_keras.cam import write_cam
+    from hpa_keras.classes import class_name
+
+    result = write_cam(
+        arguments.run, arguments.images, arguments.id, arguments.out, classes=arguments.classes
+    )
+    described = ", ".join(
+        f"{index} {class_name(index)} (p={result['probabilities'][index]:.2f})"
+        for index in result["classes"]
+    )
+    height, width = result["image"].shape[:2]
+    print(f"wrote {arguments.out}: Grad-CAM of {described} over the {width}x{height} image")
+
+
+def _add_cam_parser(commands) -> None:
+    cam = commands.add_parser(
+        "cam",
+        help="draw class activation maps (Grad-CAM) of one image",
+        description="Grad-CAM of the predicted classes (or --classes) of one sample, overlaid "
+        "on its composite and on each channel at the image's own size.",
+    )
+    cam.add_argument("--run", required=True, help="run folder from fit")
+    cam.add_argument("--images", required=True, help="folder of <Id>_<channel> images")
+    cam.add_argument("--id", required=True, help="sample Id")
+    cam.add_argument(
+        "--classes",
+        type=int,
+        nargs="+",
+        default=None,
+        help="class indices to explain (default: the predicted classes, at most 4)",
+    )
+    cam.add_argument("--out", default="cam.png", help="PNG to write (default: cam.png)")
+    cam.set_defaults(handler=_command_cam)
+
+
 def _add_fit_parser(commands) -> None:
     fit = commands.add_parser(
         "fit",
@@ -609,6 +646,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_predict_parser(commands)
     _add_evaluate_parser(commands)
     _add_baseline_parser(commands)
+    _add_cam_parser(commands)
     return parser
 
 

@@ -1,0 +1,177 @@
+"""Class activation maps: where in the field a model sees each class (Grad-CAM).
+
+Grad-CAM (Selvaraju et al., 2017) works for any model with a convolutional
+feature map: the gradient of a class's output with respect to the last 4-D
+activation, averaged over the map, weighs each feature channel; the weighted
+sum, clipped at zero and scaled to [0, 1], is the map. It is enlarged to the
+image's own size, so it lies over the original channels however large they
+are (the model may see a smaller version).
+
+The feature layer is found by searching the model backwards, descending into
+nested models (the registry's ImageNet backbones pool inside themselves):
+the last layer with a 4-D output. To read its activation during a normal
+forward pass, its ``call`` is wrapped for the duration of the computation;
+the model itself is not rebuilt, so training models (uint8 input,
+standardization, augmentation that is inactive at inference) work as saved.
+"""
+
+import os
+from contextlib import contextmanager
+
+import cv2
+import numpy as np
+
+from hpa_keras.errors import InputError
+
+
+def _output_rank(layer) -> int | None:
+    try:
+        return len(layer.output.shape)
+    except (AttributeError, ValueError):
+        return None
+
+
+def find_feature_layer(model):
+    """The last layer with a 4-D output, searching nested models first (depth first, backwards)."""
+    import keras
+
+    for layer in reversed(model.layers):
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        if isinstance(layer, keras.Model):
+            if isinstance(layer, keras.Sequential) and not layer.trainable_weights:
+                continue  # the augmentation block: it has no features of its own
+            found = find_feature_layer(layer)
+            if found is not None:
+                return found
+        if _output_rank(layer) == 4:
+            return layer
+    return None
+
+
+@contextmanager
+def _recording(layer):
+    """Wrap ``layer.call`` to keep its latest output while the context is open."""
+    recorded = []
+    original = layer.call
+
+    def call(*args, **kwargs):
+        output = original(*args, **kwargs)
+        recorded.append(output)
+        return output
+
+    layer.call = call
+    try:
+        yield recorded
+    finally:
+        del layer.call  # the instance attribute; the class's method shows through again
+
+
+def grad_cam(model, image: np.ndarray, classes, layer=None, output_size=None) -> np.ndarray:
+    """Grad-CAM maps ``(len(classes), H, W)`` float32 in [0, 1] for one image.
+
+    Args:
+        model: a Keras model with one output of class scores.
+        image: one input ``(height, width, channels)`` as the model takes it.
+        classes: class indices to explain.
+        layer: the feature layer; default :func:`find_feature_layer`.
+        output_size: ``(H, W)`` of the maps; default the image's own size.
+    A class whose weighted features are nowhere positive gets an all-zero map.
+    """
+    import tensorflow as tf
+
+    layer = layer or find_feature_layer(model)
+    if layer is None:
+        raise InputError(f"model {model.name!r} has no layer with a 4-D output for Grad-CAM")
+    classes = [int(index) for index in classes]
+    height, width = output_size or image.shape[:2]
+    batch = tf.convert_to_tensor(np.asarray(image)[None])
+    maps = []
+    with _recording(layer) as recorded:
+        for index in classes:
+            recorded.clear()
+            with tf.GradientTape() as tape:
+                scores = model(batch, training=False)
+                activation = recorded[-1]
+                tape.watch(activation)
+                score = scores[:, index]
+            gradients = tape.gradient(score, activation)
+            if gradients is None:
+                raise InputError(f"layer {layer.name!r} does not lead to the model's output")
+            weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
+            heat = tf.nn.relu(tf.reduce_sum(weights * activation, axis=-1))[0].numpy()
+            top = heat.max()
+            heat = heat / top if top > 0 else np.zeros_like(heat)
+            maps.append(
+                cv2.resize(heat.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+            )
+    return np.clip(np.stack(maps), 0.0, 1.0).astype(np.float32)
+
+
+def cam_figure(image: np.ndarray, maps: np.ndarray, classes, probabilities, title: str):
+    """A row per class: the composite and each channel, with its map overlaid (jet, 45%)."""
+    from hpa_keras.classes import CHANNELS, class_name
+    from hpa_keras.display import colorize, composite, plt
+
+    planes = {name: image[..., index] for index, name in enumerate(CHANNELS)}
+    backgrounds = [("composite", composite(planes))] + [
+        (name, colorize(planes[name], name)) for name in CHANNELS
+    ]
+    rows = len(classes)
+    figure, axes = plt.subplots(
+        rows, len(backgrounds), figsize=(2.9 * len(backgrounds), 2.9 * rows + 0.6), squeeze=False
+    )
+    for row, (index, heat) in enumerate(zip(classes, maps, strict=True)):
+        for column, (name, background) in enumerate(backgrounds):
+            axis = axes[row, column]
+            axis.imshow(background)
+            axis.imshow(heat, cmap="jet", alpha=0.45, vmin=0, vmax=1)
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if row == 0:
+                axis.set_title(name, fontsize=9)
+        axes[row, 0].set_ylabel(
+            f"{index} {class_name(index)}\np = {probabilities[index]:.2f}", fontsize=9
+        )
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    return figure
+
+
+def explain_sample(run_folder, images, sample_id, classes=None, max_classes: int = 4):
+    """Grad-CAM for one sample of an image folder: ``(image, classes, maps, probabilities)``.
+
+    ``image`` is the sample at its own size (uint8 RGBY); the maps have that
+    size. ``classes`` default to the predicted ones (the run's thresholds;
+    the top class if none passes), most probable first, at most ``max_classes``.
+    """
+    from hpa_keras.classes import CHANNELS, NUM_CLASSES
+    from hpa_keras.data.images import index_image_folder, read_sample, resize_square
+    from hpa_keras.predict import Run, submission_labels
+
+    run = Run(run_folder)
+    index = index_image_folder(images)
+    if sample_id not in index:
+        raise InputError(f"{images}: no image files for Id {sample_id}")
+    image = read_sample(index[sample_id])
+    channel_indices = [CHANNELS.index(name) for name in run.channels]
+    model_input = resize_square(image, run.image_size)[..., channel_indices]
+    probabilities = np.asarray(run.model.predict_on_batch(model_input[None]))[0]
+    if classes is None:
+        predicted = submission_labels(probabilities[None], run.thresholds)[0]
+        classes = sorted(predicted, key=lambda k: -probabilities[k])[:max_classes]
+    for value in classes:
+        if not 0 <= int(value) < NUM_CLASSES:
+            raise InputError(f"class {value} is out of range 0..{NUM_CLASSES - 1}")
+    maps = grad_cam(run.model, model_input, classes, output_size=image.shape[:2])
+    return image, list(classes), maps, probabilities
+
+
+def write_cam(run_folder, images, sample_id, out: str | os.PathLike, classes=None) -> dict:
+    """Draw :func:`explain_sample` into ``out`` (PNG, written atomically)."""
+    from hpa_keras.display import save_figure
+
+    image, classes, maps, probabilities = explain_sample(run_folder, images, sample_id, classes)
+    title = f"Grad-CAM, sample {sample_id} ({image.shape[1]}x{image.shape[0]})"
+    save_figure(cam_figure(image, maps, classes, probabilities, title), out, dpi=100)
+    return {"classes": classes, "probabilities": probabilities, "maps": maps, "image": image}
