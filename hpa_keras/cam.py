@@ -109,7 +109,8 @@ def grad_cam(model, image: np.ndarray, classes, layer=None, output_size=None) ->
 
 
 def cam_figure(image: np.ndarray, maps: np.ndarray, classes, probabilities, title: str):
-    """A row per class: the composite and each channel, with its map overlaid (jet, 45%)."""
+    """A row per class: the composite and each channel, with its map overlaid (jet, 45%;
+    values under 0.15 left clear)."""
     from hpa_keras.classes import CHANNELS, class_name
     from hpa_keras.display import colorize, composite, plt
 
@@ -125,7 +126,8 @@ def cam_figure(image: np.ndarray, maps: np.ndarray, classes, probabilities, titl
         for column, (name, background) in enumerate(backgrounds):
             axis = axes[row, column]
             axis.imshow(background)
-            axis.imshow(heat, cmap="jet", alpha=0.45, vmin=0, vmax=1)
+            # Cold regions stay see-through, so the cells there remain visible.
+            axis.imshow(np.ma.masked_less(heat, 0.15), cmap="jet", alpha=0.45, vmin=0, vmax=1)
             axis.set_xticks([])
             axis.set_yticks([])
             if row == 0:
@@ -156,7 +158,7 @@ def explain_sample(run_folder, images, sample_id, classes=None, max_classes: int
     image = read_sample(index[sample_id])
     channel_indices = [CHANNELS.index(name) for name in run.channels]
     model_input = resize_square(image, run.image_size)[..., channel_indices]
-    probabilities = np.asarray(run.model.predict_on_batch(model_input[None]))[0]
+    probabilities = np.asarray(run.model(model_input[None], training=False))[0]
     if classes is None:
         predicted = submission_labels(probabilities[None], run.thresholds)[0]
         classes = sorted(predicted, key=lambda k: -probabilities[k])[:max_classes]
@@ -167,11 +169,17 @@ def explain_sample(run_folder, images, sample_id, classes=None, max_classes: int
     return image, list(classes), maps, probabilities
 
 
-def write_cam(run_folder, images, sample_id, out: str | os.PathLike, classes=None) -> dict:
-    """Draw :func:`explain_sample` into ``out`` (PNG, written atomically)."""
+def write_cam(
+    run_folder, images, sample_id, out: str | os.PathLike, classes=None, true_labels=None
+) -> dict:
+    """Draw :func:`explain_sample` into ``out`` (PNG, written atomically); ``true_labels``,
+    when known, are named in the title."""
+    from hpa_keras.classes import class_name
     from hpa_keras.display import save_figure
 
     image, classes, maps, probabilities = explain_sample(run_folder, images, sample_id, classes)
     title = f"Grad-CAM, sample {sample_id} ({image.shape[1]}x{image.shape[0]})"
+    if true_labels is not None:
+        title += "\ntrue: " + ", ".join(f"{k} {class_name(k)}" for k in true_labels)
     save_figure(cam_figure(image, maps, classes, probabilities, title), out, dpi=100)
     return {"classes": classes, "probabilities": probabilities, "maps": maps, "image": image}

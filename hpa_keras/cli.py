@@ -27,9 +27,14 @@ def _positive_int(text: str) -> int:
 
 def _command_demo(arguments) -> None:
     import_tensorflow_quietly()
-    from hpa_keras.demo import run_demo
+    import dataclasses
 
-    run_demo(arguments.out, workers=arguments.workers, progress=not arguments.quiet)
+    from hpa_keras.demo import DEMO_PLAN, QUICK_PLAN, run_demo
+
+    plan = QUICK_PLAN if arguments.quick else DEMO_PLAN
+    if arguments.epochs is not None:
+        plan = dataclasses.replace(plan, epochs=arguments.epochs)
+    run_demo(arguments.out, workers=arguments.workers, progress=not arguments.quiet, plan=plan)
 
 
 def _command_make_demo_data(arguments) -> None:
@@ -365,8 +370,20 @@ def _command_cam(arguments) -> None:
     from hpa_keras.cam import write_cam
     from hpa_keras.classes import class_name
 
+    true_labels = None
+    if arguments.labels:
+        from hpa_keras.labels import read_labels
+
+        table = read_labels(arguments.labels)
+        if arguments.id in set(table.ids):
+            true_labels = table.labels_of(arguments.id)
     result = write_cam(
-        arguments.run, arguments.images, arguments.id, arguments.out, classes=arguments.classes
+        arguments.run,
+        arguments.images,
+        arguments.id,
+        arguments.out,
+        classes=arguments.classes,
+        true_labels=true_labels,
     )
     described = ", ".join(
         f"{index} {class_name(index)} (p={result['probabilities'][index]:.2f})"
@@ -393,6 +410,7 @@ def _add_cam_parser(commands) -> None:
         default=None,
         help="class indices to explain (default: the predicted classes, at most 4)",
     )
+    cam.add_argument("--labels", help="CSV with Id,Target: name the true labels in the title")
     cam.add_argument("--out", default="cam.png", help="PNG to write (default: cam.png)")
     cam.set_defaults(handler=_command_cam)
 
@@ -511,11 +529,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo",
-        help="run the main job on built-in synthetic data",
-        description="Generate built-in HPA-like data and show it (grows into the full "
-        "train-evaluate-submit demo).",
+        help="run the main job on built-in synthetic data (about 10 minutes)",
+        description="Generate built-in HPA-like data, draw it, convert it to TFRecords, train "
+        "GAP-Net with per-class threshold search, evaluate it on the held-out test split "
+        "(HTML report), write the Kaggle submission and a Grad-CAM picture, and print the "
+        "macro F1 beside the baselines. About 10 minutes on a 2-core CPU.",
     )
     demo.add_argument("--out", default="hpa-demo", help="output folder (default: hpa-demo)")
+    demo.add_argument(
+        "--epochs", type=_positive_int, default=None, help="training epochs (default 30)"
+    )
+    demo.add_argument(
+        "--quick",
+        action="store_true",
+        help="60 tiny images and a tiny model: every step in well under a minute",
+    )
     _add_worker_arguments(demo)
     demo.set_defaults(handler=_command_demo)
 

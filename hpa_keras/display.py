@@ -7,12 +7,16 @@ channels are often too dim to see and 16-bit files would look black.
 """
 
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
 
-matplotlib.use("Agg")  # files only; no display on servers or CI
+# Files only (no window, no display needed on servers or CI), except inside Jupyter, where
+# the returned figures should show inline, and where the user chose a backend (MPLBACKEND).
+if "ipykernel" not in sys.modules and "MPLBACKEND" not in os.environ:
+    matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 

@@ -211,7 +211,8 @@ def _class_rows(evaluation: Evaluation) -> str:
             f"<td style='background:{_f1_colour(row.f1)}'><b>{row.f1:.3f}</b></td>"
             f"<td style='background:{_f1_colour(row[7])}'>{row[7]:.3f}</td>"
             f"<td>{row.threshold:.3f}</td>"
-            f"<td style='background:{_f1_colour(row.roc_auc)}'>{auc}</td>"
+            # AUC 0.5 is chance: colour the range 0.5-1 from red to green.
+            f"<td style='background:{_f1_colour(2 * row.roc_auc - 1)}'>{auc}</td>"
             "</tr>"
         )
     return "\n".join(rows)
@@ -279,7 +280,7 @@ def report_html(evaluation: Evaluation, figures: dict[Path, str], title: str) ->
 <p class="meta">{" &middot; ".join(described)}</p>
 <div class="cards">{card_html}</div>
 <p>{summary["classes_present"]} of {len(evaluation.thresholds)} classes occur in this set;
-{zero} class{"es" if zero != 1 else ""} score F1 = 0 with the run's thresholds
+{zero} class{"es score" if zero != 1 else " scores"} F1 = 0 with the run's thresholds
 (a class absent from the set and never predicted scores 0, as in the challenge).</p>
 <h2>Per class</h2>
 <table><thead><tr>{headers}</tr></thead><tbody>

@@ -95,6 +95,24 @@ def test_cli_cam(runs, larger_images, tmp_path, capsys):
     )
     assert status == 0 and out.is_file()
     assert "over the 40x48 image" in capsys.readouterr().out
+    labels = tmp_path / "labels.csv"
+    labels.write_text(f"Id,Target\n{sample_id},0 25\n")
+    status = main(
+        [
+            "cam",
+            "--run",
+            str(runs[0]),
+            "--images",
+            str(folder),
+            "--id",
+            sample_id,
+            "--labels",
+            str(labels),
+            "--out",
+            str(out),
+        ]
+    )
+    assert status == 0 and out.is_file()
     status = main(
         ["cam", "--run", str(runs[0]), "--images", str(folder), "--id", "nope", "--out", str(out)]
     )
