@@ -109,8 +109,8 @@ def grad_cam(model, image: np.ndarray, classes, layer=None, output_size=None) ->
 
 
 def cam_figure(image: np.ndarray, maps: np.ndarray, classes, probabilities, title: str):
-    """A row per class: the composite and each channel, with its map overlaid (jet, 45%;
-    values under 0.15 left clear)."""
+    """A row per class: the composite and each channel, with its map overlaid (jet colours,
+    opacity 0.6 x the map)."""
     from hpa_keras.classes import CHANNELS, class_name
     from hpa_keras.display import colorize, composite, plt
 
@@ -123,11 +123,13 @@ def cam_figure(image: np.ndarray, maps: np.ndarray, classes, probabilities, titl
         rows, len(backgrounds), figsize=(2.9 * len(backgrounds), 2.9 * rows + 0.6), squeeze=False
     )
     for row, (index, heat) in enumerate(zip(classes, maps, strict=True)):
+        # Opacity grows with the map, so cold regions stay see-through and show their cells.
+        overlay = plt.get_cmap("jet")(heat)
+        overlay[..., 3] = 0.6 * heat
         for column, (name, background) in enumerate(backgrounds):
             axis = axes[row, column]
             axis.imshow(background)
-            # Cold regions stay see-through, so the cells there remain visible.
-            axis.imshow(np.ma.masked_less(heat, 0.15), cmap="jet", alpha=0.45, vmin=0, vmax=1)
+            axis.imshow(overlay)
             axis.set_xticks([])
             axis.set_yticks([])
             if row == 0:

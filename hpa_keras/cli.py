@@ -451,9 +451,10 @@ def _add_fit_parser(commands) -> None:
     fit.add_argument("--optimizer", help="adam (default), adamw or sgd")
     fit.add_argument(
         "--schedule",
-        help="plateau (default: ReduceLROnPlateau on val_loss), sgdr (cosine decay with warm "
-        "restarts) or constant; plateau and sgdr exclude each other, since a schedule's rate "
-        "cannot be reduced on a plateau",
+        help="plateau (default: ReduceLROnPlateau on val_loss), cosine (one cosine decay from "
+        "--lr to min_lr, 1e-6, over the epochs), sgdr (cosine decay with warm restarts) or "
+        "constant; plateau excludes the others, since a schedule's rate cannot be reduced on a "
+        "plateau",
     )
     fit.add_argument("--plateau-patience", type=int, help="epochs without improvement (2)")
     fit.add_argument("--sgdr-epochs", type=_positive_int, help="first SGDR cycle, epochs (4)")
@@ -537,7 +538,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--out", default="hpa-demo", help="output folder (default: hpa-demo)")
     demo.add_argument(
-        "--epochs", type=_positive_int, default=None, help="training epochs (default 30)"
+        "--epochs", type=_positive_int, default=None, help="training epochs (default 40)"
     )
     demo.add_argument(
         "--quick",

@@ -40,7 +40,7 @@ from hpa_keras.optimizers import OPTIMIZERS
 from hpa_keras.thresholds import THRESHOLD_STRATEGIES
 
 LOSSES = ("bce", "weighted_bce", "focal", "soft_f1", "margin")
-SCHEDULES = ("plateau", "sgdr", "constant")
+SCHEDULES = ("plateau", "cosine", "sgdr", "constant")
 STRATEGIES = ("default", "mirrored")
 
 CONFIG_FILE = "config.yaml"
@@ -76,7 +76,8 @@ class TrainingConfig:
     Optimization: ``optimizer``, ``lr``, ``epochs``, ``frozen_epochs`` and
     ``frozen_lr`` (a first stage with the pretrained backbone frozen),
     ``backbone_lr_factor`` (differential learning rate of the backbone),
-    ``schedule`` (``plateau``: ReduceLROnPlateau on ``val_loss``; ``sgdr``:
+    ``schedule`` (``plateau``: ReduceLROnPlateau on ``val_loss``; ``cosine``:
+    one cosine decay from ``lr`` to ``min_lr`` over the epochs; ``sgdr``:
     cosine decay with warm restarts every ``sgdr_epochs``, growing by
     ``sgdr_t_mul``; ``constant``), ``plateau_factor``, ``plateau_patience``,
     ``min_lr``, ``early_stopping_patience`` (0: off), ``steps_per_epoch``
@@ -372,14 +373,21 @@ class _Run:
             config.data, folds=[config.fold], training=False, **common
         )
 
-    def compile(self, model, core, learning_rate):
+    def compile(self, model, core, learning_rate, epochs=None):
+        """Compile for a stage of ``epochs`` epochs (the length of a ``cosine`` decay)."""
         import keras
 
         from hpa_keras.metrics import macro_f1_metric
         from hpa_keras.optimizers import backbone_multipliers, make_optimizer
 
         config = self.config
-        if config.schedule == "sgdr":
+        if config.schedule == "cosine":
+            learning_rate = keras.optimizers.schedules.CosineDecay(
+                initial_learning_rate=learning_rate,
+                decay_steps=(epochs or config.epochs) * self.steps_per_epoch,
+                alpha=min(config.min_lr / learning_rate, 1.0),
+            )
+        elif config.schedule == "sgdr":
             learning_rate = keras.optimizers.schedules.CosineDecayRestarts(
                 initial_learning_rate=learning_rate,
                 first_decay_steps=config.sgdr_epochs * self.steps_per_epoch,
@@ -513,7 +521,7 @@ def _fit(config: TrainingConfig, manifest: dict, resuming: bool, extra_callbacks
                 _say(config, f"stage 1 (frozen backbone) already done; loaded {STAGE_ONE_WEIGHTS}")
             else:
                 freeze_backbone(core)
-                run.compile(model, core, config.frozen_lr)
+                run.compile(model, core, config.frozen_lr, config.frozen_epochs)
                 _say(config, f"stage 1: {config.frozen_epochs} epochs with the backbone frozen")
                 model.fit(
                     run.train_data,
@@ -524,7 +532,7 @@ def _fit(config: TrainingConfig, manifest: dict, resuming: bool, extra_callbacks
                 with atomic_path(folder / STAGE_ONE_WEIGHTS, suffix=".weights.h5") as temporary:
                     model.save_weights(temporary)
             unfreeze(core)
-        run.compile(model, core, config.lr)
+        run.compile(model, core, config.lr, config.epochs)
         if config.frozen_epochs:
             _say(config, f"stage 2: {config.epochs} epochs, all layers")
         model.fit(

@@ -266,6 +266,25 @@ class _RecordEpochs(keras.callbacks.Callback):
         self.epochs.append(epoch)
 
 
+def test_cosine_schedule_decays_from_lr_to_min_lr_over_the_epochs(training_records, tmp_path):
+    import math
+
+    from hpa_keras.train import fit
+
+    config = tiny_config(
+        training_records, tmp_path / "run", epochs=3, lr=0.01, min_lr=1e-4, schedule="cosine"
+    )
+    fit(config)
+    history = pd.read_csv(tmp_path / "run" / "history.csv")
+    alpha = 1e-4 / 0.01  # the rate after epoch e is the cosine at (e + 1) / 3 of the way
+    expected = [
+        0.01 * ((1 - alpha) * 0.5 * (1 + math.cos(math.pi * (epoch + 1) / 3)) + alpha)
+        for epoch in range(3)
+    ]
+    np.testing.assert_allclose(history["learning_rate"], expected, rtol=1e-4)
+    assert history["learning_rate"].iloc[-1] == pytest.approx(1e-4, rel=1e-4)
+
+
 def test_an_interrupted_fit_resumes_at_the_next_epoch(training_records, tmp_path):
     from hpa_keras.train import fit
 
