@@ -530,11 +530,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo",
-        help="run the main job on built-in synthetic data (about 10 minutes)",
+        help="run the main job on built-in synthetic data (about 8 minutes)",
         description="Generate built-in HPA-like data, draw it, convert it to TFRecords, train "
         "GAP-Net with per-class threshold search, evaluate it on the held-out test split "
         "(HTML report), write the Kaggle submission and a Grad-CAM picture, and print the "
-        "macro F1 beside the baselines. About 10 minutes on a 2-core CPU.",
+        "macro F1 beside the baselines. About 8 minutes on a 2-core CPU.",
     )
     demo.add_argument("--out", default="hpa-demo", help="output folder (default: hpa-demo)")
     demo.add_argument(

@@ -91,7 +91,7 @@ def f1_frequency_figure(evaluation: Evaluation, label_worst: int = 8):
     axis.grid(alpha=0.3, which="both")
     axis.legend(loc="lower right", fontsize=8)
     listing = "\n".join(
-        f"{row[0]:>2} {row[1][:24]}: {row.f1:.2f}" for row in worst.itertuples(index=False)
+        f"{row[0]:>2} {row[1][:30]}: {row.f1:.2f}" for row in worst.itertuples(index=False)
     )
     axis.text(
         1.02,
