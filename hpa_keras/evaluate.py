@@ -105,6 +105,12 @@ class Evaluation:
     class_names: Sequence[str] = CLASS_NAMES
     details: dict = field(default_factory=dict)
 
+    def __setattr__(self, name, value):
+        # Any new labels, probabilities or thresholds invalidate the cached class table.
+        super().__setattr__(name, value)
+        if name != "_table":
+            super().__setattr__("_table", None)
+
     def __post_init__(self):
         self.labels = np.asarray(self.labels, dtype=np.float32)
         self.probabilities = np.asarray(self.probabilities, dtype=np.float32)
@@ -125,7 +131,13 @@ class Evaluation:
 
     def class_table(self) -> pd.DataFrame:
         """One row per class: support, predicted count, precision, recall, F1, F1 at 0.5,
-        threshold, ROC AUC."""
+        threshold, ROC AUC. Computed once (the report asks for it several times); a copy
+        is returned."""
+        if self._table is None:
+            self._table = self._compute_class_table()
+        return self._table.copy()
+
+    def _compute_class_table(self) -> pd.DataFrame:
         precision, recall, f1 = precision_recall_f1(self.labels, self.predicted)
         return pd.DataFrame(
             {
@@ -264,6 +276,8 @@ def evaluate_runs(
         raise InputError("give --data (labeled TFRecords) or --images with --labels")
     if not ids:
         raise InputError(f"{data or labels_file}: nothing to evaluate (no samples)")
+    if labels.shape[1] != NUM_CLASSES:
+        raise InputError(f"{data or labels_file}: labels have {labels.shape[1]} classes")
     predicted_ids, probabilities, thresholds = predict_runs(
         runs,
         data=data,
@@ -281,6 +295,4 @@ def evaluate_runs(
         "folds": None if folds is None else [int(fold) for fold in np.atleast_1d(folds)],
         "tta": tta,
     }
-    if labels.shape[1] != NUM_CLASSES:
-        raise InputError(f"{labels_file}: labels have {labels.shape[1]} classes")
     return Evaluation(ids, labels, probabilities, thresholds, details=details)

@@ -87,6 +87,8 @@ def test_evaluation_table_and_summary_equal_scikit_learn():
     text = format_evaluation_table(evaluation)
     assert f"{summary['macro_f1']:5.3f}" in text.splitlines()[-2]
     assert text.splitlines()[-1].startswith("micro F1")
+    evaluation.thresholds = np.full(NUM_CLASSES, 0.5)  # a change recomputes the table
+    np.testing.assert_allclose(evaluation.class_table()["f1"], table["f1_at_0.5"])
 
 
 def test_threshold_curves_are_f1_at_each_threshold():
