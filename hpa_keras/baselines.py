@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from hpa_keras.classes import NUM_CLASSES
 from hpa_keras.errors import InputError
 from hpa_keras.metrics import macro_f1
 
@@ -86,19 +87,23 @@ def image_features(images: np.ndarray) -> np.ndarray:
 
 
 def tfrecord_features(tfrecord_dir, folds=None, batch_size: int = 64):
-    """``(ids, features, labels)`` of a labeled make-tfrecords folder (all four channels)."""
-    from hpa_keras.data.pipeline import dataset_labels, load_dataset
+    """``(features, labels)`` of a labeled make-tfrecords folder (all four channels), in one
+    pass over the records."""
+    from hpa_keras.data.pipeline import load_dataset
     from hpa_keras.data.tfrecords import read_manifest
 
     if not read_manifest(tfrecord_dir).get("labeled", False):
         raise InputError(f"{tfrecord_dir}: the TFRecords are unlabeled; baselines need labels")
-    ids, labels = dataset_labels(tfrecord_dir, folds)
     dataset = load_dataset(
         tfrecord_dir, folds=folds, training=False, batch_size=batch_size, normalization="none"
     )
-    features = [image_features(images.numpy()) for images, _ in dataset]
-    features = np.concatenate(features) if features else np.zeros((0, len(FEATURE_NAMES)))
-    return ids, features, labels
+    features, labels = [], []
+    for images, targets in dataset:
+        features.append(image_features(images.numpy()))
+        labels.append(targets.numpy())
+    if not features:
+        return np.zeros((0, len(FEATURE_NAMES)), np.float32), np.zeros((0, NUM_CLASSES), np.float32)
+    return np.concatenate(features), np.concatenate(labels)
 
 
 @dataclass
@@ -237,11 +242,11 @@ def baselines_on_tfrecords(
         folds = sorted({int(entry["fold"]) for entry in read_manifest(data)["folds"]})
         if fold not in folds:
             raise InputError(f"{data}: no fold {fold}; the folds are {folds}")
-        _, train_x, train_y = tfrecord_features(data, [k for k in folds if k != fold])
-        _, test_x, test_y = tfrecord_features(data, [fold])
+        train_x, train_y = tfrecord_features(data, [k for k in folds if k != fold])
+        test_x, test_y = tfrecord_features(data, [fold])
     else:
-        _, train_x, train_y = tfrecord_features(data)
-        _, test_x, test_y = tfrecord_features(test_data)
+        train_x, train_y = tfrecord_features(data)
+        test_x, test_y = tfrecord_features(test_data)
     table = score_baselines(run_baselines(train_x, train_y, test_x, seed, trees), test_y)
     table.attrs.update({"train_samples": len(train_x), "test_samples": len(test_x)})
     return table

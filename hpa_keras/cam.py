@@ -150,14 +150,11 @@ def explain_sample(run_folder, images, sample_id, classes=None, max_classes: int
     the top class if none passes), most probable first, at most ``max_classes``.
     """
     from hpa_keras.classes import CHANNELS, NUM_CLASSES
-    from hpa_keras.data.images import index_image_folder, read_sample, resize_square
+    from hpa_keras.data.images import find_sample_files, read_sample, resize_square
     from hpa_keras.predict import Run, submission_labels
 
     run = Run(run_folder)
-    index = index_image_folder(images)
-    if sample_id not in index:
-        raise InputError(f"{images}: no image files for Id {sample_id}")
-    image = read_sample(index[sample_id])
+    image = read_sample(find_sample_files(images, sample_id))  # errors name the missing file
     channel_indices = [CHANNELS.index(name) for name in run.channels]
     model_input = resize_square(image, run.image_size)[..., channel_indices]
     probabilities = np.asarray(run.model(model_input[None], training=False))[0]

@@ -238,6 +238,18 @@ def _command_predict(arguments) -> None:
     )
 
 
+def _add_run_input_arguments(parser, data_help: str, images_help: str) -> None:
+    """What predict and evaluate share: the run folders, the input, views and batch size."""
+    parser.add_argument("--run", nargs="+", required=True, help="run folder(s) from fit")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", help=data_help)
+    source.add_argument("--images", help=images_help)
+    parser.add_argument(
+        "--tta", type=int, choices=(1, 2, 4, 8), default=1, help="dihedral views per image"
+    )
+    parser.add_argument("--batch-size", type=_positive_int, default=16)
+
+
 def _add_predict_parser(commands) -> None:
     predict = commands.add_parser(
         "predict",
@@ -246,15 +258,11 @@ def _add_predict_parser(commands) -> None:
         "write Id,Predicted (space-separated class indices) in input order. Several --run "
         "folders average their probabilities and thresholds.",
     )
-    predict.add_argument("--run", nargs="+", required=True, help="run folder(s) from fit")
-    source = predict.add_mutually_exclusive_group(required=True)
-    source.add_argument("--data", help="make-tfrecords folder")
-    source.add_argument("--images", help="folder of <Id>_<channel> images")
-    predict.add_argument(
-        "--ids", help="with --images: CSV whose Id column fixes the Ids and their order"
+    _add_run_input_arguments(
+        predict, data_help="make-tfrecords folder", images_help="folder of <Id>_<channel> images"
     )
     predict.add_argument(
-        "--tta", type=int, choices=(1, 2, 4, 8), default=1, help="dihedral views per image"
+        "--ids", help="with --images: CSV whose Id column fixes the Ids and their order"
     )
     predict.add_argument("--out", default="submission.csv", help="default: submission.csv")
     predict.add_argument("--probabilities", help="also write Id + 28 probability columns here")
@@ -263,7 +271,6 @@ def _add_predict_parser(commands) -> None:
         action="store_true",
         help="leave rows with no class over its threshold empty (default: the top class)",
     )
-    predict.add_argument("--batch-size", type=_positive_int, default=16)
     predict.set_defaults(handler=_command_predict)
 
 
@@ -271,7 +278,7 @@ def _command_evaluate(arguments) -> None:
     import_tensorflow_quietly()
     from pathlib import Path
 
-    from hpa_keras.evaluate import evaluate_runs, format_evaluation_table
+    from hpa_keras.evaluate import evaluate_runs, format_evaluation_table, summary_line
     from hpa_keras.report import write_report
 
     evaluation = evaluate_runs(
@@ -286,14 +293,7 @@ def _command_evaluate(arguments) -> None:
     print(format_evaluation_table(evaluation))
     history = Path(arguments.run[0]) / "history.csv"
     written = write_report(evaluation, arguments.out, history=history)
-    summary = evaluation.summary()
-    folds = summary["folds"]
-    where = f" (fold {', '.join(map(str, folds))})" if folds else ""
-    print(
-        f"{summary['samples']} images{where}: macro F1 {summary['macro_f1']:.3f} "
-        f"(at 0.5: {summary['macro_f1_at_0.5']:.3f}), micro F1 {summary['micro_f1']:.3f}, "
-        f"mean ROC AUC {summary['mean_roc_auc']:.3f}"
-    )
+    print(summary_line(evaluation))
     print(f"wrote {written['report.html']} and {len(written) - 1} more files in {arguments.out}")
 
 
@@ -307,19 +307,16 @@ def _add_evaluate_parser(commands) -> None:
         "report.html. Without --fold, a run evaluated on the TFRecords it was trained on is "
         "scored on its validation fold.",
     )
-    evaluate.add_argument("--run", nargs="+", required=True, help="run folder(s) from fit")
-    source = evaluate.add_mutually_exclusive_group(required=True)
-    source.add_argument("--data", help="labeled make-tfrecords folder")
-    source.add_argument("--images", help="folder of <Id>_<channel> images (needs --labels)")
+    _add_run_input_arguments(
+        evaluate,
+        data_help="labeled make-tfrecords folder",
+        images_help="folder of <Id>_<channel> images (needs --labels)",
+    )
     evaluate.add_argument("--labels", help="with --images: CSV with Id,Target")
     evaluate.add_argument(
         "--fold", type=int, nargs="+", default=None, help="with --data: fold(s) to evaluate"
     )
-    evaluate.add_argument(
-        "--tta", type=int, choices=(1, 2, 4, 8), default=1, help="dihedral views per image"
-    )
     evaluate.add_argument("--out", default="report", help="report folder (default: report)")
-    evaluate.add_argument("--batch-size", type=_positive_int, default=16)
     evaluate.set_defaults(handler=_command_evaluate)
 
 

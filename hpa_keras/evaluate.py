@@ -20,22 +20,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hpa_keras.classes import CLASS_NAMES, NUM_CLASSES
+from hpa_keras.classes import CLASS_NAMES
 from hpa_keras.errors import InputError
-from hpa_keras.metrics import f1_per_class
+from hpa_keras.metrics import confusion_counts, f1_per_class
 
 THRESHOLD_GRID = np.round(np.linspace(0.0, 1.0, 101), 2)
-
-
-def confusion_counts(labels, predicted) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per class: true positives, false positives, false negatives of 0/1 ``(N, C)`` arrays."""
-    truth = np.asarray(labels).astype(bool)
-    guess = np.asarray(predicted).astype(bool)
-    return (
-        (truth & guess).sum(axis=0),
-        (~truth & guess).sum(axis=0),
-        (truth & ~guess).sum(axis=0),
-    )
 
 
 def _ratio(numerator, denominator) -> np.ndarray:
@@ -205,6 +194,18 @@ def format_evaluation_table(evaluation: Evaluation) -> str:
     return "\n".join(lines)
 
 
+def summary_line(evaluation: Evaluation, what: str = "images") -> str:
+    """One line: how many images (which folds), macro F1 (tuned and at 0.5), micro F1, AUC."""
+    summary = evaluation.summary()
+    folds = summary.get("folds")
+    where = f" (fold {', '.join(map(str, folds))})" if folds else ""
+    return (
+        f"{summary['samples']} {what}{where}: macro F1 {summary['macro_f1']:.3f} "
+        f"(at 0.5: {summary['macro_f1_at_0.5']:.3f}), micro F1 {summary['micro_f1']:.3f}, "
+        f"mean ROC AUC {summary['mean_roc_auc']:.3f}"
+    )
+
+
 def _run_validation_fold(folder: Path, data: Path) -> int | None:
     """The validation fold of a run trained on ``data``; ``None`` if it trained on other data."""
     import yaml
@@ -254,7 +255,7 @@ def evaluate_runs(
             ``Id,Target`` CSV (every Id of the CSV is evaluated, in its order).
         tta: dihedral views averaged per image.
     """
-    from hpa_keras.predict import predict_runs
+    from hpa_keras.predict import predict_ids, predict_runs
 
     if data is not None:
         from hpa_keras.data.pipeline import dataset_labels
@@ -265,30 +266,24 @@ def evaluate_runs(
         if folds is None:
             folds = default_folds(runs, data)
         ids, labels = dataset_labels(data, folds)
+        if not ids:
+            raise InputError(f"{data}: nothing to evaluate (no samples)")
+        probabilities, thresholds = predict_ids(
+            runs, ids, data=data, folds=folds, tta=tta, batch_size=batch_size
+        )
     elif images is not None:
         from hpa_keras.labels import read_labels
 
         if labels_file is None:
             raise InputError("--images needs --labels, a CSV with Id,Target")
         table = read_labels(labels_file)
-        ids, labels = list(table.ids), table.multi_hot()
+        labels = table.multi_hot()
+        # The labels file fixes the Ids and their order (input_ids checks every image exists).
+        ids, probabilities, thresholds = predict_runs(
+            runs, images=images, ids_file=labels_file, tta=tta, batch_size=batch_size
+        )
     else:
         raise InputError("give --data (labeled TFRecords) or --images with --labels")
-    if not ids:
-        raise InputError(f"{data or labels_file}: nothing to evaluate (no samples)")
-    if labels.shape[1] != NUM_CLASSES:
-        raise InputError(f"{data or labels_file}: labels have {labels.shape[1]} classes")
-    predicted_ids, probabilities, thresholds = predict_runs(
-        runs,
-        data=data,
-        images=images,
-        ids_file=labels_file if images is not None else None,
-        tta=tta,
-        batch_size=batch_size,
-        folds=folds,
-    )
-    if predicted_ids != ids:
-        raise InputError(f"{data or images}: predictions and labels are not in the same order")
     details = {
         "runs": [str(folder) for folder in runs],
         "data": str(data if data is not None else images),

@@ -9,13 +9,20 @@ for it.
 import numpy as np
 
 
-def f1_per_class(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
-    """F1 of each column of 0/1 ``(N, C)`` arrays; 0 where tp + fp + fn is 0."""
+def confusion_counts(y_true, y_pred) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per class: true positives, false positives, false negatives of 0/1 ``(N, C)`` arrays."""
     truth = np.asarray(y_true).astype(bool)
     predicted = np.asarray(y_pred).astype(bool)
-    true_positive = (truth & predicted).sum(axis=0)
-    false_positive = (~truth & predicted).sum(axis=0)
-    false_negative = (truth & ~predicted).sum(axis=0)
+    return (
+        (truth & predicted).sum(axis=0),
+        (~truth & predicted).sum(axis=0),
+        (truth & ~predicted).sum(axis=0),
+    )
+
+
+def f1_per_class(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """F1 of each column of 0/1 ``(N, C)`` arrays; 0 where tp + fp + fn is 0."""
+    true_positive, false_positive, false_negative = confusion_counts(y_true, y_pred)
     denominator = 2 * true_positive + false_positive + false_negative
     return np.where(denominator > 0, 2 * true_positive / np.maximum(denominator, 1), 0.0)
 

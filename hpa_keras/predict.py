@@ -146,11 +146,33 @@ def predict_runs(
         tta: dihedral views averaged per image: 1, 2, 4 or 8.
         folds: with ``data``: the fold or folds to predict (default: all).
     """
+    _check_prediction_settings(runs, tta)
+    ids, index = input_ids(data, images, ids_file, folds)
+    probabilities, thresholds = predict_ids(
+        runs, ids, data=data, index=index, folds=folds, tta=tta, batch_size=batch_size
+    )
+    return ids, probabilities, thresholds
+
+
+def _check_prediction_settings(runs, tta: int) -> None:
     if tta not in (1, 2, 4, 8):
         raise InputError(f"--tta must be 1, 2, 4 or 8, got {tta}")
     if not runs:
         raise InputError("give at least one run folder (--run)")
-    ids, index = input_ids(data, images, ids_file, folds)
+
+
+def predict_ids(
+    runs, ids, data=None, index=None, folds=None, tta: int = 1, batch_size: int = 16
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(probabilities, thresholds)`` of Ids already known, averaged over ``runs``.
+
+    ``ids`` are those of ``data`` (and ``folds``) in evaluation order, as
+    :func:`hpa_keras.data.pipeline.dataset_labels` gives them, or keys of the
+    image-folder ``index`` in the order wanted. For callers that read the Ids
+    anyway (evaluation reads them with the labels), so that the TFRecords are
+    not read once more just for them.
+    """
+    _check_prediction_settings(runs, tta)
     probabilities, thresholds = [], []
     for folder in runs:
         run = Run(folder)
@@ -164,7 +186,7 @@ def predict_runs(
             raise InputError(f"{folder}: {len(scores)} predictions for {len(ids)} Ids")
         probabilities.append(scores)
         thresholds.append(run.thresholds)
-    return ids, np.mean(probabilities, axis=0), np.mean(thresholds, axis=0)
+    return np.mean(probabilities, axis=0), np.mean(thresholds, axis=0)
 
 
 def submission_labels(probabilities, thresholds, require_label: bool = True) -> list[list[int]]:
