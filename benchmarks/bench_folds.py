@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 from hpa_keras.classes import CLASS_NAMES
+from hpa_keras.data.labels import read_labels
 from hpa_keras.data.splits import fold_balance, random_folds, stratified_folds
-from hpa_keras.labels import read_labels
 
 DEFAULT_CSV = Path(__file__).resolve().parents[2] / "shared/data/hpa-kaggle-2018/train.csv"
 

@@ -13,9 +13,9 @@ import time
 
 import numpy as np
 
-from hpa_keras.data.label_sampler import sample_label_sets
-from hpa_keras.data.synthetic import DemoDataSettings, make_demo_data, render_sample
 from hpa_keras.parallel import default_workers
+from hpa_keras.synthetic.generator import DemoDataSettings, make_demo_data, render_sample
+from hpa_keras.synthetic.label_sampler import sample_label_sets
 
 
 def render_only(count: int, image_size: int) -> float:

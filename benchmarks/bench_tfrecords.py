@@ -27,8 +27,8 @@ import cv2
 from real_hpa import real_hpa_folder  # benchmarks/real_hpa.py
 
 from hpa_keras.classes import CHANNELS
-from hpa_keras.data.synthetic import DemoDataSettings, make_demo_data
 from hpa_keras.data.tfrecords import ConversionSettings, make_tfrecords
+from hpa_keras.synthetic.generator import DemoDataSettings, make_demo_data
 
 
 def bare_decode(images: Path, ids) -> float:

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from hpa_keras.classes import CHANNELS
-from hpa_keras.data.synthetic import DemoDataSettings, make_demo_data
+from hpa_keras.synthetic.generator import DemoDataSettings, make_demo_data
 
 SHARED = Path(__file__).resolve().parents[2] / "shared/data/hpa-kaggle-2018/channel-samples"
 

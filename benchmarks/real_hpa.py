@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 
 from hpa_keras.classes import CHANNELS
-from hpa_keras.data.label_sampler import sample_label_sets
-from hpa_keras.labels import write_labels
+from hpa_keras.data.labels import write_labels
+from hpa_keras.synthetic.label_sampler import sample_label_sets
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "hpa-kaggle-2018"
 

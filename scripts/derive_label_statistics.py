@@ -1,7 +1,7 @@
 """Derive the label-set distribution that the synthetic generator samples from.
 
 Reads the 2018 challenge's train.csv and writes
-``hpa_keras/data/label_set_counts.json``: every distinct label set with the
+``hpa_keras/synthetic/label_set_counts.json``: every distinct label set with the
 number of images that carry it. That one table holds the class frequencies,
 the labels-per-image distribution and all co-occurrences of the real data, and
 no Ids, so it can ship with the package.
@@ -16,9 +16,9 @@ import json
 from pathlib import Path
 
 from hpa_keras.atomic import write_text_atomic
-from hpa_keras.labels import read_labels
+from hpa_keras.data.labels import read_labels
 
-OUTPUT = Path(__file__).resolve().parents[1] / "hpa_keras" / "data" / "label_set_counts.json"
+OUTPUT = Path(__file__).resolve().parents[1] / "hpa_keras" / "synthetic" / "label_set_counts.json"
 
 
 def main() -> None:

@@ -31,8 +31,8 @@ def training_records(tmp_path_factory) -> Path:
 
     The images stay beside them in ``records.parent / "data" / "train"``.
     """
-    from hpa_keras.data.synthetic import DemoDataSettings, make_demo_data
     from hpa_keras.data.tfrecords import ConversionSettings, make_tfrecords
+    from hpa_keras.synthetic.generator import DemoDataSettings, make_demo_data
 
     root = tmp_path_factory.mktemp("training")
     make_demo_data(
@@ -58,7 +58,7 @@ def training_records(tmp_path_factory) -> Path:
 def runs(training_records, tmp_path_factory):
     """Two tiny one-epoch GAP-Net runs (seeds 0 and 1) on ``training_records``, fold 0."""
     from hpa_keras.models import TINY_OPTIONS
-    from hpa_keras.train import fit, resolve_config
+    from hpa_keras.training.fit import fit, resolve_config
 
     root = tmp_path_factory.mktemp("runs")
     folders = []

@@ -2,14 +2,17 @@ import keras
 import numpy as np
 import pytest
 
-from hpa_keras.augment import (
-    RandomChannelIntensity,
-    RandomDihedral,
+from hpa_keras.inference.tta import (
+    DihedralTTA,
     dihedral_view,
     dihedral_views,
     inverse_dihedral_view,
-    make_augmentation,
     predict_with_tta,
+)
+from hpa_keras.models.augmentation import (
+    RandomChannelIntensity,
+    RandomDihedral,
+    make_augmentation,
 )
 
 
@@ -113,3 +116,28 @@ def test_tta_mean_and_max_against_a_manual_loop():
     np.testing.assert_allclose(
         predict_with_tta(model, images, views=1), model.predict(images, verbose=0), rtol=1e-6
     )
+    import tensorflow as tf
+
+    batches = tf.data.Dataset.from_tensor_slices(images.astype("float32")).batch(3)
+    np.testing.assert_allclose(
+        predict_with_tta(model, batches), per_view.mean(axis=0), rtol=1e-5, atol=1e-7
+    )
+
+
+def test_tta_of_a_uint8_model_equals_numpy_rotations_of_the_pixels():
+    """The wrapper takes float views of uint8 images; the model must see the same pixels
+    as numpy's own rotations and mirrors of the uint8 array."""
+    inputs = keras.Input((6, 6, 2), dtype="uint8")
+    scaled = keras.layers.Rescaling(1 / 255)(inputs)
+    outputs = keras.layers.Dense(3, activation="sigmoid")(keras.layers.Flatten()(scaled))
+    model = keras.Model(inputs, outputs)
+    images = np.random.default_rng(1).integers(0, 256, (5, 6, 6, 2), dtype=np.uint8)
+    views = []
+    for index in range(8):
+        view = np.rot90(images, k=index // 2, axes=(1, 2))
+        views.append(np.ascontiguousarray(view[:, :, ::-1] if index % 2 else view))
+    expected = np.mean([model.predict(view, verbose=0) for view in views], axis=0)
+    got = DihedralTTA(model, views=8).predict(images, verbose=0)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="views must be 1, 2, 4 or 8"):
+        DihedralTTA(model, views=3)

@@ -3,7 +3,10 @@
 import numpy as np
 import pytest
 
-from hpa_keras.baselines import (
+from hpa_keras.cli import main
+from hpa_keras.data.pipeline import dataset_labels
+from hpa_keras.errors import InputError
+from hpa_keras.training.baselines import (
     BASELINES,
     FEATURE_NAMES,
     baselines_on_tfrecords,
@@ -11,9 +14,6 @@ from hpa_keras.baselines import (
     run_baselines,
     score_baselines,
 )
-from hpa_keras.cli import main
-from hpa_keras.data.pipeline import dataset_labels
-from hpa_keras.errors import InputError
 
 
 def test_trivial_baselines_score_as_computed_by_hand():

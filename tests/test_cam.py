@@ -5,8 +5,8 @@ import keras
 import numpy as np
 import pytest
 
-from hpa_keras.cam import explain_sample, find_feature_layer, grad_cam, write_cam
 from hpa_keras.cli import main
+from hpa_keras.inference.cam import explain_sample, find_feature_layer, grad_cam, write_cam
 from hpa_keras.models import TINY_OPTIONS, build_model
 
 

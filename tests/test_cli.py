@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from hpa_keras.cli import main
-from hpa_keras.labels import read_labels
+from hpa_keras.data.labels import read_labels
 
 
 @pytest.fixture(scope="module")
@@ -116,3 +116,77 @@ def test_console_entry_points_run_without_traceback(tmp_path):
     )
     assert result.returncode == 2
     assert "no image files for Id none" in result.stderr and "Traceback" not in result.stderr
+
+
+# ------------------------------------------------------------------ flags from settings
+
+SETTINGS_COMMANDS = [
+    ("fit", "hpa_keras.training.config", "TrainingConfig"),
+    ("make-tfrecords", "hpa_keras.data.tfrecords", "ConversionSettings"),
+    ("make-demo-data", "hpa_keras.synthetic.generator", "DemoDataSettings"),
+]
+
+
+def _subparser(command):
+    from hpa_keras.cli import build_parser
+
+    parser = build_parser()
+    action = next(action for action in parser._actions if action.dest == "command")
+    return action.choices[command]
+
+
+def _example_value(field):
+    """A valid value unlike the default, as a command-line word."""
+    from hpa_keras.settings import _base_type
+
+    choices = field.metadata.get("choices")
+    if choices:
+        return next(choice for choice in choices if choice != field.default)
+    kind = _base_type(field.type)
+    return {int: 3, float: 0.375, str: "something"}[kind]
+
+
+@pytest.mark.parametrize(("command", "module", "name"), SETTINGS_COMMANDS)
+def test_every_setting_has_a_flag_that_names_its_default(command, module, name):
+    import dataclasses
+    import importlib
+
+    from hpa_keras.settings import describe_default, flag_of, given_settings
+
+    settings_class = getattr(importlib.import_module(module), name)
+    parser = _subparser(command)
+    flags = {option: action for action in parser._actions for option in action.option_strings}
+    required = ["out"] if command == "make-demo-data" else []
+    if command == "make-tfrecords":
+        required = ["--images", "images"]
+    for field in dataclasses.fields(settings_class):
+        flag = flag_of(field)
+        if flag is None:
+            continue
+        assert flag in flags, f"{command}: no flag for {field.name}"
+        assert f"(default: {describe_default(field)})" in flags[flag].help, flag
+        if _base_type_is_bool(field):
+            given = vars(parser.parse_args([*required, flag]))
+            assert given[field.name] is True
+            assert vars(parser.parse_args([*required, "--no-" + flag[2:]]))[field.name] is False
+            continue
+        value = _example_value(field)
+        arguments = parser.parse_args([*required, flag, str(value)])
+        assert given_settings(arguments, settings_class) == {field.name: value}, flag
+    untouched = parser.parse_args(required)
+    assert given_settings(untouched, settings_class) == {}  # nothing given, nothing overridden
+
+
+def _base_type_is_bool(field):
+    from hpa_keras.settings import _base_type
+
+    return _base_type(field.type) is bool
+
+
+def test_fit_refuses_settings_of_another_schedule(tmp_path, capsys):
+    for argv, message in (
+        (["--schedule", "cosine", "--plateau-factor", "0.2"], "--plateau-factor applies to"),
+        (["--sgdr-epochs", "3"], "--sgdr-epochs applies to --schedule sgdr only, not to plateau"),
+    ):
+        assert main(["fit", "--data", str(tmp_path), *argv]) == 2
+        assert message in capsys.readouterr().err

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from hpa_keras.cli import main
-from hpa_keras.labels import read_labels
+from hpa_keras.data.labels import read_labels
 
 
 def test_quick_demo_writes_every_result(tmp_path, capsys):
@@ -45,6 +45,9 @@ def test_quick_demo_writes_every_result(tmp_path, capsys):
         "random forest",
     ]
     assert results["baselines"][0]["macro_f1"] == 0.0
-    assert f"Macro F1 on the {len(truth)} held-out test images" in printed
-    model_line = next(line for line in printed.splitlines() if "GAP-Net, tuned" in line)
-    assert model_line.split()[-2] == f"{results['model']['macro_f1']:.3f}"
+    assert f"On the {len(truth)} held-out test images" in printed
+    model_line = next(line for line in printed.splitlines() if line.strip().startswith("GAP-Net"))
+    macro, at_half, micro = model_line.split()[-3:]
+    assert macro == f"{results['model']['macro_f1']:.3f}"
+    assert at_half == f"{results['model']['macro_f1_at_0.5']:.3f}"
+    assert micro == f"{results['model']['micro_f1']:.3f}"

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from hpa_keras.display import COMPOSITE_WEIGHTS, STAIN_COLORS, composite, stretch
+from hpa_keras.reports.samples import COMPOSITE_WEIGHTS, STAIN_COLORS, composite, stretch
 
 
 def test_stretch_maps_both_bit_depths_to_unit_range():

@@ -13,17 +13,17 @@ from hpa_keras.classes import NUM_CLASSES
 from hpa_keras.cli import main
 from hpa_keras.data.pipeline import dataset_labels, load_dataset
 from hpa_keras.errors import InputError
-from hpa_keras.evaluate import (
+from hpa_keras.inference.evaluate import (
     Evaluation,
     evaluate_runs,
     f1_threshold_curves,
-    format_evaluation_table,
     micro_f1,
     precision_recall_f1,
     roc_auc_per_class,
 )
-from hpa_keras.predict import predict_runs
-from hpa_keras.report import write_report
+from hpa_keras.inference.predict import predict_runs
+from hpa_keras.reports.html import write_report
+from hpa_keras.reports.tables import evaluation_table
 
 
 def random_case(seed=0, samples=300, classes=NUM_CLASSES):
@@ -84,9 +84,10 @@ def test_evaluation_table_and_summary_equal_scikit_learn():
         roc_auc_score(labels[:, present], scores[:, present], average="macro")
     )
     assert summary["classes_with_auc"] == NUM_CLASSES - 2
-    text = format_evaluation_table(evaluation)
-    assert f"{summary['macro_f1']:5.3f}" in text.splitlines()[-2]
-    assert text.splitlines()[-1].startswith("micro F1")
+    text = evaluation_table(evaluation.class_table(), summary)
+    assert f"{summary['macro_f1']:.3f}" in text.splitlines()[-2].split()
+    assert text.splitlines()[-1].split()[:2] == ["micro", "F1"]
+    assert "n/a" in text.splitlines()[1 + 3]  # class 3 is absent: no ROC AUC
     evaluation.thresholds = np.full(NUM_CLASSES, 0.5)  # a change recomputes the table
     np.testing.assert_allclose(evaluation.class_table()["f1"], table["f1_at_0.5"])
 

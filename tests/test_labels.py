@@ -1,13 +1,13 @@
 import numpy as np
 import pytest
 
-from hpa_keras.errors import InputError
-from hpa_keras.labels import (
+from hpa_keras.data.labels import (
     read_id_file,
     read_labels,
     read_sample_submission,
     write_labels,
 )
+from hpa_keras.errors import InputError
 
 
 def write(tmp_path, text, name="train.csv", encoding="utf-8"):
@@ -97,3 +97,22 @@ def test_reads_the_real_challenge_file(real_train_csv):
     assert len(table) == 31072
     counts = table.class_counts()
     assert counts[0] == 12885 and counts[27] == 11 and counts[25] == 8228
+
+
+def test_a_file_with_neither_target_nor_predicted_is_told_so(tmp_path, capsys):
+    from hpa_keras.cli import main
+    from hpa_keras.data.labels import read_id_file
+
+    path = tmp_path / "labels.csv"
+    path.write_text("Id,Label\na,1|2\n")
+    with pytest.raises(InputError, match="no 'Target' column") as raised:
+        read_id_file(path)
+    assert "Predicted" not in str(raised.value).split(";")[-1]  # the header is shown, not blamed
+    assert "'Id,Label'" in str(raised.value)
+    images = tmp_path / "images"
+    images.mkdir()
+    assert main(["make-tfrecords", "--images", str(images), "--labels", str(path), "--quiet"]) == 2
+    error = capsys.readouterr().err
+    assert (
+        f"{path}: line 1: no 'Target' column" in error and "missing column 'Predicted'" not in error
+    )

@@ -3,15 +3,15 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from hpa_keras.losses import (
+from hpa_keras.training.losses import (
     CapsuleMarginLoss,
     SoftF1Loss,
     WeightedBinaryCrossentropy,
     inverse_log_class_weights,
     positive_weights,
 )
-from hpa_keras.metrics import f1_per_class, macro_f1, macro_f1_metric
-from hpa_keras.thresholds import (
+from hpa_keras.training.metrics import f1_per_class, macro_f1, macro_f1_metric
+from hpa_keras.training.thresholds import (
     apply_thresholds,
     best_thresholds,
     bucket_thresholds,
@@ -172,3 +172,25 @@ def test_search_thresholds_strategies():
         search_thresholds("buckets", truth, scores)
     with pytest.raises(ValueError, match="strategy 'best'"):
         search_thresholds("best", truth, scores)
+
+
+def _numpy_focal(alpha=None, gamma=2.0):
+    positive = Y_TRUE * (1 - Y_PRED) ** gamma * np.log(Y_PRED)
+    negative = (1 - Y_TRUE) * Y_PRED**gamma * np.log(1 - Y_PRED)
+    if alpha is not None:
+        positive, negative = alpha * positive, (1 - alpha) * negative
+    return float(-(positive + negative).mean(axis=1).mean())
+
+
+@pytest.mark.parametrize("alpha", [None, 0.75])
+def test_the_focal_loss_of_fit_does_not_weight_the_rare_positives_down(alpha):
+    """Keras' class balancing with its alpha=0.25 would give positives a quarter of the weight
+    of negatives; positives are the rare side of every HPA class, so fit's default balances
+    nothing and --focal-alpha A weights positives by A."""
+    from hpa_keras.training.config import resolve_config
+    from hpa_keras.training.fit import make_loss
+
+    config = resolve_config({"data": "unused", "loss": "focal", "focal_alpha": alpha})
+    loss = make_loss(config, np.ones(28), 64)
+    assert keras_value(loss) == pytest.approx(_numpy_focal(alpha), rel=1e-4)
+    assert keras_value(loss) != pytest.approx(_numpy_focal(0.25), rel=1e-2)

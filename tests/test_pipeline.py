@@ -5,9 +5,9 @@ import tensorflow as tf
 
 from hpa_keras.classes import CHANNELS
 from hpa_keras.data.pipeline import dataset_ids, load_dataset, resolve_channels
-from hpa_keras.data.synthetic import DemoDataSettings, make_demo_data
 from hpa_keras.data.tfrecords import ConversionSettings, make_tfrecords, read_manifest, read_shard
 from hpa_keras.errors import InputError
+from hpa_keras.synthetic.generator import DemoDataSettings, make_demo_data
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +179,7 @@ def test_cache_gives_the_same_data(records):
 
 
 def test_cpu_augmentation_keeps_label_alignment(records):
-    from hpa_keras.augment import make_augmentation
+    from hpa_keras.models.augmentation import make_augmentation
 
     signature_of = {}
     for record in stored_records(records["raw"]):  # dihedral moves pixels, keeps the multiset

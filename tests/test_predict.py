@@ -4,12 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hpa_keras.augment import dihedral_view
 from hpa_keras.data.pipeline import dataset_ids
 from hpa_keras.errors import InputError
-from hpa_keras.predict import (
-    _dihedral_view,
-    predict_runs,
+from hpa_keras.inference.predict import predict_runs
+from hpa_keras.inference.submission import (
     submission_labels,
     write_probabilities,
     write_submission,
@@ -64,11 +62,16 @@ def test_an_image_folder_predicts_as_its_tfrecords(runs, training_records, tmp_p
     assert sorted_ids == sorted(ids)
 
 
-def test_numpy_views_equal_the_augmentation_views():
-    images = np.random.default_rng(0).integers(0, 255, (2, 6, 6, 4), dtype=np.uint8)
-    for index in range(8):
-        expected = np.asarray(dihedral_view(images.astype("float32"), index))
-        np.testing.assert_array_equal(_dihedral_view(images, index), expected)
+def test_a_corrupt_image_in_a_folder_is_named(runs, training_records, tmp_path):
+    import shutil
+
+    source = training_records.parent / "data" / "train"
+    images = tmp_path / "images"
+    shutil.copytree(source, images)
+    victim = sorted(images.glob("*_green.png"))[3]
+    victim.write_bytes(victim.read_bytes()[:100])  # truncated
+    with pytest.raises(InputError, match=f"{victim.name}: cannot be decoded"):
+        predict_runs([runs[0]], images=images)
 
 
 def test_bad_prediction_inputs_are_clear(runs, training_records, tmp_path):

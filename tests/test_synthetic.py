@@ -7,17 +7,17 @@ import numpy as np
 import pytest
 
 from hpa_keras.classes import CHANNELS, CLASS_NAMES, NUM_CLASSES
-from hpa_keras.data.cell_field import make_cell_field
-from hpa_keras.data.label_sampler import (
+from hpa_keras.data.labels import read_labels, read_sample_submission
+from hpa_keras.errors import InputError
+from hpa_keras.synthetic.cell_field import make_cell_field
+from hpa_keras.synthetic.generator import DemoDataSettings, make_demo_data, render_sample
+from hpa_keras.synthetic.label_sampler import (
     label_set_distribution,
     real_class_counts,
     real_class_frequencies,
     sample_label_sets,
 )
-from hpa_keras.data.protein_patterns import PATTERNS
-from hpa_keras.data.synthetic import DemoDataSettings, make_demo_data, render_sample
-from hpa_keras.errors import InputError
-from hpa_keras.labels import read_labels, read_sample_submission
+from hpa_keras.synthetic.protein_patterns import PATTERNS
 
 TINY = DemoDataSettings(num_samples=6, image_size=64, seed=3, test_fraction=0.34)
 

@@ -10,13 +10,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hpa_keras.callbacks import LRFinder, ThresholdSearch, find_learning_rate, read_thresholds
 from hpa_keras.errors import InputError
-from hpa_keras.metrics import macro_f1
 from hpa_keras.models import TINY_OPTIONS, load_model
-from hpa_keras.optimizers import DifferentialAdam, DifferentialSGD, backbone_multipliers
-from hpa_keras.thresholds import apply_thresholds
-from hpa_keras.train import resolve_config
+from hpa_keras.training.callbacks import (
+    LRFinder,
+    ThresholdSearch,
+    find_learning_rate,
+    read_thresholds,
+)
+from hpa_keras.training.fit import resolve_config
+from hpa_keras.training.metrics import macro_f1
+from hpa_keras.training.optimizers import DifferentialAdam, DifferentialSGD, backbone_multipliers
+from hpa_keras.training.thresholds import apply_thresholds
 
 RUN_FILES = (
     "config.yaml",
@@ -133,7 +138,7 @@ def test_lr_finder_grows_the_rate_exponentially_and_restores_weights(tmp_path):
     assert min(finder.losses) < finder.losses[0]  # the loss fell somewhere on the way
     for weight, original in zip(model.get_weights(), before, strict=True):
         np.testing.assert_array_equal(weight, original)
-    from hpa_keras.display import save_figure
+    from hpa_keras.reports.figures import save_figure
 
     save_figure(finder.figure(), tmp_path / "lr.png")
     assert (tmp_path / "lr.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -217,7 +222,7 @@ def test_bad_settings_name_the_file_and_key(tmp_path, text, message):
 
 def test_fit_one_epoch_writes_the_run_folder(training_records, tmp_path):
     from hpa_keras.data.pipeline import load_dataset
-    from hpa_keras.train import fit
+    from hpa_keras.training.fit import fit
 
     out = tmp_path / "run"
     summary = fit(tiny_config(training_records, out, tensorboard=True))
@@ -269,7 +274,7 @@ class _RecordEpochs(keras.callbacks.Callback):
 def test_cosine_schedule_decays_from_lr_to_min_lr_over_the_epochs(training_records, tmp_path):
     import math
 
-    from hpa_keras.train import fit
+    from hpa_keras.training.fit import fit
 
     config = tiny_config(
         training_records, tmp_path / "run", epochs=3, lr=0.01, min_lr=1e-4, schedule="cosine"
@@ -286,7 +291,7 @@ def test_cosine_schedule_decays_from_lr_to_min_lr_over_the_epochs(training_recor
 
 
 def test_an_interrupted_fit_resumes_at_the_next_epoch(training_records, tmp_path):
-    from hpa_keras.train import fit
+    from hpa_keras.training.fit import fit
 
     out = tmp_path / "run"
     config = tiny_config(training_records, out, epochs=3)
@@ -308,7 +313,7 @@ def test_an_interrupted_fit_resumes_at_the_next_epoch(training_records, tmp_path
 
 
 def test_resuming_with_other_settings_is_refused(training_records, tmp_path):
-    from hpa_keras.train import fit
+    from hpa_keras.training.fit import fit
 
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
@@ -318,7 +323,7 @@ def test_resuming_with_other_settings_is_refused(training_records, tmp_path):
 
 
 def test_two_stage_fine_tuning_freezes_then_unfreezes_the_backbone(training_records, tmp_path):
-    from hpa_keras.train import fit
+    from hpa_keras.training.fit import fit
 
     recorder = _RecordEpochs()
     config = tiny_config(
@@ -337,7 +342,7 @@ def test_two_stage_fine_tuning_freezes_then_unfreezes_the_backbone(training_reco
 
 
 def test_two_stage_needs_a_backbone(training_records, tmp_path):
-    from hpa_keras.train import fit
+    from hpa_keras.training.fit import fit
 
     with pytest.raises(InputError, match="backbone"):
         fit(tiny_config(training_records, tmp_path / "run", frozen_epochs=1))
@@ -346,7 +351,7 @@ def test_two_stage_needs_a_backbone(training_records, tmp_path):
 def test_mixed_precision_computes_in_bfloat16_on_cpu_and_restores_the_policy(
     training_records, tmp_path
 ):
-    from hpa_keras.train import fit
+    from hpa_keras.training.fit import fit
 
     fit(tiny_config(training_records, tmp_path / "run", mixed_precision=True))
     assert keras.config.dtype_policy().name == "float32"
@@ -365,7 +370,7 @@ def test_mirrored_strategy_on_two_logical_cpus(training_records, tmp_path):
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         from hpa_keras.models import TINY_OPTIONS
-        from hpa_keras.train import fit, resolve_config
+        from hpa_keras.training.fit import fit, resolve_config
         config = resolve_config({"data": sys.argv[1], "out": sys.argv[2], "epochs": 1,
             "batch_size": 6, "strategy": "mirrored", "model_options": TINY_OPTIONS["gapnet"],
             "verbose": 0, "tensorboard": False})

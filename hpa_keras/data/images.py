@@ -220,12 +220,13 @@ def read_channel(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: file not found")
-    if path.suffix.lower() in (".tif", ".tiff"):
-        array = _read_tiff(path)
-    else:
-        array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if array is None:
-            raise InputError(f"{path}: cannot be decoded as an image (truncated or corrupt?)")
+    # OpenCV reads PNG, JPEG and TIFF (uncompressed, LZW, deflate, PackBits; 8 and 16 bit)
+    # as stored; tifffile would need the imagecodecs package for compressed TIFFs.
+    array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if array is None:
+        raise InputError(f"{path}: cannot be decoded as an image (truncated or corrupt?)")
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[..., 0]
     if array.ndim == 3:
         raise InputError(
             f"{path}: has {array.shape[2]} colour channels; expected one grayscale channel"
@@ -242,13 +243,3 @@ def to_unit_float(channel: np.ndarray) -> np.ndarray:
     if channel.dtype == np.uint16:
         return channel.astype(np.float32) / 65535.0
     raise InputError(f"pixel type {channel.dtype}; expected uint8 or uint16")
-
-
-def _read_tiff(path: Path) -> np.ndarray:
-    import tifffile  # imported here: only TIFF users pay for it
-
-    try:
-        array = tifffile.imread(path)
-    except Exception as error:  # tifffile raises many types for a bad file
-        raise InputError(f"{path}: cannot be decoded as a TIFF image ({error})") from None
-    return np.squeeze(array)

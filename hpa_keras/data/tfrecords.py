@@ -55,10 +55,11 @@ from hpa_keras.data.images import (
     read_sample,
     resize_square,
 )
+from hpa_keras.data.labels import LabelTable, read_id_file
 from hpa_keras.data.splits import balance_of_counts, stratified_folds
 from hpa_keras.errors import InputError
-from hpa_keras.labels import LabelTable, read_id_file
 from hpa_keras.parallel import default_workers, ordered_map
+from hpa_keras.settings import setting
 
 FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
@@ -75,14 +76,36 @@ READ_BUFFER_BYTES = 8 * 2**20  # TFRecordDataset read buffer: large sequential r
 class ConversionSettings:
     """What decides the records; a resumed run must match these exactly."""
 
-    image_size: int | None = None  # None: keep the stored size (all samples must share it)
-    encoding: str = "raw"  # 7-15x faster to read in training than png; png is 2.3x smaller
-    shard_size_mb: float | None = None
-    num_shards: int | None = None
-    num_folds: int = 5
-    seed: int = 0
-    on_error: str = "fail"
-    sixteen_bit_rule: str = "full-range"
+    image_size: int | None = setting(
+        None,
+        "store fields at SxS (area interpolation)",
+        default_text="keep; all samples must then share one size",
+        metavar="S",
+    )
+    encoding: str = setting(
+        "raw",
+        "raw: uint8 pixels, the fastest to train from; png: the channel PNGs, lossless and "
+        "2.3x smaller, decoded while training",
+        choices=ENCODINGS,
+    )
+    shard_size_mb: float | None = setting(
+        None, "target shard size in MB", default_text=str(DEFAULT_SHARD_SIZE_MB), metavar="MB"
+    )
+    num_shards: int | None = setting(None, "number of shards instead of a size", metavar="N")
+    num_folds: int = setting(5, "cross-validation folds", flag="--folds", metavar="K")
+    seed: int = setting(0, "fixes the folds and the shard order")
+    on_error: str = setting(
+        "fail",
+        "fail: stop at a bad sample; skip: leave it out and list it in errors.csv",
+        choices=("fail", "skip"),
+    )
+    sixteen_bit_rule: str = setting(
+        "full-range",
+        "how 16-bit images become 8-bit: full-range (v * 255 / 65535) or per-image "
+        "(each channel over its 99.99th percentile)",
+        choices=SIXTEEN_BIT_RULES,
+        flag="--sixteen-bit",
+    )
 
     def validate(self) -> None:
         if self.encoding not in ENCODINGS:
@@ -263,24 +286,32 @@ def _source_png_bytes(path: Path) -> bytes | None:
 
 
 def _problems_between(table: LabelTable, index: dict, images: Path, labels_path) -> list:
-    """``(Id, file, reason)`` for Ids without files and files without an Id."""
-    problems = []
-    known = set(table.ids)
-    for sample_id in table.ids:
-        if sample_id not in index:
-            problems.append(
-                (
-                    sample_id,
-                    str(images / f"{sample_id}_<channel>.png"),
-                    f"Id {sample_id} in {labels_path} has no image files in {images}",
-                )
-            )
-    for sample_id in sorted(set(index) - known):
-        for path in sorted(index[sample_id].values()):
-            problems.append(
-                (sample_id, str(path), f"{path}: Id {sample_id} is not in {labels_path}")
-            )
-    return problems
+    """``(Id, file, reason)`` for each Id of the label file that has no image files."""
+    return [
+        (
+            sample_id,
+            str(images / f"{sample_id}_<channel>.png"),
+            f"Id {sample_id} in {labels_path} has no image files in {images}",
+        )
+        for sample_id in table.ids
+        if sample_id not in index
+    ]
+
+
+def _unlisted_files(table: LabelTable, index: dict) -> dict:
+    """The image files of Ids the label file does not list: ignored, and counted.
+
+    A download folder or a subset CSV (one fold, one class) is the usual
+    reason, so these are not errors; the manifest and the command's output
+    say how many files were left out, and the first few Ids.
+    """
+    unlisted = sorted(set(index) - set(table.ids))
+    return {
+        "num_ids": len(unlisted),
+        "num_files": sum(len(index[sample_id]) for sample_id in unlisted),
+        "first_ids": unlisted[:5],
+        "reason": "not in the label file",
+    }
 
 
 def _shard_sizes(count: int, samples_per_shard: int) -> list[int]:
@@ -291,9 +322,11 @@ def _shard_sizes(count: int, samples_per_shard: int) -> list[int]:
 def _make_plan(
     images: Path, index: dict, labels, settings: ConversionSettings, workers: int
 ) -> dict:
+    ignored = {"num_ids": 0, "num_files": 0, "first_ids": [], "reason": None}
     if labels is not None:
         table = read_id_file(labels)
         problems = _problems_between(table, index, images, labels)
+        ignored = _unlisted_files(table, index)
     else:
         if not index:
             raise InputError(f"{images}: no <Id>_<red|green|blue|yellow>.png/.tif/.jpg files")
@@ -363,6 +396,7 @@ def _make_plan(
         "image_size": image_size,
         "labels": {sample_id: labels_of[sample_id] for sample_id in ids},
         "problems": [list(problem) for problem in problems],
+        "ignored": ignored,
         "shards": shards,
     }
 
@@ -632,6 +666,7 @@ def _assemble_manifest(out: Path, plan: dict, settings: ConversionSettings) -> d
         "num_records": sum(shard["num_records"] for shard in shards),
         "num_skipped": len(skipped),
         "errors_file": errors_file,
+        "ignored": plan.get("ignored", {"num_ids": 0, "num_files": 0, "first_ids": []}),
         "class_names": list(CLASS_NAMES),
         "class_counts": np.sum([fold["class_counts"] for fold in folds], axis=0).tolist(),
         "channel_mean": mean,

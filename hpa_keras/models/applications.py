@@ -107,63 +107,101 @@ def _backbone(name, input_shape, weights_path, fourth_channel, variant):
     return widened
 
 
-def _densenet(blocks_full, model_name):
+def _tiny_densenet(input_shape, weights, name, growth_rate=8, blocks=(1, 1, 1, 1)):
+    """A DenseNet of Keras' layout and layer names (``conv1_conv``, ``conv2_block1_...``,
+    ``pool2``...) with one narrow dense layer per block: the 4-channel surgery, freezing and
+    saving of DenseNet121/169 are tested on it in seconds."""
+    layers = keras.layers
+    inputs = keras.Input(input_shape)
+    features = layers.ZeroPadding2D(3)(inputs)
+    features = layers.Conv2D(2 * growth_rate, 7, strides=2, use_bias=False, name="conv1_conv")(
+        features
+    )
+    features = layers.BatchNormalization(epsilon=1.001e-5, name="conv1_bn")(features)
+    features = layers.Activation("relu", name="conv1_relu")(features)
+    features = layers.MaxPooling2D(3, strides=2, padding="same", name="pool1")(features)
+    for stage, count in enumerate(blocks, start=2):
+        for block in range(1, count + 1):
+            prefix = f"conv{stage}_block{block}"
+            branch = layers.BatchNormalization(epsilon=1.001e-5, name=f"{prefix}_0_bn")(features)
+            branch = layers.Activation("relu", name=f"{prefix}_0_relu")(branch)
+            branch = layers.Conv2D(
+                growth_rate, 3, padding="same", use_bias=False, name=f"{prefix}_1_conv"
+            )(branch)
+            features = layers.Concatenate(name=f"{prefix}_concat")([features, branch])
+        if stage < 1 + len(blocks):  # a transition halves the channels and the side
+            features = layers.BatchNormalization(epsilon=1.001e-5, name=f"pool{stage}_bn")(features)
+            features = layers.Activation("relu", name=f"pool{stage}_relu")(features)
+            features = layers.Conv2D(
+                features.shape[-1] // 2, 1, use_bias=False, name=f"pool{stage}_conv"
+            )(features)
+            features = layers.AveragePooling2D(
+                2, strides=2, padding="same", name=f"pool{stage}_pool"
+            )(features)
+    features = layers.BatchNormalization(epsilon=1.001e-5, name="bn")(features)
+    features = layers.Activation("relu", name="relu")(features)
+    outputs = layers.GlobalAveragePooling2D(name="avg_pool")(features)
+    model = keras.Model(inputs, outputs, name=name)
+    if weights is not None:
+        model.load_weights(weights)
+    return model
+
+
+def _tiny_resnet(input_shape, weights, name, filters=(16, 32)):
+    """A ResNet of Keras' ResNet50 layout and layer names (``conv1_conv``,
+    ``conv2_block1_...``) with one narrow bottleneck block per stage, for fast tests."""
+    layers = keras.layers
+    inputs = keras.Input(input_shape)
+    features = layers.ZeroPadding2D(3, name="conv1_pad")(inputs)
+    features = layers.Conv2D(16, 7, strides=2, name="conv1_conv")(features)
+    features = layers.BatchNormalization(epsilon=1.001e-5, name="conv1_bn")(features)
+    features = layers.Activation("relu", name="conv1_relu")(features)
+    features = layers.MaxPooling2D(3, strides=2, padding="same", name="pool1_pool")(features)
+    for stage, width in enumerate(filters, start=2):
+        prefix = f"conv{stage}_block1"
+        stride = 1 if stage == 2 else 2
+        shortcut = layers.Conv2D(4 * width, 1, strides=stride, name=f"{prefix}_0_conv")(features)
+        shortcut = layers.BatchNormalization(epsilon=1.001e-5, name=f"{prefix}_0_bn")(shortcut)
+        branch = features
+        for part, (size, step, channels) in enumerate(
+            ((1, stride, width), (3, 1, width), (1, 1, 4 * width)), start=1
+        ):
+            branch = layers.Conv2D(
+                channels, size, strides=step, padding="same", name=f"{prefix}_{part}_conv"
+            )(branch)
+            branch = layers.BatchNormalization(epsilon=1.001e-5, name=f"{prefix}_{part}_bn")(branch)
+            if part < 3:
+                branch = layers.Activation("relu", name=f"{prefix}_{part}_relu")(branch)
+        features = layers.Add(name=f"{prefix}_add")([shortcut, branch])
+        features = layers.Activation("relu", name=f"{prefix}_out")(features)
+    outputs = layers.GlobalAveragePooling2D(name="avg_pool")(features)
+    model = keras.Model(inputs, outputs, name=name)
+    if weights is not None:
+        model.load_weights(weights)
+    return model
+
+
+def _application(model_name, tiny):
+    """``choose(variant)`` -> ``(build(input_shape, weights), first conv's name)``."""
+
     def choose(variant):
-        from keras.src.applications import densenet  # the generic builder behind DenseNet121
-
-        blocks = blocks_full if variant == "full" else [1, 1, 1, 1]
-
         def build(input_shape, weights):
             if variant == "full":
                 application = getattr(keras.applications, model_name)
                 return application(
                     include_top=False, weights=weights, input_shape=input_shape, pooling="avg"
                 )
-            return densenet.DenseNet(
-                blocks,
-                include_top=False,
-                weights=weights,
-                input_shape=input_shape,
-                pooling="avg",
-                name=f"{model_name.lower()}_tiny",
-            )
+            return tiny(input_shape, weights, f"{model_name.lower()}_tiny")
 
         return build, "conv1_conv"
 
     return choose
 
 
-def _resnet50(variant):
-    from keras.src.applications import resnet
-
-    def build(input_shape, weights):
-        if variant == "full":
-            return keras.applications.ResNet50(
-                include_top=False, weights=weights, input_shape=input_shape, pooling="avg"
-            )
-
-        def stacks(features):  # one bottleneck block per stage instead of 3, 4, 6, 3
-            features = resnet.stack_residual_blocks_v1(features, 16, 1, stride1=1, name="conv2")
-            return resnet.stack_residual_blocks_v1(features, 32, 1, name="conv3")
-
-        return resnet.ResNet(
-            stacks,
-            False,
-            True,
-            include_top=False,
-            weights=weights,
-            input_shape=input_shape,
-            pooling="avg",
-            name="resnet50_tiny",
-        )
-
-    return build, "conv1_conv"
-
-
 _BACKBONES = {
-    "densenet121": _densenet([6, 12, 24, 16], "DenseNet121"),
-    "densenet169": _densenet([6, 12, 32, 32], "DenseNet169"),
-    "resnet50": _resnet50,
+    "densenet121": _application("DenseNet121", _tiny_densenet),
+    "densenet169": _application("DenseNet169", _tiny_densenet),
+    "resnet50": _application("ResNet50", _tiny_resnet),
 }
 
 
@@ -177,46 +215,33 @@ def _four_channel_model(name, input_shape, num_classes, weights, fourth_channel,
     return keras.Model(inputs, outputs, name=name)
 
 
-def build_densenet121(
-    input_shape=(512, 512, 4),
-    num_classes=28,
-    weights=None,
-    fourth_channel="red",
-    dropout=0.3,
-    variant="full",
-):
-    """DenseNet121 with a 4-channel first convolution; ``variant="tiny"`` for tests."""
-    return _four_channel_model(
-        "densenet121", input_shape, num_classes, weights, fourth_channel, dropout, variant
+def _four_channel_builder(name: str, title: str):
+    """``build_<name>``: one builder per backbone, the same signature for all of them
+    (the registry reads it to check options)."""
+
+    def build(
+        input_shape=(512, 512, 4),
+        num_classes=28,
+        weights=None,
+        fourth_channel="red",
+        dropout=0.3,
+        variant="full",
+    ):
+        return _four_channel_model(
+            name, input_shape, num_classes, weights, fourth_channel, dropout, variant
+        )
+
+    build.__name__ = build.__qualname__ = f"build_{name}"
+    build.__doc__ = (
+        f"{title} with a 4-channel first convolution (the fourth channel's filters by "
+        f'``fourth_channel``), a dropout and sigmoid head; ``variant="tiny"`` for tests.'
     )
+    return build
 
 
-def build_densenet169(
-    input_shape=(512, 512, 4),
-    num_classes=28,
-    weights=None,
-    fourth_channel="red",
-    dropout=0.3,
-    variant="full",
-):
-    """DenseNet169 with a 4-channel first convolution; ``variant="tiny"`` for tests."""
-    return _four_channel_model(
-        "densenet169", input_shape, num_classes, weights, fourth_channel, dropout, variant
-    )
-
-
-def build_resnet50(
-    input_shape=(512, 512, 4),
-    num_classes=28,
-    weights=None,
-    fourth_channel="red",
-    dropout=0.3,
-    variant="full",
-):
-    """ResNet50 with a 4-channel first convolution; ``variant="tiny"`` for tests."""
-    return _four_channel_model(
-        "resnet50", input_shape, num_classes, weights, fourth_channel, dropout, variant
-    )
+build_densenet121 = _four_channel_builder("densenet121", "DenseNet121")
+build_densenet169 = _four_channel_builder("densenet169", "DenseNet169")
+build_resnet50 = _four_channel_builder("resnet50", "ResNet50")
 
 
 def build_inception_resnet_v2(

@@ -15,7 +15,7 @@ reproduces the best cut.
 
 import numpy as np
 
-from hpa_keras.metrics import f1_per_class
+from hpa_keras.training.metrics import f1_per_class
 
 ABSENT_CLASS_THRESHOLD = 0.5
 

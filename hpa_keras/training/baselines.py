@@ -27,7 +27,7 @@ import pandas as pd
 
 from hpa_keras.classes import NUM_CLASSES
 from hpa_keras.errors import InputError
-from hpa_keras.metrics import macro_f1
+from hpa_keras.training.metrics import macro_f1
 
 BASELINES = ("predict nothing", "most frequent", "logistic regression", "random forest")
 _STATISTICS = ("mean", "std", "median", "p90", "p99", "bright")
@@ -178,7 +178,7 @@ def run_baselines(
     names=BASELINES,
 ) -> list[BaselineResult]:
     """Fit each baseline on the training set and return its probabilities for the test set."""
-    from hpa_keras.thresholds import best_thresholds
+    from hpa_keras.training.thresholds import best_thresholds
 
     train_x = np.asarray(train_features, dtype=np.float32)
     train_y = np.asarray(train_labels).astype(np.int64)
@@ -214,7 +214,7 @@ def run_baselines(
 
 def score_baselines(results: list[BaselineResult], test_labels) -> pd.DataFrame:
     """Macro F1 at 0.5 and with each baseline's thresholds, and micro F1, per baseline."""
-    from hpa_keras.evaluate import micro_f1
+    from hpa_keras.inference.evaluate import micro_f1
 
     test_labels = np.asarray(test_labels)
     rows = []
@@ -254,7 +254,10 @@ def baselines_on_tfrecords(
 
 def format_baselines(table: pd.DataFrame) -> str:
     """The baseline table for a terminal."""
-    lines = [f"{'baseline':<22} {'macro F1':>8} {'at 0.5':>8} {'micro F1':>9}"]
-    for row in table.itertuples(index=False):
-        lines.append(f"{row.baseline:<22} {row.macro_f1:8.3f} {row[1]:8.3f} {row.micro_f1:9.3f}")
-    return "\n".join(lines)
+    from hpa_keras.reports.tables import comparison_table
+
+    rows = [
+        (row["baseline"], row["macro_f1"], row["macro_f1_at_0.5"], row["micro_f1"])
+        for row in table.to_dict("records")
+    ]
+    return comparison_table(rows, first_column="baseline")

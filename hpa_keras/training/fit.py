@@ -23,7 +23,6 @@ its last finished epoch (``keras.callbacks.BackupAndRestore``); a finished
 run folder is never overwritten.
 """
 
-import dataclasses
 import json
 import shutil
 import time
@@ -35,13 +34,9 @@ import yaml
 
 from hpa_keras.atomic import atomic_path, write_text_atomic
 from hpa_keras.errors import InputError
-from hpa_keras.losses import POSITIVE_WEIGHT_RULES
-from hpa_keras.optimizers import OPTIMIZERS
-from hpa_keras.thresholds import THRESHOLD_STRATEGIES
+from hpa_keras.training.config import DISPLAY_SETTINGS, TrainingConfig, resolve_config
 
-LOSSES = ("bce", "weighted_bce", "focal", "soft_f1", "margin")
-SCHEDULES = ("plateau", "cosine", "sgdr", "constant")
-STRATEGIES = ("default", "mirrored")
+__all__ = ["TrainingConfig", "find_learning_rate_for", "fit", "resolve_config"]
 
 CONFIG_FILE = "config.yaml"
 MODEL_FILE = "model.keras"
@@ -51,175 +46,6 @@ CURVES_FILE = "learning_curves.png"
 LR_FINDER_FILE = "lr_finder.png"
 BACKUP_FOLDER = "backup"
 STAGE_ONE_WEIGHTS = "stage1.weights.h5"
-# Settings that change only what is printed: a resumed run may differ in them.
-DISPLAY_SETTINGS = ("verbose", "print_table")
-
-
-@dataclasses.dataclass
-class TrainingConfig:
-    """Every setting of a training run; ``config.yaml`` holds these keys.
-
-    Data: ``data`` (make-tfrecords folder), ``fold`` (validation fold),
-    ``image_size`` (``None``: as stored), ``channels``, ``batch_size``,
-    ``cache`` (keep decoded images in memory), ``shuffle_buffer``.
-
-    Model: ``model`` (registry name), ``weights`` (``None``, ``"imagenet"``
-    or a file), ``model_options`` (builder keyword arguments, such as
-    ``{"width": 16}``), augmentation (``dihedral``, ``rotation``, ``zoom``,
-    ``brightness``, ``contrast``; brightness in standard deviations).
-
-    Loss: ``loss`` (``bce``, ``weighted_bce``, ``focal``, ``soft_f1``,
-    ``margin``), ``pos_weight`` (for ``weighted_bce``: ``none``, ``ratio``,
-    ``log``, ``sqrt``), ``class_weight`` (multiply by 1/log(N_i)),
-    ``focal_gamma``, ``focal_alpha``.
-
-    Optimization: ``optimizer``, ``lr``, ``epochs``, ``frozen_epochs`` and
-    ``frozen_lr`` (a first stage with the pretrained backbone frozen),
-    ``backbone_lr_factor`` (differential learning rate of the backbone),
-    ``schedule`` (``plateau``: ReduceLROnPlateau on ``val_loss``; ``cosine``:
-    one cosine decay from ``lr`` to ``min_lr`` over the epochs; ``sgdr``:
-    cosine decay with warm restarts every ``sgdr_epochs``, growing by
-    ``sgdr_t_mul``; ``constant``), ``plateau_factor``, ``plateau_patience``,
-    ``min_lr``, ``early_stopping_patience`` (0: off), ``steps_per_epoch``
-    (``None``: one pass over the training folds).
-
-    Thresholds: ``threshold_strategy`` (see
-    :func:`hpa_keras.thresholds.search_thresholds`).
-
-    Run: ``out``, ``seed``, ``mixed_precision``, ``strategy`` (``default`` or
-    ``mirrored``), ``tensorboard``, ``verbose`` (Keras' 0, 1 or 2),
-    ``print_table`` (per-class table after each epoch).
-    """
-
-    data: str | None = None
-    out: str | None = None
-    model: str = "gapnet"
-    fold: int = 0
-    epochs: int = 10
-    image_size: int | None = None
-    channels: str = "rgby"
-    batch_size: int = 32
-    cache: bool = False
-    shuffle_buffer: int = 1024
-    weights: str | None = None
-    model_options: dict = dataclasses.field(default_factory=dict)
-    dihedral: bool = True
-    rotation: float = 0.0
-    zoom: float = 0.0
-    brightness: float = 0.1
-    contrast: float = 0.1
-    loss: str = "weighted_bce"
-    pos_weight: str = "log"
-    class_weight: bool = False
-    focal_gamma: float = 2.0
-    focal_alpha: float = 0.25
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    frozen_epochs: int = 0
-    frozen_lr: float = 1e-3
-    backbone_lr_factor: float = 1.0
-    schedule: str = "plateau"
-    plateau_factor: float = 0.5
-    plateau_patience: int = 2
-    min_lr: float = 1e-6
-    sgdr_epochs: int = 4
-    sgdr_t_mul: float = 2.0
-    early_stopping_patience: int = 0
-    steps_per_epoch: int | None = None
-    threshold_strategy: str = "per_class"
-    seed: int = 0
-    mixed_precision: bool = False
-    strategy: str = "default"
-    tensorboard: bool = True
-    verbose: int = 2
-    print_table: bool = False
-
-    def validate(self) -> None:
-        """Check every value; raise InputError naming the setting."""
-        from hpa_keras.models import BACKBONE_MODELS, MODELS
-
-        choices = {
-            "model": MODELS,
-            "loss": LOSSES,
-            "pos_weight": POSITIVE_WEIGHT_RULES,
-            "optimizer": OPTIMIZERS,
-            "schedule": SCHEDULES,
-            "threshold_strategy": THRESHOLD_STRATEGIES,
-            "strategy": STRATEGIES,
-        }
-        for key, allowed in choices.items():
-            if getattr(self, key) not in allowed:
-                raise InputError(
-                    f"{key}: {getattr(self, key)!r} is not one of {', '.join(allowed)}"
-                )
-        if not self.data:
-            raise InputError("data: give the make-tfrecords folder to train on (--data)")
-        positive = ["epochs", "batch_size", "lr", "frozen_lr", "sgdr_epochs", "shuffle_buffer"]
-        for key in positive:
-            if not getattr(self, key) > 0:
-                raise InputError(f"{key}: must be positive, got {getattr(self, key)}")
-        for key in ("frozen_epochs", "early_stopping_patience", "plateau_patience", "fold"):
-            if getattr(self, key) < 0:
-                raise InputError(f"{key}: must be 0 or more, got {getattr(self, key)}")
-        if not 0 < self.plateau_factor < 1:
-            raise InputError(f"plateau_factor: must be in (0, 1), got {self.plateau_factor}")
-        if self.backbone_lr_factor < 0:
-            raise InputError(
-                f"backbone_lr_factor: must be 0 or more, got {self.backbone_lr_factor}"
-            )
-        if self.image_size is not None and self.image_size < 16:
-            raise InputError(f"image_size: must be at least 16, got {self.image_size}")
-        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
-            raise InputError(f"steps_per_epoch: must be at least 1, got {self.steps_per_epoch}")
-        if self.verbose not in (0, 1, 2):
-            raise InputError(f"verbose: must be 0, 1 or 2, got {self.verbose}")
-        if self.frozen_epochs and self.model not in BACKBONE_MODELS:
-            raise InputError(
-                f"frozen_epochs: model {self.model} has no pretrained backbone to freeze "
-                f"(models with one: {', '.join(BACKBONE_MODELS)})"
-            )
-        if not isinstance(self.model_options, dict):
-            raise InputError(f"model_options: must be a mapping, got {self.model_options!r}")
-
-    @property
-    def run_dir(self) -> Path:
-        return Path(self.out or f"runs/{self.model}-fold{self.fold}")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-def resolve_config(overrides: dict | None = None, config_file=None) -> TrainingConfig:
-    """Defaults, then the YAML file's values, then ``overrides`` (CLI flags that were given).
-
-    Keys that are not settings are errors naming the file and key, so a typo
-    in a YAML file is not silently ignored.
-    """
-    values = {}
-    if config_file is not None:
-        path = Path(config_file)
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except FileNotFoundError:
-            raise InputError(f"{path}: config file not found") from None
-        except yaml.YAMLError as error:
-            raise InputError(f"{path}: not valid YAML ({error})") from None
-        if not isinstance(loaded, dict):
-            raise InputError(f"{path}: expected a mapping of settings, got {type(loaded).__name__}")
-        values.update(loaded)
-        source = str(path)
-    else:
-        source = "settings"
-    names = {field.name for field in dataclasses.fields(TrainingConfig)}
-    for key in values:
-        if key not in names:
-            raise InputError(
-                f"{source}: unknown setting {key!r}; settings: {', '.join(sorted(names))}"
-            )
-    values.update({key: value for key, value in (overrides or {}).items() if value is not None})
-    config = TrainingConfig(**values)
-    config.validate()
-    return config
 
 
 # ------------------------------------------------------------------ building
@@ -254,10 +80,10 @@ def build_training_model(config: TrainingConfig, manifest: dict):
     """
     import keras
 
-    from hpa_keras.augment import make_augmentation
     from hpa_keras.data.pipeline import resolve_channels
     from hpa_keras.data.tfrecords import channel_statistics
     from hpa_keras.models import build_model
+    from hpa_keras.models.augmentation import make_augmentation
     from hpa_keras.models.layers import ChannelStandardization
 
     size = config.image_size or manifest["image_size"]
@@ -292,7 +118,7 @@ def make_loss(config: TrainingConfig, class_counts, num_samples: int):
     """The configured loss, its weights computed from the training folds' counts."""
     import keras
 
-    from hpa_keras.losses import (
+    from hpa_keras.training.losses import (
         CapsuleMarginLoss,
         SoftF1Loss,
         WeightedBinaryCrossentropy,
@@ -309,8 +135,13 @@ def make_loss(config: TrainingConfig, class_counts, num_samples: int):
             class_weights=class_weights,
         )
     if config.loss == "focal":
+        # Class balancing only when asked for: Keras' alpha weights the positive term, and its
+        # default 0.25 would weight the rare positives of HPA classes below the negatives.
+        balanced = config.focal_alpha is not None
         return keras.losses.BinaryFocalCrossentropy(
-            apply_class_balancing=True, alpha=config.focal_alpha, gamma=config.focal_gamma
+            apply_class_balancing=balanced,
+            alpha=config.focal_alpha if balanced else 0.25,
+            gamma=config.focal_gamma,
         )
     if config.loss == "soft_f1":
         return SoftF1Loss()
@@ -377,8 +208,8 @@ class _Run:
         """Compile for a stage of ``epochs`` epochs (the length of a ``cosine`` decay)."""
         import keras
 
-        from hpa_keras.metrics import macro_f1_metric
-        from hpa_keras.optimizers import backbone_multipliers, make_optimizer
+        from hpa_keras.training.metrics import macro_f1_metric
+        from hpa_keras.training.optimizers import backbone_multipliers, make_optimizer
 
         config = self.config
         if config.schedule == "cosine":
@@ -408,7 +239,7 @@ class _Run:
     def callbacks(self, stage: int, search):
         import keras
 
-        from hpa_keras.callbacks import LearningRateLogger
+        from hpa_keras.training.callbacks import LearningRateLogger
 
         config, folder = self.config, self.folder
         callbacks = [
@@ -492,8 +323,9 @@ def fit(config: TrainingConfig, callbacks=()) -> dict:
 def _fit(config: TrainingConfig, manifest: dict, resuming: bool, extra_callbacks: list) -> dict:
     import keras
 
-    from hpa_keras.callbacks import ThresholdSearch, format_class_table
     from hpa_keras.models import freeze_backbone, unfreeze
+    from hpa_keras.reports.tables import threshold_table
+    from hpa_keras.training.callbacks import ThresholdSearch
 
     started = time.perf_counter()
     keras.utils.set_random_seed(config.seed)
@@ -557,7 +389,7 @@ def _fit(config: TrainingConfig, manifest: dict, resuming: bool, extra_callbacks
     document = json.loads((folder / "thresholds.json").read_text())
     if config.verbose:
         print(f"best epoch {document['epoch']}, validation fold {config.fold}:")
-        print(format_class_table(document))
+        print(threshold_table(document))
     return {
         "run": str(folder),
         "epochs": int(len(history)),
@@ -598,8 +430,8 @@ def _prepare_run_folder(folder: Path, config: TrainingConfig) -> bool:
 
 def _finish_history(folder: Path, config: TrainingConfig):
     """One row per epoch in history.csv, and its picture; returns the history."""
-    from hpa_keras.display import save_figure
-    from hpa_keras.plots import learning_curve_figure, read_history
+    from hpa_keras.reports.figures import save_figure
+    from hpa_keras.reports.training import learning_curve_figure, read_history
 
     history = read_history(folder / HISTORY_FILE)
     # An epoch re-run after a kill between its CSV row and its backup appears twice: keep one.
@@ -619,9 +451,9 @@ def find_learning_rate_for(config: TrainingConfig, steps: int = 100) -> dict:
     from hpa_keras.tensorflow_setup import import_tensorflow_quietly
 
     import_tensorflow_quietly()
-    from hpa_keras.callbacks import find_learning_rate
     from hpa_keras.data.tfrecords import read_manifest
-    from hpa_keras.display import save_figure
+    from hpa_keras.reports.figures import save_figure
+    from hpa_keras.training.callbacks import find_learning_rate
 
     config.validate()
     manifest = read_manifest(config.data)

@@ -1,4 +1,4 @@
-"""Augmentation as Keras layers, and dihedral test-time augmentation.
+"""Augmentation as Keras layers (test-time augmentation is in :mod:`hpa_keras.inference.tta`).
 
 Microscopy fields have no up, down, left or right: each of the eight
 symmetries of the square (four rotations by 90 degrees, each with or without a
@@ -168,51 +168,3 @@ def make_augmentation(
             )
         )
     return keras.Sequential(layers, name=name)
-
-
-# ---------------------------------------------------------------- test time
-
-DIHEDRAL_VIEWS = 8
-
-
-def dihedral_view(images, index: int):
-    """View ``index`` (0-7) of a batch ``(B, H, H, C)``: ``index // 2`` quarter
-    turns, mirrored when ``index`` is odd."""
-    view = ops.rot90(images, k=index // 2, axes=(1, 2))
-    return ops.flip(view, axis=2) if index % 2 else view
-
-
-def inverse_dihedral_view(views, index: int):
-    """Undo :func:`dihedral_view` (for maps such as class activation maps)."""
-    if index % 2:
-        views = ops.flip(views, axis=2)
-    return ops.rot90(views, k=-(index // 2), axes=(1, 2))
-
-
-def dihedral_views(images, count: int = DIHEDRAL_VIEWS) -> list:
-    """The first ``count`` (1, 2, 4 or 8) dihedral views of a batch."""
-    if count not in (1, 2, 4, 8):
-        raise ValueError(f"count must be 1, 2, 4 or 8, got {count}")
-    return [dihedral_view(images, index) for index in range(count)]
-
-
-def predict_with_tta(
-    model, images, views: int = DIHEDRAL_VIEWS, reduce: str = "mean", batch_size: int = 32
-):
-    """Predictions averaged (or maxed) over the dihedral views of each image.
-
-    Args:
-        model: a Keras model mapping images to per-class probabilities.
-        images: an array ``(N, H, H, C)``.
-        views: 1, 2, 4 or 8 views.
-        reduce: ``"mean"`` or ``"max"`` over the views.
-    """
-    if reduce not in ("mean", "max"):
-        raise ValueError(f"reduce must be 'mean' or 'max', got {reduce!r}")
-    predictions = [
-        model.predict(ops.convert_to_numpy(view), batch_size=batch_size, verbose=0)
-        for view in dihedral_views(images, views)
-    ]
-    stacked = ops.stack(predictions, axis=0)
-    reduced = ops.mean(stacked, axis=0) if reduce == "mean" else ops.max(stacked, axis=0)
-    return ops.convert_to_numpy(reduced)

@@ -28,13 +28,14 @@ from tqdm.auto import tqdm
 from hpa_keras import __version__
 from hpa_keras.atomic import write_bytes_atomic, write_text_atomic
 from hpa_keras.classes import CHANNELS
-from hpa_keras.data.cell_field import make_cell_field, smooth_noise
 from hpa_keras.data.images import encode_png
-from hpa_keras.data.label_sampler import sample_label_sets
-from hpa_keras.data.protein_patterns import PATTERNS, mitotic_spindle, soften
+from hpa_keras.data.labels import write_labels
 from hpa_keras.errors import InputError
-from hpa_keras.labels import write_labels
 from hpa_keras.parallel import default_workers, ordered_map
+from hpa_keras.settings import setting
+from hpa_keras.synthetic.cell_field import make_cell_field, smooth_noise
+from hpa_keras.synthetic.label_sampler import sample_label_sets
+from hpa_keras.synthetic.protein_patterns import PATTERNS, mitotic_spindle, soften
 
 MITOTIC_SPINDLE = 17
 GENERATION_FILE = "generation.json"
@@ -44,12 +45,16 @@ GENERATION_FILE = "generation.json"
 class DemoDataSettings:
     """The arguments of :func:`make_demo_data`, stored in ``generation.json``."""
 
-    num_samples: int = 1000
-    image_size: int = 256
-    seed: int = 0
-    test_fraction: float = 0.2
-    bit_depth: int = 8
-    label_balance: float = 0.0
+    num_samples: int = setting(1000, "samples to generate (training and test together)")
+    image_size: int = setting(256, "side in pixels (the challenge's is 512)", metavar="S")
+    seed: int = setting(0, "the same seed gives the same bytes, whatever the workers")
+    test_fraction: float = setting(0.2, "share of the samples in the test split")
+    bit_depth: int = setting(8, "bits per pixel of the PNGs", choices=(8, 16))
+    label_balance: float = setting(
+        0.0,
+        "share of samples whose label set is drawn class-balanced rather than with the real "
+        "frequencies (1 gives every class at least 1/28 of the images)",
+    )
 
     def validate(self) -> None:
         if self.num_samples < 1:

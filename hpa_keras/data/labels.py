@@ -82,12 +82,23 @@ def read_sample_submission(path: str | os.PathLike) -> LabelTable:
 
 
 def read_id_file(path: str | os.PathLike) -> LabelTable:
-    """Read either kind of file, deciding by its header (``Target`` or ``Predicted``)."""
-    lines = _read_text(path).splitlines()
-    columns = [name.strip() for name in next(csv.reader(lines[:1]), [])]
+    """Read either kind of file, deciding by its header (``Target`` or ``Predicted``).
+
+    A header with neither is an error that names both, since either could
+    have been meant.
+    """
+    text = _read_text(path)
+    columns = [name.strip() for name in next(csv.reader(io.StringIO(text)), [])]
     if "Target" in columns:
         return read_labels(path)
-    return read_sample_submission(path)
+    if "Predicted" in columns:
+        return read_sample_submission(path)
+    if not text.strip():
+        raise InputError(f"{path}: file is empty; expected a header line 'Id,Target'")
+    raise InputError(
+        f"{path}: line 1: no 'Target' column (a label file has Id,Target; a sample submission "
+        f"Id,Predicted); the header is {','.join(columns)!r}"
+    )
 
 
 def write_labels(path: str | os.PathLike, ids, labels, column: str = "Target") -> None:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
-from hpa_keras.data.cell_field import (
+from hpa_keras.synthetic.cell_field import (
     Cell,
     CellField,
     draw_disks,

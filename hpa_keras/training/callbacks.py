@@ -30,8 +30,10 @@ import numpy as np
 
 from hpa_keras.atomic import write_text_atomic
 from hpa_keras.classes import CLASS_NAMES
-from hpa_keras.metrics import f1_per_class
-from hpa_keras.thresholds import apply_thresholds, search_thresholds
+from hpa_keras.errors import InputError
+from hpa_keras.reports.tables import threshold_table
+from hpa_keras.training.metrics import f1_per_class
+from hpa_keras.training.thresholds import apply_thresholds, search_thresholds
 
 THRESHOLDS_FILE = "thresholds.json"
 
@@ -91,25 +93,7 @@ def _predict_evenly(model, dataset, count: int):
 
 def class_table(labels, scores, thresholds, class_names=CLASS_NAMES) -> str:
     """A per-class text table: support, F1 at 0.5, threshold and tuned F1."""
-    return format_class_table(
-        thresholds_document(labels, scores, thresholds, None, None, class_names)
-    )
-
-
-def format_class_table(document: dict) -> str:
-    """The per-class table of a ``thresholds.json`` document."""
-    width = max(len(entry["name"]) for entry in document["classes"])
-    lines = [f"{'class':<{width + 4}} support  F1@0.5  threshold  F1 tuned"]
-    for entry in document["classes"]:
-        lines.append(
-            f"{entry['index']:>2}  {entry['name']:<{width}} {entry['support']:>7}  "
-            f"{entry['f1_at_0.5']:6.3f}  {entry['threshold']:9.3f}  {entry['f1_tuned']:8.3f}"
-        )
-    lines.append(
-        f"{'macro':<{width + 4}} {'':>7}  {document['macro_f1_at_0.5']:6.3f}  {'':9}  "
-        f"{document['macro_f1_tuned']:8.3f}"
-    )
-    return "\n".join(lines)
+    return threshold_table(thresholds_document(labels, scores, thresholds, None, None, class_names))
 
 
 def thresholds_document(labels, scores, thresholds, strategy, epoch, class_names=CLASS_NAMES):
@@ -138,18 +122,31 @@ def thresholds_document(labels, scores, thresholds, strategy, epoch, class_names
     }
 
 
-def read_thresholds(path: str | os.PathLike) -> np.ndarray:
-    """The thresholds of a ``thresholds.json`` (a file or a run folder holding one)."""
+def read_thresholds_document(path: str | os.PathLike) -> dict:
+    """A ``thresholds.json`` (a file, or a run folder holding one), checked; its
+    ``thresholds`` as a float64 array. InputError naming the file when it is missing or
+    malformed."""
     path = Path(path)
     if path.is_dir():
         path = path / THRESHOLDS_FILE
+    if not path.is_file():
+        raise InputError(f"{path}: no thresholds file")
     try:
         document = json.loads(path.read_text())
-        return np.asarray(document["thresholds"], dtype=np.float64)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no thresholds file") from None
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
-        raise ValueError(f"{path}: not a thresholds file ({error})") from None
+        thresholds = np.asarray(document["thresholds"], dtype=np.float64)
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+        raise InputError(
+            f"{path}: not a thresholds file ({type(error).__name__}: {error})"
+        ) from None
+    if thresholds.ndim != 1 or not np.all((thresholds >= 0) & (thresholds <= 1)):
+        raise InputError(f"{path}: thresholds must be a list of numbers between 0 and 1")
+    document["thresholds"] = thresholds
+    return document
+
+
+def read_thresholds(path: str | os.PathLike) -> np.ndarray:
+    """The thresholds of a ``thresholds.json`` (a file or a run folder holding one)."""
+    return read_thresholds_document(path)["thresholds"]
 
 
 class ThresholdSearch(keras.callbacks.Callback):
@@ -160,7 +157,7 @@ class ThresholdSearch(keras.callbacks.Callback):
             ``tf.data.Dataset`` of ``(images, labels)`` batches (for example
             ``load_dataset(..., training=False)``).
         strategy: how thresholds are chosen (see
-            :func:`hpa_keras.thresholds.search_thresholds`): ``"per_class"``
+            :func:`hpa_keras.training.thresholds.search_thresholds`): ``"per_class"``
             (default), ``"global"``, ``"buckets"``, ``"rate"`` or ``"fixed"``.
         class_frequencies: training frequency of each class, needed by
             ``"buckets"`` and ``"rate"``.
@@ -223,7 +220,7 @@ class ThresholdSearch(keras.callbacks.Callback):
             logs["val_loss"] = loss
         logs["val_macro_f1"] = document["macro_f1_at_0.5"]
         logs["val_macro_f1_tuned"] = tuned
-        self.last_table = format_class_table(document)
+        self.last_table = threshold_table(document)
         if tuned > self.best_score:
             self.best_score, self.best_epoch, self.best_thresholds = tuned, epoch + 1, thresholds
             if self.out is not None:
@@ -338,7 +335,7 @@ class LRFinder(keras.callbacks.Callback):
 
     def figure(self, title: str = "Learning-rate range test"):
         """Smoothed loss against learning rate (log scale), the suggestion marked."""
-        from hpa_keras.plots import lr_finder_figure
+        from hpa_keras.reports.training import lr_finder_figure
 
         return lr_finder_figure(self.learning_rates, self.losses, self.suggestion(), title)
 

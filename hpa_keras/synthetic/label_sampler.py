@@ -19,7 +19,7 @@ from hpa_keras.classes import NUM_CLASSES
 
 @functools.lru_cache(maxsize=1)
 def _label_set_table() -> tuple[tuple[tuple[int, ...], ...], np.ndarray]:
-    text = resources.files("hpa_keras.data").joinpath("label_set_counts.json").read_text()
+    text = resources.files("hpa_keras.synthetic").joinpath("label_set_counts.json").read_text()
     document = json.loads(text)
     label_sets = tuple(tuple(label_set) for label_set in document["label_sets"])
     counts = np.asarray(document["counts"], dtype=np.int64)

@@ -7,28 +7,16 @@ channels are often too dim to see and 16-bit files would look black.
 """
 
 import os
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-# Files only (no window, no display needed on servers or CI), except inside Jupyter, where
-# the returned figures should show inline, and where the user chose a backend (MPLBACKEND).
-if "ipykernel" not in sys.modules and "MPLBACKEND" not in os.environ:
-    matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from hpa_keras.atomic import atomic_path  # noqa: E402
-from hpa_keras.classes import CHANNEL_STAINS, CHANNELS, class_name  # noqa: E402
-from hpa_keras.data.images import (  # noqa: E402
-    find_sample_files,
-    read_channel,
-    to_unit_float,
-)
-from hpa_keras.errors import InputError  # noqa: E402
-from hpa_keras.labels import read_labels  # noqa: E402
+from hpa_keras.classes import CHANNEL_STAINS, CHANNELS, class_name
+from hpa_keras.data.images import find_sample_files, read_channel, to_unit_float
+from hpa_keras.data.labels import read_labels
+from hpa_keras.errors import InputError
+from hpa_keras.reports.figures import plt, save_figure
 
 # RGB colour of each stain in the composite and the single-channel panels.
 STAIN_COLORS: dict[str, tuple[float, float, float]] = {
@@ -93,13 +81,6 @@ def sample_figure(
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     return figure
-
-
-def save_figure(figure, path: str | os.PathLike, dpi: int = 110) -> None:
-    """Save a figure atomically as PNG and release its memory."""
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, format="png", dpi=dpi)
-    plt.close(figure)
 
 
 def gallery_figure(images: Sequence[np.ndarray], titles: Sequence[str], columns: int = 7):

@@ -1,15 +1,18 @@
 """Scoring a run (or an ensemble) on labeled data: per-class figures, macro and micro F1, ROC AUC.
 
-Every figure is computed here with numpy from the labels, the probabilities
-and the thresholds, and is tested against scikit-learn: precision, recall
-and F1 with ``zero_division=0`` (a class never predicted and never present
-scores 0, as in the challenge), micro F1 over all label decisions, and ROC
-AUC from the ranks of the scores (ties share their mean rank), undefined
-(NaN) for a class whose evaluation labels are all one value.
+The figures come from scikit-learn: per-class precision, recall and F1 with
+``zero_division=0`` (a class never predicted and never present scores 0, as
+in the challenge), micro F1 over all label decisions, and ROC AUC per class,
+left undefined (NaN) for a class whose evaluation labels are all one value.
+Only the F1-against-threshold curves of the report keep a numpy count
+(:func:`hpa_keras.training.metrics.f1_per_class`): they need F1 at 101
+thresholds for every class, and ``python benchmarks/bench_metrics.py``
+shows the vectorized count to be many times faster than calling
+scikit-learn 101 times.
 
 :func:`evaluate_runs` predicts and scores in one call;
-:mod:`hpa_keras.report` turns an :class:`Evaluation` into CSV, text, plots
-and a self-contained HTML page.
+:mod:`hpa_keras.reports.html` turns an :class:`Evaluation` into CSV, text,
+plots and a self-contained HTML page.
 """
 
 import os
@@ -22,57 +25,49 @@ import pandas as pd
 
 from hpa_keras.classes import CLASS_NAMES
 from hpa_keras.errors import InputError
-from hpa_keras.metrics import confusion_counts, f1_per_class
+from hpa_keras.training.metrics import f1_per_class
 
 THRESHOLD_GRID = np.round(np.linspace(0.0, 1.0, 101), 2)
 
 
-def _ratio(numerator, denominator) -> np.ndarray:
-    numerator = np.asarray(numerator, dtype=np.float64)
-    denominator = np.asarray(denominator, dtype=np.float64)
-    return np.where(denominator > 0, numerator / np.maximum(denominator, 1), 0.0)
-
-
 def precision_recall_f1(labels, predicted) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-class precision, recall and F1; 0 where undefined (``zero_division=0``)."""
-    true_positive, false_positive, false_negative = confusion_counts(labels, predicted)
-    precision = _ratio(true_positive, true_positive + false_positive)
-    recall = _ratio(true_positive, true_positive + false_negative)
-    return precision, recall, f1_per_class(labels, predicted)
+    """Per-class precision, recall and F1 (scikit-learn, ``zero_division=0``)."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        np.asarray(labels).astype(bool),
+        np.asarray(predicted).astype(bool),
+        average=None,
+        zero_division=0,
+    )
+    return precision, recall, f1
 
 
 def micro_f1(labels, predicted) -> float:
-    """F1 of all label decisions pooled: dominated by the frequent classes."""
-    true_positive, false_positive, false_negative = (
-        counts.sum() for counts in confusion_counts(labels, predicted)
+    """F1 of all label decisions pooled (scikit-learn): dominated by the frequent classes."""
+    from sklearn.metrics import f1_score
+
+    return float(
+        f1_score(
+            np.asarray(labels).astype(bool),
+            np.asarray(predicted).astype(bool),
+            average="micro",
+            zero_division=0,
+        )
     )
-    return float(_ratio(2 * true_positive, 2 * true_positive + false_positive + false_negative))
-
-
-def _average_ranks(values: np.ndarray) -> np.ndarray:
-    """Ranks 1..N of ``values``; tied values share the mean of their ranks."""
-    order = np.argsort(values, kind="mergesort")
-    ordered = values[order]
-    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-    ends = np.r_[starts[1:], len(values)]
-    ranks = np.empty(len(values), dtype=np.float64)
-    ranks[order] = np.repeat((starts + ends + 1) / 2.0, ends - starts)
-    return ranks
 
 
 def roc_auc_per_class(labels, scores) -> np.ndarray:
-    """ROC AUC of each class (the Mann-Whitney U statistic); NaN without both label values."""
+    """ROC AUC of each class (scikit-learn); NaN for a class without both label values."""
+    from sklearn.metrics import roc_auc_score
+
     labels = np.asarray(labels).astype(bool)
     scores = np.asarray(scores, dtype=np.float64)
     areas = np.full(labels.shape[1], np.nan)
     for index in range(labels.shape[1]):
-        positives = int(labels[:, index].sum())
-        negatives = len(labels) - positives
-        if positives == 0 or negatives == 0:
-            continue
-        ranks = _average_ranks(scores[:, index])
-        rank_sum = ranks[labels[:, index]].sum()
-        areas[index] = (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
+        column = labels[:, index]
+        if column.any() and not column.all():
+            areas[index] = roc_auc_score(column, scores[:, index])
     return areas
 
 
@@ -167,33 +162,6 @@ class Evaluation:
         return f1_threshold_curves(self.labels, self.probabilities, grid)
 
 
-def format_evaluation_table(evaluation: Evaluation) -> str:
-    """The per-class table and the summary lines, for a terminal."""
-    table = evaluation.class_table()
-    width = max(len(name) for name in table["name"])
-    lines = [
-        f"{'class':<{width + 4}} support  predicted  precision  recall     F1  "
-        "F1@0.5  threshold  ROC AUC"
-    ]
-    for row in table.itertuples(index=False):
-        lines.append(
-            f"{row[0]:>2}  {row[1]:<{width}} {row.support:>7}  {row.predicted:>9}  "
-            f"{row.precision:9.3f}  {row.recall:6.3f}  {row.f1:5.3f}  {row[7]:6.3f}  "
-            f"{row.threshold:9.3f}  {row.roc_auc:7.3f}"
-        )
-    summary = evaluation.summary()
-    lines.append(
-        f"{'macro':<{width + 4}} {'':>7}  {'':>9}  {summary['macro_precision']:9.3f}  "
-        f"{summary['macro_recall']:6.3f}  {summary['macro_f1']:5.3f}  "
-        f"{summary['macro_f1_at_0.5']:6.3f}  {'':9}  {summary['mean_roc_auc']:7.3f}"
-    )
-    lines.append(
-        f"{'micro F1':<{width + 4}} {'':>7}  {'':>9}  {'':9}  {'':6}  "
-        f"{summary['micro_f1']:5.3f}  {summary['micro_f1_at_0.5']:6.3f}"
-    )
-    return "\n".join(lines)
-
-
 def summary_line(evaluation: Evaluation, what: str = "images") -> str:
     """One line: how many images (which folds), macro F1 (tuned and at 0.5), micro F1, AUC."""
     summary = evaluation.summary()
@@ -255,7 +223,7 @@ def evaluate_runs(
             ``Id,Target`` CSV (every Id of the CSV is evaluated, in its order).
         tta: dihedral views averaged per image.
     """
-    from hpa_keras.predict import predict_ids, predict_runs
+    from hpa_keras.inference.predict import predict_ids, predict_runs
 
     if data is not None:
         from hpa_keras.data.pipeline import dataset_labels
@@ -272,7 +240,7 @@ def evaluate_runs(
             runs, ids, data=data, folds=folds, tta=tta, batch_size=batch_size
         )
     elif images is not None:
-        from hpa_keras.labels import read_labels
+        from hpa_keras.data.labels import read_labels
 
         if labels_file is None:
             raise InputError("--images needs --labels, a CSV with Id,Target")

@@ -108,40 +108,6 @@ def grad_cam(model, image: np.ndarray, classes, layer=None, output_size=None) ->
     return np.clip(np.stack(maps), 0.0, 1.0).astype(np.float32)
 
 
-def cam_figure(image: np.ndarray, maps: np.ndarray, classes, probabilities, title: str):
-    """A row per class: the composite and each channel, with its map overlaid (jet colours,
-    opacity 0.6 x the map)."""
-    from hpa_keras.classes import CHANNELS, class_name
-    from hpa_keras.display import colorize, composite, plt
-
-    planes = {name: image[..., index] for index, name in enumerate(CHANNELS)}
-    backgrounds = [("composite", composite(planes))] + [
-        (name, colorize(planes[name], name)) for name in CHANNELS
-    ]
-    rows = len(classes)
-    figure, axes = plt.subplots(
-        rows, len(backgrounds), figsize=(2.9 * len(backgrounds), 2.9 * rows + 0.6), squeeze=False
-    )
-    for row, (index, heat) in enumerate(zip(classes, maps, strict=True)):
-        # Opacity grows with the map, so cold regions stay see-through and show their cells.
-        overlay = plt.get_cmap("jet")(heat)
-        overlay[..., 3] = 0.6 * heat
-        for column, (name, background) in enumerate(backgrounds):
-            axis = axes[row, column]
-            axis.imshow(background)
-            axis.imshow(overlay)
-            axis.set_xticks([])
-            axis.set_yticks([])
-            if row == 0:
-                axis.set_title(name, fontsize=9)
-        axes[row, 0].set_ylabel(
-            f"{index} {class_name(index)}\np = {probabilities[index]:.2f}", fontsize=9
-        )
-    figure.suptitle(title, fontsize=10)
-    figure.tight_layout()
-    return figure
-
-
 def explain_sample(run_folder, images, sample_id, classes=None, max_classes: int = 4):
     """Grad-CAM for one sample of an image folder: ``(image, classes, maps, probabilities)``.
 
@@ -149,11 +115,12 @@ def explain_sample(run_folder, images, sample_id, classes=None, max_classes: int
     size. ``classes`` default to the predicted ones (the run's thresholds;
     the top class if none passes), most probable first, at most ``max_classes``.
     """
-    from hpa_keras.classes import CHANNELS, NUM_CLASSES
+    from hpa_keras.classes import CHANNELS
     from hpa_keras.data.images import find_sample_files, read_sample, resize_square
-    from hpa_keras.predict import Run, submission_labels
+    from hpa_keras.inference.runs import load_run
+    from hpa_keras.inference.submission import submission_labels
 
-    run = Run(run_folder)
+    run = load_run(run_folder)
     image = read_sample(find_sample_files(images, sample_id))  # errors name the missing file
     channel_indices = [CHANNELS.index(name) for name in run.channels]
     model_input = resize_square(image, run.image_size)[..., channel_indices]
@@ -162,8 +129,8 @@ def explain_sample(run_folder, images, sample_id, classes=None, max_classes: int
         predicted = submission_labels(probabilities[None], run.thresholds)[0]
         classes = sorted(predicted, key=lambda k: -probabilities[k])[:max_classes]
     for value in classes:
-        if not 0 <= int(value) < NUM_CLASSES:
-            raise InputError(f"class {value} is out of range 0..{NUM_CLASSES - 1}")
+        if not 0 <= int(value) < run.num_classes:
+            raise InputError(f"class {value} is out of range 0..{run.num_classes - 1}")
     maps = grad_cam(run.model, model_input, classes, output_size=image.shape[:2])
     return image, list(classes), maps, probabilities
 
@@ -174,7 +141,8 @@ def write_cam(
     """Draw :func:`explain_sample` into ``out`` (PNG, written atomically); ``true_labels``,
     when known, are named in the title."""
     from hpa_keras.classes import class_name
-    from hpa_keras.display import save_figure
+    from hpa_keras.reports.cam import cam_figure
+    from hpa_keras.reports.figures import save_figure
 
     image, classes, maps, probabilities = explain_sample(run_folder, images, sample_id, classes)
     title = f"Grad-CAM, sample {sample_id} ({image.shape[1]}x{image.shape[0]})"

@@ -19,8 +19,9 @@ import keras
 import numpy as np
 from keras import ops
 
+from hpa_keras.training.config import POSITIVE_WEIGHT_RULES
+
 PACKAGE = "hpa_keras"
-POSITIVE_WEIGHT_RULES = ("none", "ratio", "log", "sqrt")
 
 
 def positive_weights(class_counts, num_samples: int, rule: str = "ratio") -> np.ndarray:

@@ -1,7 +1,7 @@
 """Training plots: learning curves and the learning-rate range test.
 
 Figures are returned (for notebooks) and saved with
-:func:`hpa_keras.display.save_figure` (atomic PNG writes).
+:func:`hpa_keras.reports.figures.save_figure` (atomic PNG writes).
 """
 
 import os
@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
-from hpa_keras.display import plt
+from hpa_keras.reports.figures import plt
 
 
 def lr_finder_figure(learning_rates, losses, suggestion=None, title="Learning-rate range test"):

@@ -1,0 +1,29 @@
+"""Using finished runs: loading, prediction with test-time augmentation, evaluation, Grad-CAM.
+
+>>> from hpa_keras.inference import load_run, predict_runs, evaluate_runs
+"""
+
+from hpa_keras._lazy import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "Run": "runs",
+        "load_run": "runs",
+        "DihedralTTA": "tta",
+        "dihedral_view": "tta",
+        "dihedral_views": "tta",
+        "inverse_dihedral_view": "tta",
+        "predict_with_tta": "tta",
+        "predict_runs": "predict",
+        "predict_ids": "predict",
+        "submission_labels": "submission",
+        "write_submission": "submission",
+        "write_probabilities": "submission",
+        "Evaluation": "evaluate",
+        "evaluate_runs": "evaluate",
+        "grad_cam": "cam",
+        "explain_sample": "cam",
+        "write_cam": "cam",
+    },
+)

@@ -1,0 +1,145 @@
+"""Probabilities from run folders: one run or an ensemble, with test-time augmentation.
+
+Input is a make-tfrecords folder or a folder of ``<Id>_<channel>`` images.
+Both are read through tf.data (parallel decode, prefetch) and predicted
+with ``model.predict`` through :class:`~hpa_keras.inference.tta.DihedralTTA`,
+so the dihedral views are made on the device and the host only decodes
+(``python benchmarks/bench_predict.py`` measures it against
+``model.predict`` on tensors already in memory).
+
+Several runs (for example one per fold) form an ensemble: their
+probabilities are averaged, and so are their thresholds.
+"""
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from hpa_keras.errors import InputError
+
+
+def input_ids(data=None, images=None, ids_file=None, folds=None) -> tuple[list[str], dict | None]:
+    """The Ids to predict, in submission order, and the image index for ``images``.
+
+    From TFRecords: their evaluation order. From an image folder: the order
+    of ``ids_file`` (for example the challenge's ``sample_submission.csv``)
+    when given, every listed Id needing its four channel files; otherwise the
+    folder's Ids sorted.
+    """
+    from hpa_keras.data.images import index_image_folder
+    from hpa_keras.data.labels import read_id_file
+
+    if (data is None) == (images is None):
+        raise InputError("give exactly one of --data (TFRecords) and --images (an image folder)")
+    if data is not None:
+        from hpa_keras.data.pipeline import dataset_ids
+
+        return dataset_ids(data, folds), None
+    index = index_image_folder(images)
+    if ids_file is not None:
+        ids = list(read_id_file(ids_file).ids)
+        for sample_id in ids:
+            if sample_id not in index:
+                raise InputError(f"{ids_file}: Id {sample_id} has no image files in {images}")
+    else:
+        ids = sorted(index)
+    if not ids:
+        raise InputError(f"{images}: no <Id>_<channel> image files")
+    return ids, index
+
+
+def check_prediction_settings(runs, tta: int) -> None:
+    """Errors for a TTA count other than 1, 2, 4, 8, or no run at all."""
+    if tta not in (1, 2, 4, 8):
+        raise InputError(f"--tta must be 1, 2, 4 or 8, got {tta}")
+    if not runs:
+        raise InputError("give at least one run folder (--run)")
+
+
+def predict_run(run, ids, data=None, index=None, folds=None, tta: int = 1, batch_size: int = 16):
+    """Probabilities ``(len(ids), classes)`` float32 of one loaded run (see :func:`predict_ids`)."""
+    import tensorflow as tf
+
+    from hpa_keras.data.pipeline import load_dataset, load_image_folder
+    from hpa_keras.inference.tta import with_tta
+
+    errors = None
+    if data is not None:
+        dataset = load_dataset(
+            data,
+            folds=folds,
+            training=False,
+            batch_size=batch_size,
+            image_size=run.image_size,
+            channels=run.channels,
+            normalization="none",
+        )
+    else:
+        dataset, errors = load_image_folder(
+            index, ids, run.image_size, run.channels, batch_size=batch_size
+        )
+    images = dataset.map(lambda batch, _: batch)
+    try:
+        scores = with_tta(run.model, tta).predict(images, verbose=0)
+    except tf.errors.OpError:
+        if errors:
+            errors.raise_first()
+        raise
+    scores = np.asarray(scores, dtype=np.float32)
+    if len(scores) != len(ids):
+        raise InputError(f"{run.folder}: {len(scores)} predictions for {len(ids)} Ids")
+    return scores
+
+
+def predict_ids(
+    runs, ids, data=None, index=None, folds=None, tta: int = 1, batch_size: int = 16
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(probabilities, thresholds)`` of Ids already known, averaged over ``runs``.
+
+    ``ids`` are those of ``data`` (and ``folds``) in evaluation order, as
+    :func:`hpa_keras.data.pipeline.dataset_labels` gives them, or keys of the
+    image-folder ``index`` in the order wanted. For callers that read the Ids
+    anyway (evaluation reads them with the labels), so that the TFRecords are
+    not read once more just for them.
+    """
+    from hpa_keras.inference.runs import load_run
+
+    check_prediction_settings(runs, tta)
+    probabilities, thresholds = [], []
+    for folder in runs:
+        run = load_run(folder)
+        probabilities.append(predict_run(run, ids, data, index, folds, tta, batch_size))
+        thresholds.append(run.thresholds)
+    if len({len(value) for value in thresholds}) > 1:
+        raise InputError("the runs predict different numbers of classes; they cannot be averaged")
+    return np.mean(probabilities, axis=0), np.mean(thresholds, axis=0)
+
+
+def predict_runs(
+    runs: Sequence[str | os.PathLike],
+    data=None,
+    images=None,
+    ids_file=None,
+    tta: int = 1,
+    batch_size: int = 16,
+    folds=None,
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """``(ids, probabilities, thresholds)`` averaged over ``runs``.
+
+    Args:
+        runs: run folders; more than one makes an ensemble (mean of the
+            probabilities and of the thresholds).
+        data: a make-tfrecords folder, or
+        images: a folder of ``<Id>_<channel>`` images (PNG, TIFF, JPEG).
+        ids_file: with ``images``: a CSV with an ``Id`` column fixing which
+            Ids are predicted and their order.
+        tta: dihedral views averaged per image: 1, 2, 4 or 8.
+        folds: with ``data``: the fold or folds to predict (default: all).
+    """
+    check_prediction_settings(runs, tta)
+    ids, index = input_ids(data, images, ids_file, folds)
+    probabilities, thresholds = predict_ids(
+        runs, ids, data=data, index=index, folds=folds, tta=tta, batch_size=batch_size
+    )
+    return ids, probabilities, thresholds

@@ -1,0 +1,81 @@
+"""The model registry: every builder under its name.
+
+    >>> from hpa_keras.models import build_model, list_models
+    >>> model = build_model("gapnet", input_shape=(256, 256, 4))
+
+Every builder is ``build_<name>(input_shape, num_classes, weights, **options)``
+and returns an uncompiled ``keras.Model`` ending in ``num_classes`` sigmoid
+probabilities (float32 even under a mixed-precision policy). Options set to
+``None`` are dropped, so a command line can pass every flag through.
+"""
+
+import inspect
+
+from hpa_keras.errors import InputError
+from hpa_keras.models.applications import (
+    build_densenet121,
+    build_densenet169,
+    build_inception_resnet_v2,
+    build_resnet50,
+)
+from hpa_keras.models.capsnet import build_capsnet
+from hpa_keras.models.gapnet import build_gapnet
+from hpa_keras.models.simple_cnn import build_simple_cnn
+
+MODELS = {
+    "gapnet": build_gapnet,
+    "inception_resnet_v2": build_inception_resnet_v2,
+    "densenet121": build_densenet121,
+    "densenet169": build_densenet169,
+    "resnet50": build_resnet50,
+    "simple_cnn": build_simple_cnn,
+    "capsnet": build_capsnet,
+}
+
+DESCRIPTIONS = {
+    "gapnet": "GapNet-PL: 3 GAP taps concatenated, 2 dense layers (ICLR 2019)",
+    "inception_resnet_v2": "InceptionResNetV2 behind a 4->3 channel mixing layer",
+    "densenet121": "DenseNet121 with a 4-channel first convolution",
+    "densenet169": "DenseNet169 with a 4-channel first convolution",
+    "resnet50": "ResNet50 with a 4-channel first convolution",
+    "simple_cnn": "baseline: 3 conv/BatchNorm/pool/ReLU blocks, 2 dense layers",
+    "capsnet": "baseline: capsule network with dynamic routing (Sabour et al. 2017)",
+}
+
+# Models built around a pretrained backbone (a nested model named "backbone"), which
+# two-stage fine-tuning freezes and differential learning rates slow down.
+BACKBONE_MODELS = ("inception_resnet_v2", "densenet121", "densenet169", "resnet50")
+
+# Options that make a small, fast variant of each model, for tests and smoke runs.
+TINY_OPTIONS = {
+    "gapnet": {"width": 4, "depth": 1, "dense_units": 8},
+    "inception_resnet_v2": {"variant": "tiny"},
+    "densenet121": {"variant": "tiny"},
+    "densenet169": {"variant": "tiny"},
+    "resnet50": {"variant": "tiny"},
+    "simple_cnn": {"width": 4, "dense_units": 8},
+    "capsnet": {"width": 8, "primary_capsules": 2, "primary_dim": 4, "capsule_dim": 4},
+}
+
+
+def list_models() -> list[str]:
+    """The registered model names."""
+    return list(MODELS)
+
+
+def build_model(
+    name: str, input_shape=(512, 512, 4), num_classes: int = 28, weights=None, **options
+):
+    """Build model ``name``; unknown names and options get a clear error."""
+    if name not in MODELS:
+        raise InputError(f"unknown model {name!r}; available: {', '.join(MODELS)}")
+    builder = MODELS[name]
+    options = {key: value for key, value in options.items() if value is not None}
+    accepted = inspect.signature(builder).parameters
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        choices = [key for key in accepted if key not in ("input_shape", "num_classes", "weights")]
+        raise InputError(f"model {name} has no option {unknown[0]!r}; options: {choices}")
+    return builder(
+        input_shape=tuple(input_shape), num_classes=num_classes, weights=weights, **options
+    )

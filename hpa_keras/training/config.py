@@ -1,0 +1,235 @@
+"""``TrainingConfig``: every setting of a training run, in one dataclass.
+
+The same names are the keys of a run's ``config.yaml``, of a YAML file given
+to ``--config``, and (with dashes) the flags of ``hpa-keras fit``, which are
+generated from the fields below: each field carries its help line and
+choices (:func:`hpa_keras.settings.setting`). Values resolve as flags over
+the YAML file over these defaults (:func:`resolve_config`), and every value
+is checked before anything is written (:meth:`TrainingConfig.validate`).
+"""
+
+import dataclasses
+from pathlib import Path
+
+import yaml
+
+from hpa_keras.errors import InputError
+from hpa_keras.settings import setting
+from hpa_keras.training.thresholds import THRESHOLD_STRATEGIES
+
+# The vocabularies live here, in a module without Keras, so that `hpa-keras fit --help`
+# (generated from this dataclass) does not import TensorFlow.
+POSITIVE_WEIGHT_RULES = ("none", "ratio", "log", "sqrt")
+LOSSES = ("bce", "weighted_bce", "focal", "soft_f1", "margin")
+SCHEDULES = ("plateau", "cosine", "sgdr", "constant")
+STRATEGIES = ("default", "mirrored")
+OPTIMIZER_NAMES = ("adam", "adamw", "sgd")
+# Settings that change only what is printed: a resumed run may differ in them.
+DISPLAY_SETTINGS = ("verbose", "print_table")
+
+
+@dataclasses.dataclass
+class TrainingConfig:
+    """Every setting of a training run; ``config.yaml`` holds these keys.
+
+    Data: ``data`` (make-tfrecords folder), ``fold`` (validation fold),
+    ``image_size`` (``None``: as stored), ``channels``, ``batch_size``,
+    ``cache`` (keep decoded images in memory), ``shuffle_buffer``.
+
+    Model: ``model`` (registry name), ``weights`` (``None``, ``"imagenet"``
+    or a file), ``model_options`` (builder keyword arguments, such as
+    ``{"width": 16}``), augmentation (``dihedral``, ``rotation``, ``zoom``,
+    ``brightness``, ``contrast``; brightness in standard deviations).
+
+    Loss: ``loss``, ``pos_weight`` (for ``weighted_bce``), ``class_weight``,
+    ``focal_gamma``, ``focal_alpha`` (``None``: no class balancing; Keras'
+    own default of 0.25 would weight the positives, the rare side here,
+    below the negatives).
+
+    Optimization: ``optimizer``, ``lr``, ``epochs``, ``frozen_epochs`` and
+    ``frozen_lr``, ``backbone_lr_factor``, ``schedule`` and its settings
+    (``plateau_factor``, ``plateau_patience``, ``min_lr``, ``sgdr_epochs``,
+    ``sgdr_t_mul``), ``early_stopping_patience``, ``steps_per_epoch``.
+
+    Thresholds: ``threshold_strategy``. Run: ``out``, ``seed``,
+    ``mixed_precision``, ``strategy``, ``tensorboard``, ``verbose``,
+    ``print_table``.
+    """
+
+    data: str | None = setting(None, "make-tfrecords folder to train on", metavar="DIR")
+    out: str | None = setting(
+        None, "run folder", default_text="runs/MODEL-foldK", metavar="RUN_DIR"
+    )
+    model: str = setting("gapnet", "model name (see `hpa-keras models`)", metavar="NAME")
+    fold: int = setting(0, "validation fold; training uses the others", metavar="K")
+    epochs: int = setting(10, "training epochs (after the frozen stage, if any)")
+    image_size: int | None = setting(
+        None, "train at SxS pixels", default_text="as stored", metavar="S"
+    )
+    channels: str = setting("rgby", "rgby, rgb, g or a comma-separated list of stains")
+    batch_size: int = setting(32, "global batch size (split across replicas)")
+    cache: bool = setting(False, "keep decoded images in memory after the first epoch")
+    shuffle_buffer: int = setting(
+        1024, "records in the shuffle buffer (a raw 512 px record is 1 MiB)"
+    )
+    weights: str | None = setting(None, "imagenet or a weights file", metavar="WEIGHTS")
+    model_options: dict = setting(help="builder options", default_factory=dict, flag=False)
+    dihedral: bool = setting(True, "random flips and 90-degree rotations")
+    rotation: float = setting(0.0, "largest extra rotation, as a fraction of a full turn")
+    zoom: float = setting(0.0, "largest random zoom-in, as a fraction of the side")
+    brightness: float = setting(0.1, "largest per-channel shift, in standard deviations")
+    contrast: float = setting(0.1, "largest per-channel relative gain change")
+    loss: str = setting("weighted_bce", "training loss", choices=LOSSES)
+    pos_weight: str = setting(
+        "log", "weighted_bce's positive weights from N_neg/N_pos", choices=POSITIVE_WEIGHT_RULES
+    )
+    class_weight: bool = setting(False, "also weight classes by 1/log(N_i)")
+    focal_gamma: float = setting(2.0, "focal loss focusing parameter gamma")
+    focal_alpha: float | None = setting(
+        None,
+        "focal loss weight of the positive term (negatives get 1 - alpha)",
+        default_text="none: no class balancing",
+    )
+    optimizer: str = setting("adam", "optimizer (sgd: momentum 0.9)", choices=OPTIMIZER_NAMES)
+    lr: float = setting(1e-3, "learning rate")
+    frozen_epochs: int = setting(
+        0, "first train N epochs with the pretrained backbone frozen (two-stage fine-tuning)"
+    )
+    frozen_lr: float = setting(1e-3, "learning rate of the frozen stage")
+    backbone_lr_factor: float = setting(
+        1.0, "the backbone learns at this fraction of --lr (differential learning rates)"
+    )
+    schedule: str = setting(
+        "plateau",
+        "plateau: ReduceLROnPlateau on val_loss; cosine: one decay from --lr to --min-lr; "
+        "sgdr: cosine with warm restarts; constant",
+        choices=SCHEDULES,
+    )
+    plateau_factor: float = setting(0.5, "plateau: multiply the rate by this on a plateau")
+    plateau_patience: int = setting(2, "plateau: epochs without a lower val_loss before reducing")
+    min_lr: float = setting(1e-6, "lowest learning rate of plateau, cosine and sgdr")
+    sgdr_epochs: int = setting(4, "sgdr: epochs of the first cycle")
+    sgdr_t_mul: float = setting(2.0, "sgdr: each cycle is this many times longer than the last")
+    early_stopping_patience: int = setting(
+        0, "stop after N epochs without a better tuned macro F1 (0: off)"
+    )
+    steps_per_epoch: int | None = setting(
+        None, "training batches per epoch", default_text="one pass over the training folds"
+    )
+    threshold_strategy: str = setting(
+        "per_class", "how thresholds are chosen on validation", choices=THRESHOLD_STRATEGIES
+    )
+    seed: int = setting(0, "seed of weights, shuffles and augmentation")
+    mixed_precision: bool = setting(False, "mixed_float16 on GPU, mixed_bfloat16 on CPU")
+    strategy: str = setting(
+        "default", "mirrored: MirroredStrategy over all visible GPUs", choices=STRATEGIES
+    )
+    tensorboard: bool = setting(True, "write TensorBoard logs to RUN_DIR/logs")
+    verbose: int = setting(
+        2, "Keras' progress output: 0, 1 (bar) or 2 (a line per epoch)", choices=(0, 1, 2)
+    )
+    print_table: bool = setting(False, "print the per-class table after every epoch")
+
+    def validate(self) -> None:
+        """Check every value; raise InputError naming the setting."""
+        from hpa_keras.models.registry import BACKBONE_MODELS, MODELS
+
+        choices = {"model": MODELS}
+        for field in dataclasses.fields(self):
+            if field.metadata.get("choices"):
+                choices[field.name] = field.metadata["choices"]
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise InputError(
+                    f"{key}: {getattr(self, key)!r} is not one of {', '.join(map(str, allowed))}"
+                )
+        if not self.data:
+            raise InputError("data: give the make-tfrecords folder to train on (--data)")
+        positive = [
+            "epochs",
+            "batch_size",
+            "lr",
+            "frozen_lr",
+            "sgdr_epochs",
+            "shuffle_buffer",
+            "min_lr",
+            "sgdr_t_mul",
+        ]
+        for key in positive:
+            if not getattr(self, key) > 0:
+                raise InputError(f"{key}: must be positive, got {getattr(self, key)}")
+        at_least_zero = (
+            "frozen_epochs",
+            "early_stopping_patience",
+            "plateau_patience",
+            "fold",
+            "rotation",
+            "zoom",
+            "brightness",
+            "contrast",
+            "focal_gamma",
+        )
+        for key in at_least_zero:
+            if getattr(self, key) < 0:
+                raise InputError(f"{key}: must be 0 or more, got {getattr(self, key)}")
+        if not 0 < self.plateau_factor < 1:
+            raise InputError(f"plateau_factor: must be in (0, 1), got {self.plateau_factor}")
+        if not self.contrast < 1:
+            raise InputError(f"contrast: must be below 1, got {self.contrast}")
+        if self.focal_alpha is not None and not 0 < self.focal_alpha < 1:
+            raise InputError(f"focal_alpha: must be in (0, 1), got {self.focal_alpha}")
+        if self.backbone_lr_factor < 0:
+            raise InputError(
+                f"backbone_lr_factor: must be 0 or more, got {self.backbone_lr_factor}"
+            )
+        if self.image_size is not None and self.image_size < 16:
+            raise InputError(f"image_size: must be at least 16, got {self.image_size}")
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+            raise InputError(f"steps_per_epoch: must be at least 1, got {self.steps_per_epoch}")
+        if self.frozen_epochs and self.model not in BACKBONE_MODELS:
+            raise InputError(
+                f"frozen_epochs: model {self.model} has no pretrained backbone to freeze "
+                f"(models with one: {', '.join(BACKBONE_MODELS)})"
+            )
+        if not isinstance(self.model_options, dict):
+            raise InputError(f"model_options: must be a mapping, got {self.model_options!r}")
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out or f"runs/{self.model}-fold{self.fold}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def resolve_config(overrides: dict | None = None, config_file=None) -> TrainingConfig:
+    """Defaults, then the YAML file's values, then ``overrides`` (CLI flags that were given).
+
+    Keys that are not settings are errors naming the file and key, so a typo
+    in a YAML file is not silently ignored.
+    """
+    values = {}
+    if config_file is not None:
+        path = Path(config_file)
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except FileNotFoundError:
+            raise InputError(f"{path}: config file not found") from None
+        except yaml.YAMLError as error:
+            raise InputError(f"{path}: not valid YAML ({error})") from None
+        if not isinstance(loaded, dict):
+            raise InputError(f"{path}: expected a mapping of settings, got {type(loaded).__name__}")
+        values.update(loaded)
+        source = str(path)
+    else:
+        source = "settings"
+    names = {field.name for field in dataclasses.fields(TrainingConfig)}
+    for key in values:
+        if key not in names:
+            raise InputError(
+                f"{source}: unknown setting {key!r}; settings: {', '.join(sorted(names))}"
+            )
+    values.update({key: value for key, value in (overrides or {}).items() if value is not None})
+    config = TrainingConfig(**values)
+    config.validate()
+    return config

@@ -1,0 +1,130 @@
+"""The package as users meet it: cheap import, registration, public names, no private Keras."""
+
+import ast
+import importlib
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import hpa_keras
+from hpa_keras.registration import REGISTERING_MODULES
+
+PACKAGE = Path(hpa_keras.__file__).parent
+SUBPACKAGES = ("data", "synthetic", "models", "training", "inference", "reports")
+
+
+def python(code: str) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter (nothing of this test process is loaded there)."""
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "/usr/bin:/bin", "HOME": str(Path.home())},
+    )
+
+
+def test_import_and_help_do_not_load_tensorflow():
+    result = python(
+        """
+        import sys
+        import hpa_keras
+        from hpa_keras.cli import build_parser
+        from hpa_keras.data import read_labels
+        build_parser()
+        print(sorted(name for name in ("tensorflow", "keras") if name in sys.modules))
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("keras_first", [False, True])
+def test_a_run_loads_with_plain_keras_after_import_hpa_keras(runs, keras_first):
+    """The notebook case of the issue: nothing but ``import hpa_keras`` before load_model."""
+    first, second = (
+        ("import keras", "import hpa_keras")
+        if keras_first
+        else (
+            "import hpa_keras",
+            "import keras",
+        )
+    )
+    result = python(
+        f"""
+        {first}
+        {second}
+        model = keras.saving.load_model({str(runs[0] / "model.keras")!r})
+
+        def layers(layer):
+            yield layer
+            for inner in getattr(layer, "layers", []):
+                yield from layers(inner)
+
+        names = {{type(layer).__name__ for layer in layers(model)}}
+        print(sorted(names & {{"ChannelStandardization", "RandomDihedral",
+                               "RandomChannelIntensity"}}))
+        print(type(model.optimizer).__name__, type(model.loss).__name__)
+        """
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == "['ChannelStandardization', 'RandomChannelIntensity', 'RandomDihedral']"
+    assert lines[1] == "DifferentialAdam WeightedBinaryCrossentropy"
+
+
+def test_every_registering_module_is_listed():
+    """A module that registers Keras objects but is not imported on registration would make
+    its objects unloadable again."""
+    found = set()
+    for path in PACKAGE.rglob("*.py"):
+        if "register_keras_serializable" in path.read_text() and path.name != "registration.py":
+            module = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+            found.add(module)
+    assert found == set(REGISTERING_MODULES)
+
+
+@pytest.mark.parametrize("package", SUBPACKAGES)
+def test_every_public_name_resolves(package):
+    module = importlib.import_module(f"hpa_keras.{package}")
+    assert module.__all__, package
+    for name in module.__all__:
+        assert getattr(module, name) is not None, f"hpa_keras.{package}.{name}"
+        assert name in dir(module)
+    with pytest.raises(AttributeError, match="has no attribute 'no_such_name'"):
+        module.no_such_name  # noqa: B018
+
+
+def test_the_names_users_import_exist():
+    from hpa_keras.data import load_dataset, make_tfrecords, read_labels  # noqa: F401
+    from hpa_keras.inference import evaluate_runs, load_run, predict_runs  # noqa: F401
+    from hpa_keras.models import build_model, load_model  # noqa: F401
+    from hpa_keras.training import ThresholdSearch, fit  # noqa: F401
+
+    assert hpa_keras.load_run is load_run
+
+
+def test_no_private_keras_modules_are_imported():
+    for path in PACKAGE.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                assert not node.module.startswith("keras.src"), f"{path}: {node.module}"
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    assert not alias.name.startswith("keras.src"), f"{path}: {alias.name}"
+
+
+def test_one_module_draws_figures_and_one_formats_tables():
+    """matplotlib is set up in reports.figures only; tables come from reports.tables."""
+    for path in PACKAGE.rglob("*.py"):
+        text = path.read_text()
+        relative = path.relative_to(PACKAGE).as_posix()
+        if relative != "reports/figures.py":
+            assert "import matplotlib.pyplot" not in text, relative
+            assert "matplotlib.use(" not in text, relative
+        if not relative.startswith("reports/"):
+            assert "plt.subplots" not in text, relative
