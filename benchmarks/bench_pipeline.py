@@ -29,9 +29,10 @@ import tensorflow as tf
 from real_hpa import real_hpa_folder  # benchmarks/real_hpa.py
 
 from hpa_keras.classes import CHANNELS, NUM_CLASSES
+from hpa_keras.data.conversion import ConversionSettings, make_tfrecords
 from hpa_keras.data.labels import read_labels
 from hpa_keras.data.pipeline import load_dataset
-from hpa_keras.data.tfrecords import ConversionSettings, make_tfrecords, read_manifest
+from hpa_keras.data.tfrecords import read_manifest
 from hpa_keras.synthetic.generator import DemoDataSettings, make_demo_data
 
 BATCH = 32

@@ -103,8 +103,8 @@ def main() -> None:
     from hpa_keras.tensorflow_setup import import_tensorflow_quietly
 
     import_tensorflow_quietly()
+    from hpa_keras.data.conversion import ConversionSettings, make_tfrecords
     from hpa_keras.data.images import index_image_folder
-    from hpa_keras.data.tfrecords import ConversionSettings, make_tfrecords
     from hpa_keras.inference.predict import predict_run
     from hpa_keras.inference.runs import Run
     from hpa_keras.inference.tta import with_tta

@@ -27,7 +27,7 @@ import cv2
 from real_hpa import real_hpa_folder  # benchmarks/real_hpa.py
 
 from hpa_keras.classes import CHANNELS
-from hpa_keras.data.tfrecords import ConversionSettings, make_tfrecords
+from hpa_keras.data.conversion import ConversionSettings, make_tfrecords
 from hpa_keras.synthetic.generator import DemoDataSettings, make_demo_data
 
 
@@ -95,7 +95,7 @@ def peak_memory_megabytes(count: int, folder: Path, size: int = 256) -> float:
     )
     script = (
         "import re\n"
-        "from hpa_keras.data.tfrecords import ConversionSettings, make_tfrecords\n"
+        "from hpa_keras.data.conversion import ConversionSettings, make_tfrecords\n"
         "if __name__ == '__main__':\n"
         f"    make_tfrecords({str(data / 'train')!r}, {str(folder / f'memory-out-{count}')!r}, "
         f"labels={str(data / 'train.csv')!r}, settings=ConversionSettings(encoding='raw', "

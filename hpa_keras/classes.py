@@ -1,12 +1,21 @@
-"""The 28 subcellular localization classes of the 2018 HPA Kaggle challenge.
+"""The label schemes of the two HPA challenges: classes, names, counts and the mapping.
 
-A sample's ``Target`` in ``train.csv`` is a space-separated list of class
-indices, for example ``"0 25"`` (Nucleoplasm and Cytosol). This module converts
-between that string form, lists of indices and multi-hot vectors, and rejects
-anything that is not a valid label set with a message saying what is wrong.
+- ``hpa2018`` (:data:`HPA2018`): the 28 classes of the 2018 image-level
+  challenge; ``train.csv`` has ``Id,Target`` with space-separated indices,
+  for example ``"0 25"`` (Nucleoplasm and Cytosol).
+- ``hpa2021`` (:data:`HPA2021`): the 19 classes of the 2021 single-cell
+  challenge (0-17 locations, 18 Negative); ``train.csv`` has ``ID,Label``
+  with ``|``-separated indices, for example ``"8|5|0"``.
+
+The module-level names without a scheme (:data:`CLASS_NAMES`,
+:func:`parse_target`...) are the 2018 scheme's, the package's default.
+Strings, lists of indices and multi-hot vectors convert into each other, and
+anything that is not a valid label set is rejected with a message saying
+what is wrong.
 """
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -45,6 +54,130 @@ CLASS_NAMES: tuple[str, ...] = (
 NUM_CLASSES = len(CLASS_NAMES)
 CLASS_INDEX: dict[str, int] = {name: index for index, name in enumerate(CLASS_NAMES)}
 
+CLASS_NAMES_2021: tuple[str, ...] = (
+    "Nucleoplasm",  # 0
+    "Nuclear membrane",  # 1
+    "Nucleoli",  # 2
+    "Nucleoli fibrillar center",  # 3
+    "Nuclear speckles",  # 4
+    "Nuclear bodies",  # 5
+    "Endoplasmic reticulum",  # 6
+    "Golgi apparatus",  # 7
+    "Intermediate filaments",  # 8
+    "Actin filaments",  # 9
+    "Microtubules",  # 10
+    "Mitotic spindle",  # 11
+    "Centrosome",  # 12 (with centriolar satellites)
+    "Plasma membrane",  # 13 (with cell junctions)
+    "Mitochondria",  # 14
+    "Aggresome",  # 15
+    "Cytosol",  # 16
+    "Vesicles and punctate cytosolic patterns",  # 17
+    "Negative",  # 18: no staining, or staining without a pattern
+)
+
+
+@dataclass(frozen=True)
+class LabelScheme:
+    """One challenge's classes and label-file format.
+
+    Attributes:
+        name: ``"hpa2018"`` or ``"hpa2021"``.
+        class_names: the classes, by index.
+        id_column, label_column: the label file's columns.
+        separator: between the indices of a label set (``" "`` or ``"|"``).
+        negative: the index of the "no pattern" class, or ``None``.
+        training_counts: images with each class in the challenge's own
+            training labels (``scripts/derive_label_statistics.py`` counted
+            them from the files in ``../shared``); for frequency-aware
+            threshold rules and for comparison.
+        training_images: the number of images those counts come from.
+        collapses_repeats: a class repeated in one label set counts once
+            (2021: 146 rows of the challenge's own train.csv repeat a class,
+            such as ``13|13``, where two 2018 classes were merged into one);
+            otherwise a repeat is an error (no 2018 file has one).
+    """
+
+    name: str
+    class_names: tuple[str, ...]
+    id_column: str
+    label_column: str
+    separator: str
+    negative: int | None
+    training_counts: tuple[int, ...]
+    training_images: int
+    collapses_repeats: bool = False
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+# fmt: off
+HPA2018 = LabelScheme(
+    name="hpa2018",
+    class_names=CLASS_NAMES,
+    id_column="Id",
+    label_column="Target",
+    separator=" ",
+    negative=None,
+    training_counts=(
+        12885, 1254, 3621, 1561, 1858, 2513, 1008, 2822, 53, 45, 28, 1093, 688, 537,
+        1066, 21, 530, 210, 902, 1482, 172, 3777, 802, 2965, 322, 8228, 328, 11,
+    ),
+    training_images=31072,
+)
+HPA2021 = LabelScheme(
+    name="hpa2021",
+    class_names=CLASS_NAMES_2021,
+    id_column="ID",
+    label_column="Label",
+    separator="|",
+    negative=18,
+    training_counts=(
+        8797, 1095, 2451, 1262, 1425, 1792, 775, 1846, 964, 998, 818, 78, 1734, 3111,
+        2013, 252, 5685, 593, 34,
+    ),
+    training_images=21806,
+    collapses_repeats=True,
+)
+# fmt: on
+SCHEMES: dict[str, LabelScheme] = {scheme.name: scheme for scheme in (HPA2018, HPA2021)}
+
+# The 2018 classes as the 2021 challenge merged them (its class descriptions: Centrosome
+# includes centriolar satellites, Plasma membrane includes cell junctions, Vesicles and
+# punctate cytosolic patterns includes peroxisomes, endosomes, lysosomes, lipid droplets
+# and cytoplasmic bodies; the HPA's own 34-to-19 mapping puts focal adhesion sites with
+# actin filaments). Microtubule ends, Cytokinetic bridge and Rods & rings have no 2021
+# class (None). A mapped label set is what the classes correspond to, not a re-annotation:
+# the 2021 labels of a field can differ (../shared has a 2018 Aggresome field labelled
+# Negative in 2021).
+CLASSES_2018_TO_2021: dict[int, int | None] = {
+    0: 0, 1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 6, 7: 7,
+    8: 17, 9: 17, 10: 17,  # peroxisomes, endosomes, lysosomes: vesicles
+    11: 8, 12: 9, 13: 9,  # intermediate filaments; actin filaments; focal adhesion sites
+    14: 10, 15: None, 16: None, 17: 11,  # microtubules, ends, cytokinetic bridge, spindle
+    18: 12, 19: 12,  # microtubule organizing center, centrosome: centrosome
+    20: 17, 21: 13, 22: 13, 23: 14, 24: 15, 25: 16, 26: 17, 27: None,
+}  # fmt: skip
+
+
+def get_scheme(scheme: "str | LabelScheme") -> LabelScheme:
+    """The scheme named ``scheme`` (or ``scheme`` itself); InputError for other names."""
+    if isinstance(scheme, LabelScheme):
+        return scheme
+    if scheme not in SCHEMES:
+        raise InputError(f"label scheme {scheme!r}: use one of {', '.join(SCHEMES)}")
+    return SCHEMES[scheme]
+
+
+def map_2018_to_2021(indices: Iterable[int]) -> list[int]:
+    """The 2021 classes of a 2018 label set (sorted, merged classes once; classes with no
+    2021 counterpart dropped, so the result can be empty)."""
+    mapped = {CLASSES_2018_TO_2021[_checked_index(index)] for index in indices}
+    return sorted(index for index in mapped if index is not None)
+
+
 # The four stains of an HPA sample, in the order hpa-keras stacks them.
 CHANNELS: tuple[str, ...] = ("red", "green", "blue", "yellow")
 CHANNEL_STAINS: dict[str, str] = {
@@ -64,77 +197,100 @@ def class_name(index: int) -> str:
     return CLASS_NAMES[index]
 
 
-def parse_target(target: str, allow_empty: bool = False) -> list[int]:
-    """Parse a ``Target`` string such as ``"7 1 2 0"`` into sorted unique indices.
+def parse_target(target: str, allow_empty: bool = False, scheme="hpa2018") -> list[int]:
+    """Parse a label string such as ``"7 1 2 0"`` (2018) or ``"8|5|0"`` (2021) into sorted
+    unique indices.
 
     Args:
-        target: space-separated class indices, as in the challenge's ``train.csv``.
+        target: class indices separated as the scheme's label files separate them.
         allow_empty: accept an empty string as "no labels" (unlabeled or
             predict-nothing rows); by default a training label set must not be empty.
+        scheme: ``"hpa2018"`` (space-separated, 0-27) or ``"hpa2021"``
+            (``|``-separated, 0-18).
 
     Raises:
-        InputError: a token is not an integer, an index is outside 0..27, an
+        InputError: a token is not an integer, an index is out of range, an
             index repeats, or the string is empty where labels are required.
     """
+    scheme = get_scheme(scheme)
+    column, last = scheme.label_column, scheme.num_classes - 1
     if not isinstance(target, str):
-        raise InputError(f"Target {target!r} is not a string of class indices")
-    tokens = target.split()
-    if not tokens:
+        raise InputError(f"{column} {target!r} is not a string of class indices")
+    tokens = target.split(scheme.separator) if scheme.separator.strip() else target.split()
+    tokens = [token.strip() for token in tokens]
+    if not any(tokens):
         if allow_empty:
             return []
-        raise InputError("Target is empty; at least one class index (0-27) is required")
+        raise InputError(f"{column} is empty; at least one class index (0-{last}) is required")
     indices = []
     for token in tokens:
         try:
             index = int(token)
         except ValueError:
+            hint = ""
+            if scheme.separator == "|" and " " in token:
+                hint = " (2021 labels are separated by '|')"
+            elif scheme.separator == " " and "|" in token:
+                hint = " ('|' separates 2021 labels; this file has 2018 columns)"
             raise InputError(
-                f"Target {target!r}: {token!r} is not an integer class index"
+                f"{column} {target!r}: {token!r} is not an integer class index{hint}"
             ) from None
-        if not 0 <= index < NUM_CLASSES:
+        if not 0 <= index <= last:
             raise InputError(
-                f"Target {target!r}: class index {index} is out of range 0..{NUM_CLASSES - 1}"
+                f"{column} {target!r}: class index {index} is out of range 0..{last} "
+                f"({scheme.name}, {scheme.num_classes} classes)"
             )
         if index in indices:
-            raise InputError(f"Target {target!r}: class index {index} appears twice")
+            if scheme.collapses_repeats:
+                continue
+            raise InputError(f"{column} {target!r}: class index {index} appears twice")
         indices.append(index)
     return sorted(indices)
 
 
-def format_target(indices: Iterable[int]) -> str:
-    """The ``Target`` string of a label set: sorted, space-separated indices."""
-    checked = sorted({_checked_index(index) for index in indices})
-    return " ".join(str(index) for index in checked)
+def format_target(indices: Iterable[int], scheme="hpa2018") -> str:
+    """The label string of a label set: sorted indices with the scheme's separator."""
+    scheme = get_scheme(scheme)
+    checked = sorted({_checked_index(index, scheme.num_classes) for index in indices})
+    return scheme.separator.join(str(index) for index in checked)
 
 
-def indices_to_multi_hot(indices: Iterable[int]) -> np.ndarray:
-    """A float32 vector of length 28 with ones at ``indices``."""
-    vector = np.zeros(NUM_CLASSES, dtype=np.float32)
+def indices_to_multi_hot(indices: Iterable[int], num_classes: int = NUM_CLASSES) -> np.ndarray:
+    """A float32 vector of length ``num_classes`` (28) with ones at ``indices``."""
+    vector = np.zeros(num_classes, dtype=np.float32)
     for index in indices:
-        vector[_checked_index(index)] = 1.0
+        vector[_checked_index(index, num_classes)] = 1.0
     return vector
 
 
-def multi_hot_to_indices(vector: Sequence[float] | np.ndarray) -> list[int]:
-    """The indices of the non-zero entries of a length-28 multi-hot vector."""
+def multi_hot_to_indices(
+    vector: Sequence[float] | np.ndarray, num_classes: int = NUM_CLASSES
+) -> list[int]:
+    """The indices of the non-zero entries of a multi-hot vector of ``num_classes``."""
     array = np.asarray(vector)
-    if array.shape != (NUM_CLASSES,):
-        raise InputError(f"multi-hot vector has shape {array.shape}, expected ({NUM_CLASSES},)")
+    if array.shape != (num_classes,):
+        raise InputError(f"multi-hot vector has shape {array.shape}, expected ({num_classes},)")
     if not np.all((array == 0) | (array == 1)):
         raise InputError("multi-hot vector has values other than 0 and 1")
     return [int(index) for index in np.flatnonzero(array)]
 
 
-def target_to_multi_hot(target: str, allow_empty: bool = False) -> np.ndarray:
-    """Parse a ``Target`` string straight into a multi-hot vector."""
-    return indices_to_multi_hot(parse_target(target, allow_empty=allow_empty))
+def target_to_multi_hot(target: str, allow_empty: bool = False, scheme="hpa2018") -> np.ndarray:
+    """Parse a label string straight into a multi-hot vector."""
+    scheme = get_scheme(scheme)
+    indices = parse_target(target, allow_empty=allow_empty, scheme=scheme)
+    return indices_to_multi_hot(indices, scheme.num_classes)
 
 
-def multi_hot_to_target(vector: Sequence[float] | np.ndarray) -> str:
-    """The ``Target`` string of a multi-hot vector."""
-    return format_target(multi_hot_to_indices(vector))
+def multi_hot_to_target(vector: Sequence[float] | np.ndarray, scheme="hpa2018") -> str:
+    """The label string of a multi-hot vector."""
+    scheme = get_scheme(scheme)
+    return format_target(multi_hot_to_indices(vector, scheme.num_classes), scheme)
 
 
-def _checked_index(index) -> int:
-    class_name(index)  # raises on anything that is not a valid index
+def _checked_index(index, num_classes: int = NUM_CLASSES) -> int:
+    if isinstance(index, bool) or not isinstance(index, int | np.integer):
+        raise InputError(f"class index {index!r} is not an integer")
+    if not 0 <= index < num_classes:
+        raise InputError(f"class index {index} is out of range 0..{num_classes - 1}")
     return int(index)

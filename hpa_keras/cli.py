@@ -165,7 +165,7 @@ def add_show(commands) -> None:
 
 
 def run_show(arguments) -> None:
-    from hpa_keras.classes import class_name
+    from hpa_keras.classes import get_scheme
     from hpa_keras.reports.samples import write_sample_figure
 
     found = write_sample_figure(arguments.dir, arguments.id, arguments.out, arguments.labels)
@@ -175,8 +175,8 @@ def run_show(arguments) -> None:
             f"note: no {', '.join(missing)} channel for Id {arguments.id}; shown as missing",
             file=sys.stderr,
         )
-    labels = found["labels"]
-    described = ", ".join(class_name(index) for index in labels) if labels else "no labels found"
+    labels, names = found["labels"], get_scheme(found["scheme"]).class_names
+    described = ", ".join(names[index] for index in labels) if labels else "no labels found"
     print(f"wrote {arguments.out} ({described})")
 
 
@@ -184,22 +184,40 @@ def run_show(arguments) -> None:
 
 
 def add_make_tfrecords(commands) -> None:
-    from hpa_keras.data.tfrecords import ConversionSettings
+    from hpa_keras.data.conversion import ConversionSettings
 
     records = commands.add_parser(
         "make-tfrecords",
         help="convert channel images + train.csv into sharded TFRecords with folds",
-        description="Convert a folder of <Id>_<channel> images (PNG, TIFF or JPEG; 8- or "
-        "16-bit) and its labels into sharded TFRecords with multilabel-stratified folds and a "
-        "manifest. Images of Ids the label file does not list are ignored (and counted). "
-        "Interrupted, run it again with the same arguments to finish.",
+        description="Convert folders of <Id>_<channel> images (PNG, TIFF or JPEG; 8- or "
+        "16-bit grayscale, or HPA v18 colour files) and their labels into sharded TFRecords "
+        "with multilabel-stratified folds that keep each antibody's fields together, and a "
+        "manifest. Repeat --images and --labels in pairs to put several sources (the Kaggle "
+        "training set and the v18 images) into one record set. Images of Ids a label file "
+        "does not list are ignored (and counted). Interrupted, run it again with the same "
+        "arguments to finish.",
     )
-    records.add_argument("--images", required=True, help="folder of <Id>_<channel> images")
+    records.add_argument(
+        "--images",
+        required=True,
+        action="append",
+        metavar="DIR",
+        help="folder of <Id>_<channel> images; repeat for several sources",
+    )
     records.add_argument(
         "--labels",
-        default=None,
-        help="train.csv (labeled, with folds) or sample_submission.csv (unlabeled); "
+        action="append",
+        metavar="CSV",
+        help="the folder's train.csv (2018 Id,Target or 2021 ID,Label; labeled, with folds) "
+        "or sample_submission.csv (unlabeled); one per --images, in the same order; "
         "default: unlabeled, every Id of the folder",
+    )
+    records.add_argument(
+        "--source-name",
+        action="append",
+        metavar="NAME",
+        help="name of each source, in --images order (default: kaggle for Kaggle Ids, "
+        "hpa-v18 for v18 Ids, else the folder's name)",
     )
     records.add_argument("--out", default="tfrecords", help="output folder (default: tfrecords)")
     add_setting_arguments(records, ConversionSettings, positive=("image_size", "num_shards"))
@@ -207,33 +225,65 @@ def add_make_tfrecords(commands) -> None:
     records.set_defaults(handler=run_make_tfrecords)
 
 
+def _sources(arguments) -> list:
+    """The --images/--labels/--source-name pairs as conversion sources."""
+    from hpa_keras.data.conversion import Source
+
+    images, labels, names = arguments.images, arguments.labels, arguments.source_name
+    if labels is not None and len(labels) != len(images):
+        raise InputError(
+            f"{len(images)} --images but {len(labels)} --labels: give one label file per image "
+            "folder, in the same order (or none, for unlabeled folders)"
+        )
+    if names is not None and len(names) != len(images):
+        raise InputError(f"{len(images)} --images but {len(names)} --source-name")
+    return [
+        Source(folder, labels[position] if labels else None, names[position] if names else None)
+        for position, folder in enumerate(images)
+    ]
+
+
 def run_make_tfrecords(arguments) -> None:
     import_tensorflow_quietly()
-    from hpa_keras.classes import CLASS_NAMES
-    from hpa_keras.data.tfrecords import ConversionSettings, make_tfrecords, summarize_folds
+    from hpa_keras.data.conversion import ConversionSettings, make_tfrecords
+    from hpa_keras.data.tfrecords import summarize_folds
 
     settings = ConversionSettings(**given_settings(arguments, ConversionSettings))
     manifest = make_tfrecords(
-        arguments.images,
-        arguments.out,
-        labels=arguments.labels,
+        out=arguments.out,
         settings=settings,
         workers=arguments.workers,
         progress=not arguments.quiet,
+        sources=_sources(arguments),
     )
     size = manifest["image_size"]
     megabytes = sum(shard["bytes"] for shard in manifest["shards"]) / 2**20
     print(
         f"wrote {manifest['num_records']} {manifest['split']} records ({size}x{size}, "
-        f"{manifest['encoding']}) in {len(manifest['shards'])} shards, {megabytes:.1f} MB, "
-        f"to {arguments.out}"
+        f"{manifest['bit_depth']}-bit, {manifest['encoding']}, {manifest['scheme']} labels) in "
+        f"{len(manifest['shards'])} shards, {megabytes:.1f} MB, to {arguments.out}"
     )
-    ignored = manifest.get("ignored", {})
-    if ignored.get("num_files"):
-        print(
-            f"ignored {ignored['num_files']} image files of {ignored['num_ids']} Ids that "
-            f"{manifest['source']['labels']} does not list (first: {ignored['first_ids'][0]})"
-        )
+    for source in manifest["sources"]:
+        fields = ", ".join(f"{count} at {size}" for size, count in source["original_sizes"].items())
+        formats = ", ".join(source["formats"]) or "none"
+        print(f"  {source['name']}: {source['num_records']} records ({formats}; {fields})")
+        if source.get("labels_with_repeated_classes"):
+            print(
+                f"    {source['labels_with_repeated_classes']} label sets in {source['labels']} "
+                "name a class twice (merged 2018 classes); each class is counted once"
+            )
+        missing = source.get("missing") or {}
+        if missing.get("num_ids"):
+            print(
+                f"    {missing['num_ids']} Ids of {source['labels']} have no image files and were "
+                f"left out (--missing ignore; first: {missing['first_ids'][0]})"
+            )
+        ignored = source["ignored"]
+        if ignored.get("num_files"):
+            print(
+                f"    ignored {ignored['num_files']} image files of {ignored['num_ids']} Ids that "
+                f"{source['labels']} does not list (first: {ignored['first_ids'][0]})"
+            )
     if manifest["num_skipped"]:
         print(
             f"skipped {manifest['num_skipped']} bad inputs; see "
@@ -241,12 +291,15 @@ def run_make_tfrecords(arguments) -> None:
         )
     balance = summarize_folds(manifest)
     if balance:
+        grouping = manifest["grouping"]
+        names = manifest["class_names"]
         print(
-            f"{len(balance['fold_sizes'])} stratified folds of {balance['fold_sizes']} records; "
-            f"largest per-class deviation from the overall frequency: "
-            f"{balance['max_abs_deviation_points']:.2f} points "
+            f"{len(balance['fold_sizes'])} {manifest['fold_method']} folds of "
+            f"{balance['fold_sizes']} records ({grouping['num_groups']} groups, the largest of "
+            f"{grouping['largest_group']}); largest per-class deviation from the overall "
+            f"frequency: {balance['max_abs_deviation_points']:.2f} points "
             f"({100 * balance['max_relative_deviation']:.0f}% relative, "
-            f"{CLASS_NAMES[balance['worst_class']]})"
+            f"{names[balance['worst_class']]})"
         )
 
 
@@ -454,8 +507,11 @@ def run_predict(arguments) -> None:
         tta=arguments.tta,
         batch_size=arguments.batch_size,
     )
+    from hpa_keras.inference.runs import read_input_settings
+
+    scheme = read_input_settings(arguments.run[0]).get("scheme", "hpa2018")
     labels = submission_labels(probabilities, thresholds, require_label=not arguments.allow_empty)
-    write_submission(arguments.out, ids, labels)
+    write_submission(arguments.out, ids, labels, scheme=scheme)
     if arguments.probabilities:
         write_probabilities(arguments.probabilities, ids, probabilities)
     runs = f"an ensemble of {len(arguments.run)} runs" if len(arguments.run) > 1 else "1 run"
@@ -595,7 +651,6 @@ def add_cam(commands) -> None:
 
 def run_cam(arguments) -> None:
     import_tensorflow_quietly()
-    from hpa_keras.classes import class_name
     from hpa_keras.inference.cam import write_cam
 
     true_labels = None
@@ -613,8 +668,9 @@ def run_cam(arguments) -> None:
         classes=arguments.classes,
         true_labels=true_labels,
     )
+    names = result["class_names"]
     described = ", ".join(
-        f"{index} {class_name(index)} (p={result['probabilities'][index]:.2f})"
+        f"{index} {names[index]} (p={result['probabilities'][index]:.2f})"
         for index in result["classes"]
     )
     height, width = result["image"].shape[:2]

@@ -148,12 +148,8 @@ def convert_to_tfrecords(data: Path, out: Path, workers, progress) -> dict:
     The test split is converted with its true labels (``test_labels.csv``, known
     for built-in data) so that it can be evaluated; prediction ignores them.
     """
-    from hpa_keras.data.tfrecords import (
-        ConversionSettings,
-        make_tfrecords,
-        summarize_folds,
-        verify_tfrecords,
-    )
+    from hpa_keras.data.conversion import ConversionSettings, make_tfrecords
+    from hpa_keras.data.tfrecords import summarize_folds, verify_tfrecords
 
     _step(3, f"Converting to TFRecords in {out / 'tfrecords'}")
     folders = {}

@@ -7,6 +7,13 @@ the labels-per-image distribution and all co-occurrences of the real data, and
 no Ids, so it can ship with the package.
 
     python scripts/derive_label_statistics.py ../shared/data/hpa-kaggle-2018/train.csv
+
+With ``--class-counts`` it only prints a label file's scheme, image count
+and images per class (each class once per image), the figures embedded as
+``training_counts`` in ``hpa_keras/classes.py``:
+
+    python scripts/derive_label_statistics.py --class-counts \
+        ../shared/data/hpa-2021-single-cell/train.csv
 """
 
 import argparse
@@ -25,9 +32,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("train_csv", type=Path)
     parser.add_argument("--out", type=Path, default=OUTPUT)
+    parser.add_argument("--class-counts", action="store_true", help="print class counts only")
     arguments = parser.parse_args()
 
     table = read_labels(arguments.train_csv)
+    if arguments.class_counts:
+        print(f"{table.scheme}: {len(table)} images; per class: {table.class_counts().tolist()}")
+        return
     counts = collections.Counter(table.labels)
     ordered = sorted(counts.items(), key=lambda item: (-item[1], len(item[0]), item[0]))
     document = {

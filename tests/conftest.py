@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "hpa-kaggle-2018"
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED_DATA = SHARED / "hpa-kaggle-2018"
 
 
 @pytest.fixture
@@ -25,13 +26,38 @@ def real_channel_folder() -> Path:
     return path
 
 
+def _shared(relative: str, required: str) -> Path:
+    path = SHARED / relative
+    if not (path / required).exists():
+        pytest.skip(f"../shared/data/{relative} is not available")
+    return path
+
+
+@pytest.fixture
+def real_four_channel_folder() -> Path:
+    """80 complete real 512 px Kaggle samples: train/ and train.csv."""
+    return _shared("hpa-kaggle-2018/four-channel", "train.csv")
+
+
+@pytest.fixture
+def real_v18_folder() -> Path:
+    """8 full-size HPA v18 RGB-JPEG samples (images/) and the 74,606-row v18 label list."""
+    return _shared("hpa-v18-external", "HPAv18RBGY_wodpl.csv")
+
+
+@pytest.fixture
+def real_2021_folder() -> Path:
+    """5 real 2048 px fields of the 2021 challenge, their HPA cell masks, the 2021 labels."""
+    return _shared("hpa-2021-single-cell", "train.csv")
+
+
 @pytest.fixture(scope="session")
 def training_records(tmp_path_factory) -> Path:
     """40 labeled synthetic samples at 32 px as raw TFRecords in 3 folds (half class-balanced).
 
     The images stay beside them in ``records.parent / "data" / "train"``.
     """
-    from hpa_keras.data.tfrecords import ConversionSettings, make_tfrecords
+    from hpa_keras.data.conversion import ConversionSettings, make_tfrecords
     from hpa_keras.synthetic.generator import DemoDataSettings, make_demo_data
 
     root = tmp_path_factory.mktemp("training")

@@ -97,10 +97,18 @@ def test_corrupt_image_is_named(demo_folder, tmp_path, capsys):
     assert f"{broken}: cannot be decoded" in error
 
 
-def test_rgb_file_where_grayscale_is_expected(tmp_path, capsys):
-    cv2.imwrite(str(tmp_path / "s_green.png"), np.zeros((8, 8, 3), np.uint8))
+def test_a_colour_file_must_hold_its_own_stain(tmp_path, capsys):
+    """A v18-style colour file is read as its stain; any other colour image is refused."""
+    rng = np.random.default_rng(0)
+    colour = np.zeros((8, 8, 3), np.uint8)
+    colour[..., 1] = rng.integers(50, 200, (8, 8))  # BGR: signal in G
+    cv2.imwrite(str(tmp_path / "s_green.png"), colour)
+    assert main(["show", str(tmp_path), "--id", "s", "--out", str(tmp_path / "o.png")]) == 0
+    capsys.readouterr()
+    cv2.imwrite(str(tmp_path / "s_red.png"), colour)  # green signal in a red file
     assert main(["show", str(tmp_path), "--id", "s", "--out", str(tmp_path / "o.png")]) == 2
-    assert "has 3 colour channels; expected one grayscale channel" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "s_red.png: a colour image whose signal is not in the red stain's" in error
 
 
 def test_console_entry_points_run_without_traceback(tmp_path):
@@ -122,7 +130,7 @@ def test_console_entry_points_run_without_traceback(tmp_path):
 
 SETTINGS_COMMANDS = [
     ("fit", "hpa_keras.training.config", "TrainingConfig"),
-    ("make-tfrecords", "hpa_keras.data.tfrecords", "ConversionSettings"),
+    ("make-tfrecords", "hpa_keras.data.conversion", "ConversionSettings"),
     ("make-demo-data", "hpa_keras.synthetic.generator", "DemoDataSettings"),
 ]
 

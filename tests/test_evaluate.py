@@ -181,7 +181,7 @@ def test_cli_evaluate_writes_the_report_and_refuses_unlabeled_data(
     assert (tmp_path / "report" / "report.html").is_file()
     assert (tmp_path / "report" / "learning_curves.png").is_file()
 
-    from hpa_keras.data.tfrecords import ConversionSettings, make_tfrecords
+    from hpa_keras.data.conversion import ConversionSettings, make_tfrecords
 
     data = training_records.parent / "data"
     unlabeled = tmp_path / "unlabeled"

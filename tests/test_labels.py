@@ -45,7 +45,11 @@ def test_extra_columns_and_trailing_blank_lines_are_fine(tmp_path):
     [
         ("", "file is empty"),
         ("\n  \n", "file is empty"),
-        ("Id,Label\na,1\n", "line 1: missing column 'Target'"),
+        ("Id,Classes\na,1\n", "line 1: missing column 'Target'"),
+        ("ID,Label\na,8|19\n", r"line 2 \(Id a\): .*class index 19 is out of range 0..18"),
+        ("ID,Label\na,8 5\n", r"line 2 \(Id a\): .*separated by '\|'"),
+        ("Id,Target\na,8|5\n", r"line 2 \(Id a\): .*'\|' separates 2021 labels"),
+        ("Id,Target,Group\na,1,x\nb,2,\n", r"line 3 \(Id b\): empty Group"),
         ("Target\n1\n", "line 1: missing column 'Id'"),
         ("Id,Target\n", "header but no rows"),
         ("Id,Target\na,1\nb,2\na,3\n", "line 4: duplicate Id a \\(first seen on line 2\\)"),
@@ -104,11 +108,10 @@ def test_a_file_with_neither_target_nor_predicted_is_told_so(tmp_path, capsys):
     from hpa_keras.data.labels import read_id_file
 
     path = tmp_path / "labels.csv"
-    path.write_text("Id,Label\na,1|2\n")
+    path.write_text("Id,Classes\na,1|2\n")
     with pytest.raises(InputError, match="no 'Target' column") as raised:
         read_id_file(path)
-    assert "Predicted" not in str(raised.value).split(";")[-1]  # the header is shown, not blamed
-    assert "'Id,Label'" in str(raised.value)
+    assert "'Id,Classes'" in str(raised.value)
     images = tmp_path / "images"
     images.mkdir()
     assert main(["make-tfrecords", "--images", str(images), "--labels", str(path), "--quiet"]) == 2
@@ -116,3 +119,49 @@ def test_a_file_with_neither_target_nor_predicted_is_told_so(tmp_path, capsys):
     assert (
         f"{path}: line 1: no 'Target' column" in error and "missing column 'Predicted'" not in error
     )
+
+
+def test_the_2021_scheme_is_read_from_the_header(tmp_path):
+    from hpa_keras.data.labels import write_labels
+
+    path = write(tmp_path, "ID,Label\nx,8|5|0\ny,18\n")
+    table = read_labels(path)
+    assert table.scheme == "hpa2021" and table.num_classes == 19
+    assert table.labels == ((0, 5, 8), (18,))
+    assert table.multi_hot().shape == (2, 19) and table.class_counts()[18] == 1
+    out = tmp_path / "out.csv"
+    write_labels(out, table.ids, table.labels, scheme="hpa2021")
+    assert out.read_text() == "ID,Label\nx,0|5|8\ny,18\n"
+    assert read_labels(out).labels == table.labels
+    submission = write(tmp_path, "ID,ImageWidth,ImageHeight,PredictionString\nz,2048,2048,\n")
+    from hpa_keras.data.labels import read_id_file
+
+    unlabeled = read_id_file(submission)
+    assert not unlabeled.labeled and unlabeled.scheme == "hpa2021" and unlabeled.ids == ("z",)
+
+
+def test_a_group_column_is_read_when_present(tmp_path):
+    table = read_labels(write(tmp_path, "Id,Target,Group\na,1,ab1\nb,2,ab1\nc,3,ab2\n"))
+    assert table.groups == ("ab1", "ab1", "ab2")
+    assert read_labels(write(tmp_path, "Id,Target\na,1\n")).groups is None
+    renamed = read_labels(write(tmp_path, "Id,Target,Antibody\na,1,7\n"), group_column="Antibody")
+    assert renamed.groups == ("7",)
+
+
+def test_the_real_2021_label_file_and_its_2018_pairs(real_2021_folder):
+    """The 2021 train.csv reads as the 2021 scheme; the mapping of the 2018 labels of the
+    shared fields agrees with their 2021 labels except where a field was re-annotated."""
+    import csv
+
+    from hpa_keras.classes import HPA2021, map_2018_to_2021, parse_target
+
+    table = read_labels(real_2021_folder / "train.csv")
+    assert table.scheme == "hpa2021" and len(table) == HPA2021.training_images
+    assert tuple(table.class_counts()) == HPA2021.training_counts
+    agree = 0
+    with open(real_2021_folder / "labels.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        mapped = map_2018_to_2021(parse_target(row["Target2018"]))
+        agree += mapped == parse_target(row["Label"], scheme="hpa2021")
+    assert agree == 4  # of 5: one 2018 Aggresome field is Negative in 2021

@@ -10,17 +10,12 @@ import pytest
 
 from hpa_keras.classes import CHANNELS
 from hpa_keras.cli import main
-from hpa_keras.data import tfrecords
+from hpa_keras.data import conversion, tfrecords
+from hpa_keras.data.conversion import ConversionSettings, make_tfrecords
 from hpa_keras.data.images import index_image_folder, read_sample
 from hpa_keras.data.labels import read_labels
 from hpa_keras.data.splits import fold_balance, random_folds, stratified_folds
-from hpa_keras.data.tfrecords import (
-    ConversionSettings,
-    make_tfrecords,
-    read_manifest,
-    read_shard,
-    verify_tfrecords,
-)
+from hpa_keras.data.tfrecords import read_manifest, read_shard, verify_tfrecords
 from hpa_keras.errors import InputError
 from hpa_keras.synthetic.generator import DemoDataSettings, make_demo_data
 
@@ -150,7 +145,7 @@ def test_manifest_statistics_match_numpy(dataset, tmp_path):
             counts[record["labels"]] += 1
         assert fold["class_counts"] == counts.tolist()
     for shard in manifest["shards"]:
-        assert shard["sha256"] == tfrecords._sha256(tmp_path / shard["file"])
+        assert shard["sha256"] == tfrecords.sha256_of(tmp_path / shard["file"])
         assert shard["file"].startswith(f"train-fold{shard['fold']}-")
         assert shard["file"].endswith(f"-of-{len(manifest['shards']):05d}.tfrecord")
 
@@ -197,16 +192,16 @@ def test_stratified_folds_on_a_toy_case():
 
 def test_interrupted_run_resumes_to_identical_shards(dataset, tmp_path, monkeypatch):
     reference = convert(dataset, tmp_path / "reference")
-    original = tfrecords.serialize_example
+    original = conversion.serialize_example
     calls = {"count": 0}
 
-    def interrupted(*arguments):
+    def interrupted(*arguments, **options):
         calls["count"] += 1
         if calls["count"] == 9:  # in the middle of the third shard
             raise KeyboardInterrupt
-        return original(*arguments)
+        return original(*arguments, **options)
 
-    monkeypatch.setattr(tfrecords, "serialize_example", interrupted)
+    monkeypatch.setattr(conversion, "serialize_example", interrupted)
     with pytest.raises(KeyboardInterrupt):
         convert(dataset, tmp_path / "run")
     out = tmp_path / "run"
@@ -215,7 +210,7 @@ def test_interrupted_run_resumes_to_identical_shards(dataset, tmp_path, monkeypa
     finished = sorted(path.name for path in out.glob("*.tfrecord"))
     assert 1 <= len(finished) < 6
 
-    monkeypatch.setattr(tfrecords, "serialize_example", original)
+    monkeypatch.setattr(conversion, "serialize_example", original)
     resumed = convert(dataset, out)
     assert resumed["shards"] == reference["shards"]  # same names, counts, sha256
     assert verify_tfrecords(out, progress=False) == []
@@ -227,18 +222,18 @@ def test_killed_process_resumes_without_loss_or_duplicates(dataset, tmp_path):
     # A real SIGKILL in the middle of a shard: nothing gets to clean up.
     script = textwrap.dedent(f"""
         import os, signal
-        from hpa_keras.data import tfrecords
-        original = tfrecords.serialize_example
+        from hpa_keras.data import conversion
+        original = conversion.serialize_example
         count = [0]
-        def dying(*arguments):
+        def dying(*arguments, **options):
             count[0] += 1
             if count[0] == 11:
                 os.kill(os.getpid(), signal.SIGKILL)
-            return original(*arguments)
-        tfrecords.serialize_example = dying
-        tfrecords.make_tfrecords(
+            return original(*arguments, **options)
+        conversion.serialize_example = dying
+        conversion.make_tfrecords(
             {str(dataset / "train")!r}, {str(out)!r}, labels={str(dataset / "train.csv")!r},
-            settings=tfrecords.ConversionSettings(num_folds=3, num_shards=6),
+            settings=conversion.ConversionSettings(num_folds=3, num_shards=6),
             workers=1, progress=False)
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, check=False)
@@ -321,9 +316,15 @@ def break_sample(folder, how):
     if how == "different sizes":
         cv2.imwrite(str(green), np.zeros((32, 32), np.uint8))
         return sample_id, green, "a sample's channels must have the same size"
-    if how == "rgb":
-        cv2.imwrite(str(green), np.zeros((64, 64, 3), np.uint8))
-        return sample_id, green, "colour channels; expected one grayscale channel"
+    if how == "colour of another stain":
+        red_image = np.zeros((64, 64, 3), np.uint8)
+        red_image[..., 2] = np.random.default_rng(0).integers(0, 200, (64, 64))  # BGR: R
+        cv2.imwrite(str(green), red_image)
+        return sample_id, green, "not in the green stain's display colour (G)"
+    if how == "grayscale saved as colour":
+        plane = np.random.default_rng(1).integers(0, 200, (64, 64), dtype=np.uint8)
+        cv2.imwrite(str(green), np.stack([plane] * 3, axis=-1))
+        return sample_id, green, "a grayscale image saved as colour"
     if how == "too large":
         for channel in CHANNELS:
             cv2.imwrite(
@@ -342,7 +343,8 @@ BAD_INPUTS = [
     "truncated",
     "corrupt",
     "different sizes",
-    "rgb",
+    "colour of another stain",
+    "grayscale saved as colour",
     "too large",
     "id without files",
 ]
@@ -474,28 +476,24 @@ def test_compressed_tiffs_read_exactly(tmp_path, compression, dtype):
 
 
 def test_sixteen_bit_tiff_jpeg_and_large_fields(tmp_path):
+    """s1: 16-bit PNGs and an LZW TIFF; s2: 8-bit PNGs and a JPEG; both 300 px, stored at 100."""
     images = tmp_path / "images"
     images.mkdir()
     rng = np.random.default_rng(0)
-    expected = {}
-    for sample_id in ("s1", "s2"):
-        planes = {
-            channel: rng.integers(0, 65535, (300, 300), dtype=np.uint16) for channel in CHANNELS
-        }
-        for channel in ("red", "green"):
-            cv2.imwrite(str(images / f"{sample_id}_{channel}.png"), planes[channel])  # 16-bit
-        write_tiff(images / f"{sample_id}_blue.tif", planes["blue"], "tiff_lzw")
-        cv2.imwrite(
-            str(images / f"{sample_id}_yellow.jpg"), (planes["yellow"] >> 8).astype(np.uint8)
-        )
-        eight_bit = [
-            np.rint(planes[channel].astype(np.float32) * 255 / 65535).astype(np.uint8)
-            for channel in ("red", "green", "blue")
-        ]
-        eight_bit.append(cv2.imread(str(images / f"{sample_id}_yellow.jpg"), cv2.IMREAD_UNCHANGED))
-        expected[sample_id] = cv2.resize(
-            np.stack(eight_bit, axis=-1), (100, 100), interpolation=cv2.INTER_AREA
-        )
+    planes = {channel: rng.integers(0, 65535, (300, 300), dtype=np.uint16) for channel in CHANNELS}
+    for channel in ("red", "green", "yellow"):
+        cv2.imwrite(str(images / f"s1_{channel}.png"), planes[channel])  # 16-bit PNG
+    write_tiff(images / "s1_blue.tif", planes["blue"], "tiff_lzw")
+    eight_bit = {
+        channel: np.rint(planes[channel].astype(np.float32) * 255 / 65535).astype(np.uint8)
+        for channel in CHANNELS
+    }
+    expected = {"s1": np.stack([eight_bit[channel] for channel in CHANNELS], axis=-1)}
+    for channel in ("red", "green", "blue"):
+        cv2.imwrite(str(images / f"s2_{channel}.png"), eight_bit[channel])
+    cv2.imwrite(str(images / "s2_yellow.jpg"), eight_bit["yellow"])
+    jpeg = cv2.imread(str(images / "s2_yellow.jpg"), cv2.IMREAD_UNCHANGED)
+    expected["s2"] = np.stack([eight_bit[c] for c in ("red", "green", "blue")] + [jpeg], axis=-1)
     labels = tmp_path / "train.csv"
     labels.write_text("Id,Target\ns1,3\ns2,3 5\n")
     manifest = make_tfrecords(
@@ -507,9 +505,13 @@ def test_sixteen_bit_tiff_jpeg_and_large_fields(tmp_path):
         progress=False,
     )
     assert manifest["num_records"] == 2 and manifest["image_size"] == 100
+    assert manifest["sources"][0]["original_sizes"] == {"300x300": 2}
+    assert manifest["sources"][0]["file_bit_depths"] == {"16": 1, "8": 1}
     records = all_records(tmp_path / "out")
     for sample_id, image in expected.items():
-        np.testing.assert_array_equal(records[sample_id][0]["image"], image)
+        area = cv2.resize(image, (100, 100), interpolation=cv2.INTER_AREA)
+        np.testing.assert_array_equal(records[sample_id][0]["image"], area)
+        assert records[sample_id][0]["original_size"] == (300, 300)
 
 
 def test_mixed_sizes_need_image_size(tmp_path, dataset):

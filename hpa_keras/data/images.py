@@ -113,23 +113,54 @@ def image_dimensions(path: str | os.PathLike) -> tuple[int, int]:
     return height, width
 
 
+BIT_DEPTHS = (8, 16)
+GRAYSCALE, DISPLAY_COLOUR = "grayscale", "rgb, stain in its display colour"
+# Where each stain's signal lies in an HPA v18 colour file, as OpenCV orders colours (BGR).
+DISPLAY_COMPONENTS = {"red": (2,), "green": (1,), "blue": (0,), "yellow": (2, 1)}
+_COMPONENT_NAMES = ("B", "G", "R")
+# A colour file is a display-colour stain if its other components stay this small: on the
+# real v18 files they are at most 0.2 of the stain's own mean (JPEG colour bleeding).
+_OFF_COMPONENT_SHARE = 0.35
+_OFF_COMPONENT_SLACK = 0.5  # grey levels: near-black files are noise in every component
+
+
 def read_sample(
     channel_paths: dict[str, Path | None],
     image_size: int | None = None,
     sixteen_bit_rule: str = "full-range",
+    bit_depth: int = 8,
+    details: dict | None = None,
 ) -> np.ndarray:
-    """One sample's four channels as uint8 ``(H, W, 4)`` (red, green, blue, yellow).
+    """One sample's four channels as ``(H, W, 4)`` (red, green, blue, yellow).
+
+    Each channel file is grayscale (8 or 16 bits) or, as in the HPA's v18
+    release, an RGB image with the stain in its display colour (the red
+    file's signal in R, yellow in R and G): the stain's component is read
+    (for yellow the mean of R and G), detected from the file itself.
+
+    Args:
+        channel_paths: ``{channel: path}`` of the four stains.
+        image_size: resize to this side; fields larger are shrunk with area
+            interpolation (the average of the pixels each output pixel
+            covers, which keeps small bright structures instead of aliasing
+            them); smaller ones enlarged bilinearly (:func:`resize_square`).
+        sixteen_bit_rule: how 16-bit files become 8-bit when ``bit_depth`` is 8.
+        bit_depth: 8 (uint8 out, the default) or 16 (uint16 out; every file
+            must then be 16-bit).
+        details: a dict to fill with what was found: ``original_size``
+            ``(height, width)``, ``format`` (grayscale or display colour) and
+            ``bit_depth`` of the files.
 
     Every problem raises InputError naming the file: a missing channel, a file
-    too large to be real, a corrupt or colour image, channels of different
-    sizes. Fields larger than ``image_size`` are shrunk with area
-    interpolation (the average of the pixels each output pixel covers, which
-    keeps small bright structures instead of aliasing them); smaller ones are
-    enlarged bilinearly.
+    too large to be real, a corrupt file, a colour file whose colour is not
+    its stain's, channels of different sizes or bit depths, an 8-bit file
+    where 16 bits are kept.
     """
     if sixteen_bit_rule not in SIXTEEN_BIT_RULES:
         raise InputError(f"16-bit rule {sixteen_bit_rule!r}; expected one of {SIXTEEN_BIT_RULES}")
-    planes, first = [], None
+    if bit_depth not in BIT_DEPTHS:
+        raise InputError(f"bit depth {bit_depth}; expected 8 or 16")
+    planes, first, formats = [], None, set()
     for channel in CHANNELS:
         path = channel_paths.get(channel)
         if path is None:
@@ -140,19 +171,78 @@ def read_sample(
                 f"{path}: {width}x{height} pixels is too large to be a real HPA image "
                 f"(limit {MAX_IMAGE_SIDE} a side)"
             )
-        plane = read_channel(path)
+        plane, kind = stain_plane(read_channel(path, allow_colour=True), channel, path)
+        formats.add(kind)
         if first is None:
-            first = (path, plane.shape)
+            first = (path, plane.shape, plane.dtype)
         elif plane.shape != first[1]:
             raise InputError(
                 f"{path}: {plane.shape[1]}x{plane.shape[0]} pixels, but {first[0].name} is "
                 f"{first[1][1]}x{first[1][0]}; a sample's channels must have the same size"
             )
-        planes.append(to_uint8(plane, sixteen_bit_rule))
+        elif plane.dtype != first[2]:
+            raise InputError(
+                f"{path}: {_bits(plane)}-bit, but {first[0].name} is {_bits(first[2])}-bit; a "
+                "sample's channels must have the same bit depth"
+            )
+        if bit_depth == 16 and plane.dtype != np.uint16:
+            raise InputError(
+                f"{path}: an 8-bit image, but --bit-depth 16 keeps 16 bits; convert 8-bit data "
+                "with --bit-depth 8 (the default)"
+            )
+        planes.append(plane if bit_depth == 16 else to_uint8(plane, sixteen_bit_rule))
     image = np.stack(planes, axis=-1)
+    if details is not None:
+        details.update(
+            original_size=tuple(int(side) for side in image.shape[:2]),
+            format=" + ".join(sorted(formats)),
+            bit_depth=_bits(first[2]),
+        )
     if image_size is not None:
         image = resize_square(image, image_size)
     return image
+
+
+def _bits(array_or_dtype) -> int:
+    dtype = getattr(array_or_dtype, "dtype", array_or_dtype)
+    return 16 if dtype == np.uint16 else 8
+
+
+def stain_plane(array: np.ndarray, channel: str, path) -> tuple[np.ndarray, str]:
+    """One channel file's pixels as a 2-D plane, and how the file held them.
+
+    A grayscale array is returned as it is. A colour array (OpenCV's BGR
+    order; an opaque alpha channel is ignored) must hold its stain in the
+    stain's display colour, as the HPA's v18 files do: the stain's
+    component is returned (yellow: the rounded mean of R and G). A colour
+    file whose signal lies elsewhere (a green image named ``_red``, a
+    grayscale image saved as RGB) is an InputError naming the file.
+    """
+    if array.ndim == 2:
+        return array, GRAYSCALE
+    if array.shape[2] == 4:
+        if array.dtype == np.uint8 and int(array[..., 3].min()) < 255:
+            raise InputError(f"{path}: has a transparent alpha channel; expected a stain image")
+        array = array[..., :3]
+    means = array.reshape(-1, 3).mean(axis=0, dtype=np.float64)
+    stain = DISPLAY_COMPONENTS[channel]
+    others = [index for index in range(3) if index not in stain]
+    on, off = float(means[list(stain)].mean()), float(means[others].max())
+    scale = 255.0 if array.dtype == np.uint8 else 65535.0
+    balanced = len(stain) == 1 or means[list(stain)].min() >= 0.5 * means[list(stain)].max()
+    if off > _OFF_COMPONENT_SHARE * on + _OFF_COMPONENT_SLACK * scale / 255 or not balanced:
+        found = ", ".join(f"{_COMPONENT_NAMES[index]} {means[index]:.1f}" for index in (2, 1, 0))
+        expected = "+".join(_COMPONENT_NAMES[index] for index in stain)
+        hint = "; a grayscale image saved as colour" if np.ptp(means) < 0.05 * max(on, 1) else ""
+        raise InputError(
+            f"{path}: a colour image whose signal is not in the {channel} stain's display "
+            f"colour ({expected}); component means {found}{hint}. Expected a grayscale image "
+            "or an HPA v18 colour file of this stain"
+        )
+    if len(stain) == 1:
+        return np.ascontiguousarray(array[..., stain[0]]), DISPLAY_COLOUR
+    mixed = (array[..., stain[0]].astype(np.uint32) + array[..., stain[1]] + 1) // 2
+    return mixed.astype(array.dtype), DISPLAY_COLOUR
 
 
 def resize_square(image: np.ndarray, image_size: int) -> np.ndarray:
@@ -211,29 +301,42 @@ def _missing_name(channel_paths, channel):
     return f"<Id>_{channel}.png"
 
 
-def read_channel(path: str | os.PathLike) -> np.ndarray:
-    """One grayscale channel as stored: a 2-D uint8 or uint16 array.
+def read_channel(path: str | os.PathLike, allow_colour: bool = False) -> np.ndarray:
+    """One channel file as stored: a 2-D uint8 or uint16 array (with ``allow_colour``, a
+    colour file comes back as ``(H, W, 3 or 4)``, OpenCV's BGR order; see
+    :func:`stain_plane`).
 
     Raises InputError naming the file when it is missing, cannot be decoded
-    (truncated or corrupt), or holds colour or another pixel type.
+    (truncated or corrupt), or holds colour (unless allowed) or another pixel
+    type.
     """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: file not found")
+    data = path.read_bytes()
+    if path.suffix.lower() in (".jpg", ".jpeg") and not _complete_jpeg(data):
+        # OpenCV decodes a truncated JPEG without failing (libjpeg fills the rest with grey).
+        raise InputError(f"{path}: a truncated or damaged JPEG (no end-of-image marker)")
     # OpenCV reads PNG, JPEG and TIFF (uncompressed, LZW, deflate, PackBits; 8 and 16 bit)
     # as stored; tifffile would need the imagecodecs package for compressed TIFFs.
-    array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if array is None:
         raise InputError(f"{path}: cannot be decoded as an image (truncated or corrupt?)")
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[..., 0]
-    if array.ndim == 3:
+    if array.ndim == 3 and not allow_colour:
         raise InputError(
             f"{path}: has {array.shape[2]} colour channels; expected one grayscale channel"
         )
     if array.dtype not in (np.uint8, np.uint16):
         raise InputError(f"{path}: pixel type {array.dtype}; expected 8- or 16-bit integers")
     return array
+
+
+def _complete_jpeg(data: bytes) -> bool:
+    """A JPEG starts with the start-of-image marker and ends with end-of-image (FF D9),
+    allowing for padding after it."""
+    return data[:2] == b"\xff\xd8" and data.rstrip(b"\x00\r\n ")[-2:] == b"\xff\xd9"
 
 
 def to_unit_float(channel: np.ndarray) -> np.ndarray:

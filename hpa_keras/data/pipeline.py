@@ -2,24 +2,31 @@
 
 Training: the fold's shard files are shuffled and read in parallel
 (``interleave``, ``deterministic=False``), serialized records are shuffled in
-a bounded buffer, decoded in parallel (``png``: only the channels asked for)
-and batched. Resizing, conversion to float and normalization work on whole
-batches. Every step uses ``AUTOTUNE`` and the end is prefetched. (Parsing and
-decoding ``raw`` records a batch at a time was measured too: slower than
-per-record decoding spread over the cores.)
+a bounded buffer, decoded in parallel (``png``: only the channels asked
+for), optionally resized and randomly cropped, and batched. Conversion to
+float and normalization work on whole batches. Every step uses ``AUTOTUNE``
+and the end is prefetched. (Parsing and decoding ``raw`` records a batch at
+a time was measured too: slower than per-record decoding spread over the
+cores.)
 
 Evaluation and prediction: the files are read one after another in the
-manifest's order and nothing is shuffled or dropped, so every sample appears
-exactly once and always in the same order (for an unlabeled set, the order of
-its ``sample_submission.csv``).
+manifest's order and nothing is shuffled, cropped or dropped, so every
+sample appears exactly once and always in the same order (for an unlabeled
+set, the order of its ``sample_submission.csv``).
+
+Resizing: a size other than the stored one goes through
+:func:`hpa_keras.data.images.resize_square`, the OpenCV function that
+``make-tfrecords`` and ``predict --images`` use (area when shrinking), so a
+model sees the same pixels whichever way its input was made.
 
 Memory: the shuffle buffer holds serialized records (a ``raw`` 512x512
 record is 1 MiB; 1,024 of them, the default, are 1 GiB; ``png`` records about
 half that) and the prefetch a few batches, whatever the data set's size.
-``cache=True`` keeps every decoded image in memory as uint8 (N x S x S x C
-bytes: 31,072 challenge images at 512x512, all four channels, are 32.6 GB;
-the 3,200 training images of the demo at 256x256, 0.8 GB), which pays off
-only when the whole set fits and decoding is the bottleneck.
+``cache=True`` keeps every decoded image in memory (N x S x S x C bytes, twice
+that for 16-bit records: 31,072 challenge images at 512x512, all four
+channels, are 32.6 GB; the 3,200 training images of the demo at 256x256,
+0.8 GB), which pays off only when the whole set fits and decoding is the
+bottleneck.
 
 The data pipeline starts from a list of files, so under a ``tf.distribute``
 strategy with several workers tf.data's default auto-sharding gives each
@@ -32,8 +39,8 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-from hpa_keras.classes import CHANNELS, NUM_CLASSES
-from hpa_keras.data.tfrecords import READ_BUFFER_BYTES, read_manifest
+from hpa_keras.classes import CHANNELS
+from hpa_keras.data.tfrecords import READ_BUFFER_BYTES, read_manifest, source_names
 from hpa_keras.errors import InputError
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -58,24 +65,45 @@ def resolve_channels(channels: str | Sequence[str]) -> tuple[str, ...]:
     return names
 
 
-def select_shards(manifest: dict, folds=None) -> list[dict]:
-    """The manifest's shards of ``folds`` (an int, a list, or None for all)."""
-    shards = manifest["shards"]
-    if folds is None or not manifest["labeled"]:
-        return list(shards)
-    wanted = {int(folds)} if isinstance(folds, int | np.integer) else {int(f) for f in folds}
-    available = {shard["fold"] for shard in shards}
-    missing = sorted(wanted - available)
-    if missing:
-        raise InputError(f"fold {missing[0]} is not in this data set (folds: {sorted(available)})")
-    return [shard for shard in shards if shard["fold"] in wanted]
+def _as_set(values) -> set | None:
+    if values is None:
+        return None
+    if isinstance(values, str | int | np.integer):
+        return {values}
+    return set(values)
 
 
-def shard_paths(tfrecord_dir: str | os.PathLike, manifest: dict, folds=None) -> list[str]:
-    """Paths of the shards of ``folds``, in the manifest's order."""
+def select_shards(manifest: dict, folds=None, sources=None) -> list[dict]:
+    """The manifest's shards of ``folds`` (an int, a list, or None for all) and of
+    ``sources`` (a name, a list, or None for all)."""
+    shards = list(manifest["shards"])
+    wanted_folds = _as_set(folds)
+    if wanted_folds is not None and manifest["labeled"]:
+        wanted_folds = {int(fold) for fold in wanted_folds}
+        available = {shard["fold"] for shard in shards}
+        missing = sorted(wanted_folds - available)
+        if missing:
+            raise InputError(
+                f"fold {missing[0]} is not in this data set (folds: {sorted(available)})"
+            )
+        shards = [shard for shard in shards if shard["fold"] in wanted_folds]
+    wanted_sources = _as_set(sources)
+    if wanted_sources is not None:
+        names = source_names(manifest)
+        unknown = sorted(wanted_sources - set(names))
+        if unknown:
+            raise InputError(
+                f"source {unknown[0]!r} is not in this data set (sources: {', '.join(names)})"
+            )
+        shards = [shard for shard in shards if shard["source"] in wanted_sources]
+    return shards
+
+
+def shard_paths(tfrecord_dir: str | os.PathLike, manifest: dict, folds=None, sources=None) -> list:
+    """Paths of the shards of ``folds`` and ``sources``, in the manifest's order."""
     return [
         os.path.join(os.fspath(tfrecord_dir), shard["file"])
-        for shard in select_shards(manifest, folds)
+        for shard in select_shards(manifest, folds, sources)
     ]
 
 
@@ -92,6 +120,8 @@ def load_dataset(
     shuffle_buffer: int = 1024,
     seed: int | None = None,
     augment=None,
+    sources=None,
+    crop: int | None = None,
 ) -> tf.data.Dataset:
     """A dataset of ``(images, multi_hot_labels)``, or ``(images, ids)`` when unlabeled.
 
@@ -99,27 +129,31 @@ def load_dataset(
         tfrecord_dir: a make-tfrecords output folder (with ``manifest.json``).
         folds: fold or folds to read; ``None`` reads all.
         training: shuffle files and records, read files in parallel without a
-            fixed order, drop the last partial batch, repeat by default.
+            fixed order, crop, drop the last partial batch, repeat by default.
         batch_size: samples per batch.
-        image_size: output side; the stored size when ``None``.
+        image_size: the fields' side after resizing; the stored size when ``None``.
         channels: ``"rgby"``, ``"rgb"`` (no yellow), ``"g"`` or a list of names.
         normalization: ``"manifest"`` (float32, per-channel mean and std of
-            the data set), ``"unit"`` (float32 pixels / 255, in [0, 1]) or
-            ``"none"`` (the uint8 pixels, to standardize on the device with
+            the data set), ``"unit"`` (float32 pixels over their maximum, in
+            [0, 1]) or ``"none"`` (the stored uint8 or uint16 pixels, to
+            standardize on the device with
             :class:`hpa_keras.models.layers.ChannelStandardization`: the
             fastest, see README).
-        cache: keep decoded uint8 images in memory after the first pass.
+        cache: keep decoded images in memory after the first pass.
         repeat: repeat forever; defaults to ``training``.
         shuffle_buffer: records in the shuffle buffer (training only).
-        seed: seed for the shuffles.
+        seed: seed for the shuffles and crops.
         augment: an optional Keras layer (for example from
-            :func:`hpa_keras.models.augmentation.make_augmentation`) applied to each
-            training batch on the CPU, for users who prefer that to
+            :func:`hpa_keras.models.augmentation.make_augmentation`) applied to
+            each training batch on the CPU, for users who prefer that to
             augmenting inside the model.
+        sources: source name or names to read (``None``: all).
+        crop: with ``training``: a random ``crop x crop`` window of each field
+            (after resizing); evaluation always gives the whole field.
 
-    Images are ``(batch, size, size, len(channels))``, float32 (uint8 with
-    ``normalization="none"``); labels float32 ``(batch, 28)``; ids strings
-    ``(batch,)``.
+    Images are ``(batch, size, size, len(channels))`` (``crop`` in training),
+    float32 (uint8 or uint16 with ``normalization="none"``); labels float32
+    ``(batch, classes)``; ids strings ``(batch,)``.
     """
     manifest = read_manifest(tfrecord_dir)
     names = resolve_channels(channels)
@@ -127,34 +161,41 @@ def load_dataset(
         raise InputError(f"normalization {normalization!r}: use one of {NORMALIZATIONS}")
     if batch_size < 1:
         raise InputError(f"batch_size must be at least 1, got {batch_size}")
-    files = shard_paths(tfrecord_dir, manifest, folds)
-    labeled = manifest["labeled"]
+    shards = select_shards(manifest, folds, sources)
+    if not shards:
+        raise InputError(f"{tfrecord_dir}: no records of folds {folds} and sources {sources}")
+    files = [os.path.join(os.fspath(tfrecord_dir), shard["file"]) for shard in shards]
     stored = manifest["image_size"]
     size = image_size or stored
+    if crop is not None and not 0 < crop <= size:
+        raise InputError(f"crop {crop} must be between 1 and the field's side {size}")
     indices = [CHANNELS.index(name) for name in names]
     repeat = training if repeat is None else repeat
-    encoding = manifest["encoding"]
 
     dataset = _record_stream(files, training, seed)
     if not cache:  # shuffle serialized records: the buffer costs their size, no more
         dataset = _shuffle(dataset, training, shuffle_buffer, seed)
-    dataset = dataset.map(
-        _make_single_decoder(encoding, stored, indices, labeled),
-        num_parallel_calls=AUTOTUNE,
-        deterministic=not training,
-    )
+    decoder = _make_single_decoder(manifest, indices, size)
+    dataset = dataset.map(decoder, num_parallel_calls=AUTOTUNE, deterministic=not training)
     if cache:
         dataset = _shuffle(dataset.cache(), training, shuffle_buffer, seed)
+    if training and crop is not None and crop < size:
+        window = (crop, crop, len(indices))
+        dataset = dataset.map(
+            lambda image, target: (tf.image.random_crop(image, window, seed=seed), target),
+            num_parallel_calls=AUTOTUNE,
+            deterministic=False,
+        )
     if repeat:
         dataset = dataset.repeat()
     dataset = dataset.batch(batch_size, drop_remainder=training)
     if not repeat:
         # The manifest knows the length: Keras then shows progress totals and does not
         # warn that a dataset of unknown length "ran out of data".
-        records = sum(shard["num_records"] for shard in select_shards(manifest, folds))
+        records = sum(shard["num_records"] for shard in shards)
         batches = records // batch_size if training else -(-records // batch_size)
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
-    finish = _make_finisher(manifest, names, size, stored, normalization)
+    finish = _make_finisher(manifest, names, normalization)
     if finish is not None:
         dataset = dataset.map(finish, num_parallel_calls=AUTOTUNE, deterministic=not training)
     if augment is not None and training:
@@ -165,30 +206,35 @@ def load_dataset(
     return dataset.prefetch(AUTOTUNE)
 
 
-def dataset_ids(tfrecord_dir: str | os.PathLike, folds=None) -> list[str]:
+def dataset_ids(tfrecord_dir: str | os.PathLike, folds=None, sources=None) -> list[str]:
     """Sample Ids in the evaluation order of :func:`load_dataset` (``training=False``)."""
-    return dataset_labels(tfrecord_dir, folds)[0]
+    return dataset_labels(tfrecord_dir, folds, sources)[0]
 
 
-def dataset_labels(tfrecord_dir: str | os.PathLike, folds=None) -> tuple[list[str], np.ndarray]:
-    """``(ids, multi-hot labels (N, 28) float32)`` in the evaluation order of :func:`load_dataset`.
+def dataset_labels(
+    tfrecord_dir: str | os.PathLike, folds=None, sources=None
+) -> tuple[list[str], np.ndarray]:
+    """``(ids, multi-hot labels (N, classes) float32)`` in the evaluation order of
+    :func:`load_dataset`.
 
     Reads only the Id and label fields (no image is decoded); an unlabeled
     set gives all-zero labels.
     """
-    files = shard_paths(tfrecord_dir, read_manifest(tfrecord_dir), folds)
+    manifest = read_manifest(tfrecord_dir)
+    files = shard_paths(tfrecord_dir, manifest, folds, sources)
+    num_classes = manifest["num_classes"]
     spec = {"id": tf.io.FixedLenFeature([], tf.string), "labels": tf.io.VarLenFeature(tf.int64)}
 
     def parse(record):
         fields = tf.io.parse_single_example(record, spec)
-        return fields["id"], _multi_hot(fields["labels"].values)
+        return fields["id"], _multi_hot(fields["labels"].values, num_classes)
 
     ids, labels = [], []
     records = tf.data.TFRecordDataset(files, buffer_size=READ_BUFFER_BYTES).map(parse)
     for sample_id, target in records.batch(4096).as_numpy_iterator():
         ids.extend(value.decode("utf-8") for value in sample_id)
         labels.append(target)
-    stacked = np.concatenate(labels) if labels else np.zeros((0, NUM_CLASSES), np.float32)
+    stacked = np.concatenate(labels) if labels else np.zeros((0, num_classes), np.float32)
     return ids, stacked.astype(np.float32)
 
 
@@ -209,8 +255,9 @@ def load_image_folder(
     batch_size: int = 32,
     sixteen_bit_rule: str = "full-range",
     parallel_reads: int | None = None,
+    bit_depth: int = 8,
 ) -> tuple[tf.data.Dataset, ImageFolderErrors]:
-    """Batches of uint8 images of the samples ``ids`` of an image folder, in that order.
+    """Batches of images of the samples ``ids`` of an image folder, in that order.
 
     Args:
         index: ``{Id: {channel: path}}`` from
@@ -219,6 +266,8 @@ def load_image_folder(
         image_size: output side; each field is read and resized exactly as
             ``make-tfrecords`` stores it (:func:`hpa_keras.data.images.read_sample`).
         channels: which stains, as in :func:`load_dataset`.
+        sixteen_bit_rule, bit_depth: as the records were made (uint8 for 8,
+            uint16 for 16).
         parallel_reads: samples decoded at once; default one per core.
 
     Returns ``(dataset, errors)``: the dataset yields ``(images, ids)``
@@ -239,18 +288,19 @@ def load_image_folder(
     indices = [CHANNELS.index(name) for name in names]
     errors = ImageFolderErrors()
     ids = [str(sample_id) for sample_id in ids]
+    dtype = tf.uint16 if bit_depth == 16 else tf.uint8
 
     def read(sample_id) -> np.ndarray:
         sample_id = sample_id.decode("utf-8")
         try:
-            image = read_sample(index[sample_id], image_size, sixteen_bit_rule)
+            image = read_sample(index[sample_id], image_size, sixteen_bit_rule, bit_depth)
         except InputError as error:
             errors.append(str(error))
             raise
         return np.ascontiguousarray(image[..., indices])
 
     def decode(sample_id):
-        image = tf.numpy_function(read, [sample_id], tf.uint8, stateful=False)
+        image = tf.numpy_function(read, [sample_id], dtype, stateful=False)
         return tf.ensure_shape(image, (image_size, image_size, len(indices))), sample_id
 
     dataset = (
@@ -293,12 +343,12 @@ def _spec(encoding):
     }
 
 
-def _multi_hot(labels):
+def _multi_hot(labels, num_classes):
     """Class indices (padded with -1, which one_hot maps to zeros) to multi-hot, last axis.
 
     A sum clipped at 1 rather than a max, so an empty label set gives zeros.
     """
-    return tf.minimum(tf.reduce_sum(tf.one_hot(labels, NUM_CLASSES, dtype=tf.float32), -2), 1.0)
+    return tf.minimum(tf.reduce_sum(tf.one_hot(labels, num_classes, dtype=tf.float32), -2), 1.0)
 
 
 def _select_channels(images, indices):
@@ -312,31 +362,49 @@ def _select_channels(images, indices):
     return tf.gather(images, indices, axis=-1)
 
 
-def _make_single_decoder(encoding, stored, indices, labeled):
-    """One record to ``(uint8 image (S, S, C), multi-hot labels (28,) or the Id)``."""
+def _resize_like_conversion(image, size: int, dtype):
+    """``resize_square`` (OpenCV, area when shrinking) inside tf.data: the same pixels as
+    make-tfrecords and predict --images give."""
+    from hpa_keras.data.images import resize_square
 
+    channels = image.shape[-1]
+    resized = tf.numpy_function(
+        lambda array: np.ascontiguousarray(resize_square(array, size)),
+        [image],
+        dtype,
+        stateful=False,
+    )
+    return tf.ensure_shape(resized, (size, size, channels))
+
+
+def _make_single_decoder(manifest, indices, size):
+    """One record to ``(image (S, S, C), multi-hot labels or the Id)``, in the stored type."""
+    encoding, stored = manifest["encoding"], manifest["image_size"]
+    labeled, num_classes = manifest["labeled"], manifest["num_classes"]
+    dtype = tf.uint16 if manifest["bit_depth"] == 16 else tf.uint8
     spec = _spec(encoding)
 
     def decode(record):
         features = tf.io.parse_single_example(record, spec)
         parts = features["image"]
         if encoding == "png":
-            planes = [tf.io.decode_png(parts[index], channels=1) for index in indices]
+            planes = [tf.io.decode_png(parts[index], channels=1, dtype=dtype) for index in indices]
             image = planes[0] if len(planes) == 1 else tf.concat(planes, axis=-1)
         else:
-            image = _select_channels(
-                tf.reshape(tf.io.decode_raw(parts[0], tf.uint8), (stored, stored, 4)), indices
-            )
+            pixels = tf.io.decode_raw(parts[0], dtype, little_endian=True)
+            image = _select_channels(tf.reshape(pixels, (stored, stored, 4)), indices)
         image = tf.ensure_shape(image, (stored, stored, len(indices)))
-        target = _multi_hot(features["labels"].values) if labeled else features["id"]
+        if size != stored:
+            image = _resize_like_conversion(image, size, dtype)
+        target = _multi_hot(features["labels"].values, num_classes) if labeled else features["id"]
         return image, target
 
     return decode
 
 
-def _make_finisher(manifest, names, size, stored, normalization):
-    """Resizing and normalization of a batch of images, or None when there is nothing to do."""
-    if size == stored and normalization == "none":
+def _make_finisher(manifest, names, normalization):
+    """Conversion to float and normalization of a batch, or None when there is nothing to do."""
+    if normalization == "none":
         return None
     if normalization == "manifest":
         indices = [CHANNELS.index(name) for name in names]
@@ -345,15 +413,10 @@ def _make_finisher(manifest, names, size, stored, normalization):
             [max(manifest["channel_std"][index], 1e-3) for index in indices], tf.float32
         )
     else:
-        mean, std = tf.constant(0.0), tf.constant(255.0 if normalization == "unit" else 1.0)
+        top = 65535.0 if manifest["bit_depth"] == 16 else 255.0
+        mean, std = tf.constant(0.0), tf.constant(top)
 
     def finish(images, target):
-        if size != stored:
-            images = tf.image.resize(images, (size, size), antialias=size < stored)
-            if normalization == "none":
-                images = tf.cast(tf.clip_by_value(tf.round(images), 0, 255), tf.uint8)
-        if normalization != "none":
-            images = (tf.cast(images, tf.float32) - mean) / std
-        return images, target
+        return (tf.cast(images, tf.float32) - mean) / std, target
 
     return finish

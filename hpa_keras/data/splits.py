@@ -83,3 +83,78 @@ def balance_of_counts(class_counts: np.ndarray, fold_sizes: np.ndarray) -> dict:
         "worst_class": int(np.unravel_index(relative.argmax(), relative.shape)[1]),
         "empty_fold_class_cells": int(((per_fold == 0) & enough).sum()),
     }
+
+
+def grouped_stratified_folds(
+    label_matrix: np.ndarray, groups, num_folds: int, seed: int
+) -> np.ndarray:
+    """The fold of each sample, stratified over all labels and keeping every group in one fold.
+
+    Fields of one antibody look alike, so a split that puts some in training
+    and others in validation measures memory, not generalization. This is
+    iterative stratification (Sechidis et al. 2011) over groups instead of
+    samples: each group carries its per-class counts and its size; classes
+    are taken from the rarest (fewest unassigned positives) up, and each
+    group holding the class goes to the fold that still lacks most of it
+    (ties: the fold that lacks most samples, then at random), largest groups
+    first so that the small ones can even out what the large ones leave.
+    Groups without any label fill the folds by size last.
+
+    Args:
+        label_matrix: ``(N, C)`` multi-hot labels.
+        groups: ``(N,)`` group keys (any hashable values).
+        num_folds: K, at least 2 and at most the number of groups.
+        seed: fixes the assignment.
+    """
+    label_matrix = np.asarray(label_matrix, dtype=np.float64)
+    keys, group_of = np.unique(np.asarray(groups, dtype=object).astype(str), return_inverse=True)
+    if num_folds < 2:
+        raise InputError(f"--folds must be at least 2, got {num_folds}")
+    if len(keys) < num_folds:
+        raise InputError(f"--folds {num_folds} is more than the {len(keys)} groups of samples")
+    rng = np.random.default_rng(seed)
+    counts = np.zeros((len(keys), label_matrix.shape[1]))
+    np.add.at(counts, group_of, label_matrix)
+    sizes = np.bincount(group_of, minlength=len(keys)).astype(np.float64)
+    share = 1.0 / num_folds
+    label_demand = np.tile(counts.sum(axis=0) * share, (num_folds, 1))
+    size_demand = np.full(num_folds, sizes.sum() * share)
+    fold_of_group = np.full(len(keys), -1, dtype=np.int64)
+    # A random order first, then a stable sort by size: ties between equal sizes stay random.
+    order = rng.permutation(len(keys))
+    order = order[np.argsort(-sizes[order], kind="stable")]
+
+    def assign(group: int, demand: np.ndarray) -> None:
+        best = np.flatnonzero(demand == demand.max())
+        if len(best) > 1:
+            room = size_demand[best]
+            best = best[room == room.max()]
+        fold = int(best[rng.integers(len(best))]) if len(best) > 1 else int(best[0])
+        fold_of_group[group] = fold
+        label_demand[fold] -= counts[group]
+        size_demand[fold] -= sizes[group]
+
+    unassigned = np.ones(len(keys), dtype=bool)
+    while True:
+        remaining = (counts * unassigned[:, None]).sum(axis=0)
+        present = np.flatnonzero(remaining > 0)
+        if not len(present):
+            break
+        label = int(present[np.argmin(remaining[present])])
+        for group in order:
+            if unassigned[group] and counts[group, label] > 0:
+                assign(group, label_demand[:, label])
+                unassigned[group] = False
+    for group in order:
+        if unassigned[group]:
+            assign(group, size_demand)
+            unassigned[group] = False
+    return fold_of_group[group_of]
+
+
+def groups_across_folds(groups, folds) -> int:
+    """How many groups have samples in more than one fold (0 for a grouped split)."""
+    table = {}
+    for group, fold in zip(np.asarray(groups, dtype=object), np.asarray(folds), strict=True):
+        table.setdefault(group, set()).add(int(fold))
+    return sum(len(members) > 1 for members in table.values())

@@ -111,8 +111,8 @@ def grad_cam(model, image: np.ndarray, classes, layer=None, output_size=None) ->
 def explain_sample(run_folder, images, sample_id, classes=None, max_classes: int = 4):
     """Grad-CAM for one sample of an image folder: ``(image, classes, maps, probabilities)``.
 
-    ``image`` is the sample at its own size (uint8 RGBY); the maps have that
-    size. ``classes`` default to the predicted ones (the run's thresholds;
+    ``image`` is the sample at its own size (RGBY, the run's pixel type); the
+    maps have that size. ``classes`` default to the predicted ones (the run's thresholds;
     the top class if none passes), most probable first, at most ``max_classes``.
     """
     from hpa_keras.classes import CHANNELS
@@ -121,7 +121,8 @@ def explain_sample(run_folder, images, sample_id, classes=None, max_classes: int
     from hpa_keras.inference.submission import submission_labels
 
     run = load_run(run_folder)
-    image = read_sample(find_sample_files(images, sample_id))  # errors name the missing file
+    files = find_sample_files(images, sample_id)  # errors name the missing file
+    image = read_sample(files, None, run.sixteen_bit_rule, run.bit_depth)
     channel_indices = [CHANNELS.index(name) for name in run.channels]
     model_input = resize_square(image, run.image_size)[..., channel_indices]
     probabilities = np.asarray(run.model(model_input[None], training=False))[0]
@@ -139,14 +140,22 @@ def write_cam(
     run_folder, images, sample_id, out: str | os.PathLike, classes=None, true_labels=None
 ) -> dict:
     """Draw :func:`explain_sample` into ``out`` (PNG, written atomically); ``true_labels``,
-    when known, are named in the title."""
-    from hpa_keras.classes import class_name
+    when known, are named in the title. Classes are named as the run names them."""
+    from hpa_keras.inference.runs import class_names_of
     from hpa_keras.reports.cam import cam_figure
     from hpa_keras.reports.figures import save_figure
 
     image, classes, maps, probabilities = explain_sample(run_folder, images, sample_id, classes)
+    names = class_names_of(run_folder)
     title = f"Grad-CAM, sample {sample_id} ({image.shape[1]}x{image.shape[0]})"
     if true_labels is not None:
-        title += "\ntrue: " + ", ".join(f"{k} {class_name(k)}" for k in true_labels)
-    save_figure(cam_figure(image, maps, classes, probabilities, title), out, dpi=100)
-    return {"classes": classes, "probabilities": probabilities, "maps": maps, "image": image}
+        title += "\ntrue: " + ", ".join(f"{k} {names[k]}" for k in true_labels)
+    figure = cam_figure(image, maps, classes, probabilities, title, class_names=names)
+    save_figure(figure, out, dpi=100)
+    return {
+        "classes": classes,
+        "probabilities": probabilities,
+        "maps": maps,
+        "image": image,
+        "class_names": names,
+    }

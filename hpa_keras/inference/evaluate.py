@@ -174,33 +174,38 @@ def summary_line(evaluation: Evaluation, what: str = "images") -> str:
     )
 
 
-def _run_validation_fold(folder: Path, data: Path) -> int | None:
-    """The validation fold of a run trained on ``data``; ``None`` if it trained on other data."""
-    import yaml
+def _run_validation(folder: Path, data: Path) -> tuple[int, str | None] | None:
+    """``(fold, source)`` a run validated on if it trained on ``data``; ``None`` otherwise."""
+    from hpa_keras.inference.runs import read_run_config
 
-    config_path = folder / "config.yaml"
-    if not config_path.is_file():
-        return None
-    config = yaml.safe_load(config_path.read_text()) or {}
+    config = read_run_config(folder)
     trained_on = config.get("data")
     if trained_on and Path(trained_on).resolve() == data.resolve():
-        return int(config.get("fold", 0))
+        return int(config.get("fold", 0)), config.get("validate_source")
     return None
 
 
 def default_folds(runs: Sequence[str | os.PathLike], data: str | os.PathLike):
     """The folds to evaluate when none are given: the runs' validation fold if they were
     trained on ``data`` (scoring all of it would score training samples), else all."""
-    folds = {_run_validation_fold(Path(folder), Path(data)) for folder in runs}
-    if folds == {None}:
-        return None
+    return default_selection(runs, data)[0]
+
+
+def default_selection(runs: Sequence[str | os.PathLike], data: str | os.PathLike):
+    """``(folds, sources)`` to evaluate when no fold is given: the runs' validation fold (and
+    validation source) if they were trained on ``data``, else everything."""
+    found = {_run_validation(Path(folder), Path(data)) for folder in runs}
+    if found == {None}:
+        return None, None
+    folds = {entry[0] if entry else None for entry in found}
     if len(folds) > 1:
         raise InputError(
             f"the runs were trained on {data} with different validation folds "
             f"({', '.join(str(fold) for fold in sorted(folds, key=str))}): every fold is "
             "training data for one of them; give --fold, or evaluate on held-out data"
         )
-    return [folds.pop()]
+    sources = {entry[1] for entry in found if entry}
+    return [folds.pop()], (sources.pop() if len(sources) == 1 else None)
 
 
 def evaluate_runs(
@@ -211,14 +216,16 @@ def evaluate_runs(
     labels_file=None,
     tta: int = 1,
     batch_size: int = 16,
+    sources=None,
 ) -> Evaluation:
     """Predict labeled data with ``runs`` (an ensemble if several) and score it.
 
     Args:
         runs: run folders from ``hpa-keras fit``.
-        data: a labeled make-tfrecords folder; ``folds`` picks folds of it.
-            Without ``folds``, the runs' validation fold when they were
-            trained on this folder, otherwise all of it.
+        data: a labeled make-tfrecords folder; ``folds`` picks folds of it and
+            ``sources`` its sources. Without ``folds``, the runs' validation
+            fold (and validation source) when they were trained on this
+            folder, otherwise all of it.
         images, labels_file: instead of ``data``, an image folder and its
             ``Id,Target`` CSV (every Id of the CSV is evaluated, in its order).
         tta: dihedral views averaged per image.
@@ -232,12 +239,13 @@ def evaluate_runs(
         if not read_manifest(data).get("labeled", False):
             raise InputError(f"{data}: the TFRecords are unlabeled; evaluation needs labels")
         if folds is None:
-            folds = default_folds(runs, data)
-        ids, labels = dataset_labels(data, folds)
+            folds, default_sources = default_selection(runs, data)
+            sources = sources if sources is not None else default_sources
+        ids, labels = dataset_labels(data, folds, sources)
         if not ids:
             raise InputError(f"{data}: nothing to evaluate (no samples)")
         probabilities, thresholds = predict_ids(
-            runs, ids, data=data, folds=folds, tta=tta, batch_size=batch_size
+            runs, ids, data=data, folds=folds, tta=tta, batch_size=batch_size, sources=sources
         )
     elif images is not None:
         from hpa_keras.data.labels import read_labels
@@ -252,10 +260,19 @@ def evaluate_runs(
         )
     else:
         raise InputError("give --data (labeled TFRecords) or --images with --labels")
+    from hpa_keras.inference.runs import class_names_of
+
+    names = class_names_of(runs[0])
+    if labels.shape[1] != len(names):
+        raise InputError(
+            f"the labels have {labels.shape[1]} classes but {runs[0]} predicts {len(names)}; "
+            "evaluate a run on data of its own label scheme"
+        )
     details = {
         "runs": [str(folder) for folder in runs],
         "data": str(data if data is not None else images),
         "folds": None if folds is None else [int(fold) for fold in np.atleast_1d(folds)],
+        "sources": None if sources is None else sorted(np.atleast_1d(sources).tolist()),
         "tta": tta,
     }
-    return Evaluation(ids, labels, probabilities, thresholds, details=details)
+    return Evaluation(ids, labels, probabilities, thresholds, class_names=names, details=details)

@@ -19,7 +19,9 @@ import numpy as np
 from hpa_keras.errors import InputError
 
 
-def input_ids(data=None, images=None, ids_file=None, folds=None) -> tuple[list[str], dict | None]:
+def input_ids(
+    data=None, images=None, ids_file=None, folds=None, sources=None
+) -> tuple[list[str], dict | None]:
     """The Ids to predict, in submission order, and the image index for ``images``.
 
     From TFRecords: their evaluation order. From an image folder: the order
@@ -35,7 +37,7 @@ def input_ids(data=None, images=None, ids_file=None, folds=None) -> tuple[list[s
     if data is not None:
         from hpa_keras.data.pipeline import dataset_ids
 
-        return dataset_ids(data, folds), None
+        return dataset_ids(data, folds, sources), None
     index = index_image_folder(images)
     if ids_file is not None:
         ids = list(read_id_file(ids_file).ids)
@@ -57,8 +59,14 @@ def check_prediction_settings(runs, tta: int) -> None:
         raise InputError("give at least one run folder (--run)")
 
 
-def predict_run(run, ids, data=None, index=None, folds=None, tta: int = 1, batch_size: int = 16):
-    """Probabilities ``(len(ids), classes)`` float32 of one loaded run (see :func:`predict_ids`)."""
+def predict_run(
+    run, ids, data=None, index=None, folds=None, tta: int = 1, batch_size: int = 16, sources=None
+):
+    """Probabilities ``(len(ids), classes)`` float32 of one loaded run (see :func:`predict_ids`).
+
+    Fields are resized to the run's field size exactly as its records were
+    made, and seen whole or as the run's tiles, in ``tta`` dihedral views.
+    """
     import tensorflow as tf
 
     from hpa_keras.data.pipeline import load_dataset, load_image_folder
@@ -66,6 +74,14 @@ def predict_run(run, ids, data=None, index=None, folds=None, tta: int = 1, batch
 
     errors = None
     if data is not None:
+        from hpa_keras.data.tfrecords import read_manifest
+
+        stored = read_manifest(data)["bit_depth"]
+        if stored != run.bit_depth:
+            raise InputError(
+                f"{data}: {stored}-bit records, but {run.folder} was trained on "
+                f"{run.bit_depth}-bit ones; convert with --bit-depth {run.bit_depth}"
+            )
         dataset = load_dataset(
             data,
             folds=folds,
@@ -74,14 +90,22 @@ def predict_run(run, ids, data=None, index=None, folds=None, tta: int = 1, batch
             image_size=run.image_size,
             channels=run.channels,
             normalization="none",
+            sources=sources,
         )
     else:
         dataset, errors = load_image_folder(
-            index, ids, run.image_size, run.channels, batch_size=batch_size
+            index,
+            ids,
+            run.image_size,
+            run.channels,
+            batch_size=batch_size,
+            sixteen_bit_rule=run.sixteen_bit_rule,
+            bit_depth=run.bit_depth,
         )
     images = dataset.map(lambda batch, _: batch)
+    predictor = with_tta(run.model, tta, tiles=run.tiles, tile_size=run.crop)
     try:
-        scores = with_tta(run.model, tta).predict(images, verbose=0)
+        scores = predictor.predict(images, verbose=0)
     except tf.errors.OpError:
         if errors:
             errors.raise_first()
@@ -93,7 +117,7 @@ def predict_run(run, ids, data=None, index=None, folds=None, tta: int = 1, batch
 
 
 def predict_ids(
-    runs, ids, data=None, index=None, folds=None, tta: int = 1, batch_size: int = 16
+    runs, ids, data=None, index=None, folds=None, tta: int = 1, batch_size: int = 16, sources=None
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(probabilities, thresholds)`` of Ids already known, averaged over ``runs``.
 
@@ -106,13 +130,14 @@ def predict_ids(
     from hpa_keras.inference.runs import load_run
 
     check_prediction_settings(runs, tta)
-    probabilities, thresholds = [], []
+    probabilities, thresholds, names = [], [], set()
     for folder in runs:
         run = load_run(folder)
-        probabilities.append(predict_run(run, ids, data, index, folds, tta, batch_size))
+        probabilities.append(predict_run(run, ids, data, index, folds, tta, batch_size, sources))
         thresholds.append(run.thresholds)
-    if len({len(value) for value in thresholds}) > 1:
-        raise InputError("the runs predict different numbers of classes; they cannot be averaged")
+        names.add(run.class_names)
+    if len(names) > 1:
+        raise InputError("the runs predict different classes; they cannot be averaged")
     return np.mean(probabilities, axis=0), np.mean(thresholds, axis=0)
 
 

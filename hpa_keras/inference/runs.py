@@ -22,12 +22,13 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from hpa_keras.classes import CLASS_NAMES
+from hpa_keras.classes import SCHEMES
 from hpa_keras.errors import InputError
 
 MODEL_FILE = "model.keras"
 THRESHOLDS_FILE = "thresholds.json"  # written by hpa_keras.training.callbacks.ThresholdSearch
 CONFIG_FILE = "config.yaml"
+INPUT_FILE = "input.json"  # written by hpa_keras.training.fit
 
 
 @dataclass
@@ -40,10 +41,15 @@ class Run:
             ``channels`` in, one probability per class out).
         thresholds: float64 ``(num_classes,)`` decision thresholds.
         class_names: the names of the model's outputs, in order.
-        image_size: the side of the model's square input.
+        image_size: the side fields are resized to before the model sees them.
         channels: the stains the model reads, in order (for example
             ``("red", "green", "blue", "yellow")``).
         config: the run's resolved training settings (``config.yaml``).
+        crop: the side of the crops it trained on (``None``: whole fields).
+        tiles: 0: it sees whole fields; N: the mean over N x N crop-sized tiles.
+        bit_depth: 8 or 16, the pixel type of its input.
+        sixteen_bit_rule: how 16-bit files became 8-bit for it.
+        scheme: the label scheme of its outputs (``hpa2018``, ``hpa2021``).
     """
 
     folder: Path
@@ -53,10 +59,38 @@ class Run:
     image_size: int
     channels: tuple[str, ...]
     config: dict = field(default_factory=dict)
+    crop: int | None = None
+    tiles: int = 0
+    bit_depth: int = 8
+    sixteen_bit_rule: str = "full-range"
+    scheme: str = "hpa2018"
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def views_description(self) -> str:
+        """How the run sees a field, for summaries: the whole field or its tiles."""
+        if not self.tiles:
+            return f"whole {self.image_size} px fields"
+        return f"{self.tiles}x{self.tiles} tiles of {self.crop} px over {self.image_size} px fields"
+
+
+def read_input_settings(folder: str | os.PathLike) -> dict:
+    """A run's ``input.json`` (empty for runs made before it existed)."""
+    import json
+
+    path = Path(folder) / INPUT_FILE
+    if not path.is_file():
+        return {}
+    try:
+        settings = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise InputError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(settings, dict):
+        raise InputError(f"{path}: expected a mapping of input settings")
+    return settings
 
 
 def read_run_config(folder: str | os.PathLike) -> dict:
@@ -71,6 +105,21 @@ def read_run_config(folder: str | os.PathLike) -> dict:
     if not isinstance(config, dict):
         raise InputError(f"{path}: expected a mapping of settings, got {type(config).__name__}")
     return config
+
+
+def class_names_of(folder: str | os.PathLike) -> tuple[str, ...]:
+    """A run's class names without loading its model (``input.json``, else ``thresholds.json``)."""
+    from hpa_keras.training.callbacks import read_thresholds_document
+
+    names = read_input_settings(folder).get("class_names")
+    if names:
+        return tuple(names)
+    document = read_thresholds_document(folder)
+    if document.get("class_names"):
+        return tuple(document["class_names"])
+    count = len(document["thresholds"])
+    known = next((scheme for scheme in SCHEMES.values() if scheme.num_classes == count), None)
+    return known.class_names if known else tuple(str(index) for index in range(count))
 
 
 def load_run(folder: str | os.PathLike) -> Run:
@@ -91,6 +140,7 @@ def load_run(folder: str | os.PathLike) -> Run:
         channels = resolve_channels(config.get("channels", "rgby"))
     except InputError as error:
         raise InputError(f"{folder / CONFIG_FILE}: {error}") from None
+    settings = read_input_settings(folder)
     model = load_model(folder / MODEL_FILE)
     input_shape, output_shape = tuple(model.input.shape), tuple(model.output.shape)
     if len(input_shape) != 4 or input_shape[1] != input_shape[2]:
@@ -106,21 +156,33 @@ def load_run(folder: str | os.PathLike) -> Run:
             f"{folder / THRESHOLDS_FILE}: {len(thresholds)} thresholds for a model with "
             f"{output_shape[-1]} outputs"
         )
-    names = document.get("class_names") or [
-        entry.get("name") for entry in document.get("classes", [])
-    ]
-    if len(names) != len(thresholds) or not all(isinstance(name, str) for name in names):
+    scheme = settings.get("scheme") or next(
+        (name for name, known in SCHEMES.items() if known.num_classes == len(thresholds)),
+        "hpa2018",
+    )
+    names = settings.get("class_names") or document.get("class_names")
+    if not names or len(names) != len(thresholds):
+        known = SCHEMES.get(scheme)
         names = (
-            CLASS_NAMES
-            if len(thresholds) == len(CLASS_NAMES)
+            known.class_names
+            if known and known.num_classes == len(thresholds)
             else [str(index) for index in range(len(thresholds))]
         )
+    image_size = settings.get("image_size") or input_shape[1]
+    if image_size is None:
+        raise InputError(f"{folder}: the model takes any size and {INPUT_FILE} is missing")
+    bit_depth = settings.get("bit_depth") or (16 if "16" in str(model.input.dtype) else 8)
     return Run(
         folder=folder,
         model=model,
         thresholds=thresholds,
         class_names=tuple(names),
-        image_size=int(input_shape[1]),
+        image_size=int(image_size),
         channels=tuple(channels),
         config=config,
+        crop=settings.get("crop"),
+        tiles=int(settings.get("tiles") or 0),
+        bit_depth=int(bit_depth),
+        sixteen_bit_rule=settings.get("sixteen_bit_rule", "full-range"),
+        scheme=scheme,
     )

@@ -28,11 +28,14 @@ def submission_labels(probabilities, thresholds, require_label: bool = True) -> 
     return rows
 
 
-def write_submission(path, ids, labels) -> None:
-    """A Kaggle submission: ``Id,Predicted`` with space-separated class indices."""
+def write_submission(path, ids, labels, scheme="hpa2018") -> None:
+    """Image-level predictions: the 2018 Kaggle submission (``Id,Predicted``, space-separated
+    indices); in the 2021 scheme, whose submissions are per cell, the image-level labels in
+    its label-file format (``ID,Label``, ``|``-separated)."""
     from hpa_keras.data.labels import write_labels
 
-    write_labels(path, ids, labels, column="Predicted")
+    column = "Predicted" if scheme == "hpa2018" else None
+    write_labels(path, ids, labels, column=column, scheme=scheme)
 
 
 def write_probabilities(path, ids, probabilities) -> None:

@@ -1,4 +1,4 @@
-"""Dihedral test-time augmentation: the one implementation, run on the device.
+"""Test-time augmentation (dihedral views, tiles): the one implementation, run on the device.
 
 A field of cells has no orientation, so each of the eight symmetries of the
 square (four quarter turns, each with or without a mirror) is an equally
@@ -11,9 +11,16 @@ keeps the accelerator busy like a plain ``model.predict``, instead of a
 numpy loop over views between the device and the host. Prediction,
 evaluation and threshold tuning all use it, so thresholds are tuned on
 probabilities made the same way as those they are applied to.
+
+Tiles: a model trained on crops of larger fields (``fit --crop 512`` from
+768 px records) can see a whole field (the registry's models pool
+globally) or the mean over an N x N grid of crop-sized tiles spread evenly
+over it, corners included (``fit --tiles N``); :func:`tile_offsets` places
+them.
 """
 
 import keras
+import numpy as np
 from keras import ops
 
 DIHEDRAL_VIEWS = 8
@@ -47,13 +54,26 @@ def dihedral_views(images, count: int = DIHEDRAL_VIEWS) -> list:
     return [dihedral_view(images, index) for index in range(check_view_count(count))]
 
 
+def tile_offsets(side: int, tile: int, tiles: int) -> list[int]:
+    """Top-left offsets of ``tiles`` windows of ``tile`` pixels spread evenly over ``side``
+    (first at 0, last at ``side - tile``; one tile is centred)."""
+    if not 0 < tile <= side:
+        raise ValueError(f"tile {tile} must be between 1 and the field's side {side}")
+    if tiles == 1:
+        return [(side - tile) // 2]
+    return [round(position) for position in np.linspace(0, side - tile, tiles)]
+
+
 class DihedralTTA(keras.Model):
-    """A model's predictions reduced over the first ``views`` dihedral views of each input.
+    """A model's predictions reduced over dihedral views (and tiles) of each input.
 
     Args:
         model: maps ``(B, H, H, C)`` images (uint8 or float) to ``(B, K)`` scores.
-        views: 1, 2, 4 or 8.
+        views: 1, 2, 4 or 8 dihedral views.
         reduce: ``"mean"`` (default) or ``"max"`` over the views.
+        tiles: 0 (the whole image) or N: each view is cut into an N x N grid
+            of ``tile_size`` tiles (:func:`tile_offsets`), all predicted.
+        tile_size: the side of a tile (a run's ``crop``).
 
     Views are taken of a float32 copy of the images: TensorFlow's CPU kernels
     log an error line for uint8 transposes, and the wrapped model casts the
@@ -64,28 +84,58 @@ class DihedralTTA(keras.Model):
         >>> probabilities = DihedralTTA(run.model, views=8).predict(dataset)
     """
 
-    def __init__(self, model, views: int = DIHEDRAL_VIEWS, reduce: str = "mean", **kwargs):
+    def __init__(
+        self,
+        model,
+        views: int = DIHEDRAL_VIEWS,
+        reduce: str = "mean",
+        tiles: int = 0,
+        tile_size: int | None = None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if reduce not in REDUCTIONS:
             raise ValueError(f"reduce must be 'mean' or 'max', got {reduce!r}")
+        if tiles and not tile_size:
+            raise ValueError("tiles need a tile_size")
         self.model = model
         self.views = check_view_count(views)
         self.reduce = reduce
+        self.tiles = int(tiles)
+        self.tile_size = tile_size
+
+    def _windows(self, images):
+        if not self.tiles:
+            return [images]
+        side = images.shape[1]
+        if side is None:
+            raise ValueError("tiles need images of a known size")
+        offsets = tile_offsets(side, self.tile_size, self.tiles)
+        size = self.tile_size
+        return [
+            images[:, top : top + size, left : left + size, :]
+            for top in offsets
+            for left in offsets
+        ]
 
     def call(self, images, training=False):
         images = ops.cast(images, "float32")
         outputs = [
-            self.model(dihedral_view(images, index), training=False) for index in range(self.views)
+            self.model(window, training=False)
+            for index in range(self.views)
+            for window in self._windows(dihedral_view(images, index))
         ]
         stacked = ops.stack(outputs, axis=0)
         return ops.mean(stacked, axis=0) if self.reduce == "mean" else ops.max(stacked, axis=0)
 
 
-def with_tta(model, views: int = DIHEDRAL_VIEWS, reduce: str = "mean"):
-    """``model`` itself for one view, else its :class:`DihedralTTA` wrapper."""
-    if check_view_count(views) == 1 and reduce == "mean":
+def with_tta(
+    model, views: int = DIHEDRAL_VIEWS, reduce: str = "mean", tiles: int = 0, tile_size=None
+):
+    """``model`` itself for one view of the whole image, else its :class:`DihedralTTA`."""
+    if check_view_count(views) == 1 and reduce == "mean" and not tiles:
         return model
-    return DihedralTTA(model, views=views, reduce=reduce)
+    return DihedralTTA(model, views=views, reduce=reduce, tiles=tiles, tile_size=tile_size)
 
 
 def predict_with_tta(

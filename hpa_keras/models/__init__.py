@@ -16,6 +16,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "DESCRIPTIONS": "registry",
         "BACKBONE_MODELS": "registry",
         "TINY_OPTIONS": "registry",
+        "FIXED_SIZE_MODELS": "registry",
         "build_model": "registry",
         "list_models": "registry",
         "freeze_backbone": "applications",

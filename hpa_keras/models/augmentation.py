@@ -25,7 +25,8 @@ class RandomDihedral(keras.layers.Layer):
 
     Composed of a transpose (for square images), a vertical flip and a
     horizontal flip, each drawn per sample with probability 1/2: the eight
-    combinations are the eight dihedral transforms, equally likely.
+    combinations are the eight dihedral transforms, equally likely. Images of
+    unknown static size are taken to be square (HPA fields are).
 
     Args:
         seed: integer seed for reproducible draws.
@@ -45,7 +46,9 @@ class RandomDihedral(keras.layers.Layer):
             return images
         batch = ops.shape(images)[0]
         draws = keras.random.uniform((3, batch, 1, 1, 1), seed=self.seed_generator) < 0.5
-        square = images.shape[1] is not None and images.shape[1] == images.shape[2]
+        # A side of unknown size (a model that takes any field) is taken as square: HPA fields
+        # and the crops and tiles of them are.
+        square = images.shape[1] == images.shape[2]
         if square:
             images = ops.where(draws[0], ops.transpose(images, (0, 2, 1, 3)), images)
         images = ops.where(draws[1], ops.flip(images, axis=1), images)

@@ -46,6 +46,10 @@ DESCRIPTIONS = {
 # two-stage fine-tuning freezes and differential learning rates slow down.
 BACKBONE_MODELS = ("inception_resnet_v2", "densenet121", "densenet169", "resnet50")
 
+# Models that need one input size (capsnet's capsule grid is fixed by it); the others pool
+# globally and take a whole field of any size, however they were trained.
+FIXED_SIZE_MODELS = ("capsnet",)
+
 # Options that make a small, fast variant of each model, for tests and smoke runs.
 TINY_OPTIONS = {
     "gapnet": {"width": 4, "depth": 1, "dense_units": 8},

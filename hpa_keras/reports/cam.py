@@ -2,12 +2,14 @@
 
 import numpy as np
 
-from hpa_keras.classes import CHANNELS, class_name
+from hpa_keras.classes import CHANNELS, CLASS_NAMES
 from hpa_keras.reports.figures import plt
 from hpa_keras.reports.samples import colorize, composite
 
 
-def cam_figure(image: np.ndarray, maps: np.ndarray, classes, probabilities, title: str):
+def cam_figure(
+    image: np.ndarray, maps: np.ndarray, classes, probabilities, title: str, class_names=CLASS_NAMES
+):
     """A row per class: the composite and each channel, with its map overlaid (jet colours,
     opacity 0.6 x the map)."""
     planes = {name: image[..., index] for index, name in enumerate(CHANNELS)}
@@ -31,7 +33,7 @@ def cam_figure(image: np.ndarray, maps: np.ndarray, classes, probabilities, titl
             if row == 0:
                 axis.set_title(name, fontsize=9)
         axes[row, 0].set_ylabel(
-            f"{index} {class_name(index)}\np = {probabilities[index]:.2f}", fontsize=9
+            f"{index} {class_names[index]}\np = {probabilities[index]:.2f}", fontsize=9
         )
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hpa_keras.classes import CHANNEL_STAINS, CHANNELS, class_name
-from hpa_keras.data.images import find_sample_files, read_channel, to_unit_float
+from hpa_keras.classes import CHANNEL_STAINS, CHANNELS, CLASS_NAMES, get_scheme
+from hpa_keras.data.images import find_sample_files, read_channel, stain_plane, to_unit_float
 from hpa_keras.data.labels import read_labels
 from hpa_keras.errors import InputError
 from hpa_keras.reports.figures import plt, save_figure
@@ -59,6 +59,7 @@ def sample_figure(
     channels: Mapping[str, np.ndarray | None],
     title: str,
     labels: Sequence[int] | None = None,
+    class_names: Sequence[str] = CLASS_NAMES,
 ):
     """A figure: the composite, then each channel in its colour (or marked missing)."""
     figure, axes = plt.subplots(1, 1 + len(CHANNELS), figsize=(3.2 * (1 + len(CHANNELS)), 3.9))
@@ -76,7 +77,7 @@ def sample_figure(
         axis.set_xticks([])
         axis.set_yticks([])
     if labels is not None:
-        names = ", ".join(f"{index} {class_name(index)}" for index in labels) or "no labels"
+        names = ", ".join(f"{index} {class_names[index]}" for index in labels) or "no labels"
         title = f"{title}\n{names}"
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()
@@ -109,13 +110,17 @@ def write_sample_figure(
     """Read one sample's channels under ``root`` and save its panel figure to ``out``.
 
     Works with the Kaggle layout (``root/train.csv``, ``root/train/...``), a
-    bare image folder, 8- or 16-bit, PNG, TIFF or JPEG. Missing channels are
+    bare image folder, 8- or 16-bit, PNG, TIFF or JPEG, grayscale or HPA v18
+    colour files. Missing channels are
     drawn as "missing" (the real files in shared/ have one channel per Id).
     Labels come from ``labels_csv``, else from ``train.csv`` or
     ``test_labels.csv`` in ``root`` when they list the Id. Returns what was found.
     """
     files = find_sample_files(root, sample_id)
-    channels = {name: read_channel(path) if path else None for name, path in files.items()}
+    channels = {
+        name: stain_plane(read_channel(path, allow_colour=True), name, path)[0] if path else None
+        for name, path in files.items()
+    }
     shapes = {array.shape for array in channels.values() if array is not None}
     if len(shapes) > 1:
         raise InputError(f"{root}: channels of Id {sample_id} differ in size: {sorted(shapes)}")
@@ -124,13 +129,15 @@ def write_sample_figure(
         if labels_csv
         else [Path(root) / "train.csv", Path(root) / "test_labels.csv"]
     )
-    labels = None
+    labels, scheme = None, "hpa2018"
     for candidate in candidates:
         if candidate.is_file():
+            table = read_labels(candidate)
             try:
-                labels = read_labels(candidate).labels_of(sample_id)
+                labels, scheme = table.labels_of(sample_id), table.scheme
                 break
             except KeyError:
                 continue
-    save_figure(sample_figure(channels, sample_id, labels), out)
-    return {"files": files, "labels": labels}
+    names = get_scheme(scheme).class_names
+    save_figure(sample_figure(channels, sample_id, labels, names), out)
+    return {"files": files, "labels": labels, "scheme": scheme}

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from hpa_keras.classes import NUM_CLASSES
 from hpa_keras.errors import InputError
 from hpa_keras.training.metrics import macro_f1
 
@@ -56,7 +55,8 @@ def _correlation(first: np.ndarray, second: np.ndarray) -> np.ndarray:
 
 
 def image_features(images: np.ndarray) -> np.ndarray:
-    """``(N, 30)`` float32 features (:data:`FEATURE_NAMES`) of uint8 ``(N, H, W, 4)`` RGBY images.
+    """``(N, 30)`` float32 features (:data:`FEATURE_NAMES`) of ``(N, H, W, 4)`` RGBY images
+    (uint8, or uint16 scaled by its full range).
 
     Rotation- and flip-invariant by construction (no feature depends on where
     in the field something is), like the labels.
@@ -64,7 +64,8 @@ def image_features(images: np.ndarray) -> np.ndarray:
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[-1] != 4:
         raise InputError(f"features need (N, H, W, 4) RGBY images, got shape {images.shape}")
-    pixels = images.reshape(len(images), -1, 4).astype(np.float32) / 255.0
+    top = 65535.0 if images.dtype == np.uint16 else 255.0  # 16-bit records keep their range
+    pixels = images.reshape(len(images), -1, 4).astype(np.float32) / top
     columns = []
     for channel in range(4):
         values = pixels[:, :, channel]
@@ -78,7 +79,7 @@ def image_features(images: np.ndarray) -> np.ndarray:
     for reference in (blue, yellow):
         mask = reference > reference.mean(axis=1, keepdims=True)
         columns.append((green * mask).sum(axis=1) / green_total)
-    green_image = images[..., 1].astype(np.float32) / 255.0
+    green_image = images[..., 1].astype(np.float32) / top
     steps = np.abs(np.diff(green_image, axis=1)).mean(axis=(1, 2)) + np.abs(
         np.diff(green_image, axis=2)
     ).mean(axis=(1, 2))
@@ -92,7 +93,8 @@ def tfrecord_features(tfrecord_dir, folds=None, batch_size: int = 64):
     from hpa_keras.data.pipeline import load_dataset
     from hpa_keras.data.tfrecords import read_manifest
 
-    if not read_manifest(tfrecord_dir).get("labeled", False):
+    manifest = read_manifest(tfrecord_dir)
+    if not manifest.get("labeled", False):
         raise InputError(f"{tfrecord_dir}: the TFRecords are unlabeled; baselines need labels")
     dataset = load_dataset(
         tfrecord_dir, folds=folds, training=False, batch_size=batch_size, normalization="none"
@@ -102,7 +104,8 @@ def tfrecord_features(tfrecord_dir, folds=None, batch_size: int = 64):
         features.append(image_features(images.numpy()))
         labels.append(targets.numpy())
     if not features:
-        return np.zeros((0, len(FEATURE_NAMES)), np.float32), np.zeros((0, NUM_CLASSES), np.float32)
+        empty_labels = np.zeros((0, manifest["num_classes"]), np.float32)
+        return np.zeros((0, len(FEATURE_NAMES)), np.float32), empty_labels
     return np.concatenate(features), np.concatenate(labels)
 
 

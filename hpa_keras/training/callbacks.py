@@ -108,6 +108,7 @@ def thresholds_document(labels, scores, thresholds, strategy, epoch, class_names
         "macro_f1_at_0.5": float(at_half.mean()),
         "macro_f1_tuned": float(tuned.mean()),
         "thresholds": [float(value) for value in thresholds],
+        "class_names": list(class_names),
         "classes": [
             {
                 "index": index,
@@ -166,6 +167,11 @@ class ThresholdSearch(keras.callbacks.Callback):
         resume: start from the best score recorded in ``out``, so a resumed
             run does not replace better thresholds with worse ones.
         class_names: row names of the table.
+        views, tiles, tile_size: predict the validation data as prediction
+            will (:class:`hpa_keras.inference.tta.DihedralTTA`): dihedral
+            views averaged, and a whole field (``tiles=0``) or an N x N grid
+            of ``tile_size`` tiles, so the thresholds suit the probabilities
+            they will be applied to.
 
     After training, ``best_thresholds``, ``best_score`` and ``best_epoch``
     hold the best epoch's result; the loss is logged as ``val_loss`` so that
@@ -183,9 +189,14 @@ class ThresholdSearch(keras.callbacks.Callback):
         resume: bool = False,
         batch_size: int = 32,
         class_names=CLASS_NAMES,
+        views: int = 1,
+        tiles: int = 0,
+        tile_size: int | None = None,
     ):
         super().__init__()
         self.validation_data = validation_data
+        self.views, self.tiles, self.tile_size = views, tiles, tile_size
+        self._predictor = None
         self.strategy = strategy
         self.class_frequencies = class_frequencies
         self.out = None if out is None else Path(out)
@@ -203,10 +214,21 @@ class ThresholdSearch(keras.callbacks.Callback):
             self.best_epoch = document["epoch"]
             self.best_thresholds = np.asarray(document["thresholds"])
 
+    def predictor(self):
+        """The model, or its view-and-tile wrapper (built once; it shares the weights)."""
+        if self._predictor is None:
+            from hpa_keras.inference.tta import with_tta
+
+            with self.model.distribute_strategy.scope():
+                self._predictor = with_tta(
+                    self.model, self.views, tiles=self.tiles, tile_size=self.tile_size
+                )
+        return self._predictor
+
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
         labels, scores = predict_with_labels(
-            self.model, self.validation_data, self.batch_size, self._labels
+            self.predictor(), self.validation_data, self.batch_size, self._labels
         )
         self._labels = labels
         thresholds = search_thresholds(self.strategy, labels, scores, self.class_frequencies)

@@ -66,6 +66,26 @@ class TrainingConfig:
     image_size: int | None = setting(
         None, "train at SxS pixels", default_text="as stored", metavar="S"
     )
+    crop: int | None = setting(
+        None,
+        "train on random CxC crops of the (resized) fields, as the 2018 winners trained at 512 "
+        "from 768 px fields",
+        default_text="none: whole fields",
+        metavar="C",
+    )
+    tiles: int = setting(
+        0,
+        "how validation, evaluate and predict see a field: 0 the whole field (the models "
+        "pool globally); N the mean over an NxN grid of crop-sized tiles (needs --crop)",
+        metavar="N",
+    )
+    validate_source: str | None = setting(
+        None,
+        "validate on this source's records of the fold only (the challenge scored only its "
+        "own images: kaggle); training uses every source",
+        default_text="all sources",
+        metavar="NAME",
+    )
     channels: str = setting("rgby", "rgby, rgb, g or a comma-separated list of stains")
     batch_size: int = setting(32, "global batch size (split across replicas)")
     cache: bool = setting(False, "keep decoded images in memory after the first epoch")
@@ -184,6 +204,21 @@ class TrainingConfig:
             )
         if self.image_size is not None and self.image_size < 16:
             raise InputError(f"image_size: must be at least 16, got {self.image_size}")
+        if self.crop is not None and self.crop < 16:
+            raise InputError(f"crop: must be at least 16, got {self.crop}")
+        if self.crop is not None and self.image_size is not None and self.crop > self.image_size:
+            raise InputError(f"crop: {self.crop} is larger than image_size {self.image_size}")
+        if self.tiles < 0:
+            raise InputError(f"tiles: must be 0 (whole fields) or more, got {self.tiles}")
+        if self.tiles and self.crop is None:
+            raise InputError("tiles: tiles are crop-sized; give --crop as well")
+        from hpa_keras.models.registry import FIXED_SIZE_MODELS
+
+        if self.crop is not None and self.model in FIXED_SIZE_MODELS and not self.tiles:
+            raise InputError(
+                f"tiles: {self.model} takes one input size, so a model trained on crops must "
+                "also see crops: give --tiles N (1: the centre crop)"
+            )
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
             raise InputError(f"steps_per_epoch: must be at least 1, got {self.steps_per_epoch}")
         if self.frozen_epochs and self.model not in BACKBONE_MODELS:

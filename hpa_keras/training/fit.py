@@ -5,6 +5,7 @@ A run trains one model on the folds of a make-tfrecords folder other than
 
     RUN_DIR/
       config.yaml          the resolved settings (CLI flags over YAML over defaults)
+      input.json           how the model reads images: size, crop, tiles, bit depth, classes
       model.keras          the best epoch's model (uint8 images in, probabilities out)
       thresholds.json      the best epoch's per-class thresholds and F1
       history.csv          one row per epoch (losses, macro F1, learning rate)
@@ -46,9 +47,27 @@ CURVES_FILE = "learning_curves.png"
 LR_FINDER_FILE = "lr_finder.png"
 BACKUP_FOLDER = "backup"
 STAGE_ONE_WEIGHTS = "stage1.weights.h5"
+INPUT_FILE = "input.json"
 
 
 # ------------------------------------------------------------------ building
+
+
+def check_validation_source(manifest: dict, config: TrainingConfig) -> None:
+    """The source to validate on exists and has records in the validation fold."""
+    if config.validate_source is None:
+        return
+    names = [source["name"] for source in manifest["sources"]]
+    if config.validate_source not in names:
+        raise InputError(
+            f"validate_source: {config.validate_source!r} is not a source of {config.data} "
+            f"(sources: {', '.join(names)})"
+        )
+    fold = next(entry for entry in manifest["folds"] if entry["fold"] == config.fold)
+    if not fold["sources"].get(config.validate_source, {}).get("num_records"):
+        raise InputError(
+            f"validate_source: fold {config.fold} has no {config.validate_source} records"
+        )
 
 
 def training_folds(manifest: dict, validation_fold: int) -> list[int]:
@@ -72,11 +91,39 @@ def class_counts_of(manifest: dict, folds) -> tuple[np.ndarray, int]:
     return np.asarray(counts, dtype=np.int64), int(sum(fold["num_records"] for fold in chosen))
 
 
-def build_training_model(config: TrainingConfig, manifest: dict):
-    """``(model, core)``: uint8 images -> standardization -> augmentation -> ``core``.
+def field_size(config: TrainingConfig, manifest: dict) -> int:
+    """The side of the fields the model sees whole (the stored size unless resized)."""
+    return config.image_size or manifest["image_size"]
 
-    ``core`` is the registry model (its backbone is what two-stage training
-    freezes); standardization uses the statistics of the training folds only.
+
+def input_settings(config: TrainingConfig, manifest: dict) -> dict:
+    """What a run needs to read new images as it was trained (written as ``input.json``)."""
+    from hpa_keras.data.pipeline import resolve_channels
+
+    return {
+        "image_size": field_size(config, manifest),
+        "stored_size": manifest["image_size"],
+        "crop": config.crop,
+        "tiles": config.tiles,
+        "channels": list(resolve_channels(config.channels)),
+        "bit_depth": manifest["bit_depth"],
+        "sixteen_bit_rule": manifest["sixteen_bit_rule"],
+        "scheme": manifest["scheme"],
+        "class_names": list(manifest["class_names"]),
+        "sources": [source["name"] for source in manifest["sources"]],
+        "validate_source": config.validate_source,
+    }
+
+
+def build_training_model(config: TrainingConfig, manifest: dict):
+    """``(model, core)``: images -> standardization -> augmentation -> ``core``.
+
+    The input is the stored pixel type (uint8, or uint16 for 16-bit records).
+    Trained on crops, the model takes fields of any size (``(None, None, C)``),
+    so it can see whole fields at validation and prediction; only models of
+    one input size (capsnet) are built at the crop size. ``core`` is the
+    registry model (its backbone is what two-stage training freezes);
+    standardization uses the statistics of the training folds only.
     """
     import keras
 
@@ -85,18 +132,26 @@ def build_training_model(config: TrainingConfig, manifest: dict):
     from hpa_keras.models import build_model
     from hpa_keras.models.augmentation import make_augmentation
     from hpa_keras.models.layers import ChannelStandardization
+    from hpa_keras.models.registry import FIXED_SIZE_MODELS
 
-    size = config.image_size or manifest["image_size"]
+    size = field_size(config, manifest)
     channels = resolve_channels(config.channels)
+    if config.crop is not None:
+        side = config.crop if config.model in FIXED_SIZE_MODELS else None
+    else:
+        side = size
+    shape = (side, side, len(channels))
     mean, std = channel_statistics(manifest["folds"], exclude_folds=[config.fold])
     statistics = {"channel_mean": mean, "channel_std": std}
     core = build_model(
         config.model,
-        input_shape=(size, size, len(channels)),
+        input_shape=shape,
+        num_classes=manifest["num_classes"],
         weights=config.weights,
         **config.model_options,
     )
-    inputs = keras.Input((size, size, len(channels)), dtype="uint8", name="images")
+    dtype = "uint16" if manifest["bit_depth"] == 16 else "uint8"
+    inputs = keras.Input(shape, dtype=dtype, name="images")
     features = ChannelStandardization.from_manifest(statistics, channels, name="standardization")(
         inputs
     )
@@ -198,10 +253,15 @@ class _Run:
             training=True,
             shuffle_buffer=config.shuffle_buffer,
             seed=config.seed,
+            crop=config.crop,
             **common,
         )
         self.validation_data = load_dataset(
-            config.data, folds=[config.fold], training=False, **common
+            config.data,
+            folds=[config.fold],
+            training=False,
+            sources=config.validate_source,
+            **common,
         )
 
     def compile(self, model, core, learning_rate, epochs=None):
@@ -309,8 +369,14 @@ def fit(config: TrainingConfig, callbacks=()) -> dict:
     config.validate()
     manifest = read_manifest(config.data)
     training_folds(manifest, config.fold)
+    check_validation_source(manifest, config)
+    if config.crop is not None and config.crop > field_size(config, manifest):
+        raise InputError(
+            f"crop: {config.crop} is larger than the fields ({field_size(config, manifest)} px)"
+        )
     folder = config.run_dir
     resuming = _prepare_run_folder(folder, config)
+    write_text_atomic(folder / INPUT_FILE, json.dumps(input_settings(config, manifest), indent=1))
     previous_policy = keras.config.dtype_policy()
     if config.mixed_precision:
         keras.config.set_dtype_policy(mixed_precision_policy())
@@ -341,6 +407,9 @@ def _fit(config: TrainingConfig, manifest: dict, resuming: bool, extra_callbacks
             out=folder / "thresholds.json",
             print_table=config.print_table,
             resume=resuming,
+            class_names=manifest["class_names"],
+            tiles=config.tiles,
+            tile_size=config.crop,
         )
         fit_options = {
             "shuffle": False,  # load_dataset shuffles; Keras would only warn

@@ -1,0 +1,863 @@
+"""``make_tfrecords``: image folders and label files to one sharded, resumable record set.
+
+A conversion reads one or more **sources**, each a folder of
+``<Id>_<channel>`` images with its label file (the Kaggle training set, the
+HPA v18 external images, ...), and writes one record set:
+
+1. Plan: read the label files, index the folders, check that Ids are
+   unique across sources, give every sample its group (fields of one
+   antibody), assign multilabel-stratified folds that keep each group in
+   one fold, cut each (fold, source) into shards, write ``plan.json``.
+2. Write each shard to a temporary name, rename it when complete, then
+   record its statistics in ``.progress/``.
+3. Gather those into ``manifest.json``.
+
+A run killed anywhere and started again with the same arguments finds the
+plan, skips the shards it already finished and writes the rest; encoding is
+deterministic, so the result is byte for byte that of an uninterrupted run.
+
+Workers (:mod:`hpa_keras.parallel`) read, check, resize and encode samples;
+only the main process imports TensorFlow, to serialize and write records.
+Shards never mix folds or sources, so a fold (or one source of a fold, for
+``fit --validate-source``) is read as whole files.
+
+Why four PNGs rather than one 4-channel PNG: a Kaggle channel file that is
+already a grayscale PNG of the right size and depth is stored byte for
+byte, so conversion costs one decode (for checking and statistics) and no
+encode, records are exactly the source files, and they are smaller than one
+re-encoded 4-channel PNG (447 KiB a real 512x512 sample, see
+benchmarks/bench_tfrecords.py). A loader can also decode only the channels
+it uses.
+"""
+
+import collections
+import csv
+import hashlib
+import io
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm.auto import tqdm
+
+from hpa_keras import __version__
+from hpa_keras.atomic import atomic_path, write_text_atomic
+from hpa_keras.classes import CHANNELS, get_scheme
+from hpa_keras.data.images import (
+    BIT_DEPTHS,
+    SIXTEEN_BIT_RULES,
+    encode_png,
+    index_image_folder,
+    read_sample,
+    resize_square,
+)
+from hpa_keras.data.labels import DEFAULT_GROUP_COLUMN, LabelTable, read_id_file
+from hpa_keras.data.splits import grouped_stratified_folds, stratified_folds
+from hpa_keras.data.tfrecords import (
+    ENCODINGS,
+    FORMAT_VERSION,
+    MANIFEST_FILE,
+    PLAN_FILE,
+    UNLABELED_FOLD,
+    channel_statistics,
+    encode_image,
+    serialize_example,
+    sha256_of,
+)
+from hpa_keras.errors import InputError
+from hpa_keras.parallel import default_workers, ordered_map
+from hpa_keras.settings import setting
+
+PROGRESS_FOLDER = ".progress"
+ERRORS_FILE = "errors.csv"
+DEFAULT_SHARD_SIZE_MB = 150
+# HPA v18 Ids are <antibody>_<plate>_<well>_<field>[_suffix]; Kaggle 2018 Ids are UUIDs.
+V18_ID = re.compile(r"^(?P<antibody>\d+)_[A-Za-z0-9]+_[A-Za-z]+\d+_\d+(?:_.*)?$")
+KAGGLE_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+GROUP_RULE = "HPA v18 Ids: the antibody (the number before the first '_'); other Ids: their own"
+
+
+@dataclass(frozen=True)
+class ConversionSettings:
+    """What decides the records; a resumed run must match these exactly."""
+
+    image_size: int | None = setting(
+        None,
+        "store fields at SxS (area interpolation)",
+        default_text="keep; all samples must then share one size",
+        metavar="S",
+    )
+    encoding: str = setting(
+        "raw",
+        "raw: the pixels, the fastest to train from; png: the channel PNGs, lossless and "
+        "about half the size, decoded while training",
+        choices=ENCODINGS,
+    )
+    shard_size_mb: float | None = setting(
+        None, "target shard size in MB", default_text=str(DEFAULT_SHARD_SIZE_MB), metavar="MB"
+    )
+    num_shards: int | None = setting(None, "number of shards instead of a size", metavar="N")
+    num_folds: int = setting(5, "cross-validation folds", flag="--folds", metavar="K")
+    seed: int = setting(0, "fixes the folds and the shard order")
+    on_error: str = setting(
+        "fail",
+        "fail: stop at a bad sample; skip: leave it out and list it in errors.csv",
+        choices=("fail", "skip"),
+    )
+    missing: str = setting(
+        "fail",
+        "Ids of a label file without image files: fail, or ignore them and count them (a "
+        "partial download, such as part of the 74,606 HPA v18 images)",
+        choices=("fail", "ignore"),
+    )
+    sixteen_bit_rule: str = setting(
+        "full-range",
+        "how 16-bit images become 8-bit: full-range (v * 255 / 65535) or per-image "
+        "(each channel over its 99.99th percentile)",
+        choices=SIXTEEN_BIT_RULES,
+        flag="--sixteen-bit",
+    )
+    bit_depth: int = setting(
+        8,
+        "8: uint8 records (16-bit files converted by --sixteen-bit); 16: uint16 records, "
+        "every file 16-bit",
+        choices=BIT_DEPTHS,
+    )
+    group_column: str = setting(
+        DEFAULT_GROUP_COLUMN,
+        "label-file column giving each sample's group (kept in one fold), used when the "
+        f"file has it; otherwise: {GROUP_RULE}",
+        metavar="NAME",
+    )
+
+    def validate(self) -> None:
+        if self.encoding not in ENCODINGS:
+            raise InputError(f"--encoding must be one of {', '.join(ENCODINGS)}")
+        if self.shard_size_mb is not None and self.num_shards is not None:
+            raise InputError("give --shard-size-mb or --num-shards, not both")
+        if self.shard_size_mb is not None and self.shard_size_mb <= 0:
+            raise InputError(f"--shard-size-mb must be positive, got {self.shard_size_mb}")
+        if self.num_shards is not None and self.num_shards < 1:
+            raise InputError(f"--num-shards must be at least 1, got {self.num_shards}")
+        if self.image_size is not None and not 8 <= self.image_size <= 8192:
+            raise InputError(f"--image-size must be between 8 and 8192, got {self.image_size}")
+        if self.on_error not in ("fail", "skip"):
+            raise InputError(f"--on-error must be fail or skip, got {self.on_error}")
+        if self.missing not in ("fail", "ignore"):
+            raise InputError(f"--missing must be fail or ignore, got {self.missing}")
+        if self.sixteen_bit_rule not in SIXTEEN_BIT_RULES:
+            raise InputError(f"--sixteen-bit must be one of {', '.join(SIXTEEN_BIT_RULES)}")
+        if self.bit_depth not in BIT_DEPTHS:
+            raise InputError(f"--bit-depth must be 8 or 16, got {self.bit_depth}")
+        if not self.group_column:
+            raise InputError("--group-column must name a column")
+
+
+@dataclass(frozen=True)
+class Source:
+    """One image folder and its label file (``None``: unlabeled, every Id of the folder).
+
+    ``name`` defaults to ``kaggle`` when every Id is a Kaggle 2018 UUID,
+    ``hpa-v18`` when every Id is an HPA v18 field Id, else the folder's name.
+    """
+
+    images: str | os.PathLike
+    labels: str | os.PathLike | None = None
+    name: str | None = None
+
+
+# ------------------------------------------------------------------ workers
+
+
+@dataclass(frozen=True)
+class _Task:
+    """What a worker needs to turn one sample into record bytes."""
+
+    sample_id: str
+    channel_paths: dict
+    image_size: int
+    resize: bool
+    encoding: str
+    sixteen_bit_rule: str
+    bit_depth: int
+
+
+def _encode_task(task: _Task):
+    """Read, check, resize and encode one sample; errors come back as values, not raised."""
+    if not task.channel_paths:
+        return task.sample_id, None, f"Id {task.sample_id}: no image files found (removed?)"
+    details = {}
+    try:
+        image = read_sample(
+            task.channel_paths, None, task.sixteen_bit_rule, task.bit_depth, details=details
+        )
+        if image.shape[:2] != (task.image_size, task.image_size) and not task.resize:
+            first = next(iter(task.channel_paths.values()))
+            raise InputError(
+                f"{first}: {image.shape[1]}x{image.shape[0]} pixels, but the data set's "
+                f"samples are {task.image_size}x{task.image_size}; pass --image-size to "
+                "resize all samples to one size"
+            )
+        resized = image.shape[:2] != (task.image_size, task.image_size)
+        image = resize_square(image, task.image_size)
+    except InputError as error:
+        return task.sample_id, None, str(error)
+    statistics = _channel_sums(image)
+    if task.encoding == "png" and not resized:
+        parts = [
+            _source_png_bytes(task.channel_paths[channel], task.bit_depth)
+            or encode_png(image[..., index])
+            for index, channel in enumerate(CHANNELS)
+        ]
+    else:
+        parts = encode_image(image, task.encoding)
+    return task.sample_id, (parts, image.shape, statistics, details), None
+
+
+def _channel_sums(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel sum and sum of squares of the pixels, exactly, via histograms.
+
+    A histogram per channel (OpenCV's: 256 bins for uint8, 65,536 for uint16;
+    0.5 ms for four 512x512 uint8 channels) is far cheaper than summing a
+    float64 copy of every pixel, which cost as much as decoding the PNGs.
+    OpenCV counts in float32: exact up to 2**24 pixels a bin (a 4096x4096
+    field), within 1e-7 relative beyond.
+    """
+    levels = 65536 if image.dtype == np.uint16 else 256
+    values = np.arange(levels, dtype=np.float64)
+    histograms = np.stack(
+        [
+            cv2.calcHist([image], [channel], None, [levels], [0, levels]).ravel()
+            for channel in range(image.shape[-1])
+        ]
+    ).astype(np.float64)
+    return histograms @ values, histograms @ np.square(values)
+
+
+def _source_png_bytes(path: Path, bit_depth: int) -> bytes | None:
+    """A channel file's own bytes when it is already a grayscale PNG of ``bit_depth``, else None.
+
+    The IHDR chunk at a fixed offset holds bit depth (byte 24) and colour type
+    (byte 25, 0 = grayscale); the pixels were decoded and checked already.
+    """
+    data = Path(path).read_bytes()
+    is_png = data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    return data if is_png and data[24] == bit_depth and data[25] == 0 else None
+
+
+# ------------------------------------------------------------------ planning
+
+
+@dataclass
+class _LoadedSource:
+    name: str
+    images: Path
+    labels: Path | None
+    table: LabelTable
+    index: dict
+    ignored: dict
+
+
+def _default_name(ids, images: Path) -> str:
+    if ids and all(KAGGLE_ID.match(sample_id) for sample_id in ids):
+        return "kaggle"
+    if ids and all(V18_ID.match(sample_id) for sample_id in ids):
+        return "hpa-v18"
+    return re.sub(r"[^a-z0-9]+", "-", images.resolve().name.lower()).strip("-") or "images"
+
+
+def _load_source(source: Source, group_column: str) -> _LoadedSource:
+    images = Path(source.images)
+    if not images.is_dir():
+        raise InputError(f"{images}: image folder not found")
+    index = index_image_folder(images)
+    ignored = {"num_ids": 0, "num_files": 0, "first_ids": [], "reason": None}
+    if source.labels is not None:
+        table = read_id_file(source.labels, group_column)
+        ignored = _unlisted_files(table, index)
+    else:
+        if not index:
+            raise InputError(f"{images}: no <Id>_<red|green|blue|yellow>.png/.tif/.jpg files")
+        ids = tuple(sorted(index))
+        table = LabelTable(ids=ids, labels=tuple(() for _ in ids), source="", labeled=False)
+    name = source.name or _default_name(sorted(set(table.ids) & set(index)), images)
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", name):
+        raise InputError(f"source name {name!r}: use lower-case letters, digits and '-'")
+    labels = Path(source.labels) if source.labels is not None else None
+    return _LoadedSource(name, images, labels, table, index, ignored)
+
+
+def _problems_of(source: _LoadedSource) -> list:
+    """``(Id, file, reason)`` for each Id of the label file that has no image files."""
+    return [
+        (
+            sample_id,
+            str(source.images / f"{sample_id}_<channel>.png"),
+            f"Id {sample_id} in {source.labels} has no image files in {source.images}",
+        )
+        for sample_id in source.table.ids
+        if source.labels is not None and sample_id not in source.index
+    ]
+
+
+def _missing_of(source: _LoadedSource) -> dict:
+    """Ids of the label file without image files (``--missing ignore`` counts them)."""
+    absent = [sample_id for sample_id in source.table.ids if sample_id not in source.index]
+    if source.labels is None:
+        absent = []
+    return {"num_ids": len(absent), "first_ids": absent[:5]}
+
+
+def _unlisted_files(table: LabelTable, index: dict) -> dict:
+    """The image files of Ids the label file does not list: ignored, and counted.
+
+    A download folder or a subset CSV (one fold, one class) is the usual
+    reason, so these are not errors; the manifest and the command's output
+    say how many files were left out, and the first few Ids.
+    """
+    unlisted = sorted(set(index) - set(table.ids))
+    return {
+        "num_ids": len(unlisted),
+        "num_files": sum(len(index[sample_id]) for sample_id in unlisted),
+        "first_ids": unlisted[:5],
+        "reason": "not in the label file",
+    }
+
+
+def sample_group(sample_id: str, explicit: str | None = None) -> str:
+    """The group a sample's fold follows: the label file's value when given, the antibody of
+    an HPA v18 Id, else the Id itself (a group of one)."""
+    if explicit is not None:
+        return explicit
+    match = V18_ID.match(sample_id)
+    return match["antibody"] if match else f"id:{sample_id}"
+
+
+def _check_sources(sources: list[_LoadedSource]) -> str | None:
+    """Unique names and Ids, one labeled-ness and one scheme; returns the scheme."""
+    names = [source.name for source in sources]
+    if len(set(names)) != len(names):
+        raise InputError(
+            f"two sources are both named {max(names, key=names.count)!r}; name them apart "
+            "with --source-name"
+        )
+    if len({source.table.labeled for source in sources}) > 1:
+        labeled = next(source for source in sources if source.table.labeled)
+        unlabeled = next(source for source in sources if not source.table.labeled)
+        raise InputError(
+            f"{unlabeled.images}: unlabeled, but {labeled.labels} gives labels; one record set "
+            "is either a training set (labels) or a test set (none)"
+        )
+    schemes = {source.table.scheme for source in sources if source.table.labeled}
+    if len(schemes) > 1:
+        raise InputError(
+            "the label files use different schemes ("
+            + ", ".join(f"{source.labels}: {source.table.scheme}" for source in sources)
+            + "); convert each scheme to its own record set"
+        )
+    owner = {}
+    for source in sources:
+        for sample_id in source.table.ids:
+            if sample_id not in source.index:
+                continue  # reported as a missing sample, not a duplicate
+            if sample_id in owner:
+                raise InputError(
+                    f"Id {sample_id} is in {owner[sample_id].images} and in {source.images}; "
+                    "every Id of a record set must be unique"
+                )
+            owner[sample_id] = source
+    return schemes.pop() if schemes else None
+
+
+def _shard_sizes(count: int, samples_per_shard: int) -> list[int]:
+    shards = max(1, int(np.ceil(count / samples_per_shard)))
+    return [len(part) for part in np.array_split(np.arange(count), shards)]
+
+
+def _make_plan(sources: list[_LoadedSource], settings: ConversionSettings, workers: int) -> dict:
+    scheme = _check_sources(sources)
+    labeled = scheme is not None
+    problems = [problem for source in sources for problem in _problems_of(source)]
+    missing = {source.name: _missing_of(source) for source in sources}
+    if settings.missing == "ignore":
+        problems = []
+    elif problems and settings.on_error == "fail":
+        raise InputError(
+            problems[0][2]
+            + _more(len(problems))
+            + "; pass --missing ignore to convert the Ids that have files"
+        )
+    ids, labels_of, source_of, explicit_groups = [], {}, {}, {}
+    for source in sources:
+        table = source.table
+        for row, sample_id in enumerate(table.ids):
+            if sample_id not in source.index:
+                continue
+            ids.append(sample_id)
+            labels_of[sample_id] = list(table.labels[row])
+            source_of[sample_id] = source.name
+            if table.groups is not None:
+                explicit_groups[sample_id] = table.groups[row]
+    if not ids:
+        listed = ", ".join(str(source.labels) for source in sources)
+        raise InputError(f"none of the Ids in {listed} has image files")
+
+    rng = np.random.default_rng(settings.seed)
+    grouping, fold_method = None, None
+    if labeled:
+        matrix = np.zeros((len(ids), get_scheme(scheme).num_classes), np.float32)
+        for row, sample_id in enumerate(ids):
+            matrix[row, labels_of[sample_id]] = 1
+        groups = [sample_group(sample_id, explicit_groups.get(sample_id)) for sample_id in ids]
+        sizes = collections.Counter(groups)
+        grouping = {
+            "rule": (
+                f"the {settings.group_column!r} column of the label file"
+                if explicit_groups
+                else GROUP_RULE
+            ),
+            "num_groups": len(sizes),
+            "largest_group": max(sizes.values()),
+            "samples_in_shared_groups": sum(size for size in sizes.values() if size > 1),
+        }
+        if grouping["largest_group"] > 1:
+            folds = grouped_stratified_folds(matrix, groups, settings.num_folds, settings.seed)
+            fold_method = "grouped multilabel stratified"
+        else:
+            folds = stratified_folds(matrix, settings.num_folds, settings.seed)
+            fold_method = "multilabel stratified"
+        fold_of = dict(zip(ids, folds.tolist(), strict=True))
+        # Within a shard the order is shuffled, so each shard mixes all kinds of samples.
+        layout_groups = []
+        for fold in range(settings.num_folds):
+            for source in sources:
+                members = [i for i in ids if fold_of[i] == fold and source_of[i] == source.name]
+                if members:
+                    layout_groups.append((fold, source.name, list(rng.permutation(members))))
+    else:
+        layout_groups = [  # file or CSV order: a submission keeps it
+            (UNLABELED_FOLD, source.name, [i for i in ids if source_of[i] == source.name])
+            for source in sources
+        ]
+        layout_groups = [group for group in layout_groups if group[2]]
+
+    index = {sample_id: source.index[sample_id] for source in sources for sample_id in source.index}
+    image_size, bytes_per_sample = _pilot(ids, index, settings, workers)
+    if settings.num_shards is not None:
+        per_group = [
+            max(1, round(settings.num_shards * len(members) / len(ids)))
+            for _, _, members in layout_groups
+        ]
+        samples_per_shard = [
+            int(np.ceil(len(members) / count))
+            for (_, _, members), count in zip(layout_groups, per_group, strict=True)
+        ]
+    else:
+        megabytes = settings.shard_size_mb or DEFAULT_SHARD_SIZE_MB
+        per_shard = max(1, int(megabytes * 2**20 // bytes_per_sample))
+        samples_per_shard = [per_shard] * len(layout_groups)
+
+    split = "train" if labeled else "test"
+    layout = [
+        (fold, name, members[start : start + size])
+        for (fold, name, members), per_shard in zip(layout_groups, samples_per_shard, strict=True)
+        for start, size in zip(
+            np.cumsum([0] + _shard_sizes(len(members), per_shard)[:-1]),
+            _shard_sizes(len(members), per_shard),
+            strict=True,
+        )
+    ]
+    total = len(layout)
+    several = len(sources) > 1
+    shards = []
+    for number, (fold, name, members) in enumerate(layout):
+        tag = (f"fold{fold}-" if labeled else "") + (f"{name}-" if several else "")
+        shards.append(
+            {
+                "file": f"{split}-{tag}{number:05d}-of-{total:05d}.tfrecord",
+                "fold": int(fold),
+                "source": name,
+                "ids": list(members),
+            }
+        )
+    return {
+        "format_version": FORMAT_VERSION,
+        "arguments": _arguments_record(sources, settings),
+        "split": split,
+        "labeled": labeled,
+        "scheme": scheme or "hpa2018",
+        "image_size": image_size,
+        "fold_method": fold_method,
+        "grouping": grouping,
+        "labels": {sample_id: labels_of[sample_id] for sample_id in ids},
+        "problems": [list(problem) for problem in problems],
+        "sources": [
+            {
+                "name": source.name,
+                "images": str(source.images.resolve()),
+                "labels": str(source.labels.resolve()) if source.labels else None,
+                "labels_sha256": _file_digest(source.labels),
+                "ignored": source.ignored,
+                "missing": missing[source.name] if settings.missing == "ignore" else None,
+                "labels_with_repeated_classes": source.table.repeated_classes,
+            }
+            for source in sources
+        ],
+        "shards": shards,
+    }
+
+
+def _more(count: int) -> str:
+    return f" (and {count - 1} more such problems)" if count > 1 else ""
+
+
+def _pilot(ids, index, settings, workers):
+    """The records' side, and their mean size in bytes, from the first few readable samples."""
+    sizes, image_size, first_error = [], settings.image_size, None
+    for sample_id in ids[: max(8, workers)]:
+        try:
+            image = read_sample(
+                index[sample_id], settings.image_size, settings.sixteen_bit_rule, settings.bit_depth
+            )
+        except InputError as error:
+            first_error = first_error or str(error)
+            continue  # reported with the file and reason when its shard is written
+        if image_size is None:
+            if image.shape[0] != image.shape[1]:
+                raise InputError(
+                    f"{next(iter(index[sample_id].values()))}: the field is not square "
+                    f"({image.shape[1]}x{image.shape[0]}); pass --image-size"
+                )
+            image_size = image.shape[0]
+        if image.shape[:2] == (image_size, image_size):
+            sizes.append(sum(len(part) for part in encode_image(image, settings.encoding)))
+    if image_size is None:
+        tried = min(len(ids), max(8, workers))
+        raise InputError(f"{first_error} (and none of the first {tried} samples could be read)")
+    fallback = float(image_size**2 * 4 * settings.bit_depth // 8)
+    return int(image_size), float(np.mean(sizes)) if sizes else fallback
+
+
+def _file_digest(path) -> str | None:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else None
+
+
+def _arguments_record(sources: list[_LoadedSource], settings) -> dict:
+    return {
+        "sources": [
+            {
+                "name": source.name,
+                "images": str(source.images.resolve()),
+                "labels": str(source.labels.resolve()) if source.labels else None,
+                "labels_sha256": _file_digest(source.labels),
+            }
+            for source in sources
+        ],
+        "image_size": settings.image_size,
+        "encoding": settings.encoding,
+        "shard_size_mb": settings.shard_size_mb,
+        "num_shards": settings.num_shards,
+        "num_folds": settings.num_folds,
+        "seed": settings.seed,
+        "on_error": settings.on_error,
+        "missing": settings.missing,
+        "sixteen_bit_rule": settings.sixteen_bit_rule,
+        "bit_depth": settings.bit_depth,
+        "group_column": settings.group_column,
+    }
+
+
+# ------------------------------------------------------------------ writing
+
+
+def make_tfrecords(
+    images: str | os.PathLike | None = None,
+    out: str | os.PathLike = "tfrecords",
+    labels: str | os.PathLike | None = None,
+    settings: ConversionSettings = ConversionSettings(),  # noqa: B008 (frozen, so shareable)
+    workers: int | None = None,
+    progress: bool = True,
+    sources: list[Source] | None = None,
+) -> dict:
+    """Convert image folders (and their labels) into sharded TFRecords; returns the manifest.
+
+    Args:
+        images, labels: one source: an image folder and its ``train.csv``
+            (labeled records with folds), a ``sample_submission.csv`` or
+            ``None`` (unlabeled records); or
+        sources: several :class:`Source` folders into one record set (for
+            example the Kaggle training set and the HPA v18 images).
+        out: the output folder.
+        settings: size, encoding, shards, folds, bit depth, grouping.
+        workers: processes that read and encode (default: all cores).
+
+    Started again with the same arguments after an interruption, it finishes
+    the missing shards; with different arguments on the same ``out`` it
+    refuses.
+    """
+    settings.validate()
+    if (images is None) == (sources is None):
+        raise InputError("give an image folder, or a list of sources, not both")
+    sources = sources if sources is not None else [Source(images, labels)]
+    out = Path(out)
+    workers = max(1, workers or default_workers())
+    loaded = [_load_source(source, settings.group_column) for source in sources]
+    out.mkdir(parents=True, exist_ok=True)
+
+    arguments = _arguments_record(loaded, settings)
+    plan = _existing_plan(out, arguments)
+    if plan is None:
+        plan = _make_plan(loaded, settings, workers)
+        write_text_atomic(out / PLAN_FILE, json.dumps(plan) + "\n")
+    (out / PROGRESS_FOLDER).mkdir(exist_ok=True)
+    _remove_stale_temporaries(out)
+
+    index = {}  # indexed again on resume: picks up files fixed since
+    for source in loaded:
+        index.update(source.index)
+    pending = [shard for shard in plan["shards"] if not _progress_path(out, shard).exists()]
+    done = len(plan["shards"]) - len(pending)
+    if done and pending:
+        print(f"resuming: {done} of {len(plan['shards'])} shards already complete")
+    total_samples = sum(len(shard["ids"]) for shard in pending)
+    tasks = (
+        _Task(
+            sample_id,
+            index.get(sample_id, {}),
+            plan["image_size"],
+            settings.image_size is not None,
+            settings.encoding,
+            settings.sixteen_bit_rule,
+            settings.bit_depth,
+        )
+        for shard in pending
+        for sample_id in shard["ids"]
+    )
+    results = ordered_map(_encode_task, tasks, workers)
+    try:
+        with tqdm(
+            total=total_samples,
+            desc="writing records",
+            unit="sample",
+            disable=not progress,
+            mininterval=0.5,
+        ) as bar:
+            for shard in pending:
+                _write_shard(out, shard, plan, settings, results, bar)
+    finally:
+        results.close()  # stops the workers, also when a bad sample or Ctrl-C ends the run
+
+    manifest = _assemble_manifest(out, plan, settings)
+    write_text_atomic(out / MANIFEST_FILE, json.dumps(manifest, indent=1) + "\n")
+    return manifest
+
+
+def _existing_plan(out: Path, arguments: dict):
+    plan_path = out / PLAN_FILE
+    if not plan_path.exists():
+        leftovers = sorted(path.name for path in out.glob("*.tfrecord"))
+        if leftovers:
+            raise InputError(
+                f"{out}: holds shards ({leftovers[0]}, ...) but no {PLAN_FILE}; "
+                "choose an empty folder"
+            )
+        return None
+    plan = json.loads(plan_path.read_text())
+    previous = plan.get("arguments", {})
+    differences = [key for key in arguments if previous.get(key) != arguments[key]]
+    if differences:
+        raise InputError(
+            f"{out}: holds records made with other arguments (differs in: "
+            f"{', '.join(differences)}); use a new --out folder, or delete this one to start over"
+        )
+    return plan
+
+
+def _progress_path(out: Path, shard: dict) -> Path:
+    return out / PROGRESS_FOLDER / f"{shard['file']}.json"
+
+
+def _remove_stale_temporaries(out: Path) -> None:
+    for path in out.glob(".*.tfrecord.*.tmp"):
+        path.unlink(missing_ok=True)
+
+
+def _write_shard(out, shard, plan, settings, results, bar) -> None:
+    """Write one shard atomically, then its statistics; raise on a bad sample in fail mode."""
+    import tensorflow as tf
+
+    num_classes = get_scheme(plan["scheme"]).num_classes
+    class_counts = np.zeros(num_classes, np.int64)
+    channel_sum = np.zeros(len(CHANNELS))
+    channel_square_sum = np.zeros(len(CHANNELS))
+    formats, sizes, depths = collections.Counter(), collections.Counter(), collections.Counter()
+    pixels = written = 0
+    skipped = []
+    with atomic_path(out / shard["file"]) as temporary:
+        with tf.io.TFRecordWriter(str(temporary)) as writer:
+            for expected_id in shard["ids"]:
+                sample_id, encoded, error = next(results)
+                bar.update()
+                if sample_id != expected_id:  # the plan and the task stream must agree
+                    raise RuntimeError(f"record order broke: {sample_id} != {expected_id}")
+                if error is not None:
+                    if settings.on_error == "fail":
+                        raise InputError(error)
+                    skipped.append([sample_id, _file_in(error), error])
+                    continue
+                image_parts, shape, (sums, square_sums), details = encoded
+                labels = plan["labels"][sample_id]
+                writer.write(
+                    serialize_example(
+                        sample_id,
+                        image_parts,
+                        settings.encoding,
+                        shape,
+                        labels,
+                        shard["fold"],
+                        source=shard["source"],
+                        original_size=details["original_size"],
+                        bit_depth=settings.bit_depth,
+                    )
+                )
+                class_counts[labels] += 1
+                channel_sum += sums
+                channel_square_sum += square_sums
+                pixels += shape[0] * shape[1]
+                written += 1
+                formats[details["format"]] += 1
+                sizes["{1}x{0}".format(*details["original_size"])] += 1
+                depths[str(details["bit_depth"])] += 1
+        digest = sha256_of(temporary)
+        size = temporary.stat().st_size
+    progress = {
+        "file": shard["file"],
+        "fold": shard["fold"],
+        "source": shard["source"],
+        "num_records": written,
+        "bytes": size,
+        "sha256": digest,
+        "class_counts": class_counts.tolist(),
+        "channel_sum": channel_sum.tolist(),
+        "channel_square_sum": channel_square_sum.tolist(),
+        "pixels": pixels,
+        "formats": dict(formats),
+        "original_sizes": dict(sizes),
+        "file_bit_depths": dict(depths),
+        "skipped": skipped,
+    }
+    write_text_atomic(_progress_path(out, shard), json.dumps(progress) + "\n")
+
+
+def _file_in(error: str) -> str:
+    """The file an error message names (messages start with 'path: reason')."""
+    return error.split(": ", 1)[0]
+
+
+def _merged_counts(entries, key) -> dict:
+    total = collections.Counter()
+    for entry in entries:
+        total.update(entry[key])
+    return dict(sorted(total.items()))
+
+
+def _assemble_manifest(out: Path, plan: dict, settings: ConversionSettings) -> dict:
+    shards = [json.loads(_progress_path(out, shard).read_text()) for shard in plan["shards"]]
+    skipped = list(plan["problems"])
+    for shard in shards:
+        skipped.extend(shard["skipped"])
+    errors_file = None
+    if skipped:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["Id", "file", "reason"])
+        writer.writerows(skipped)
+        write_text_atomic(out / ERRORS_FILE, buffer.getvalue())
+        errors_file = ERRORS_FILE
+    else:
+        (out / ERRORS_FILE).unlink(missing_ok=True)
+
+    scheme = get_scheme(plan["scheme"])
+    folds = []
+    for fold in sorted({shard["fold"] for shard in shards}):
+        members = [shard for shard in shards if shard["fold"] == fold]
+        by_source = {}
+        for shard in members:
+            entry = by_source.setdefault(
+                shard["source"], {"num_records": 0, "class_counts": [0] * scheme.num_classes}
+            )
+            entry["num_records"] += shard["num_records"]
+            entry["class_counts"] = np.add(entry["class_counts"], shard["class_counts"]).tolist()
+        folds.append(
+            {
+                "fold": fold,
+                "num_records": sum(shard["num_records"] for shard in members),
+                "shards": [shard["file"] for shard in members],
+                "class_counts": np.sum(
+                    [shard["class_counts"] for shard in members], axis=0
+                ).tolist(),
+                "channel_sum": np.sum([shard["channel_sum"] for shard in members], axis=0).tolist(),
+                "channel_square_sum": np.sum(
+                    [shard["channel_square_sum"] for shard in members], axis=0
+                ).tolist(),
+                "pixels": sum(shard["pixels"] for shard in members),
+                "sources": by_source,
+            }
+        )
+    mean, std = channel_statistics(folds)
+    sources = []
+    for source in plan["sources"]:
+        members = [shard for shard in shards if shard["source"] == source["name"]]
+        sources.append(
+            {
+                **source,
+                "num_records": sum(shard["num_records"] for shard in members),
+                "formats": _merged_counts(members, "formats"),
+                "original_sizes": _merged_counts(members, "original_sizes"),
+                "file_bit_depths": _merged_counts(members, "file_bit_depths"),
+            }
+        )
+    ignored = {
+        "num_ids": sum(source["ignored"]["num_ids"] for source in sources),
+        "num_files": sum(source["ignored"]["num_files"] for source in sources),
+        "first_ids": [i for source in sources for i in source["ignored"]["first_ids"]][:5],
+    }
+    return {
+        "format_version": FORMAT_VERSION,
+        "created_by": f"hpa-keras {__version__}",
+        "source": {key: sources[0][key] for key in ("images", "labels", "labels_sha256")},
+        "sources": sources,
+        "split": plan["split"],
+        "labeled": plan["labeled"],
+        "scheme": scheme.name,
+        "class_names": list(scheme.class_names),
+        "num_classes": scheme.num_classes,
+        "image_size": plan["image_size"],
+        "channels": list(CHANNELS),
+        "encoding": settings.encoding,
+        "bit_depth": settings.bit_depth,
+        "sixteen_bit_rule": settings.sixteen_bit_rule,
+        "num_folds": settings.num_folds if plan["labeled"] else 0,
+        "fold_method": plan["fold_method"],
+        "grouping": plan["grouping"],
+        "seed": settings.seed,
+        "num_records": sum(shard["num_records"] for shard in shards),
+        "num_skipped": len(skipped),
+        "errors_file": errors_file,
+        "ignored": ignored,
+        "class_counts": np.sum([fold["class_counts"] for fold in folds], axis=0).tolist(),
+        "channel_mean": mean,
+        "channel_std": std,
+        "folds": folds,
+        "shards": [
+            {
+                key: shard[key]
+                for key in ("file", "fold", "source", "num_records", "bytes", "sha256")
+            }
+            for shard in shards
+        ],
+    }
