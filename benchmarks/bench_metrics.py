@@ -99,16 +99,22 @@ def main() -> None:
         ),
     ]
     source = "real train.csv" if TRAIN_CSV.is_file() else "sampled label sets"
-    print(f"{len(labels)} x {labels.shape[1]} labels ({source}); seconds per call, best of "
-          f"{options.repeats}; results equal")
+    print(
+        f"{len(labels)} x {labels.shape[1]} labels ({source}); seconds per call, best of "
+        f"{options.repeats}; results equal"
+    )
     print(f"  {'':<30} {'numpy':>9} {'scikit-learn':>13} {'ratio':>7}")
     for name, numpy_seconds, sklearn_seconds in rows:
-        print(f"  {name:<30} {numpy_seconds:9.4f} {sklearn_seconds:13.4f} "
-              f"{sklearn_seconds / numpy_seconds:6.1f}x")
+        print(
+            f"  {name:<30} {numpy_seconds:9.4f} {sklearn_seconds:13.4f} "
+            f"{sklearn_seconds / numpy_seconds:6.1f}x"
+        )
     table = best_time(lambda: precision_recall_f1(labels, decided), options.repeats)
     areas = best_time(lambda: roc_auc_per_class(labels, scores), options.repeats)
-    print(f"  scikit-learn, once per evaluation: precision/recall/F1 {table:.4f} s, "
-          f"ROC AUC of 28 classes {areas:.4f} s")
+    print(
+        f"  scikit-learn, once per evaluation: precision/recall/F1 {table:.4f} s, "
+        f"ROC AUC of 28 classes {areas:.4f} s"
+    )
 
 
 if __name__ == "__main__":

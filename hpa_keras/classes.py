@@ -55,14 +55,7 @@ NUM_CLASSES = len(CLASS_NAMES)
 CLASS_INDEX: dict[str, int] = {name: index for index, name in enumerate(CLASS_NAMES)}
 
 CLASS_NAMES_2021: tuple[str, ...] = (
-    "Nucleoplasm",  # 0
-    "Nuclear membrane",  # 1
-    "Nucleoli",  # 2
-    "Nucleoli fibrillar center",  # 3
-    "Nuclear speckles",  # 4
-    "Nuclear bodies",  # 5
-    "Endoplasmic reticulum",  # 6
-    "Golgi apparatus",  # 7
+    *CLASS_NAMES[:8],  # 0-7: Nucleoplasm ... Golgi apparatus, as in 2018
     "Intermediate filaments",  # 8
     "Actin filaments",  # 9
     "Microtubules",  # 10

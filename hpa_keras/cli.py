@@ -72,11 +72,11 @@ def _model_option(text: str) -> tuple[str, object]:
 def add_demo(commands) -> None:
     demo = commands.add_parser(
         "demo",
-        help="run the main job on built-in synthetic data (about 8 minutes)",
+        help="run the main job on built-in synthetic data (4-8 minutes on 2 cores)",
         description="Generate built-in HPA-like data, draw it, convert it to TFRecords, train "
         "GAP-Net with per-class threshold search, evaluate it on the held-out test split "
         "(HTML report), write the Kaggle submission and a Grad-CAM picture, and print the "
-        "macro F1 beside the baselines. About 8 minutes on a 2-core CPU.",
+        "macro F1 beside the baselines. 4-8 minutes on a 2-core CPU.",
     )
     demo.add_argument("--out", default="hpa-demo", help="output folder (default: hpa-demo)")
     demo.add_argument(

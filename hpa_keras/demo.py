@@ -15,7 +15,7 @@ training epoch:
 7. score the baselines (trained on the training split, tested on the test
    split) and print the model's macro F1 beside them (``results.json``).
 
-The default plan takes about 8 minutes on a 2-core CPU; ``quick`` (for
+The default plan takes 4-8 minutes on a 2-core CPU; ``quick`` (for
 tests and a first look) a fraction of a minute with a tiny model.
 """
 

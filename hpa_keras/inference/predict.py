@@ -70,7 +70,6 @@ def predict_run(
     import tensorflow as tf
 
     from hpa_keras.data.pipeline import load_dataset, load_image_folder
-    from hpa_keras.inference.tta import with_tta
 
     errors = None
     if data is not None:
@@ -103,9 +102,8 @@ def predict_run(
             bit_depth=run.bit_depth,
         )
     images = dataset.map(lambda batch, _: batch)
-    predictor = with_tta(run.model, tta, tiles=run.tiles, tile_size=run.crop)
     try:
-        scores = predictor.predict(images, verbose=0)
+        scores = run.predictor(tta).predict(images, verbose=0)
     except tf.errors.OpError:
         if errors:
             errors.raise_first()

@@ -69,6 +69,20 @@ class Run:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    def predictor(self, views: int = 1):
+        """The model as prediction uses it: ``views`` dihedral views, the run's tiles.
+
+        Built once per view count and kept, so that predicting several inputs
+        with one run traces the wrapper once (about a second for 8 views of a
+        512 px GAP-Net on 2 cores).
+        """
+        from hpa_keras.inference.tta import with_tta
+
+        cache = self.__dict__.setdefault("_predictors", {})
+        if views not in cache:
+            cache[views] = with_tta(self.model, views, tiles=self.tiles, tile_size=self.crop)
+        return cache[views]
+
     @property
     def views_description(self) -> str:
         """How the run sees a field, for summaries: the whole field or its tiles."""
