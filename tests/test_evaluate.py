@@ -199,3 +199,17 @@ def test_cli_evaluate_writes_the_report_and_refuses_unlabeled_data(
     error = capsys.readouterr().err
     assert status == 2
     assert "unlabeled" in error and "Traceback" not in error
+
+
+def test_a_run_is_recognised_by_its_records_not_their_path(runs, training_records, tmp_path):
+    """Records copied elsewhere are still the run's training data: the default is its
+    validation fold, not every fold (which would score training images)."""
+    import shutil
+
+    from hpa_keras.data.pipeline import dataset_ids
+
+    copy = tmp_path / "elsewhere"
+    shutil.copytree(training_records, copy)
+    evaluation = evaluate_runs([runs[0]], data=copy)
+    assert evaluation.ids == dataset_ids(copy, folds=[0])
+    assert evaluation.summary()["folds"] == [0]

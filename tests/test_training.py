@@ -29,7 +29,8 @@ RUN_FILES = (
     "thresholds.json",
     "history.csv",
     "learning_curves.png",
-    "best.weights.h5",
+    "input.json",
+    "best-epoch001.weights.h5",
 )
 
 
@@ -408,6 +409,10 @@ def test_cli_fit_writes_a_run_and_the_lr_finder_plot(training_records, tmp_path,
     assert main([*common, "--find-lr", "--out", str(tmp_path / "lr")]) == 0
     assert "suggested --lr" in capsys.readouterr().out
     assert (tmp_path / "lr" / "lr_finder.png").is_file()
+    # A schedule's rate cannot be set batch by batch: the range test compiles with a constant one.
+    argv = [*common, "--find-lr", "--schedule", "cosine", "--out", str(tmp_path / "lr2")]
+    assert main(argv) == 0
+    assert (tmp_path / "lr2" / "lr_finder.png").is_file()
 
 
 @pytest.mark.parametrize(
@@ -455,3 +460,57 @@ def test_cli_tiny_follows_the_model_of_the_yaml_file_and_options_merge(training_
         "dropout": 0.2,
         "fourth_channel": "mean",
     }
+
+
+def test_a_kill_between_weights_and_thresholds_keeps_a_matching_pair(
+    training_records, tmp_path, monkeypatch
+):
+    """The best epoch's weights are written before the thresholds that name them; killed in
+    between, the previous pair stays whole, and the finished run's model scores exactly
+    what its thresholds.json says."""
+    from hpa_keras.inference.evaluate import evaluate_runs
+    from hpa_keras.training import callbacks
+    from hpa_keras.training.fit import fit
+
+    out = tmp_path / "run"
+    original = callbacks.write_text_atomic
+    calls = {"count": 0}
+
+    def dies_on_the_second_thresholds_file(path, text):
+        if str(path).endswith("thresholds.json"):
+            calls["count"] += 1
+            if calls["count"] == 2:
+                raise KeyboardInterrupt  # after epoch 2's weights, before its thresholds
+        return original(path, text)
+
+    monkeypatch.setattr(callbacks, "write_text_atomic", dies_on_the_second_thresholds_file)
+    config = tiny_config(training_records, out, epochs=4, lr=0.01, threshold_strategy="global")
+    # Epoch 2 has to be a new best for the kill to happen: a steadily growing constant makes
+    # every epoch better than the last.
+    scores = iter([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
+    monkeypatch.setattr(callbacks, "thresholds_document", _growing(callbacks, scores))
+    with pytest.raises(KeyboardInterrupt):
+        fit(config)
+    document = json.loads((out / "thresholds.json").read_text())
+    assert document["epoch"] == 1 and (out / document["weights_file"]).is_file()
+    monkeypatch.setattr(callbacks, "write_text_atomic", original)
+    monkeypatch.undo()
+    fit(config)  # resumes and finishes
+    document = json.loads((out / "thresholds.json").read_text())
+    assert (out / document["weights_file"]).is_file()
+    assert len(list(out.glob("best-epoch*.weights.h5"))) == 1
+    evaluation = evaluate_runs([out], data=training_records)
+    assert evaluation.summary()["macro_f1"] == pytest.approx(document["macro_f1_tuned"], abs=1e-9)
+
+
+def _growing(callbacks, scores):
+    original = callbacks.thresholds_document
+
+    def document(*arguments, **options):
+        result = original(*arguments, **options)
+        result["macro_f1_tuned"] = (
+            next(scores) if result["epoch"] is not None else result["macro_f1_tuned"]
+        )
+        return result
+
+    return document

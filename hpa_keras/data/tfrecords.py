@@ -238,6 +238,14 @@ def _upgraded(manifest: dict) -> dict:
     return manifest
 
 
+def record_set_fingerprint(manifest: dict) -> str:
+    """The identity of a record set's contents: a digest of its shards' own sha256 digests
+    and folds. The same records have the same fingerprint wherever the folder lies (copied,
+    moved, reached by another path); different records, never."""
+    entries = sorted((shard["sha256"], int(shard["fold"])) for shard in manifest["shards"])
+    return hashlib.sha256(json.dumps(entries).encode("ascii")).hexdigest()
+
+
 def source_names(manifest: dict) -> list[str]:
     """The names of the record set's sources, in conversion order."""
     return [source["name"] for source in manifest["sources"]]

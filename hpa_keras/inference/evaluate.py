@@ -175,12 +175,25 @@ def summary_line(evaluation: Evaluation, what: str = "images") -> str:
 
 
 def _run_validation(folder: Path, data: Path) -> tuple[int, str | None] | None:
-    """``(fold, source)`` a run validated on if it trained on ``data``; ``None`` otherwise."""
-    from hpa_keras.inference.runs import read_run_config
+    """``(fold, source)`` a run validated on if it trained on the records in ``data``;
+    ``None`` otherwise.
+
+    The records are recognised by their contents (``input.json``'s fingerprint of the
+    shards' digests), so a run started from another folder, or records copied elsewhere,
+    are still recognised; runs made before the fingerprint existed fall back to the path
+    of ``config.yaml``.
+    """
+    from hpa_keras.data.tfrecords import read_manifest, record_set_fingerprint
+    from hpa_keras.inference.runs import read_input_settings, read_run_config
 
     config = read_run_config(folder)
-    trained_on = config.get("data")
-    if trained_on and Path(trained_on).resolve() == data.resolve():
+    fingerprint = read_input_settings(folder).get("data_fingerprint")
+    if fingerprint is not None:
+        trained_here = fingerprint == record_set_fingerprint(read_manifest(data))
+    else:
+        trained_on = config.get("data")
+        trained_here = bool(trained_on) and Path(trained_on).resolve() == data.resolve()
+    if trained_here:
         return int(config.get("fold", 0)), config.get("validate_source")
     return None
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from hpa_keras.atomic import write_text_atomic
+from hpa_keras.atomic import atomic_path, write_text_atomic
 from hpa_keras.classes import CLASS_NAMES
 from hpa_keras.errors import InputError
 from hpa_keras.reports.tables import threshold_table
@@ -167,6 +167,10 @@ class ThresholdSearch(keras.callbacks.Callback):
         resume: start from the best score recorded in ``out``, so a resumed
             run does not replace better thresholds with worse ones.
         class_names: row names of the table.
+        weights_folder: also save the best epoch's weights there, as
+            ``best-epochNNN.weights.h5``, before the thresholds that name
+            them (``weights_file`` in ``thresholds.json``): killed between the
+            two writes, the previous pair stays whole.
         views, tiles, tile_size: predict the validation data as prediction
             will (:class:`hpa_keras.inference.tta.DihedralTTA`): dihedral
             views averaged, and a whole field (``tiles=0``) or an N x N grid
@@ -192,8 +196,11 @@ class ThresholdSearch(keras.callbacks.Callback):
         views: int = 1,
         tiles: int = 0,
         tile_size: int | None = None,
+        weights_folder: str | os.PathLike | None = None,
     ):
         super().__init__()
+        self.weights_folder = None if weights_folder is None else Path(weights_folder)
+        self.best_weights_file = None
         self.validation_data = validation_data
         self.views, self.tiles, self.tile_size = views, tiles, tile_size
         self._predictor = None
@@ -213,6 +220,29 @@ class ThresholdSearch(keras.callbacks.Callback):
             self.best_score = document["macro_f1_tuned"]
             self.best_epoch = document["epoch"]
             self.best_thresholds = np.asarray(document["thresholds"])
+            self.best_weights_file = document.get("weights_file")
+
+    @property
+    def best_weights_path(self) -> Path | None:
+        """The best epoch's weights file (with ``weights_folder``), else ``None``."""
+        if self.weights_folder is None or self.best_weights_file is None:
+            return None
+        return self.weights_folder / self.best_weights_file
+
+    def _save_best(self, document: dict, epoch: int) -> None:
+        """Weights first (a new file), then the thresholds naming them, then old weights go."""
+        if self.weights_folder is not None:
+            name = f"best-epoch{epoch:03d}.weights.h5"
+            with atomic_path(self.weights_folder / name, suffix=".weights.h5") as temporary:
+                self.model.save_weights(temporary)
+            document = {**document, "weights_file": name}
+            self.best_weights_file = name
+        if self.out is not None:
+            write_text_atomic(self.out, json.dumps(document, indent=2) + "\n")
+        if self.weights_folder is not None:
+            for path in self.weights_folder.glob("best-epoch*.weights.h5"):
+                if path.name != self.best_weights_file:
+                    path.unlink(missing_ok=True)
 
     def predictor(self):
         """The model, or its view-and-tile wrapper (built once; it shares the weights)."""
@@ -245,8 +275,7 @@ class ThresholdSearch(keras.callbacks.Callback):
         self.last_table = threshold_table(document)
         if tuned > self.best_score:
             self.best_score, self.best_epoch, self.best_thresholds = tuned, epoch + 1, thresholds
-            if self.out is not None:
-                write_text_atomic(self.out, json.dumps(document, indent=2) + "\n")
+            self._save_best(document, epoch + 1)
         if self.print_table:
             print(f"\nEpoch {epoch + 1}: validation per class\n{self.last_table}", flush=True)
 

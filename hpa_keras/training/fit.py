@@ -11,7 +11,7 @@ A run trains one model on the folds of a make-tfrecords folder other than
       history.csv          one row per epoch (losses, macro F1, learning rate)
       learning_curves.png  the history as a picture
       logs/                TensorBoard logs
-      best.weights.h5      the best epoch's weights (what model.keras is made from)
+      best-epochNNN.weights.h5  the best epoch's weights, named in thresholds.json
       backup/              while running: the state a restarted run resumes from
 
 The saved model contains the per-channel standardization (statistics of the
@@ -41,7 +41,6 @@ __all__ = ["TrainingConfig", "find_learning_rate_for", "fit", "resolve_config"]
 
 CONFIG_FILE = "config.yaml"
 MODEL_FILE = "model.keras"
-BEST_WEIGHTS_FILE = "best.weights.h5"
 HISTORY_FILE = "history.csv"
 CURVES_FILE = "learning_curves.png"
 LR_FINDER_FILE = "lr_finder.png"
@@ -99,8 +98,11 @@ def field_size(config: TrainingConfig, manifest: dict) -> int:
 def input_settings(config: TrainingConfig, manifest: dict) -> dict:
     """What a run needs to read new images as it was trained (written as ``input.json``)."""
     from hpa_keras.data.pipeline import resolve_channels
+    from hpa_keras.data.tfrecords import record_set_fingerprint
 
     return {
+        "data_fingerprint": record_set_fingerprint(manifest),
+        "fold": config.fold,
         "image_size": field_size(config, manifest),
         "stored_size": manifest["image_size"],
         "crop": config.crop,
@@ -264,21 +266,26 @@ class _Run:
             **common,
         )
 
-    def compile(self, model, core, learning_rate, epochs=None):
-        """Compile for a stage of ``epochs`` epochs (the length of a ``cosine`` decay)."""
+    def compile(self, model, core, learning_rate, epochs=None, schedule=None):
+        """Compile for a stage of ``epochs`` epochs (the length of a ``cosine`` decay).
+
+        ``schedule`` overrides the configured one: the learning-rate range
+        test needs ``"constant"``, a rate it can set batch by batch.
+        """
         import keras
 
         from hpa_keras.training.metrics import macro_f1_metric
         from hpa_keras.training.optimizers import backbone_multipliers, make_optimizer
 
         config = self.config
-        if config.schedule == "cosine":
+        schedule = schedule or config.schedule
+        if schedule == "cosine":
             learning_rate = keras.optimizers.schedules.CosineDecay(
                 initial_learning_rate=learning_rate,
                 decay_steps=(epochs or config.epochs) * self.steps_per_epoch,
                 alpha=min(config.min_lr / learning_rate, 1.0),
             )
-        elif config.schedule == "sgdr":
+        elif schedule == "sgdr":
             learning_rate = keras.optimizers.schedules.CosineDecayRestarts(
                 initial_learning_rate=learning_rate,
                 first_decay_steps=config.sgdr_epochs * self.steps_per_epoch,
@@ -302,18 +309,9 @@ class _Run:
         from hpa_keras.training.callbacks import LearningRateLogger
 
         config, folder = self.config, self.folder
-        callbacks = [
-            search,
-            keras.callbacks.TerminateOnNaN(),
-            keras.callbacks.ModelCheckpoint(
-                str(folder / BEST_WEIGHTS_FILE),
-                monitor="val_macro_f1_tuned",
-                mode="max",
-                save_best_only=True,
-                save_weights_only=True,
-                initial_value_threshold=search.best_score if search.best_epoch else None,
-            ),
-        ]
+        # ThresholdSearch saves the best epoch's weights itself, with its thresholds: a
+        # separate ModelCheckpoint could leave thresholds of one epoch beside weights of another.
+        callbacks = [search, keras.callbacks.TerminateOnNaN()]
         if config.schedule == "plateau":
             callbacks.append(
                 keras.callbacks.ReduceLROnPlateau(
@@ -405,6 +403,7 @@ def _fit(config: TrainingConfig, manifest: dict, resuming: bool, extra_callbacks
             strategy=config.threshold_strategy,
             class_frequencies=run.class_counts / max(run.num_train, 1),
             out=folder / "thresholds.json",
+            weights_folder=folder,
             print_table=config.print_table,
             resume=resuming,
             class_names=manifest["class_names"],
@@ -443,8 +442,8 @@ def _fit(config: TrainingConfig, manifest: dict, resuming: bool, extra_callbacks
             callbacks=run.callbacks(2, search) + extra_callbacks,
             **fit_options,
         )
-        best_weights = folder / BEST_WEIGHTS_FILE
-        if best_weights.is_file():
+        best_weights = search.best_weights_path
+        if best_weights is not None and best_weights.is_file():
             with warnings.catch_warnings():
                 # A best epoch from the frozen stage saved fewer optimizer variables;
                 # only the model's weights matter from here on.
@@ -528,7 +527,7 @@ def find_learning_rate_for(config: TrainingConfig, steps: int = 100) -> dict:
     manifest = read_manifest(config.data)
     run = _Run(config, manifest, resuming=False)
     model, core = build_training_model(config, manifest)
-    run.compile(model, core, config.lr)
+    run.compile(model, core, config.lr, schedule="constant")  # the test sets the rate itself
     finder = find_learning_rate(model, run.train_data, steps=steps)
     path = config.run_dir / LR_FINDER_FILE
     save_figure(finder.figure(f"Learning-rate range test: {config.model}"), path)
