@@ -194,3 +194,38 @@ def test_the_focal_loss_of_fit_does_not_weight_the_rare_positives_down(alpha):
     loss = make_loss(config, np.ones(28), 64)
     assert keras_value(loss) == pytest.approx(_numpy_focal(alpha), rel=1e-4)
     assert keras_value(loss) != pytest.approx(_numpy_focal(0.25), rel=1e-2)
+
+
+def _numpy_lovasz_hinge(labels, logits):
+    """An independent per-class loop: Berman et al.'s algorithm written from the paper."""
+    losses = []
+    for column in range(labels.shape[1]):
+        y, x = labels[:, column].astype(float), logits[:, column].astype(float)
+        errors = 1.0 - x * (2 * y - 1)
+        order = np.argsort(-errors, kind="stable")
+        y_sorted, e_sorted = y[order], errors[order]
+        positives = y.sum()
+        jaccard = []
+        for k in range(1, len(y) + 1):  # the Jaccard loss of the top-k set
+            intersection = positives - y_sorted[:k].sum()
+            union = positives + (1 - y_sorted[:k]).sum()
+            jaccard.append(1 - intersection / union)
+        gradient = np.diff(np.concatenate([[0.0], jaccard]))
+        losses.append(float(np.dot(np.maximum(e_sorted, 0), gradient)))
+    return np.array(losses)
+
+
+def test_lovasz_hinge_against_numpy():
+    from hpa_keras.training.losses import FocalLovaszLoss, LovaszHingeLoss, _logits
+
+    logits = np.log(Y_PRED) - np.log(1 - Y_PRED)
+    expected = _numpy_lovasz_hinge(Y_TRUE, logits).mean()
+    assert keras_value(LovaszHingeLoss()) == pytest.approx(expected, rel=1e-4)
+    assert np.allclose(keras.ops.convert_to_numpy(_logits(Y_PRED, "float32")), logits, atol=1e-4)
+    # A perfect margin costs nothing; a class with no positive is charged its worst negative.
+    perfect = np.where(Y_TRUE > 0, 0.9999, 0.0001).astype(np.float32)
+    assert float(keras.ops.convert_to_numpy(LovaszHingeLoss()(Y_TRUE, perfect))) == 0.0
+    combined = FocalLovaszLoss(gamma=2.0, lovasz_weight=0.5)
+    assert keras_value(combined) == pytest.approx(_numpy_focal(None) + 0.5 * expected, rel=1e-4)
+    clone = keras.losses.deserialize(keras.losses.serialize(combined))
+    assert clone.lovasz_weight == 0.5 and keras_value(clone) == pytest.approx(keras_value(combined))

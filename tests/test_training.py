@@ -514,3 +514,71 @@ def _growing(callbacks, scores):
         return result
 
     return document
+
+
+def test_stochastic_weight_averaging_is_the_mean_and_recomputes_batchnorm(tmp_path):
+    """The running mean equals the plain mean of each epoch's weights, survives a restart
+    through its state file, and BatchNorm's statistics become those of the data."""
+    import tensorflow as tf
+
+    from hpa_keras.training.callbacks import StochasticWeightAveraging
+
+    inputs = keras.Input((3,))
+    normalized = keras.layers.BatchNormalization()(keras.layers.Dense(4)(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(2)(normalized))
+    state = tmp_path / "swa.npz"
+    swa = StochasticWeightAveraging(start_epoch=1, state_file=state)
+    swa.set_model(model)
+    snapshots = []
+    for epoch in range(4):
+        model.set_weights([np.full_like(w, epoch + 1.0) for w in model.get_weights()])
+        if epoch >= 1:
+            snapshots.append(model.get_weights())
+        if epoch == 2:  # a restart: a new callback continues from the state file
+            swa = StochasticWeightAveraging(start_epoch=1, state_file=state)
+            swa.set_model(model)
+            swa.on_epoch_end(1)  # already counted: ignored
+        swa.on_epoch_end(epoch)
+    assert swa.count == 3
+    rng = np.random.default_rng(0)
+    data = rng.normal(2.0, 3.0, (64, 3)).astype("float32")
+    dataset = tf.data.Dataset.from_tensor_slices((data, np.zeros((64, 2), "float32"))).batch(16)
+    swa.apply(model, dataset, steps=4)
+    expected = [np.mean([snapshot[k] for snapshot in snapshots], axis=0) for k in range(4)]
+    dense = model.layers[1].get_weights()
+    np.testing.assert_allclose(dense[0], expected[0], rtol=1e-6)  # kernel: the mean, 3.0
+    layer = model.layers[2]
+    features = data @ dense[0] + dense[1]
+    batch_means = features.reshape(4, 16, 4).mean(axis=1)
+    np.testing.assert_allclose(np.asarray(layer.moving_mean), batch_means.mean(axis=0), rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"loss": "lovasz"},
+        {"loss": "focal_lovasz", "lovasz_weight": 0.5},
+        {"ema": True, "epochs": 2},
+        {"swa_epochs": 2, "epochs": 3},
+    ],
+    ids=["lovasz", "focal_lovasz", "ema", "swa"],
+)
+def test_winners_losses_and_averaging_train_and_match_their_thresholds(
+    training_records, tmp_path, overrides
+):
+    from hpa_keras.inference.evaluate import evaluate_runs
+    from hpa_keras.training.fit import fit
+
+    out = tmp_path / "run"
+    summary = fit(tiny_config(training_records, out, **overrides))
+    assert np.isfinite(summary["val_macro_f1_tuned"])
+    document = json.loads((out / "thresholds.json").read_text())
+    if "swa_epochs" in overrides:
+        assert document["weights"] == "mean of epochs 2-3" and document["epoch"] == 3
+        assert document["weights_file"].startswith("swa-") and not (out / "swa-state.npz").exists()
+    evaluation = evaluate_runs([out], data=training_records)
+    assert evaluation.summary()["macro_f1"] == pytest.approx(document["macro_f1_tuned"], abs=1e-9)
+    reloaded = load_model(out / "model.keras", compile=True)
+    assert type(reloaded.loss).__name__ == {
+        "lovasz": "LovaszHingeLoss", "focal_lovasz": "FocalLovaszLoss"
+    }.get(overrides.get("loss"), "WeightedBinaryCrossentropy")  # fmt: skip

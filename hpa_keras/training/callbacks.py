@@ -229,10 +229,27 @@ class ThresholdSearch(keras.callbacks.Callback):
             return None
         return self.weights_folder / self.best_weights_file
 
-    def _save_best(self, document: dict, epoch: int) -> None:
+    def record_final(self, epoch: int, note: str) -> dict:
+        """Score the model as it is now and make it the run's result, better or not (the
+        weights of stochastic weight averaging, say): thresholds searched on the validation
+        predictions, weights and thresholds saved as for a best epoch. Returns the document."""
+        labels, scores = predict_with_labels(
+            self.predictor(), self.validation_data, self.batch_size, self._labels
+        )
+        thresholds = search_thresholds(self.strategy, labels, scores, self.class_frequencies)
+        document = thresholds_document(
+            labels, scores, thresholds, self.strategy, epoch, self.class_names
+        )
+        document["weights"] = note
+        self.best_score, self.best_epoch = document["macro_f1_tuned"], epoch
+        self.best_thresholds = thresholds
+        self._save_best(document, epoch, prefix="swa")
+        return document
+
+    def _save_best(self, document: dict, epoch: int, prefix: str = "best") -> None:
         """Weights first (a new file), then the thresholds naming them, then old weights go."""
         if self.weights_folder is not None:
-            name = f"best-epoch{epoch:03d}.weights.h5"
+            name = f"{prefix}-epoch{epoch:03d}.weights.h5"
             with atomic_path(self.weights_folder / name, suffix=".weights.h5") as temporary:
                 self.model.save_weights(temporary)
             document = {**document, "weights_file": name}
@@ -240,7 +257,7 @@ class ThresholdSearch(keras.callbacks.Callback):
         if self.out is not None:
             write_text_atomic(self.out, json.dumps(document, indent=2) + "\n")
         if self.weights_folder is not None:
-            for path in self.weights_folder.glob("best-epoch*.weights.h5"):
+            for path in self.weights_folder.glob("*-epoch*.weights.h5"):
                 if path.name != self.best_weights_file:
                     path.unlink(missing_ok=True)
 
@@ -414,3 +431,83 @@ def find_learning_rate(
     finally:
         model.set_weights(weights)
     return finder
+
+
+class StochasticWeightAveraging(keras.callbacks.Callback):
+    """The equal-weight average of the weights at the end of the last epochs (Izmailov et al.
+    2018), as the 3rd place of 2018 trained; Keras has no built-in for it.
+
+    From epoch ``start_epoch`` (0-based) on, each epoch's end adds the
+    model's weights to a running mean, kept in ``state_file`` (written
+    atomically) so that a run resumed after a kill continues the same mean.
+    :meth:`apply` puts the mean into the model and recomputes the BatchNorm
+    statistics for it: averaged weights need their own, which one pass over
+    training batches in training mode gives (each layer's momentum set so
+    the moving statistics become the plain mean over the pass).
+
+    Args:
+        start_epoch: the first epoch averaged.
+        state_file: where the running mean is kept (``.npz``), or ``None``.
+    """
+
+    def __init__(self, start_epoch: int, state_file: str | os.PathLike | None = None):
+        super().__init__()
+        self.start_epoch = int(start_epoch)
+        self.state_file = None if state_file is None else Path(state_file)
+        self.average, self.count, self.last_epoch = None, 0, None
+        if self.state_file is not None and self.state_file.is_file():
+            with np.load(self.state_file) as state:
+                self.count = int(state["count"])
+                self.last_epoch = int(state["last_epoch"])
+                self.average = [state[f"weight{index}"] for index in range(int(state["size"]))]
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch < self.start_epoch or (self.last_epoch is not None and epoch <= self.last_epoch):
+            return
+        weights = [np.asarray(value, dtype=np.float64) for value in self.model.get_weights()]
+        if self.average is None:
+            self.average = weights
+        else:
+            self.average = [
+                mean + (value - mean) / (self.count + 1)
+                for mean, value in zip(self.average, weights, strict=True)
+            ]
+        self.count, self.last_epoch = self.count + 1, epoch
+        if self.state_file is not None:
+            arrays = {f"weight{index}": value for index, value in enumerate(self.average)}
+            with atomic_path(self.state_file, suffix=".npz") as temporary:
+                np.savez(temporary, count=self.count, last_epoch=epoch, size=len(arrays), **arrays)
+
+    def apply(self, model, dataset, steps: int) -> None:
+        """Set the averaged weights and recompute BatchNorm statistics over ``steps`` batches."""
+        if self.average is None:
+            raise ValueError("no epoch was averaged (start_epoch after the last epoch?)")
+        model.set_weights(
+            [
+                mean.astype(value.dtype)
+                for mean, value in zip(self.average, model.get_weights(), strict=True)
+            ]
+        )
+        normalizations = [
+            layer
+            for layer in _all_layers(model)
+            if isinstance(layer, keras.layers.BatchNormalization)
+        ]
+        if not normalizations:
+            return
+        saved = [layer.momentum for layer in normalizations]
+        try:
+            for step, (images, _) in enumerate(dataset.take(steps)):
+                for layer in normalizations:  # the running mean of the batch statistics
+                    layer.momentum = step / (step + 1)
+                model(images, training=True)
+        finally:
+            for layer, momentum in zip(normalizations, saved, strict=True):
+                layer.momentum = momentum
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from _all_layers(layer)

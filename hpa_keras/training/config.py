@@ -20,7 +20,7 @@ from hpa_keras.training.thresholds import THRESHOLD_STRATEGIES
 # The vocabularies live here, in a module without Keras, so that `hpa-keras fit --help`
 # (generated from this dataclass) does not import TensorFlow.
 POSITIVE_WEIGHT_RULES = ("none", "ratio", "log", "sqrt")
-LOSSES = ("bce", "weighted_bce", "focal", "soft_f1", "margin")
+LOSSES = ("bce", "weighted_bce", "focal", "lovasz", "focal_lovasz", "soft_f1", "margin")
 SCHEDULES = ("plateau", "cosine", "sgdr", "constant")
 STRATEGIES = ("default", "mirrored")
 OPTIMIZER_NAMES = ("adam", "adamw", "sgd")
@@ -110,7 +110,20 @@ class TrainingConfig:
         "focal loss weight of the positive term (negatives get 1 - alpha)",
         default_text="none: no class balancing",
     )
+    lovasz_weight: float = setting(1.0, "focal_lovasz: the weight of the Lovász hinge term")
     optimizer: str = setting("adam", "optimizer (sgd: momentum 0.9)", choices=OPTIMIZER_NAMES)
+    ema: bool = setting(
+        False,
+        "keep the optimizer's exponential moving average of the weights (Keras' use_ema) and "
+        "validate and save it",
+    )
+    ema_momentum: float = setting(0.99, "ema: the average's momentum per step")
+    swa_epochs: int = setting(
+        0,
+        "stochastic weight averaging: the result is the mean of the weights at the end of "
+        "the last N epochs, BatchNorm statistics recomputed (0: off, the best epoch)",
+        metavar="N",
+    )
     lr: float = setting(1e-3, "learning rate")
     frozen_epochs: int = setting(
         0, "first train N epochs with the pretrained backbone frozen (two-stage fine-tuning)"
@@ -196,6 +209,14 @@ class TrainingConfig:
             raise InputError(f"plateau_factor: must be in (0, 1), got {self.plateau_factor}")
         if not self.contrast < 1:
             raise InputError(f"contrast: must be below 1, got {self.contrast}")
+        if not 0 < self.ema_momentum < 1:
+            raise InputError(f"ema_momentum: must be in (0, 1), got {self.ema_momentum}")
+        if self.swa_epochs < 0 or self.swa_epochs > self.epochs:
+            raise InputError(f"swa_epochs: must be between 0 and epochs ({self.epochs})")
+        if self.swa_epochs and self.ema:
+            raise InputError("swa_epochs and ema are two ways to average weights: choose one")
+        if self.lovasz_weight < 0:
+            raise InputError(f"lovasz_weight: must be 0 or more, got {self.lovasz_weight}")
         if self.focal_alpha is not None and not 0 < self.focal_alpha < 1:
             raise InputError(f"focal_alpha: must be in (0, 1), got {self.focal_alpha}")
         if self.backbone_lr_factor < 0:

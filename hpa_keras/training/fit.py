@@ -47,6 +47,7 @@ LR_FINDER_FILE = "lr_finder.png"
 BACKUP_FOLDER = "backup"
 STAGE_ONE_WEIGHTS = "stage1.weights.h5"
 INPUT_FILE = "input.json"
+SWA_STATE_FILE = "swa-state.npz"
 
 
 # ------------------------------------------------------------------ building
@@ -177,6 +178,8 @@ def make_loss(config: TrainingConfig, class_counts, num_samples: int):
 
     from hpa_keras.training.losses import (
         CapsuleMarginLoss,
+        FocalLovaszLoss,
+        LovaszHingeLoss,
         SoftF1Loss,
         WeightedBinaryCrossentropy,
         inverse_log_class_weights,
@@ -200,6 +203,10 @@ def make_loss(config: TrainingConfig, class_counts, num_samples: int):
             alpha=config.focal_alpha if balanced else 0.25,
             gamma=config.focal_gamma,
         )
+    if config.loss == "lovasz":
+        return LovaszHingeLoss()
+    if config.loss == "focal_lovasz":
+        return FocalLovaszLoss(config.focal_gamma, config.focal_alpha, config.lovasz_weight)
     if config.loss == "soft_f1":
         return SoftF1Loss()
     return CapsuleMarginLoss()
@@ -265,6 +272,15 @@ class _Run:
             sources=config.validate_source,
             **common,
         )
+        self.averaging = None
+        if config.swa_epochs:
+            from hpa_keras.training.callbacks import StochasticWeightAveraging
+
+            state = self.folder / SWA_STATE_FILE
+            if not resuming:
+                state.unlink(missing_ok=True)
+            start = config.frozen_epochs + config.epochs - config.swa_epochs
+            self.averaging = StochasticWeightAveraging(start, state)
 
     def compile(self, model, core, learning_rate, epochs=None, schedule=None):
         """Compile for a stage of ``epochs`` epochs (the length of a ``cosine`` decay).
@@ -297,8 +313,9 @@ class _Run:
             if config.backbone_lr_factor != 1.0
             else None
         )
+        averaging = {"use_ema": True, "ema_momentum": config.ema_momentum} if config.ema else {}
         model.compile(
-            optimizer=make_optimizer(config.optimizer, learning_rate, multipliers),
+            optimizer=make_optimizer(config.optimizer, learning_rate, multipliers, **averaging),
             loss=make_loss(config, self.class_counts, self.num_train),
             metrics=[macro_f1_metric()],
         )
@@ -312,6 +329,10 @@ class _Run:
         # ThresholdSearch saves the best epoch's weights itself, with its thresholds: a
         # separate ModelCheckpoint could leave thresholds of one epoch beside weights of another.
         callbacks = [search, keras.callbacks.TerminateOnNaN()]
+        if config.ema:  # first: the callbacks after it validate and save the EMA weights
+            callbacks.insert(0, keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
+        if config.swa_epochs and stage == 2:
+            callbacks.insert(1, self.averaging)
         if config.schedule == "plateau":
             callbacks.append(
                 keras.callbacks.ReduceLROnPlateau(
@@ -442,6 +463,11 @@ def _fit(config: TrainingConfig, manifest: dict, resuming: bool, extra_callbacks
             callbacks=run.callbacks(2, search) + extra_callbacks,
             **fit_options,
         )
+        if run.averaging is not None:
+            last = config.frozen_epochs + config.epochs
+            _say(config, f"averaging the weights of epochs {last - config.swa_epochs + 1}-{last}")
+            run.averaging.apply(model, run.train_data, run.steps_per_epoch)
+            search.record_final(last, f"mean of epochs {last - config.swa_epochs + 1}-{last}")
         best_weights = search.best_weights_path
         if best_weights is not None and best_weights.is_file():
             with warnings.catch_warnings():
@@ -454,6 +480,7 @@ def _fit(config: TrainingConfig, manifest: dict, resuming: bool, extra_callbacks
     history = _finish_history(folder, config)
     shutil.rmtree(folder / BACKUP_FOLDER, ignore_errors=True)
     (folder / STAGE_ONE_WEIGHTS).unlink(missing_ok=True)
+    (folder / SWA_STATE_FILE).unlink(missing_ok=True)
     document = json.loads((folder / "thresholds.json").read_text())
     if config.verbose:
         print(f"best epoch {document['epoch']}, validation fold {config.fold}:")

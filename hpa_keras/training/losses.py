@@ -9,6 +9,10 @@ serializable Keras losses (registered, so saved models reload in safe mode):
   :func:`inverse_log_class_weights`);
 - focal loss: Keras' own ``keras.losses.BinaryFocalCrossentropy``;
 - :class:`SoftF1Loss`: one minus a differentiable macro F1 over the batch;
+- :class:`LovaszHingeLoss`: the Lovász hinge (Berman et al. 2018) per class
+  over the batch, a convex surrogate of each class's Jaccard index, and
+  :class:`FocalLovaszLoss`, focal loss plus Lovász hinge, as the 2018
+  challenge's winner combined them;
 - :class:`CapsuleMarginLoss`: the capsule network's margin loss.
 
 Weights are computed from per-class counts, such as a TFRecord manifest's
@@ -144,4 +148,95 @@ class CapsuleMarginLoss(keras.losses.Loss):
             "m_plus": self.m_plus,
             "m_minus": self.m_minus,
             "weight_absent": self.weight_absent,
+        }
+
+
+def _logits(probabilities, dtype):
+    """Scores on the real line from the models' sigmoid probabilities (clipped away from 0
+    and 1), where the hinge's margin of 1 means something."""
+    epsilon = 1e-6
+    clipped = ops.clip(ops.cast(probabilities, dtype), epsilon, 1.0 - epsilon)
+    return ops.log(clipped) - ops.log(1.0 - clipped)
+
+
+def lovasz_hinge_per_class(y_true, logits):
+    """The Lovász hinge of each class over the batch: ``(classes,)``.
+
+    For class c, with signs s = 2y - 1 and errors e = 1 - s x (x: logits),
+    the errors are sorted in decreasing order and weighted by the gradient of
+    the Lovász extension of the Jaccard loss at that order: the increments
+    of ``1 - (P - cumsum(y)) / (P + cumsum(1 - y))`` (P: positives of the
+    class in the batch); the loss is ``sum(relu(e_sorted) * increments)``.
+    A class without positives in the batch is charged its largest margin
+    violation, as the reference implementation does.
+    """
+    labels = ops.transpose(ops.cast(y_true, logits.dtype))  # (classes, batch)
+    scores = ops.transpose(logits)
+    errors = 1.0 - scores * (2.0 * labels - 1.0)
+    order = ops.argsort(-errors, axis=1)
+    errors_sorted = ops.take_along_axis(errors, order, axis=1)
+    labels_sorted = ops.take_along_axis(labels, order, axis=1)
+    positives = ops.sum(labels_sorted, axis=1, keepdims=True)
+    intersection = positives - ops.cumsum(labels_sorted, axis=1)
+    union = positives + ops.cumsum(1.0 - labels_sorted, axis=1)
+    jaccard = 1.0 - intersection / union
+    increments = ops.concatenate([jaccard[:, :1], jaccard[:, 1:] - jaccard[:, :-1]], axis=1)
+    return ops.sum(ops.relu(errors_sorted) * ops.stop_gradient(increments), axis=1)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class LovaszHingeLoss(keras.losses.Loss):
+    """The Lovász hinge per class over the batch, averaged over classes.
+
+    It optimizes each class's Jaccard index (intersection over union of the
+    predicted and true positives in the batch) through its convex Lovász
+    extension, on the logits of the models' probabilities. Like
+    :class:`SoftF1Loss` it is a property of the whole batch, so every sample
+    of the batch carries the same value; batches should hold positives of
+    most classes.
+    """
+
+    def __init__(self, name="lovasz", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+    def call(self, y_true, y_pred):
+        loss = ops.mean(lovasz_hinge_per_class(y_true, _logits(y_pred, y_pred.dtype)))
+        return loss * ops.ones_like(y_pred[:, 0])
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class FocalLovaszLoss(keras.losses.Loss):
+    """Binary focal loss plus ``lovasz_weight`` times the Lovász hinge (1st place, 2018).
+
+    Args:
+        gamma: the focal loss's focusing parameter.
+        alpha: weight of the positive term (negatives get ``1 - alpha``);
+            ``None`` balances nothing (see ``TrainingConfig.focal_alpha``).
+        lovasz_weight: the weight of the Lovász term.
+    """
+
+    def __init__(self, gamma=2.0, alpha=None, lovasz_weight=1.0, name="focal_lovasz", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.gamma, self.alpha, self.lovasz_weight = gamma, alpha, lovasz_weight
+
+    def call(self, y_true, y_pred):
+        y_true = ops.cast(y_true, y_pred.dtype)
+        epsilon = keras.config.epsilon()
+        probabilities = ops.clip(y_pred, epsilon, 1.0 - epsilon)
+        positive = -y_true * ops.power(1.0 - probabilities, self.gamma) * ops.log(probabilities)
+        negative = (
+            -(1.0 - y_true) * ops.power(probabilities, self.gamma) * ops.log(1.0 - probabilities)
+        )
+        if self.alpha is not None:
+            positive, negative = self.alpha * positive, (1.0 - self.alpha) * negative
+        focal = ops.mean(positive + negative, axis=-1)
+        lovasz = ops.mean(lovasz_hinge_per_class(y_true, _logits(y_pred, y_pred.dtype)))
+        return focal + self.lovasz_weight * lovasz
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "gamma": self.gamma,
+            "alpha": self.alpha,
+            "lovasz_weight": self.lovasz_weight,
         }
