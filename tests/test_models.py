@@ -5,7 +5,7 @@ import pytest
 from hpa_keras.errors import InputError
 from hpa_keras.models import TINY_OPTIONS, build_model, freeze_backbone, list_models, unfreeze
 from hpa_keras.models.applications import (
-    _BACKBONES,
+    _trunk,
     resolve_weights,
     widen_first_kernel,
 )
@@ -29,6 +29,12 @@ def test_registry_names():
         "densenet121",
         "densenet169",
         "resnet50",
+        "resnet34",
+        "efficientnetv2_b0",
+        "efficientnetv2_b1",
+        "efficientnetv2_b2",
+        "efficientnetv2_b3",
+        "convnext_tiny",
         "simple_cnn",
         "capsnet",
     ]
@@ -83,22 +89,22 @@ def test_one_training_step_in_eager_mode(name):
 
 
 @pytest.mark.parametrize("name", ["densenet121", "resnet50"])
-@pytest.mark.parametrize("rule", ["red", "mean"])
+@pytest.mark.parametrize("rule", ["red", "mean", "zero"])
 def test_pretrained_weights_are_copied_and_the_first_conv_widened(name, rule, tmp_path):
-    builder, first_conv = _BACKBONES[name]("tiny")
-    twin = builder((32, 32, 3), None)  # a fake 3-channel checkpoint with random weights
+    twin = _trunk(name, (32, 32, 3), None, "tiny")  # a fake 3-channel checkpoint
     path = tmp_path / "fake.weights.h5"
     twin.save_weights(path)
     model = tiny(name, weights=str(path), fourth_channel=rule)
     backbone = model.get_layer("backbone")
-    source = twin.get_layer(first_conv).get_weights()[0]
-    kernel = backbone.get_layer(first_conv).get_weights()[0]
+    source = twin.get_layer("conv1_conv").get_weights()[0]
+    kernel = backbone.get_layer("conv1_conv").get_weights()[0]
     assert kernel.shape == (*source.shape[:2], 4, source.shape[3])
-    np.testing.assert_array_equal(kernel[:, :, :3], source)
-    expected = source[:, :, 0] if rule == "red" else source.mean(axis=2)
+    rgb = source[:, :, ::-1] if name == "resnet50" else source  # caffe kernels are BGR
+    np.testing.assert_array_equal(kernel[:, :, :3], rgb)
+    expected = {"red": rgb[:, :, 0], "mean": rgb.mean(axis=2), "zero": 0 * rgb[:, :, 0]}[rule]
     np.testing.assert_allclose(kernel[:, :, 3], expected, rtol=1e-6)
     for layer in twin.layers:  # every other weight lands unchanged
-        if layer.name != first_conv and layer.get_weights():
+        if layer.name != "conv1_conv" and layer.get_weights():
             for copied, original in zip(
                 backbone.get_layer(layer.name).get_weights(), layer.get_weights(), strict=True
             ):
@@ -109,21 +115,121 @@ def test_widen_first_kernel_rules():
     kernel = np.arange(2 * 2 * 3 * 1, dtype=np.float32).reshape(2, 2, 3, 1)
     np.testing.assert_array_equal(widen_first_kernel(kernel, 4, "red")[:, :, 3], kernel[:, :, 0])
     np.testing.assert_allclose(widen_first_kernel(kernel, 4, "mean")[:, :, 3], kernel.mean(axis=2))
+    assert not widen_first_kernel(kernel, 4, "zero")[:, :, 3].any()
+    # A BGR (caffe) kernel is put into red, green, blue order first: "red" copies the red one.
+    bgr = widen_first_kernel(kernel, 4, "red", bgr=True)
+    np.testing.assert_array_equal(bgr[:, :, 0], kernel[:, :, 2])
+    np.testing.assert_array_equal(bgr[:, :, 3], kernel[:, :, 2])
     with pytest.raises(InputError, match="fourth-channel rule"):
-        widen_first_kernel(kernel, 4, "zero")
+        widen_first_kernel(kernel, 4, "blue")
 
 
-def test_missing_imagenet_weights_say_which_file_to_put_where(tmp_path, monkeypatch):
+PREPROCESS = {
+    "resnet50": ("ResNet50", keras.applications.resnet50.preprocess_input),
+    "densenet121": ("DenseNet121", keras.applications.densenet.preprocess_input),
+    "efficientnetv2_b0": ("EfficientNetV2B0", None),  # Keras' own model scales inside
+    "convnext_tiny": ("ConvNeXtTiny", None),
+}
+
+
+@pytest.mark.parametrize("name", ["resnet50", "densenet121", "efficientnetv2_b0", "convnext_tiny"])
+def test_imagenet_shaped_weights_reproduce_the_3_channel_model(name, tmp_path, monkeypatch):
+    """Keras' real architecture with weights of ImageNet's shapes (random, built offline),
+    put where Keras keeps its files: the 4-channel model with the yellow filters zeroed
+    computes what Keras' 3-channel model computes on preprocess_input(RGB) pixels."""
+    check_backbone_equivalence(name, tmp_path, monkeypatch)
+
+
+def test_resnet34_has_the_layout_of_the_paper():
+    """Basic blocks of (3, 4, 6, 3) with 64-512 filters, 512 features at 1/32 of the side."""
+    model = build_model("resnet34", input_shape=(64, 64, 4))
+    backbone = model.get_layer("backbone")
+    blocks = {name.split("_")[0] + "_" + name.split("_")[1] for name in
+              (layer.name for layer in backbone.layers) if "_block" in name}  # fmt: skip
+    counts = [sum(name.startswith(f"conv{stage}_") for name in blocks) for stage in (2, 3, 4, 5)]
+    assert counts == [3, 4, 6, 3]
+    assert backbone.get_layer("conv5_block3_out").output.shape == (None, 2, 2, 512)
+    assert backbone.output.shape == (None, 512)
+
+
+def write_legacy_weights(model, path):
+    """A weight file in the legacy HDF5 layout of Keras' published notop files (layer groups
+    in order, each listing its weights; Keras 3 itself only saves ``.weights.h5``)."""
+    import h5py
+
+    with h5py.File(path, "w") as handle:
+        layers = [layer for layer in model.layers if layer.weights]
+        handle.attrs["layer_names"] = [layer.name.encode() for layer in layers]
+        handle.attrs["backend"] = b"tensorflow"
+        handle.attrs["keras_version"] = b"2.2.4"
+        for layer in layers:
+            group = handle.create_group(layer.name)
+            values = [*layer.trainable_weights, *layer.non_trainable_weights]
+            names = [f"{layer.name}/weight{index}".encode() for index in range(len(values))]
+            group.attrs["weight_names"] = names
+            for weight_name, value in zip(names, values, strict=True):
+                group.create_dataset(weight_name.decode(), data=keras.ops.convert_to_numpy(value))
+
+
+def check_backbone_equivalence(name, tmp_path, monkeypatch):
+    from hpa_keras.models.applications import BACKBONES
+
+    application, preprocess = PREPROCESS[name]
+    size = 64
+    twin = getattr(keras.applications, application)(
+        include_top=False, weights=None, input_shape=(size, size, 3), pooling="avg"
+    )
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    (tmp_path / "models").mkdir()
+    write_legacy_weights(twin, tmp_path / "models" / BACKBONES[name].weights_file)
+    model = build_model(
+        name, input_shape=(size, size, 4), weights="imagenet", fourth_channel="zero"
+    )
+    pixels = np.random.default_rng(1).uniform(0, 255, (2, size, size, 4)).astype("float32")
+    scaled = model.get_layer("preprocessing")(pixels)
+    ours = keras.ops.convert_to_numpy(model.get_layer("backbone")(scaled, training=False))
+    rgb = pixels[..., :3]
+    reference = keras.ops.convert_to_numpy(
+        twin(preprocess(rgb.copy()) if preprocess else rgb, training=False)
+    )
+    np.testing.assert_allclose(ours, reference, rtol=2e-4, atol=2e-4)
+
+
+def test_imagenet_weights_download_when_online_and_fail_at_once_offline(tmp_path, monkeypatch):
+    from hpa_keras.models import applications
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setattr(applications, "_reachable", lambda url, timeout=3.0: False)
     with pytest.raises(InputError) as caught:
         resolve_weights("densenet121", "imagenet")
     message = str(caught.value)
     assert "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5" in message
     assert str(tmp_path / "models") in message and "weights=PATH" in message
-    with pytest.raises(InputError, match="no .*notop.h5"):
-        build_model("resnet50", input_shape=SHAPE, weights="imagenet", variant="tiny")
+    assert "cannot be reached" in message
+    fetched = []
+
+    def get_file(name, url, cache_subdir):  # what Keras does online: fetch into the cache
+        fetched.append(url)
+        path = tmp_path / cache_subdir / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"weights")
+        return str(path)
+
+    monkeypatch.setattr(applications, "_reachable", lambda url, timeout=3.0: True)
+    monkeypatch.setattr(applications.keras.utils, "get_file", get_file)
+    path = resolve_weights("densenet121", "imagenet")
+    assert path == str(
+        tmp_path / "models" / "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    )
+    assert fetched == [
+        "https://storage.googleapis.com/tensorflow/keras-applications/densenet/"
+        "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    ]
+    assert resolve_weights("densenet121", "imagenet") == path and len(fetched) == 1  # cached
     with pytest.raises(InputError, match="weights file not found"):
         resolve_weights("resnet50", str(tmp_path / "missing.h5"))
+    with pytest.raises(InputError, match="Keras ships no ImageNet weights for resnet34"):
+        resolve_weights("resnet34", "imagenet")
     with pytest.raises(InputError, match="gapnet has no ImageNet weights"):
         build_model("gapnet", weights="imagenet")
 
@@ -202,13 +308,18 @@ def test_gapnet_structure_follows_the_paper():
         ("densenet169", "DenseNet169", 1664, 7 * 7 * 64),
         ("resnet50", "ResNet50", 2048, 7 * 7 * 64),
         ("inception_resnet_v2", "InceptionResNetV2", 1536, 4 * 3),
+        ("efficientnetv2_b0", "EfficientNetV2B0", 1280, 3 * 3 * 32),
+        ("convnext_tiny", "ConvNeXtTiny", 768, 4 * 4 * 96),
     ],
 )
 def test_full_size_parameter_counts_are_keras_own_plus_our_parts(
     name, application, feature_size, extra
 ):
+    options = (
+        {"include_preprocessing": False} if name in ("efficientnetv2_b0", "convnext_tiny") else {}
+    )
     reference = getattr(keras.applications, application)(
-        include_top=False, weights=None, input_shape=(224, 224, 3), pooling="avg"
+        include_top=False, weights=None, input_shape=(224, 224, 3), pooling="avg", **options
     )
     model = build_model(name, input_shape=(224, 224, 4))
     head = feature_size * 28 + 28

@@ -1,49 +1,115 @@
-"""ImageNet backbones from keras.applications for 4-channel HPA images.
+"""Pretrained backbones for 4-channel HPA images, each with the input scaling of its weights.
 
-DenseNet121/169 and ResNet50 get a true 4-channel first convolution.
+Every backbone here takes the four stains in pixel units (0-255, red,
+green, blue, yellow) and starts with a :class:`BackbonePreprocessing` layer
+in the convention its ImageNet weights were trained with (the one Keras'
+``preprocess_input`` applies):
+
+| backbone | Keras application | input scaling |
+|---|---|---|
+| densenet121, densenet169 | DenseNet121, DenseNet169 | torch: /255, ImageNet mean and std |
+| resnet50 | ResNet50 | caffe: BGR, minus the mean pixel |
+| efficientnetv2_b0 ... b3 | EfficientNetV2B0 ... B3 | torch (Keras' 3-channel rescaling off) |
+| convnext_tiny | ConvNeXtTiny | torch (likewise) |
+| inception_resnet_v2 | InceptionResNetV2, after a 4->3 ChannelMixing | tf: [-1, 1] |
+| resnet34 | none in Keras: built here (the 2018 kernels' backbone) | torch |
+
 ``keras.applications`` builds 4-channel inputs only without pretrained
-weights, so ImageNet weights are loaded into a 3-channel twin and copied
-across layer by layer; the first convolution's kernel is widened from 3 to 4
-input channels, the 4th (yellow) initialised by a documented rule:
+weights, so the weights are loaded into a 3-channel twin, built exactly as
+Keras builds it for its weight file, and copied across layer by layer; the
+first convolution's kernel is permuted into the package's channel order
+(caffe's is BGR: its input channel 0 is blue) and widened with a fourth
+(yellow) slice by ``fourth_channel``:
 
 - ``"red"`` (default): a copy of the red filters, as the 2018 winners did
   (the ER stain is, like the microtubules, a cytoplasmic reference);
-- ``"mean"``: the mean of the red, green and blue filters.
+- ``"mean"``: the mean of the red, green and blue filters;
+- ``"zero"``: zeros, so that yellow starts with no effect (the 4-channel
+  model then computes exactly what the 3-channel one does: tested).
 
-InceptionResNetV2 keeps its 3-channel stem and gets a ``ChannelMixing`` layer
-in front (a learnable or fixed 1x1 mix of the four stains into three).
-
-No network at run time: ``weights="imagenet"`` looks for Keras' own weight
-files in the Keras cache (``$KERAS_HOME/models`` or ``~/.keras/models``) and
-says which file to put there when it is missing; ``weights=PATH`` takes a file.
+``weights="imagenet"`` uses Keras' own file in the Keras cache
+(``$KERAS_HOME/models`` or ``~/.keras/models``) and, when it is not there,
+downloads it as Keras does; offline, it fails at once with the file's name,
+where to put it and where Keras publishes it. ``weights=PATH`` takes a file.
 """
 
 import os
+import socket
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 import keras
 import numpy as np
 
 from hpa_keras.errors import InputError
-from hpa_keras.models.layers import ChannelMixing, classification_head
+from hpa_keras.models.layers import BackbonePreprocessing, ChannelMixing, classification_head
 
-# Keras' notop weight files and where Keras publishes them.
-IMAGENET_FILES = {
-    "densenet121": "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5",
-    "densenet169": "densenet169_weights_tf_dim_ordering_tf_kernels_notop.h5",
-    "resnet50": "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-    "inception_resnet_v2": "inception_resnet_v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
-}
-IMAGENET_URLS = {
-    "densenet121": "https://storage.googleapis.com/tensorflow/keras-applications/densenet/",
-    "densenet169": "https://storage.googleapis.com/tensorflow/keras-applications/densenet/",
-    "resnet50": "https://storage.googleapis.com/tensorflow/keras-applications/resnet/",
-    "inception_resnet_v2": (
-        "https://storage.googleapis.com/tensorflow/keras-applications/inception_resnet_v2/"
+FOURTH_CHANNEL_RULES = ("red", "mean", "zero")
+KERAS_WEIGHTS = "https://storage.googleapis.com/tensorflow/keras-applications/"
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """One pretrained trunk: how to build it and what its weights expect."""
+
+    application: str | None  # the keras.applications function, None when built here
+    preprocessing: str  # caffe, torch or tf
+    weights_file: str | None  # Keras' notop weight file
+    weights_folder: str = ""  # where Keras publishes it, under KERAS_WEIGHTS
+    options: tuple = ()  # extra keyword arguments of the application
+
+    @property
+    def url(self) -> str | None:
+        if self.weights_file is None:
+            return None
+        return f"{KERAS_WEIGHTS}{self.weights_folder}/{self.weights_file}"
+
+
+def _densenet(application):
+    file = f"{application.lower()}_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    return Backbone(application, "torch", file, "densenet")
+
+
+def _efficientnet(variant):
+    return Backbone(
+        f"EfficientNetV2{variant.upper()}",
+        "torch",
+        f"efficientnetv2-{variant}_notop.h5",
+        "efficientnet_v2",
+        (("include_preprocessing", False),),
+    )
+
+
+BACKBONES = {
+    "densenet121": _densenet("DenseNet121"),
+    "densenet169": _densenet("DenseNet169"),
+    "resnet50": Backbone(
+        "ResNet50", "caffe", "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5", "resnet"
+    ),
+    "efficientnetv2_b0": _efficientnet("b0"),
+    "efficientnetv2_b1": _efficientnet("b1"),
+    "efficientnetv2_b2": _efficientnet("b2"),
+    "efficientnetv2_b3": _efficientnet("b3"),
+    "convnext_tiny": Backbone(
+        "ConvNeXtTiny",
+        "torch",
+        "convnext_tiny_notop.h5",
+        "convnext",
+        (("include_preprocessing", False),),
+    ),
+    "resnet34": Backbone(None, "torch", None),
+    "inception_resnet_v2": Backbone(
+        "InceptionResNetV2",
+        "tf",
+        "inception_resnet_v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        "inception_resnet_v2",
     ),
 }
-FOURTH_CHANNEL_RULES = ("red", "mean")
+
+
+# ------------------------------------------------------------------ weights
 
 
 def keras_cache_folder() -> Path:
@@ -52,65 +118,125 @@ def keras_cache_folder() -> Path:
     return Path(home) / "models"
 
 
+def _reachable(url: str, timeout: float = 3.0) -> bool:
+    """Whether the host of ``url`` answers within ``timeout`` seconds (no long hang offline)."""
+    host = urlparse(url).hostname
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def resolve_weights(name: str, weights):
     """``None``, or the local file to load for ``weights`` (``"imagenet"`` or a path)."""
     if weights is None:
         return None
     if weights == "imagenet":
-        path = keras_cache_folder() / IMAGENET_FILES[name]
-        if not path.is_file():
+        backbone = BACKBONES.get(name)
+        if backbone is None or backbone.weights_file is None:
             raise InputError(
-                f"ImageNet weights for {name} not found: no {path}. hpa-keras does not "
-                f"download at run time; put {IMAGENET_FILES[name]} (from "
-                f"{IMAGENET_URLS[name]}{IMAGENET_FILES[name]}) into {path.parent}/, "
-                "or pass weights=PATH to a copy of it"
+                f"Keras ships no ImageNet weights for {name}; pass weights=PATH: a weights "
+                f"file of a 3-channel {name} of this package's builder (for example converted "
+                "from torchvision's)"
+                if backbone is not None
+                else f"{name} has no ImageNet weights; train it from scratch (weights=None)"
             )
-        return str(path)
+        path = keras_cache_folder() / backbone.weights_file
+        if path.is_file():
+            return str(path)
+        advice = (
+            f"put {backbone.weights_file} (from {backbone.url}) into {path.parent}/, or pass "
+            "weights=PATH to a copy of it"
+        )
+        if not _reachable(backbone.url):
+            raise InputError(
+                f"ImageNet weights for {name} are not in the Keras cache ({path}) and "
+                f"{urlparse(backbone.url).hostname} cannot be reached to download them; " + advice
+            )
+        try:
+            return keras.utils.get_file(backbone.weights_file, backbone.url, cache_subdir="models")
+        except Exception as error:  # urllib and Keras raise several types
+            raise InputError(f"downloading {backbone.url} failed ({error}); {advice}") from None
     path = Path(weights)
     if not path.is_file():
         raise InputError(f"{path}: weights file not found")
     return str(path)
 
 
-def widen_first_kernel(kernel: np.ndarray, channels: int, rule: str = "red") -> np.ndarray:
-    """A ``(kh, kw, 3, filters)`` kernel widened to ``channels`` inputs by ``rule``."""
+def widen_first_kernel(
+    kernel: np.ndarray, channels: int, rule: str = "red", bgr: bool = False
+) -> np.ndarray:
+    """A ``(kh, kw, 3, filters)`` pretrained kernel for ``channels`` inputs in the package's
+    order (red, green, blue, yellow): a BGR kernel (caffe) is flipped first, then the
+    fourth slice is added by ``rule`` (see the module docstring)."""
     if rule not in FOURTH_CHANNEL_RULES:
         raise InputError(f"fourth-channel rule {rule!r}: use one of {FOURTH_CHANNEL_RULES}")
-    extra = kernel[:, :, :1] if rule == "red" else kernel.mean(axis=2, keepdims=True)
-    return np.concatenate([kernel] + [extra] * (channels - 3), axis=2)
+    rgb = kernel[:, :, ::-1] if bgr else kernel
+    if rule == "red":
+        extra = rgb[:, :, :1]
+    elif rule == "mean":
+        extra = rgb.mean(axis=2, keepdims=True)
+    else:
+        extra = np.zeros_like(rgb[:, :, :1])
+    return np.concatenate([rgb] + [extra] * (channels - 3), axis=2)
 
 
-def copy_weights_widening_first_conv(source, target, first_conv: str, rule: str) -> None:
-    """Copy every weight of a 3-channel ``source`` into the 4-channel ``target`` twin."""
-    target_layers = {layer.name: layer for layer in target.layers}
-    for layer in source.layers:
-        weights = layer.get_weights()
-        if not weights:
-            continue
-        if layer.name == first_conv:
-            channels = target_layers[first_conv].get_weights()[0].shape[2]
-            weights = [widen_first_kernel(weights[0], channels, rule)] + weights[1:]
-        target_layers[layer.name].set_weights(weights)
+def _leaves_with_weights(model) -> list:
+    leaves = []
+    for layer in model.layers:
+        if hasattr(layer, "layers"):
+            leaves.extend(_leaves_with_weights(layer))
+        elif layer.weights:
+            leaves.append(layer)
+    return leaves
 
 
-def _backbone(name, input_shape, weights_path, fourth_channel, variant):
-    """The convolutional trunk (average-pooled features) with a 4-channel first conv."""
-    builder, first_conv = _BACKBONES[name](variant)
-    channels = input_shape[-1]
-    with warnings.catch_warnings():  # 4 input channels is the point here, not a mistake
-        warnings.filterwarnings("ignore", message="This model usually expects 1 or 3 input")
-        if channels == 3 or weights_path is None:
-            return builder(input_shape, weights_path)
-        twin = builder((*input_shape[:-1], 3), weights_path)
-        widened = builder(input_shape, None)
-    copy_weights_widening_first_conv(twin, widened, first_conv, fourth_channel)
-    return widened
+def copy_weights_widening_first_conv(source, target, rule: str, bgr: bool = False) -> None:
+    """Copy every weight of a 3-channel ``source`` into the ``target`` twin, layer by layer in
+    order (nested blocks included), widening the first convolution's kernel."""
+    sources, targets = _leaves_with_weights(source), _leaves_with_weights(target)
+    if len(sources) != len(targets):
+        raise InputError(f"{source.name}: the 3- and 4-channel twins differ in their layers")
+    widened = False
+    for origin, destination in zip(sources, targets, strict=True):
+        weights = origin.get_weights()
+        wanted = [value.shape for value in destination.get_weights()]
+        if not widened and weights[0].ndim == 4 and weights[0].shape != wanted[0]:
+            weights = [widen_first_kernel(weights[0], wanted[0][2], rule, bgr)] + weights[1:]
+            widened = True
+        destination.set_weights(weights)
+
+
+# ------------------------------------------------------------------ trunks
+
+
+def _application_trunk(name: str, input_shape, weights):
+    backbone = BACKBONES[name]
+    application = getattr(keras.applications, backbone.application)
+    return application(
+        include_top=False,
+        weights=weights,
+        input_shape=input_shape,
+        pooling="avg",
+        **dict(backbone.options),
+    )
+
+
+def _keras_twin(name: str, input_shape, weights_path):
+    """The 3-channel trunk exactly as Keras builds it for its weight file (its own
+    preprocessing included: those layers carry no weights)."""
+    backbone = BACKBONES[name]
+    application = getattr(keras.applications, backbone.application)
+    return application(
+        include_top=False, weights=weights_path, input_shape=input_shape, pooling="avg"
+    )
 
 
 def _tiny_densenet(input_shape, weights, name, growth_rate=8, blocks=(1, 1, 1, 1)):
     """A DenseNet of Keras' layout and layer names (``conv1_conv``, ``conv2_block1_...``,
     ``pool2``...) with one narrow dense layer per block: the 4-channel surgery, freezing and
-    saving of DenseNet121/169 are tested on it in seconds."""
+    saving of the pretrained backbones are tested on it in seconds."""
     layers = keras.layers
     inputs = keras.Input(input_shape)
     features = layers.ZeroPadding2D(3)(inputs)
@@ -147,33 +273,47 @@ def _tiny_densenet(input_shape, weights, name, growth_rate=8, blocks=(1, 1, 1, 1
     return model
 
 
-def _tiny_resnet(input_shape, weights, name, filters=(16, 32)):
-    """A ResNet of Keras' ResNet50 layout and layer names (``conv1_conv``,
-    ``conv2_block1_...``) with one narrow bottleneck block per stage, for fast tests."""
+def _residual_network(input_shape, weights, name, stages, bottleneck, stem_filters=64):
+    """A ResNet of Keras' layer names (``conv1_conv``, ``conv2_block1_...``): bottleneck
+    blocks (ResNet50's) or basic blocks of two 3x3 convolutions (ResNet34's), ``stages``
+    as ``(filters, blocks)`` per stage."""
     layers = keras.layers
     inputs = keras.Input(input_shape)
     features = layers.ZeroPadding2D(3, name="conv1_pad")(inputs)
-    features = layers.Conv2D(16, 7, strides=2, name="conv1_conv")(features)
+    features = layers.Conv2D(stem_filters, 7, strides=2, name="conv1_conv")(features)
     features = layers.BatchNormalization(epsilon=1.001e-5, name="conv1_bn")(features)
     features = layers.Activation("relu", name="conv1_relu")(features)
     features = layers.MaxPooling2D(3, strides=2, padding="same", name="pool1_pool")(features)
-    for stage, width in enumerate(filters, start=2):
-        prefix = f"conv{stage}_block1"
-        stride = 1 if stage == 2 else 2
-        shortcut = layers.Conv2D(4 * width, 1, strides=stride, name=f"{prefix}_0_conv")(features)
-        shortcut = layers.BatchNormalization(epsilon=1.001e-5, name=f"{prefix}_0_bn")(shortcut)
-        branch = features
-        for part, (size, step, channels) in enumerate(
-            ((1, stride, width), (3, 1, width), (1, 1, 4 * width)), start=1
-        ):
-            branch = layers.Conv2D(
-                channels, size, strides=step, padding="same", name=f"{prefix}_{part}_conv"
-            )(branch)
-            branch = layers.BatchNormalization(epsilon=1.001e-5, name=f"{prefix}_{part}_bn")(branch)
-            if part < 3:
-                branch = layers.Activation("relu", name=f"{prefix}_{part}_relu")(branch)
-        features = layers.Add(name=f"{prefix}_add")([shortcut, branch])
-        features = layers.Activation("relu", name=f"{prefix}_out")(features)
+    for stage, (width, count) in enumerate(stages, start=2):
+        for block in range(1, count + 1):
+            prefix = f"conv{stage}_block{block}"
+            stride = 2 if block == 1 and stage > 2 else 1
+            out_channels = 4 * width if bottleneck else width
+            shortcut = features
+            if block == 1 and (stride != 1 or features.shape[-1] != out_channels):
+                shortcut = layers.Conv2D(out_channels, 1, strides=stride, name=f"{prefix}_0_conv")(
+                    features
+                )
+                shortcut = layers.BatchNormalization(epsilon=1.001e-5, name=f"{prefix}_0_bn")(
+                    shortcut
+                )
+            parts = (
+                ((1, stride, width), (3, 1, width), (1, 1, out_channels))
+                if bottleneck
+                else ((3, stride, width), (3, 1, width))
+            )
+            branch = features
+            for part, (size, step, channels) in enumerate(parts, start=1):
+                branch = layers.Conv2D(
+                    channels, size, strides=step, padding="same", name=f"{prefix}_{part}_conv"
+                )(branch)
+                branch = layers.BatchNormalization(epsilon=1.001e-5, name=f"{prefix}_{part}_bn")(
+                    branch
+                )
+                if part < len(parts):
+                    branch = layers.Activation("relu", name=f"{prefix}_{part}_relu")(branch)
+            features = layers.Add(name=f"{prefix}_add")([shortcut, branch])
+            features = layers.Activation("relu", name=f"{prefix}_out")(features)
     outputs = layers.GlobalAveragePooling2D(name="avg_pool")(features)
     model = keras.Model(inputs, outputs, name=name)
     if weights is not None:
@@ -181,37 +321,54 @@ def _tiny_resnet(input_shape, weights, name, filters=(16, 32)):
     return model
 
 
-def _application(model_name, tiny):
-    """``choose(variant)`` -> ``(build(input_shape, weights), first conv's name)``."""
-
-    def choose(variant):
-        def build(input_shape, weights):
-            if variant == "full":
-                application = getattr(keras.applications, model_name)
-                return application(
-                    include_top=False, weights=weights, input_shape=input_shape, pooling="avg"
-                )
-            return tiny(input_shape, weights, f"{model_name.lower()}_tiny")
-
-        return build, "conv1_conv"
-
-    return choose
+def _trunk(name: str, input_shape, weights_path, variant: str):
+    """The trunk for ``input_shape`` (3 or 4 channels) with weights from ``weights_path``."""
+    if variant == "tiny":
+        if name.startswith("densenet"):
+            return _tiny_densenet(input_shape, weights_path, f"{name}_tiny")
+        return _residual_network(
+            input_shape, weights_path, f"{name}_tiny", ((8, 1), (16, 1)), bottleneck=False,
+            stem_filters=16,
+        )  # fmt: skip
+    if name == "resnet34":
+        stages = ((64, 3), (128, 4), (256, 6), (512, 3))
+        return _residual_network(input_shape, weights_path, "resnet34", stages, bottleneck=False)
+    return _application_trunk(name, input_shape, weights_path)
 
 
-_BACKBONES = {
-    "densenet121": _application("DenseNet121", _tiny_densenet),
-    "densenet169": _application("DenseNet169", _tiny_densenet),
-    "resnet50": _application("ResNet50", _tiny_resnet),
-}
+def _backbone(name, input_shape, weights_path, fourth_channel, variant):
+    """The trunk (average-pooled features) for 4-channel input, its weights copied from the
+    3-channel twin when pretrained."""
+    channels = input_shape[-1]
+    with warnings.catch_warnings():  # 4 input channels is the point here, not a mistake
+        warnings.filterwarnings("ignore", message="This model usually expects 1 or 3 input")
+        if channels == 3 or weights_path is None:
+            return _trunk(name, input_shape, weights_path, variant)
+        three = (*input_shape[:-1], 3)
+        if variant == "full" and BACKBONES[name].application is not None:
+            twin = _keras_twin(name, three, weights_path)
+        else:
+            twin = _trunk(name, three, weights_path, variant)
+        widened = _trunk(name, input_shape, None, variant)
+    bgr = BACKBONES[name].preprocessing == "caffe"
+    copy_weights_widening_first_conv(twin, widened, fourth_channel, bgr=bgr)
+    return widened
 
 
 def _four_channel_model(name, input_shape, num_classes, weights, fourth_channel, dropout, variant):
     if variant not in ("full", "tiny"):
         raise InputError(f"variant {variant!r}: use 'full' or 'tiny'")
+    if fourth_channel not in FOURTH_CHANNEL_RULES:
+        raise InputError(
+            f"fourth_channel {fourth_channel!r}: use one of {', '.join(FOURTH_CHANNEL_RULES)}"
+        )
     backbone = _backbone(name, input_shape, resolve_weights(name, weights), fourth_channel, variant)
     backbone.name = "backbone"
     inputs = keras.Input(input_shape, name="images")
-    outputs = classification_head(backbone(inputs), num_classes, dropout=dropout)
+    scaled = BackbonePreprocessing(
+        BACKBONES[name].preprocessing, fourth_channel, name="preprocessing"
+    )(inputs)
+    outputs = classification_head(backbone(scaled), num_classes, dropout=dropout)
     return keras.Model(inputs, outputs, name=name)
 
 
@@ -233,8 +390,10 @@ def _four_channel_builder(name: str, title: str):
 
     build.__name__ = build.__qualname__ = f"build_{name}"
     build.__doc__ = (
-        f"{title} with a 4-channel first convolution (the fourth channel's filters by "
-        f'``fourth_channel``), a dropout and sigmoid head; ``variant="tiny"`` for tests.'
+        f"{title} for pixel inputs (0-255, RGBY): its ImageNet input scaling "
+        f"({BACKBONES[name].preprocessing}), a 4-channel first convolution (the fourth "
+        "channel's filters by ``fourth_channel``), a dropout and sigmoid head; "
+        '``variant="tiny"`` for tests.'
     )
     return build
 
@@ -242,6 +401,12 @@ def _four_channel_builder(name: str, title: str):
 build_densenet121 = _four_channel_builder("densenet121", "DenseNet121")
 build_densenet169 = _four_channel_builder("densenet169", "DenseNet169")
 build_resnet50 = _four_channel_builder("resnet50", "ResNet50")
+build_resnet34 = _four_channel_builder("resnet34", "ResNet34 (basic blocks, built here)")
+build_efficientnetv2_b0 = _four_channel_builder("efficientnetv2_b0", "EfficientNetV2-B0")
+build_efficientnetv2_b1 = _four_channel_builder("efficientnetv2_b1", "EfficientNetV2-B1")
+build_efficientnetv2_b2 = _four_channel_builder("efficientnetv2_b2", "EfficientNetV2-B2")
+build_efficientnetv2_b3 = _four_channel_builder("efficientnetv2_b3", "EfficientNetV2-B3")
+build_convnext_tiny = _four_channel_builder("convnext_tiny", "ConvNeXt-Tiny")
 
 
 def build_inception_resnet_v2(
@@ -253,28 +418,25 @@ def build_inception_resnet_v2(
     dropout=0.3,
     variant="full",
 ):
-    """InceptionResNetV2 behind a 4->3 ``ChannelMixing`` layer.
+    """InceptionResNetV2 for pixel inputs: scaled to [-1, 1] (its weights' convention), then
+    a 4->3 ``ChannelMixing`` layer in front of the unchanged 3-channel trunk.
 
     Args:
         mix: initial mix, ``"kaggle"`` (R + Y/2, G + Y/2, B), ``"variant"``
             (R/2 + B/2, Y/2 + B/2, G) or ``"identity"`` (R, G, B; learn the rest).
         trainable_mix: learn the mix (default) or keep it fixed.
-        variant: ``"full"``, or ``"tiny"``: the same mixing and head around a
-            two-convolution stand-in trunk, for fast tests of everything but
-            InceptionResNetV2 itself (which Keras tests).
+        variant: ``"full"``, or ``"tiny"``: the same scaling, mixing and head
+            around a two-convolution stand-in trunk, for fast tests of
+            everything but InceptionResNetV2 itself (which Keras tests).
     """
     if variant not in ("full", "tiny"):
         raise InputError(f"variant {variant!r}: use 'full' or 'tiny'")
     weights_path = resolve_weights("inception_resnet_v2", weights)
     inputs = keras.Input(input_shape, name="images")
-    mixed = ChannelMixing(mix, trainable=trainable_mix, name="channel_mixing")(inputs)
+    scaled = BackbonePreprocessing("tf", name="preprocessing")(inputs)
+    mixed = ChannelMixing(mix, trainable=trainable_mix, name="channel_mixing")(scaled)
     if variant == "full":
-        backbone = keras.applications.InceptionResNetV2(
-            include_top=False,
-            weights=weights_path,
-            input_shape=(*input_shape[:-1], 3),
-            pooling="avg",
-        )
+        backbone = _application_trunk("inception_resnet_v2", (*input_shape[:-1], 3), weights_path)
     else:
         trunk_inputs = keras.Input((*input_shape[:-1], 3))
         trunk = keras.layers.Conv2D(8, 3, strides=2, activation="relu")(trunk_inputs)

@@ -20,13 +20,18 @@ class ChannelStandardization(keras.layers.Layer):
     Args:
         mean: per-channel means, in pixel units (0-255).
         std: per-channel standard deviations, in pixel units.
+        inverse: the inverse, ``(x * std + mean) * scale``: standardized
+            values back to pixel units, for a pretrained backbone whose own
+            input scaling (:class:`BackbonePreprocessing`) starts from pixels.
+        scale: with ``inverse``, a factor on the pixels (1/257 maps 16-bit
+            pixels to the 0-255 range ImageNet weights were trained on).
 
     Example:
         >>> manifest = read_manifest("tfrecords/train")
         >>> standardize = ChannelStandardization.from_manifest(manifest, "rgby")
     """
 
-    def __init__(self, mean, std, **kwargs):
+    def __init__(self, mean, std, inverse=False, scale=1.0, **kwargs):
         super().__init__(**kwargs)
         if len(mean) != len(std):
             raise ValueError("mean and std need one value per channel")
@@ -34,6 +39,8 @@ class ChannelStandardization(keras.layers.Layer):
             raise ValueError("std must be positive")
         self.mean = [float(value) for value in mean]
         self.std = [float(value) for value in std]
+        self.inverse = bool(inverse)
+        self.scale = float(scale)
 
     @classmethod
     def from_manifest(cls, manifest: dict, channels="rgby", **kwargs):
@@ -52,13 +59,77 @@ class ChannelStandardization(keras.layers.Layer):
         images = ops.cast(images, self.compute_dtype)
         mean = ops.convert_to_tensor(self.mean, dtype=self.compute_dtype)
         std = ops.convert_to_tensor(self.std, dtype=self.compute_dtype)
+        if self.inverse:  # back to pixel units (times ``scale``), after augmentation
+            return (images * std + mean) * self.scale
         return (images - mean) / std
 
     def compute_output_shape(self, input_shape):
         return input_shape
 
     def get_config(self):
-        return {**super().get_config(), "mean": self.mean, "std": self.std}
+        return {
+            **super().get_config(),
+            "mean": self.mean,
+            "std": self.std,
+            "inverse": self.inverse,
+            "scale": self.scale,
+        }
+
+
+# ImageNet statistics of the conventions keras.applications' weights were trained with.
+IMAGENET_MEAN_PIXELS = (123.68, 116.779, 103.939)  # red, green, blue (caffe subtracts these)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # red, green, blue (torch), of pixels / 255
+IMAGENET_STD = (0.229, 0.224, 0.225)
+PREPROCESSING_MODES = ("caffe", "torch", "tf")
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class BackbonePreprocessing(keras.layers.Layer):
+    """The input scaling an ImageNet backbone's weights were trained with, for RGB(Y) pixels.
+
+    Keras' ``preprocess_input`` functions work on 3-channel images (and
+    caffe's flips them to BGR); this layer does the same arithmetic on the
+    package's channel order (red, green, blue, then yellow), the first
+    convolution's pretrained kernel being permuted to match (see
+    :func:`hpa_keras.models.applications.widen_first_kernel`). Yellow, the
+    fourth channel, is scaled like the channel whose filters it starts from
+    (red) or, with ``fourth_channel="mean"``, with the mean of the three.
+
+    Args:
+        mode: ``"caffe"`` (ResNet50: subtract the mean pixel), ``"torch"``
+            (DenseNet, EfficientNetV2-B, ConvNeXt, ResNet34: /255, subtract
+            the mean, divide by the std) or ``"tf"`` (InceptionResNetV2: to [-1, 1]).
+        fourth_channel: ``"red"``, ``"mean"`` or ``"zero"`` (scaled like red).
+    """
+
+    def __init__(self, mode="torch", fourth_channel="red", **kwargs):
+        super().__init__(**kwargs)
+        if mode not in PREPROCESSING_MODES:
+            raise ValueError(f"preprocessing mode {mode!r}: use one of {PREPROCESSING_MODES}")
+        self.mode = mode
+        self.fourth_channel = fourth_channel
+
+    def _per_channel(self, values, channels):
+        extra = sum(values) / 3 if self.fourth_channel == "mean" else values[0]
+        return list(values[:channels]) + [extra] * max(channels - 3, 0)
+
+    def call(self, images):
+        images = ops.cast(images, self.compute_dtype)
+        if self.mode == "tf":
+            return images / 127.5 - 1.0
+        channels = images.shape[-1]
+        if self.mode == "caffe":
+            mean = self._per_channel(IMAGENET_MEAN_PIXELS, channels)
+            return images - ops.convert_to_tensor(mean, dtype=self.compute_dtype)
+        mean = ops.convert_to_tensor(self._per_channel(IMAGENET_MEAN, channels), self.compute_dtype)
+        std = ops.convert_to_tensor(self._per_channel(IMAGENET_STD, channels), self.compute_dtype)
+        return (images / 255.0 - mean) / std
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode, "fourth_channel": self.fourth_channel}
 
 
 # Initial 4->3 mixes of ChannelMixing: rows are inputs (red, green, blue, yellow),

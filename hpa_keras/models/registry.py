@@ -13,9 +13,15 @@ import inspect
 
 from hpa_keras.errors import InputError
 from hpa_keras.models.applications import (
+    build_convnext_tiny,
     build_densenet121,
     build_densenet169,
+    build_efficientnetv2_b0,
+    build_efficientnetv2_b1,
+    build_efficientnetv2_b2,
+    build_efficientnetv2_b3,
     build_inception_resnet_v2,
+    build_resnet34,
     build_resnet50,
 )
 from hpa_keras.models.capsnet import build_capsnet
@@ -28,23 +34,46 @@ MODELS = {
     "densenet121": build_densenet121,
     "densenet169": build_densenet169,
     "resnet50": build_resnet50,
+    "resnet34": build_resnet34,
+    "efficientnetv2_b0": build_efficientnetv2_b0,
+    "efficientnetv2_b1": build_efficientnetv2_b1,
+    "efficientnetv2_b2": build_efficientnetv2_b2,
+    "efficientnetv2_b3": build_efficientnetv2_b3,
+    "convnext_tiny": build_convnext_tiny,
     "simple_cnn": build_simple_cnn,
     "capsnet": build_capsnet,
 }
 
 DESCRIPTIONS = {
     "gapnet": "GapNet-PL: 3 GAP taps concatenated, 2 dense layers (ICLR 2019)",
-    "inception_resnet_v2": "InceptionResNetV2 behind a 4->3 channel mixing layer",
-    "densenet121": "DenseNet121 with a 4-channel first convolution",
-    "densenet169": "DenseNet169 with a 4-channel first convolution",
-    "resnet50": "ResNet50 with a 4-channel first convolution",
+    "inception_resnet_v2": "InceptionResNetV2 behind a 4->3 channel mixing layer ([-1, 1])",
+    "densenet121": "DenseNet121, 4-channel first convolution (torch scaling)",
+    "densenet169": "DenseNet169, 4-channel first convolution (torch scaling)",
+    "resnet50": "ResNet50, 4-channel first convolution (caffe scaling, BGR kernel reordered)",
+    "resnet34": "ResNet34 (basic blocks; no Keras ImageNet weights: weights from a file)",
+    "efficientnetv2_b0": "EfficientNetV2-B0, 4-channel first convolution (torch scaling)",
+    "efficientnetv2_b1": "EfficientNetV2-B1, 4-channel first convolution (torch scaling)",
+    "efficientnetv2_b2": "EfficientNetV2-B2, 4-channel first convolution (torch scaling)",
+    "efficientnetv2_b3": "EfficientNetV2-B3, 4-channel first convolution (torch scaling)",
+    "convnext_tiny": "ConvNeXt-Tiny, 4-channel first convolution (torch scaling)",
     "simple_cnn": "baseline: 3 conv/BatchNorm/pool/ReLU blocks, 2 dense layers",
     "capsnet": "baseline: capsule network with dynamic routing (Sabour et al. 2017)",
 }
 
 # Models built around a pretrained backbone (a nested model named "backbone"), which
 # two-stage fine-tuning freezes and differential learning rates slow down.
-BACKBONE_MODELS = ("inception_resnet_v2", "densenet121", "densenet169", "resnet50")
+BACKBONE_MODELS = (
+    "inception_resnet_v2",
+    "densenet121",
+    "densenet169",
+    "resnet50",
+    "resnet34",
+    "efficientnetv2_b0",
+    "efficientnetv2_b1",
+    "efficientnetv2_b2",
+    "efficientnetv2_b3",
+    "convnext_tiny",
+)
 
 # Models that need one input size (capsnet's capsule grid is fixed by it); the others pool
 # globally and take a whole field of any size, however they were trained.
@@ -57,6 +86,12 @@ TINY_OPTIONS = {
     "densenet121": {"variant": "tiny"},
     "densenet169": {"variant": "tiny"},
     "resnet50": {"variant": "tiny"},
+    "resnet34": {"variant": "tiny"},
+    "efficientnetv2_b0": {"variant": "tiny"},
+    "efficientnetv2_b1": {"variant": "tiny"},
+    "efficientnetv2_b2": {"variant": "tiny"},
+    "efficientnetv2_b3": {"variant": "tiny"},
+    "convnext_tiny": {"variant": "tiny"},
     "simple_cnn": {"width": 4, "dense_units": 8},
     "capsnet": {"width": 8, "primary_capsules": 2, "primary_dim": 4, "capsule_dim": 4},
 }

@@ -135,7 +135,7 @@ def build_training_model(config: TrainingConfig, manifest: dict):
     from hpa_keras.models import build_model
     from hpa_keras.models.augmentation import make_augmentation
     from hpa_keras.models.layers import ChannelStandardization
-    from hpa_keras.models.registry import FIXED_SIZE_MODELS
+    from hpa_keras.models.registry import BACKBONE_MODELS, FIXED_SIZE_MODELS
 
     size = field_size(config, manifest)
     channels = resolve_channels(config.channels)
@@ -168,6 +168,14 @@ def build_training_model(config: TrainingConfig, manifest: dict):
     )
     if augmentation.layers:
         features = augmentation(features)
+    if config.model in BACKBONE_MODELS:
+        # Pretrained backbones scale pixels as their weights expect (BackbonePreprocessing):
+        # back to pixel units (16-bit ones to the 0-255 range), after augmenting in
+        # standard-deviation units like every other model.
+        features = ChannelStandardization(
+            mean, std, inverse=True, scale=1 / 257 if manifest["bit_depth"] == 16 else 1.0,
+            name="pixels",
+        )(features)  # fmt: skip
     outputs = core(features)
     return keras.Model(inputs, outputs, name=f"hpa_{config.model}"), core
 
