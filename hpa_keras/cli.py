@@ -41,7 +41,13 @@ def _add_worker_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _add_run_input_arguments(parser, data_help: str, images_help: str) -> None:
     """What predict and evaluate share: the run folders, the input, views and batch size."""
-    parser.add_argument("--run", nargs="+", required=True, help="run folder(s) from fit")
+    parser.add_argument(
+        "--run",
+        nargs="+",
+        required=True,
+        help="a run folder from fit, a cv folder (one ensemble with its out-of-fold "
+        "thresholds), or several run folders with --thresholds",
+    )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", help=data_help)
     source.add_argument("--images", help=images_help)
@@ -49,8 +55,15 @@ def _add_run_input_arguments(parser, data_help: str, images_help: str) -> None:
         "--tta",
         type=int,
         choices=(1, 2, 4, 8),
-        default=1,
-        help="dihedral views averaged per image (default: 1)",
+        default=None,
+        help="dihedral views averaged per image (default: the views the thresholds were "
+        "tuned with: the run's or cv's --tta)",
+    )
+    parser.add_argument(
+        "--thresholds",
+        metavar="FILE",
+        help="a thresholds.json to judge the probabilities with (default: the cv folder's or "
+        "the run's own; needed for several run folders)",
     )
     parser.add_argument(
         "--batch-size", type=positive_int, default=16, help="images per batch (default: 16)"
@@ -72,20 +85,26 @@ def _model_option(text: str) -> tuple[str, object]:
 def add_demo(commands) -> None:
     demo = commands.add_parser(
         "demo",
-        help="run the main job on built-in synthetic data (4-8 minutes on 2 cores)",
-        description="Generate built-in HPA-like data, draw it, convert it to TFRecords, train "
-        "GAP-Net with per-class threshold search, evaluate it on the held-out test split "
-        "(HTML report), write the Kaggle submission and a Grad-CAM picture, and print the "
-        "macro F1 beside the baselines. 4-8 minutes on a 2-core CPU.",
+        help="run the main job on built-in synthetic data (about 10 minutes on 2 cores)",
+        description="Generate built-in HPA-like data, draw it, convert it to TFRecords, "
+        "cross-validate GAP-Net (5 folds, thresholds tuned on the out-of-fold predictions), "
+        "evaluate the fold ensemble on the held-out test split (HTML report) beside a single "
+        "run, write the Kaggle submission and a Grad-CAM picture, and print the macro F1 "
+        "beside the baselines. About 10 minutes on a 2-core CPU.",
     )
     demo.add_argument("--out", default="hpa-demo", help="output folder (default: hpa-demo)")
     demo.add_argument(
-        "--epochs", type=positive_int, default=None, help="training epochs (default: 40)"
+        "--epochs", type=positive_int, default=None, help="training epochs per fold (default: 12)"
+    )
+    demo.add_argument(
+        "--folds",
+        default=None,
+        help="folds to train, comma-separated, or all (default: all 5)",
     )
     demo.add_argument(
         "--quick",
         action="store_true",
-        help="60 tiny images and a tiny model: every step in well under a minute",
+        help="60 tiny images, a tiny model and 2 folds: every step in well under a minute",
     )
     _add_worker_arguments(demo)
     demo.set_defaults(handler=run_demo)
@@ -99,6 +118,8 @@ def run_demo(arguments) -> None:
     plan = QUICK_PLAN if arguments.quick else DEMO_PLAN
     if arguments.epochs is not None:
         plan = dataclasses.replace(plan, epochs=arguments.epochs)
+    if arguments.folds is not None:
+        plan = dataclasses.replace(plan, folds=arguments.folds)
     demo(arguments.out, workers=arguments.workers, progress=not arguments.quiet, plan=plan)
 
 
@@ -379,51 +400,44 @@ _SCHEDULE_SETTINGS = {
 }
 
 
-def add_fit(commands) -> None:
+def _add_training_arguments(parser, skip=()) -> None:
+    """What fit and cv share: --config (a YAML file or a shipped recipe), one flag per
+    training setting (but ``skip``), --model-option and --tiny."""
     from hpa_keras.training.config import TrainingConfig
+    from hpa_keras.training.recipes import recipe_names
 
-    fit = commands.add_parser(
-        "fit",
-        help="train a model on TFRecords, with threshold search, into a run folder",
-        description="Train on every fold but --fold, validate on --fold, search per-class "
-        "thresholds each epoch and keep the best epoch. Settings: flags over --config YAML over "
-        "defaults; the resolved ones are saved as RUN_DIR/config.yaml (same names, with "
-        "underscores). Killed and started again with the same command, a run resumes after "
-        "its last finished epoch.",
+    parser.add_argument(
+        "--config",
+        help="YAML file of settings (keys as in RUN_DIR/config.yaml), or a shipped recipe: "
+        f"recipes/NAME with NAME one of {', '.join(recipe_names())}",
     )
-    fit.add_argument("--config", help="YAML file of settings (keys as in RUN_DIR/config.yaml)")
     add_setting_arguments(
-        fit,
+        parser,
         TrainingConfig,
+        skip=skip,
         positive=("epochs", "image_size", "batch_size", "sgdr_epochs", "steps_per_epoch"),
     )
-    fit.add_argument(
+    parser.add_argument(
         "--model-option",
         type=_model_option,
         action="append",
         metavar="KEY=VALUE",
         help="builder option, repeatable, for example width=16 (default: the builder's)",
     )
-    fit.add_argument("--tiny", action="store_true", help="the model's tiny test variant")
-    fit.add_argument(
-        "--find-lr",
-        action="store_true",
-        help="run the learning-rate range test, write RUN_DIR/lr_finder.png and stop",
-    )
-    fit.add_argument("--quiet", action="store_true", help="no progress output (verbose 0)")
-    fit.set_defaults(handler=run_fit)
+    parser.add_argument("--tiny", action="store_true", help="the model's tiny test variant")
+    parser.add_argument("--quiet", action="store_true", help="no progress output (verbose 0)")
 
 
-def run_fit(arguments) -> None:
-    import_tensorflow_quietly()  # before the settings check imports Keras
+def _training_config(arguments):
+    """The resolved TrainingConfig of fit's or cv's arguments: flags over --config over
+    defaults; model options merged (tiny variant, then the file's, then --model-option)."""
     from hpa_keras.training.config import TrainingConfig, resolve_config
 
     overrides = given_settings(arguments, TrainingConfig)
     if arguments.quiet:
         overrides["verbose"] = 0
     config = resolve_config(overrides, arguments.config)
-    # Model options merge: the tiny variant's, then the YAML file's, then --model-option's.
-    # The model may come from the YAML file, so this waits for the resolved settings.
+    # The model may come from the YAML file, so the tiny options wait for the resolved settings.
     tiny = {}
     if arguments.tiny:
         from hpa_keras.models import TINY_OPTIONS
@@ -442,6 +456,31 @@ def run_fit(arguments) -> None:
                     else ""
                 )
             )
+    return config
+
+
+def add_fit(commands) -> None:
+    fit = commands.add_parser(
+        "fit",
+        help="train a model on TFRecords, with threshold search, into a run folder",
+        description="Train on every fold but --fold, validate on --fold, search per-class "
+        "thresholds each epoch and keep the best epoch. Settings: flags over --config YAML over "
+        "defaults; the resolved ones are saved as RUN_DIR/config.yaml (same names, with "
+        "underscores). Killed and started again with the same command, a run resumes after "
+        "its last finished epoch.",
+    )
+    _add_training_arguments(fit)
+    fit.add_argument(
+        "--find-lr",
+        action="store_true",
+        help="run the learning-rate range test, write RUN_DIR/lr_finder.png and stop",
+    )
+    fit.set_defaults(handler=run_fit)
+
+
+def run_fit(arguments) -> None:
+    import_tensorflow_quietly()  # before the settings check imports Keras
+    config = _training_config(arguments)
     if arguments.find_lr:
         from hpa_keras.training.fit import find_learning_rate_for
 
@@ -461,6 +500,45 @@ def run_fit(arguments) -> None:
     )
 
 
+# ------------------------------------------------------------------ cv
+
+
+def add_cv(commands) -> None:
+    cv = commands.add_parser(
+        "cv",
+        help="train every fold, tune thresholds on the out-of-fold predictions: one ensemble",
+        description="Train one run per fold into CV_DIR/fold-K (each as fit would, with "
+        "every fit setting), predict each fold's validation images with the run that did not "
+        "train on them (CV_DIR/oof.csv), tune thresholds on all of those predictions with "
+        "every strategy (CV_DIR/thresholds.json: the chosen --threshold-strategy, the others' "
+        "figures beside it), and write the per-fold and pooled figures (cv_summary.json, "
+        "report/). Killed and started again with the same command, cv keeps the finished "
+        "folds and resumes the interrupted one. predict, evaluate and cam take --run CV_DIR "
+        "as one ensemble of the fold models with these thresholds.",
+    )
+    cv.add_argument("--out", required=True, help="cv folder (new, or one to continue)")
+    cv.add_argument(
+        "--folds",
+        default="all",
+        help="folds to train and validate, comma-separated, or all (default: all)",
+    )
+    _add_training_arguments(cv, skip=("fold", "out"))
+    cv.set_defaults(handler=run_cv)
+
+
+def run_cv(arguments) -> None:
+    import_tensorflow_quietly()
+    from hpa_keras.training.cv import cross_validate, format_summary
+
+    config = _training_config(arguments)
+    summary = cross_validate(config, arguments.out, folds=arguments.folds)
+    print(format_summary(summary))
+    print(
+        f"wrote {arguments.out}/thresholds.json ({summary['strategy']}), oof.csv and "
+        f"report/report.html; predict with --run {arguments.out}"
+    )
+
+
 # ------------------------------------------------------------------ predict
 
 
@@ -469,8 +547,9 @@ def add_predict(commands) -> None:
         "predict",
         help="write a Kaggle submission from one run or an ensemble of runs",
         description="Predict every Id of the input with the run's model and thresholds and "
-        "write Id,Predicted (space-separated class indices) in input order. Several --run "
-        "folders average their probabilities and thresholds.",
+        "write Id,Predicted (space-separated class indices) in input order. A cv folder "
+        "averages its fold models' probabilities and judges them with the thresholds tuned on "
+        "its out-of-fold predictions; several run folders need --thresholds.",
     )
     _add_run_input_arguments(
         predict, data_help="make-tfrecords folder", images_help="folder of <Id>_<channel> images"
@@ -506,20 +585,23 @@ def run_predict(arguments) -> None:
         ids_file=arguments.ids,
         tta=arguments.tta,
         batch_size=arguments.batch_size,
+        thresholds=arguments.thresholds,
     )
-    from hpa_keras.inference.runs import read_input_settings
+    from hpa_keras.inference.runs import default_views, expand_runs, read_input_settings
 
-    scheme = read_input_settings(arguments.run[0]).get("scheme", "hpa2018")
+    folders, _ = expand_runs(arguments.run)
+    views = arguments.tta or default_views(arguments.run)
+    scheme = read_input_settings(folders[0]).get("scheme", "hpa2018")
     labels = submission_labels(probabilities, thresholds, require_label=not arguments.allow_empty)
     write_submission(arguments.out, ids, labels, scheme=scheme)
     if arguments.probabilities:
         write_probabilities(arguments.probabilities, ids, probabilities)
-    runs = f"an ensemble of {len(arguments.run)} runs" if len(arguments.run) > 1 else "1 run"
+    runs = f"an ensemble of {len(folders)} runs" if len(folders) > 1 else "1 run"
     empty = sum(not row for row in labels)
     print(
         f"wrote {arguments.out}: {len(ids)} Ids, {sum(map(len, labels))} labels "
         f"({len(ids) and sum(map(len, labels)) / len(ids):.2f} per image, {empty} empty), "
-        f"{runs}, {arguments.tta} view{'s' if arguments.tta > 1 else ''} per image"
+        f"{runs}, {views} view{'s' if views > 1 else ''} per image"
     )
 
 
@@ -530,11 +612,11 @@ def add_evaluate(commands) -> None:
     evaluate = commands.add_parser(
         "evaluate",
         help="score a run on labeled data: per-class table, plots, HTML report",
-        description="Predict labeled data with one run (or an ensemble) and its thresholds and "
+        description="Predict labeled data with one run (or a cv folder) and its thresholds and "
         "write per-class precision, recall, F1, support, threshold and ROC AUC (classes.csv, "
         "report.txt), macro and micro F1 (summary.json), plots and one self-contained "
         "report.html. Without --fold, a run evaluated on the TFRecords it was trained on is "
-        "scored on its validation fold.",
+        "scored on its validation fold, and a cv folder on its out-of-fold predictions.",
     )
     _add_run_input_arguments(
         evaluate,
@@ -556,7 +638,6 @@ def add_evaluate(commands) -> None:
 
 def run_evaluate(arguments) -> None:
     import_tensorflow_quietly()
-    from pathlib import Path
 
     from hpa_keras.inference.evaluate import evaluate_runs, summary_line
     from hpa_keras.reports.html import write_report
@@ -570,9 +651,12 @@ def run_evaluate(arguments) -> None:
         labels_file=arguments.labels,
         tta=arguments.tta,
         batch_size=arguments.batch_size,
+        thresholds=arguments.thresholds,
     )
     print(evaluation_table(evaluation.class_table(), evaluation.summary()))
-    history = Path(arguments.run[0]) / "history.csv"
+    from hpa_keras.inference.runs import expand_runs
+
+    history = expand_runs(arguments.run)[0][0] / "history.csv"
     written = write_report(evaluation, arguments.out, history=history)
     print(summary_line(evaluation))
     print(f"wrote {written['report.html']} and {len(written) - 1} more files in {arguments.out}")
@@ -634,7 +718,12 @@ def add_cam(commands) -> None:
         description="Grad-CAM of the predicted classes (or --classes) of one sample, overlaid "
         "on its composite and on each channel at the image's own size.",
     )
-    cam.add_argument("--run", required=True, help="run folder from fit")
+    cam.add_argument(
+        "--run",
+        required=True,
+        help="run folder from fit, or a cv folder (maps and probabilities averaged over its "
+        "fold models, classes chosen by its out-of-fold thresholds)",
+    )
     cam.add_argument("--images", required=True, help="folder of <Id>_<channel> images")
     cam.add_argument("--id", required=True, help="sample Id")
     cam.add_argument(
@@ -686,6 +775,7 @@ COMMANDS = (
     add_verify,
     add_models,
     add_fit,
+    add_cv,
     add_predict,
     add_evaluate,
     add_baseline,

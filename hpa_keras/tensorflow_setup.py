@@ -1,5 +1,6 @@
 """Loading TensorFlow for the command line without its start-up noise."""
 
+import logging
 import os
 import sys
 
@@ -18,6 +19,7 @@ def import_tensorflow_quietly():
     if "tensorflow" in sys.modules or os.environ.get("HPA_KERAS_TF_LOGS") == "1":
         import tensorflow
 
+        _hide_retracing_warnings(tensorflow)
         return tensorflow
     sys.stderr.flush()
     saved = os.dup(2)
@@ -31,4 +33,24 @@ def import_tensorflow_quietly():
         os.dup2(saved, 2)
         os.close(saved)
         os.close(silent)
+    _hide_retracing_warnings(tensorflow)
     return tensorflow
+
+
+class _RetracingFilter(logging.Filter):
+    """Drops tf.function's "triggered tf.function retracing" warning.
+
+    An ensemble (a cv folder's fold models, several --run folders) builds
+    one predict function per model, and TensorFlow counts each as a retrace
+    of "the same" function: the warning is expected there and says nothing
+    a user can act on. Other TensorFlow warnings still show.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+def _hide_retracing_warnings(tensorflow) -> None:
+    logger = tensorflow.get_logger()
+    if not any(isinstance(existing, _RetracingFilter) for existing in logger.filters):
+        logger.addFilter(_RetracingFilter())

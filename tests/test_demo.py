@@ -7,6 +7,7 @@ import pandas as pd
 
 from hpa_keras.cli import main
 from hpa_keras.data.labels import read_labels
+from hpa_keras.demo import ENSEMBLE_NAME, SINGLE_NAME
 
 
 def test_quick_demo_writes_every_result(tmp_path, capsys):
@@ -22,8 +23,10 @@ def test_quick_demo_writes_every_result(tmp_path, capsys):
         "cam.png",
         "report/report.html",
         "report/classes.csv",
-        "run/model.keras",
-        "run/thresholds.json",
+        "cv/fold-0/model.keras",
+        "cv/fold-1/model.keras",
+        "cv/thresholds.json",
+        "cv/oof.csv",
         "tfrecords/train/manifest.json",
     ):
         assert (out / name).is_file(), name
@@ -46,8 +49,14 @@ def test_quick_demo_writes_every_result(tmp_path, capsys):
     ]
     assert results["baselines"][0]["macro_f1"] == 0.0
     assert f"On the {len(truth)} held-out test images" in printed
-    model_line = next(line for line in printed.splitlines() if line.strip().startswith("GAP-Net"))
-    macro, at_half, micro = model_line.split()[-3:]
-    assert macro == f"{results['model']['macro_f1']:.3f}"
-    assert at_half == f"{results['model']['macro_f1_at_0.5']:.3f}"
-    assert micro == f"{results['model']['micro_f1']:.3f}"
+    assert not (out / "cv" / "fold-2").exists()  # the quick plan trains folds 0 and 1
+    for name, key in ((ENSEMBLE_NAME, "model"), (SINGLE_NAME, "single_run")):
+        model_line = next(line for line in printed.splitlines() if name in line)
+        macro, at_half, micro = model_line.split()[-3:]
+        assert macro == f"{results[key]['macro_f1']:.3f}"
+        assert at_half == f"{results[key]['macro_f1_at_0.5']:.3f}"
+        assert micro == f"{results[key]['micro_f1']:.3f}"
+    # The report is the ensemble's, judged by the out-of-fold thresholds.
+    thresholds = json.loads((out / "cv" / "thresholds.json").read_text())["thresholds"]
+    table = pd.read_csv(out / "report" / "classes.csv")
+    np.testing.assert_allclose(table["threshold"].to_numpy()[:28], thresholds, atol=1e-6)

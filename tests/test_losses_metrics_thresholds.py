@@ -229,3 +229,27 @@ def test_lovasz_hinge_against_numpy():
     assert keras_value(combined) == pytest.approx(_numpy_focal(None) + 0.5 * expected, rel=1e-4)
     clone = keras.losses.deserialize(keras.losses.serialize(combined))
     assert clone.lovasz_weight == 0.5 and keras_value(clone) == pytest.approx(keras_value(combined))
+
+
+def test_shrinkage_is_chosen_by_cross_validation_and_lies_between_the_extremes():
+    from hpa_keras.training.thresholds import shrink_thresholds, shrunk_thresholds
+
+    rng = np.random.default_rng(3)
+    labels = (rng.random((600, 6)) < [0.3, 0.2, 0.1, 0.03, 0.01, 0.005]).astype(np.float32)
+    scores = np.clip(0.35 * labels + rng.normal(0.3, 0.15, labels.shape), 0, 1)
+    per_class, _ = best_thresholds(labels, scores)
+    shared, _ = global_threshold(labels, scores)
+    thresholds, details = shrunk_thresholds(labels, scores)
+    strength = details["strength"]
+    assert strength in details["grid"] and len(details["held_out_macro_f1"]) == len(details["grid"])
+    chosen = int(np.argmax(details["held_out_macro_f1"]))
+    assert details["grid"][chosen] == strength
+    np.testing.assert_allclose(
+        thresholds, shrink_thresholds(per_class, shared, labels.sum(axis=0), strength)
+    )
+    low, high = np.minimum(per_class, shared), np.maximum(per_class, shared)
+    assert np.all((thresholds >= low - 1e-12) & (thresholds <= high + 1e-12))
+    # The weights by hand: n / (n + k); strength 0 keeps each class's own threshold.
+    np.testing.assert_allclose(shrink_thresholds([0.2, 0.8], 0.5, [10, 0], 10), [0.35, 0.5])
+    np.testing.assert_allclose(shrink_thresholds([0.2, 0.8], 0.5, [10, 0], 0), [0.2, 0.8])
+    assert search_thresholds("shrunk", labels, scores).shape == (6,)

@@ -41,13 +41,25 @@ def test_submission_covers_every_id_once_in_order(runs, training_records, tmp_pa
     np.testing.assert_allclose(stored.iloc[:, 1:].to_numpy(), probabilities, atol=1e-6)
 
 
-def test_an_ensemble_is_the_mean_of_its_runs(runs, training_records):
+def test_an_ensemble_is_the_mean_of_its_runs_judged_by_the_thresholds_given(
+    runs, training_records, tmp_path
+):
+    import json
+
     _, first, first_thresholds = predict_runs([runs[0]], data=training_records)
-    _, second, second_thresholds = predict_runs([runs[1]], data=training_records)
-    _, both, both_thresholds = predict_runs(runs, data=training_records)
+    _, second, _ = predict_runs([runs[1]], data=training_records)
+    file = tmp_path / "thresholds.json"
+    file.write_text(json.dumps({"thresholds": [0.3] * 28}))
+    _, both, both_thresholds = predict_runs(runs, data=training_records, thresholds=file)
     assert not np.allclose(first, second)  # different seeds, different models
     np.testing.assert_allclose(both, (first + second) / 2, rtol=1e-6)
-    np.testing.assert_allclose(both_thresholds, (first_thresholds + second_thresholds) / 2)
+    np.testing.assert_allclose(both_thresholds, [0.3] * 28)
+    # The mean of the runs' own thresholds is not offered: it was tuned for neither mean.
+    with pytest.raises(InputError, match="ensemble's thresholds must be tuned"):
+        predict_runs(runs, data=training_records)
+    # One run with a thresholds file takes the file's.
+    _, _, given = predict_runs([runs[0]], data=training_records, thresholds=file)
+    assert not np.allclose(first_thresholds, given) and np.allclose(given, 0.3)
 
 
 def test_an_image_folder_predicts_as_its_tfrecords(runs, training_records, tmp_path):
@@ -93,6 +105,9 @@ def test_cli_predict_writes_the_submission(runs, training_records, tmp_path, cap
 
     out = tmp_path / "submission.csv"
     argv = ["predict", "--run", *map(str, runs), "--data", str(training_records)]
+    assert main([*argv, "--out", str(out)]) == 2
+    assert "--thresholds FILE" in capsys.readouterr().err and not out.exists()
+    argv += ["--thresholds", str(runs[0] / "thresholds.json")]
     assert main([*argv, "--out", str(out), "--tta", "4", "--allow-empty"]) == 0
     printed = capsys.readouterr().out
     assert "40 Ids" in printed and "an ensemble of 2 runs" in printed and "4 views" in printed

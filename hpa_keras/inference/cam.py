@@ -112,27 +112,48 @@ def explain_sample(run_folder, images, sample_id, classes=None, max_classes: int
     """Grad-CAM for one sample of an image folder: ``(image, classes, maps, probabilities)``.
 
     ``image`` is the sample at its own size (RGBY, the run's pixel type); the
-    maps have that size. ``classes`` default to the predicted ones (the run's thresholds;
-    the top class if none passes), most probable first, at most ``max_classes``.
+    maps have that size. ``classes`` default to the predicted ones (the run's
+    thresholds; the top class if none passes), most probable first, at most
+    ``max_classes``. A cv folder explains its ensemble: probabilities and
+    maps are the means over the fold models (each model's map scaled to
+    [0, 1] first, so each has the same say), and the classes are chosen by
+    the out-of-fold thresholds, as ``predict --run CV_DIR`` chooses them.
     """
     from hpa_keras.classes import CHANNELS
     from hpa_keras.data.images import find_sample_files, read_sample, resize_square
-    from hpa_keras.inference.runs import load_run
+    from hpa_keras.inference.runs import expand_runs, load_run
     from hpa_keras.inference.submission import submission_labels
 
-    run = load_run(run_folder)
+    folders, ensemble = expand_runs([run_folder])
+    runs = [load_run(folder) for folder in folders]
+    first = runs[0]
     files = find_sample_files(images, sample_id)  # errors name the missing file
-    image = read_sample(files, None, run.sixteen_bit_rule, run.bit_depth)
-    channel_indices = [CHANNELS.index(name) for name in run.channels]
-    model_input = resize_square(image, run.image_size)[..., channel_indices]
-    probabilities = np.asarray(run.model(model_input[None], training=False))[0]
+    image = read_sample(files, None, first.sixteen_bit_rule, first.bit_depth)
+    inputs = [
+        resize_square(image, run.image_size)[..., [CHANNELS.index(name) for name in run.channels]]
+        for run in runs
+    ]
+    probabilities = np.mean(
+        [
+            np.asarray(run.model(model_input[None], training=False))[0]
+            for run, model_input in zip(runs, inputs, strict=True)
+        ],
+        axis=0,
+    )
+    thresholds = np.asarray(ensemble["thresholds"]) if ensemble else first.thresholds
     if classes is None:
-        predicted = submission_labels(probabilities[None], run.thresholds)[0]
+        predicted = submission_labels(probabilities[None], thresholds)[0]
         classes = sorted(predicted, key=lambda k: -probabilities[k])[:max_classes]
     for value in classes:
-        if not 0 <= int(value) < run.num_classes:
-            raise InputError(f"class {value} is out of range 0..{run.num_classes - 1}")
-    maps = grad_cam(run.model, model_input, classes, output_size=image.shape[:2])
+        if not 0 <= int(value) < first.num_classes:
+            raise InputError(f"class {value} is out of range 0..{first.num_classes - 1}")
+    maps = np.mean(
+        [
+            grad_cam(run.model, model_input, classes, output_size=image.shape[:2])
+            for run, model_input in zip(runs, inputs, strict=True)
+        ],
+        axis=0,
+    ).astype(np.float32)
     return image, list(classes), maps, probabilities
 
 
@@ -141,12 +162,12 @@ def write_cam(
 ) -> dict:
     """Draw :func:`explain_sample` into ``out`` (PNG, written atomically); ``true_labels``,
     when known, are named in the title. Classes are named as the run names them."""
-    from hpa_keras.inference.runs import class_names_of
+    from hpa_keras.inference.runs import class_names_of, expand_runs
     from hpa_keras.reports.cam import cam_figure
     from hpa_keras.reports.figures import save_figure
 
     image, classes, maps, probabilities = explain_sample(run_folder, images, sample_id, classes)
-    names = class_names_of(run_folder)
+    names = class_names_of(expand_runs([run_folder])[0][0])
     title = f"Grad-CAM, sample {sample_id} ({image.shape[1]}x{image.shape[0]})"
     if true_labels is not None:
         title += "\ntrue: " + ", ".join(f"{k} {names[k]}" for k in true_labels)

@@ -167,6 +167,8 @@ def summary_line(evaluation: Evaluation, what: str = "images") -> str:
     summary = evaluation.summary()
     folds = summary.get("folds")
     where = f" (fold {', '.join(map(str, folds))})" if folds else ""
+    if summary.get("out_of_fold"):
+        where = f" (out of fold, folds {', '.join(map(str, folds))})"
     return (
         f"{summary['samples']} {what}{where}: macro F1 {summary['macro_f1']:.3f} "
         f"(at 0.5: {summary['macro_f1_at_0.5']:.3f}), micro F1 {summary['micro_f1']:.3f}, "
@@ -221,61 +223,113 @@ def default_selection(runs: Sequence[str | os.PathLike], data: str | os.PathLike
     return [folds.pop()], (sources.pop() if len(sources) == 1 else None)
 
 
+def _cv_trained_on(runs, data) -> bool:
+    """Whether ``runs`` is one cv folder whose folds trained on the records in ``data``."""
+    from hpa_keras.data.tfrecords import read_manifest, record_set_fingerprint
+    from hpa_keras.inference.runs import expand_runs, read_input_settings
+    from hpa_keras.training.cv import is_cv_folder
+
+    if len(runs) != 1 or not is_cv_folder(runs[0]):
+        return False
+    folders, _ = expand_runs(runs)
+    fingerprint = record_set_fingerprint(read_manifest(data))
+    return all(
+        read_input_settings(folder).get("data_fingerprint") == fingerprint for folder in folders
+    )
+
+
+def _out_of_fold(cv_folder: Path, data, sources):
+    """``(ids, labels, probabilities, thresholds)`` of a cv's own out-of-fold predictions."""
+    from hpa_keras.data.pipeline import dataset_labels
+    from hpa_keras.inference.runs import expand_runs
+    from hpa_keras.training.cv import OOF_FILE, read_cv
+
+    _, document = expand_runs([cv_folder])
+    table = pd.read_csv(Path(cv_folder) / OOF_FILE, keep_default_na=False)
+    folds = sorted(int(fold) for fold in set(table["fold"]))
+    if sources is None:
+        sources = read_cv(cv_folder)["settings"].get("validate_source")
+    ids, labels = dataset_labels(data, folds, sources)
+    missing = sorted(set(ids) - set(table["Id"]))
+    if missing:
+        raise InputError(
+            f"{Path(cv_folder) / OOF_FILE}: no out-of-fold prediction for {len(missing)} images "
+            f"of {data} (first: {missing[0]}); evaluate with --fold to predict them"
+        )
+    rows = table.set_index("Id").loc[ids]
+    probabilities = rows[[str(index) for index in range(labels.shape[1])]].to_numpy(np.float32)
+    return ids, labels, probabilities, np.asarray(document["thresholds"]), folds
+
+
 def evaluate_runs(
     runs: Sequence[str | os.PathLike],
     data=None,
     folds=None,
     images=None,
     labels_file=None,
-    tta: int = 1,
+    tta: int | None = None,
     batch_size: int = 16,
     sources=None,
+    thresholds=None,
 ) -> Evaluation:
     """Predict labeled data with ``runs`` (an ensemble if several) and score it.
 
     Args:
-        runs: run folders from ``hpa-keras fit``.
+        runs: run folders from ``hpa-keras fit``, or one cv folder (an
+            ensemble judged against its out-of-fold thresholds).
         data: a labeled make-tfrecords folder; ``folds`` picks folds of it and
-            ``sources`` its sources. Without ``folds``, the runs' validation
+            ``sources`` its sources. Without ``folds``: the runs' validation
             fold (and validation source) when they were trained on this
-            folder, otherwise all of it.
+            folder; a cv folder on its own records is scored on its
+            out-of-fold predictions (each image by the model that did not
+            train on it); other data whole.
         images, labels_file: instead of ``data``, an image folder and its
-            ``Id,Target`` CSV (every Id of the CSV is evaluated, in its order).
-        tta: dihedral views averaged per image.
+            label CSV (every Id of the CSV is evaluated, in its order).
+        tta: dihedral views averaged per image (default: as the thresholds
+            were tuned).
+        thresholds: a ``thresholds.json`` to judge with (needed by several
+            plain runs).
     """
     from hpa_keras.inference.predict import predict_ids, predict_runs
+    from hpa_keras.inference.runs import class_names_of, default_views, expand_runs
 
+    tta = default_views(runs) if tta is None else tta
     if data is not None:
         from hpa_keras.data.pipeline import dataset_labels
         from hpa_keras.data.tfrecords import read_manifest
 
         if not read_manifest(data).get("labeled", False):
             raise InputError(f"{data}: the TFRecords are unlabeled; evaluation needs labels")
-        if folds is None:
-            folds, default_sources = default_selection(runs, data)
-            sources = sources if sources is not None else default_sources
-        ids, labels = dataset_labels(data, folds, sources)
-        if not ids:
-            raise InputError(f"{data}: nothing to evaluate (no samples)")
-        probabilities, thresholds = predict_ids(
-            runs, ids, data=data, folds=folds, tta=tta, batch_size=batch_size, sources=sources
-        )
+        out_of_fold = folds is None and thresholds is None and _cv_trained_on(runs, data)
+        if out_of_fold:
+            ids, labels, probabilities, chosen, folds = _out_of_fold(Path(runs[0]), data, sources)
+        else:
+            if folds is None:
+                folds, default_sources = default_selection(expand_runs(runs)[0], data)
+                sources = sources if sources is not None else default_sources
+            ids, labels = dataset_labels(data, folds, sources)
+            if not ids:
+                raise InputError(f"{data}: nothing to evaluate (no samples)")
+            probabilities, chosen = predict_ids(
+                runs, ids, data=data, folds=folds, tta=tta, batch_size=batch_size,
+                sources=sources, thresholds=thresholds,
+            )  # fmt: skip
     elif images is not None:
         from hpa_keras.data.labels import read_labels
 
+        out_of_fold = False
         if labels_file is None:
             raise InputError("--images needs --labels, a CSV with Id,Target")
         table = read_labels(labels_file)
         labels = table.multi_hot()
         # The labels file fixes the Ids and their order (input_ids checks every image exists).
-        ids, probabilities, thresholds = predict_runs(
-            runs, images=images, ids_file=labels_file, tta=tta, batch_size=batch_size
-        )
+        ids, probabilities, chosen = predict_runs(
+            runs, images=images, ids_file=labels_file, tta=tta, batch_size=batch_size,
+            thresholds=thresholds,
+        )  # fmt: skip
     else:
         raise InputError("give --data (labeled TFRecords) or --images with --labels")
-    from hpa_keras.inference.runs import class_names_of
-
-    names = class_names_of(runs[0])
+    names = class_names_of(expand_runs(runs)[0][0])
     if labels.shape[1] != len(names):
         raise InputError(
             f"the labels have {labels.shape[1]} classes but {runs[0]} predicts {len(names)}; "
@@ -287,5 +341,6 @@ def evaluate_runs(
         "folds": None if folds is None else [int(fold) for fold in np.atleast_1d(folds)],
         "sources": None if sources is None else sorted(np.atleast_1d(sources).tolist()),
         "tta": tta,
+        **({"out_of_fold": True} if out_of_fold else {}),
     }
-    return Evaluation(ids, labels, probabilities, thresholds, class_names=names, details=details)
+    return Evaluation(ids, labels, probabilities, chosen, class_names=names, details=details)

@@ -115,7 +115,15 @@ def predict_run(
 
 
 def predict_ids(
-    runs, ids, data=None, index=None, folds=None, tta: int = 1, batch_size: int = 16, sources=None
+    runs,
+    ids,
+    data=None,
+    index=None,
+    folds=None,
+    tta: int | None = None,
+    batch_size: int = 16,
+    sources=None,
+    thresholds=None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(probabilities, thresholds)`` of Ids already known, averaged over ``runs``.
 
@@ -124,19 +132,42 @@ def predict_ids(
     image-folder ``index`` in the order wanted. For callers that read the Ids
     anyway (evaluation reads them with the labels), so that the TFRecords are
     not read once more just for them.
-    """
-    from hpa_keras.inference.runs import load_run
 
-    check_prediction_settings(runs, tta)
-    probabilities, thresholds, names = [], [], set()
-    for folder in runs:
+    Thresholds: those of a cv folder (tuned on its out-of-fold predictions),
+    of the one run, or of ``thresholds`` (a ``thresholds.json`` file).
+    Several runs without a cv folder or a file are refused: averaged
+    probabilities need thresholds tuned on averaged probabilities, not the
+    mean of each run's own. ``tta`` defaults to the views the thresholds
+    were tuned with (the file's ``views``, else the runs').
+    """
+    from hpa_keras.inference.runs import default_views, expand_runs, load_run
+    from hpa_keras.training.callbacks import read_thresholds_document
+
+    folders, cv_document = expand_runs(runs)
+    if thresholds is not None and thresholds != "own":
+        cv_document = read_thresholds_document(thresholds)
+    if tta is None:
+        given_views = (cv_document or {}).get("views")
+        tta = int(given_views) if given_views else default_views(runs)
+    check_prediction_settings(folders, tta)
+    if cv_document is None and len(folders) > 1 and thresholds != "own":
+        raise InputError(
+            f"{len(folders)} runs: an ensemble's thresholds must be tuned on its own averaged "
+            "predictions; make it with `hpa-keras cv` (out-of-fold thresholds) or give "
+            "--thresholds FILE"
+        )
+    probabilities, own, names = [], [], set()
+    for folder in folders:
         run = load_run(folder)
         probabilities.append(predict_run(run, ids, data, index, folds, tta, batch_size, sources))
-        thresholds.append(run.thresholds)
+        own.append(run.thresholds)
         names.add(run.class_names)
     if len(names) > 1:
         raise InputError("the runs predict different classes; they cannot be averaged")
-    return np.mean(probabilities, axis=0), np.mean(thresholds, axis=0)
+    chosen = np.asarray(cv_document["thresholds"]) if cv_document else np.mean(own, axis=0)
+    if len(chosen) != len(own[0]):
+        raise InputError(f"{len(chosen)} thresholds for models of {len(own[0])} classes")
+    return np.mean(probabilities, axis=0), chosen
 
 
 def predict_runs(
@@ -144,25 +175,30 @@ def predict_runs(
     data=None,
     images=None,
     ids_file=None,
-    tta: int = 1,
+    tta: int | None = None,
     batch_size: int = 16,
     folds=None,
+    thresholds=None,
 ) -> tuple[list[str], np.ndarray, np.ndarray]:
     """``(ids, probabilities, thresholds)`` averaged over ``runs``.
 
     Args:
-        runs: run folders; more than one makes an ensemble (mean of the
-            probabilities and of the thresholds).
+        runs: run folders, or one cv folder (an ensemble with its out-of-fold
+            thresholds); several plain runs need ``thresholds``.
         data: a make-tfrecords folder, or
         images: a folder of ``<Id>_<channel>`` images (PNG, TIFF, JPEG).
         ids_file: with ``images``: a CSV with an ``Id`` column fixing which
             Ids are predicted and their order.
-        tta: dihedral views averaged per image: 1, 2, 4 or 8.
+        tta: dihedral views averaged per image: 1, 2, 4 or 8 (default: as the
+            thresholds were tuned).
         folds: with ``data``: the fold or folds to predict (default: all).
+        thresholds: a ``thresholds.json`` to judge the probabilities with.
     """
-    check_prediction_settings(runs, tta)
+    if not runs:
+        raise InputError("give at least one run folder (--run)")
     ids, index = input_ids(data, images, ids_file, folds)
-    probabilities, thresholds = predict_ids(
-        runs, ids, data=data, index=index, folds=folds, tta=tta, batch_size=batch_size
-    )
-    return ids, probabilities, thresholds
+    probabilities, chosen = predict_ids(
+        runs, ids, data=data, index=index, folds=folds, tta=tta, batch_size=batch_size,
+        thresholds=thresholds,
+    )  # fmt: skip
+    return ids, probabilities, chosen

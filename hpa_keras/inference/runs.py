@@ -136,6 +136,44 @@ def class_names_of(folder: str | os.PathLike) -> tuple[str, ...]:
     return known.class_names if known else tuple(str(index) for index in range(count))
 
 
+def expand_runs(paths) -> tuple[list[Path], dict | None]:
+    """Run folders, and the ensemble's thresholds document when ``paths`` is one cv folder.
+
+    A cv folder stands for its fold runs, judged together against the
+    thresholds tuned on their out-of-fold predictions. It cannot be mixed
+    with other runs (their thresholds would no longer fit the mean).
+    """
+    from hpa_keras.training.callbacks import read_thresholds_document
+    from hpa_keras.training.cv import fold_folder, is_cv_folder, read_cv
+
+    paths = [Path(path) for path in paths]
+    cv_folders = [path for path in paths if is_cv_folder(path)]
+    if not cv_folders:
+        return paths, None
+    if len(paths) > 1:
+        raise InputError(
+            f"{cv_folders[0]}: a cv folder is one ensemble with its own thresholds; give it "
+            "alone as --run"
+        )
+    folder = cv_folders[0]
+    if not (folder / THRESHOLDS_FILE).is_file():
+        raise InputError(f"{folder}: an unfinished cv (no {THRESHOLDS_FILE}); run it again")
+    runs = [fold_folder(folder, fold) for fold in read_cv(folder)["folds"]]
+    return runs, read_thresholds_document(folder / THRESHOLDS_FILE)
+
+
+def default_views(paths) -> int:
+    """The dihedral views the runs' thresholds were tuned with (1 for older runs)."""
+    from hpa_keras.training.cv import is_cv_folder
+
+    first = Path(list(paths)[0])
+    if is_cv_folder(first):
+        from hpa_keras.training.callbacks import read_thresholds_document
+
+        return int(read_thresholds_document(first / THRESHOLDS_FILE).get("views", 1))
+    return int(read_input_settings(first).get("tta") or 1)
+
+
 def load_run(folder: str | os.PathLike) -> Run:
     """Load a finished run folder (see the module docstring); InputError on any problem."""
     from hpa_keras.data.pipeline import resolve_channels

@@ -79,6 +79,12 @@ class TrainingConfig:
         "pool globally); N the mean over an NxN grid of crop-sized tiles (needs --crop)",
         metavar="N",
     )
+    tta: int = setting(
+        1,
+        "dihedral views averaged when validating; evaluate and predict use the same by "
+        "default, so the thresholds suit the probabilities they are applied to",
+        choices=(1, 2, 4, 8),
+    )
     validate_source: str | None = setting(
         None,
         "validate on this source's records of the fold only (the challenge scored only its "
@@ -261,22 +267,26 @@ class TrainingConfig:
 def resolve_config(overrides: dict | None = None, config_file=None) -> TrainingConfig:
     """Defaults, then the YAML file's values, then ``overrides`` (CLI flags that were given).
 
+    ``config_file`` is a YAML file or a shipped recipe, ``recipes/NAME``
+    (:mod:`hpa_keras.training.recipes`).
+
     Keys that are not settings are errors naming the file and key, so a typo
     in a YAML file is not silently ignored.
     """
     values = {}
     if config_file is not None:
-        path = Path(config_file)
+        from hpa_keras.training.recipes import resolve_config_file
+
+        source, text = resolve_config_file(config_file)
         try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except FileNotFoundError:
-            raise InputError(f"{path}: config file not found") from None
+            loaded = yaml.safe_load(text) or {}
         except yaml.YAMLError as error:
-            raise InputError(f"{path}: not valid YAML ({error})") from None
+            raise InputError(f"{source}: not valid YAML ({error})") from None
         if not isinstance(loaded, dict):
-            raise InputError(f"{path}: expected a mapping of settings, got {type(loaded).__name__}")
+            raise InputError(
+                f"{source}: expected a mapping of settings, got {type(loaded).__name__}"
+            )
         values.update(loaded)
-        source = str(path)
     else:
         source = "settings"
     names = {field.name for field in dataclasses.fields(TrainingConfig)}

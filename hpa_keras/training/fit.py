@@ -108,6 +108,7 @@ def input_settings(config: TrainingConfig, manifest: dict) -> dict:
         "stored_size": manifest["image_size"],
         "crop": config.crop,
         "tiles": config.tiles,
+        "tta": config.tta,
         "channels": list(resolve_channels(config.channels)),
         "bit_depth": manifest["bit_depth"],
         "sixteen_bit_rule": manifest["sixteen_bit_rule"],
@@ -438,6 +439,7 @@ def _fit(config: TrainingConfig, manifest: dict, resuming: bool, extra_callbacks
             class_names=manifest["class_names"],
             tiles=config.tiles,
             tile_size=config.crop,
+            views=config.tta,
         )
         fit_options = {
             "shuffle": False,  # load_dataset shuffles; Keras would only warn
@@ -513,10 +515,13 @@ def _prepare_run_folder(folder: Path, config: TrainingConfig) -> bool:
     if config_path.is_file():  # an interrupted run: resume it
         saved = yaml.safe_load(config_path.read_text()) or {}
         current = yaml.safe_load(settings)
+        # The folder is the run: a run moved or copied elsewhere resumes there (its "out"
+        # names where it was started).
         changed = sorted(
             key
             for key in current
-            if key not in DISPLAY_SETTINGS and saved.get(key, current[key]) != current[key]
+            if key not in (*DISPLAY_SETTINGS, "out")
+            and saved.get(key, current[key]) != current[key]
         )
         if changed:
             raise InputError(

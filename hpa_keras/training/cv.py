@@ -1,0 +1,307 @@
+"""``cross_validate``: every fold, out-of-fold thresholds and one ensemble, as the winners did.
+
+``hpa-keras cv --data DIR --out CV_DIR`` trains one run per fold and leaves::
+
+    CV_DIR/
+      cv.yaml          the shared settings and the folds (a restarted cv must match them)
+      fold-K/          one fit run folder per fold (each resumable), with oof.npz: its
+                       validation fold's probabilities, predicted as predict will
+      oof.csv          Id, fold and one probability column per class for every image
+      thresholds.json  thresholds tuned on all out-of-fold predictions (the chosen
+                       strategy), with every strategy's out-of-fold figures
+      cv_summary.json  per-fold and pooled figures and their spread
+      report/          the evaluation report of the pooled out-of-fold predictions
+
+Killed and started again with the same command, ``cv`` keeps the finished
+folds, resumes the interrupted one (``fit``'s own resume) and trains the
+rest. ``predict``, ``evaluate`` and ``cam`` take ``--run CV_DIR`` as one
+ensemble: the mean of the fold models' probabilities, judged against the
+out-of-fold thresholds.
+
+The thresholds are tuned on predictions made as ``predict`` will make
+them: the same dihedral views (``--tta``) and tiles, one model per image
+(the one that did not train on it). An ensemble then averages five models,
+whose mean is smoother than any one of them; how well out-of-fold
+thresholds serve the ensemble on new images is measured in the README.
+"""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from hpa_keras.atomic import write_text_atomic
+from hpa_keras.errors import InputError
+from hpa_keras.training.config import DISPLAY_SETTINGS, TrainingConfig
+
+CV_FILE = "cv.yaml"
+OOF_FILE = "oof.csv"
+FOLD_OOF_FILE = "oof.npz"
+THRESHOLDS_FILE = "thresholds.json"
+SUMMARY_FILE = "cv_summary.json"
+REPORT_FOLDER = "report"
+
+
+def is_cv_folder(path) -> bool:
+    """Whether ``path`` is a ``cv`` output folder."""
+    return (Path(path) / CV_FILE).is_file()
+
+
+def read_cv(path) -> dict:
+    """The ``cv.yaml`` of a cv folder: ``settings`` and ``folds``."""
+    file = Path(path) / CV_FILE
+    try:
+        document = yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise InputError(f"{file}: not valid YAML ({str(error).splitlines()[0]})") from None
+    if not isinstance(document, dict) or "folds" not in document:
+        raise InputError(f"{file}: not a cv settings file (no folds)")
+    return document
+
+
+def fold_folder(path, fold: int) -> Path:
+    return Path(path) / f"fold-{fold}"
+
+
+def parse_folds(text: str | None, available: list[int]) -> list[int]:
+    """``"all"`` (or ``None``) or a comma-separated list of folds, checked against the data."""
+    if text is None or text == "all":
+        return list(available)
+    try:
+        folds = sorted({int(part) for part in str(text).split(",") if part.strip()})
+    except ValueError:
+        raise InputError(f"--folds {text!r}: give 'all' or fold numbers such as 0,1,2") from None
+    missing = [fold for fold in folds if fold not in available]
+    if missing or not folds:
+        raise InputError(f"--folds {text!r}: the data's folds are {available}")
+    return folds
+
+
+def _shared_settings(config: TrainingConfig) -> dict:
+    settings = dataclasses.asdict(config)
+    for key in ("fold", "out", *DISPLAY_SETTINGS):
+        settings.pop(key)
+    return settings
+
+
+def _prepare(out: Path, config: TrainingConfig, folds: list[int]) -> None:
+    """Write ``cv.yaml``, or check that a restarted cv has the same settings and folds."""
+    document = {"settings": _shared_settings(config), "folds": folds}
+    file = out / CV_FILE
+    if file.is_file():
+        previous = read_cv(out)
+        changed = sorted(
+            key
+            for key, value in document["settings"].items()
+            if previous.get("settings", {}).get(key, value) != value
+        )
+        if previous.get("folds") != folds:
+            changed.append("folds")
+        if changed:
+            raise InputError(
+                f"{out}: a cv with other settings ({', '.join(changed)}); continue it with the "
+                "same settings or choose another --out"
+            )
+        return
+    if out.exists() and any(out.iterdir()):
+        raise InputError(f"{out}: not empty and not a cv folder; choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(file, yaml.safe_dump(document, sort_keys=False))
+
+
+def _say(config: TrainingConfig, message: str) -> None:
+    if config.verbose:
+        print(message, flush=True)
+
+
+def fold_predictions(out: Path, config: TrainingConfig, fold: int) -> dict:
+    """The validation fold's Ids, labels and probabilities from its own run (cached in the
+    run folder), predicted with the cv's views and the run's tiles, as predict will."""
+    from hpa_keras.data.pipeline import dataset_labels
+    from hpa_keras.inference.predict import predict_ids
+
+    run = fold_folder(out, fold)
+    cache = run / FOLD_OOF_FILE
+    ids, labels = dataset_labels(config.data, [fold], config.validate_source)
+    if cache.is_file():
+        with np.load(cache, allow_pickle=False) as stored:
+            if list(stored["ids"]) == ids and int(stored["views"]) == config.tta:
+                return {"ids": ids, "labels": labels, "probabilities": stored["probabilities"]}
+    probabilities, _ = predict_ids(
+        [run], ids, data=config.data, folds=[fold], tta=config.tta,
+        sources=config.validate_source, thresholds="own",
+    )  # fmt: skip
+    from hpa_keras.atomic import atomic_path
+
+    with atomic_path(cache, suffix=".npz") as temporary:
+        np.savez(temporary, ids=np.array(ids), probabilities=probabilities, views=config.tta)
+    return {"ids": ids, "labels": labels, "probabilities": probabilities}
+
+
+def tune_all_strategies(labels, probabilities, class_frequencies) -> dict:
+    """Every threshold strategy on the pooled out-of-fold predictions: thresholds and the
+    macro F1 they give there (optimistic: tuned and scored on the same rows)."""
+    from hpa_keras.training.metrics import macro_f1
+    from hpa_keras.training.thresholds import (
+        THRESHOLD_STRATEGIES,
+        search_thresholds,
+        shrunk_thresholds,
+    )
+
+    results = {}
+    for strategy in THRESHOLD_STRATEGIES:
+        if strategy == "shrunk":
+            thresholds, details = shrunk_thresholds(labels, probabilities)
+        else:
+            thresholds = search_thresholds(strategy, labels, probabilities, class_frequencies)
+            details = None
+        results[strategy] = {
+            "thresholds": [float(value) for value in thresholds],
+            "oof_macro_f1": macro_f1(labels, probabilities >= thresholds),
+            **({"shrinkage": details} if details else {}),
+        }
+    return results
+
+
+def cross_fitted_macro_f1(labels, probabilities, fold_of, strategy, class_frequencies) -> float:
+    """Out-of-fold macro F1 with each fold's thresholds tuned on the other folds only: an
+    estimate of what the thresholds give on images they were not tuned on."""
+    from hpa_keras.training.metrics import macro_f1
+    from hpa_keras.training.thresholds import search_thresholds
+
+    decided = np.zeros(labels.shape, dtype=bool)
+    for fold in np.unique(fold_of):
+        inside = fold_of == fold
+        thresholds = search_thresholds(
+            strategy, labels[~inside], probabilities[~inside], class_frequencies
+        )
+        decided[inside] = probabilities[inside] >= thresholds
+    return macro_f1(labels, decided)
+
+
+def cross_validate(config: TrainingConfig, out, folds=None, callbacks=()) -> dict:
+    """Train every fold of ``config.data`` (or ``folds``) into ``out``; see the module docstring.
+
+    Returns the summary (also ``cv_summary.json``).
+    """
+    from hpa_keras.data.tfrecords import read_manifest
+    from hpa_keras.inference.evaluate import Evaluation
+    from hpa_keras.reports.html import write_report
+    from hpa_keras.training.fit import fit, training_folds
+    from hpa_keras.training.metrics import macro_f1
+
+    config.validate()
+    out = Path(out)
+    manifest = read_manifest(config.data)
+    available = [entry["fold"] for entry in manifest["folds"] if entry["fold"] >= 0]
+    training_folds(manifest, available[0])  # labeled, at least two folds
+    chosen = parse_folds(folds, available)
+    _prepare(out, config, chosen)
+    for fold in chosen:
+        run = fold_folder(out, fold)
+        if (run / "model.keras").is_file():
+            _say(config, f"fold {fold}: finished already ({run})")
+            continue
+        _say(config, f"fold {fold} of {chosen}: training into {run}")
+        fit(dataclasses.replace(config, fold=fold, out=str(run)), callbacks)
+
+    parts = [fold_predictions(out, config, fold) for fold in chosen]
+    ids = [sample_id for part in parts for sample_id in part["ids"]]
+    labels = np.concatenate([part["labels"] for part in parts])
+    probabilities = np.concatenate([part["probabilities"] for part in parts]).astype(np.float32)
+    fold_of = np.concatenate(
+        [np.full(len(part["ids"]), fold) for part, fold in zip(parts, chosen, strict=True)]
+    )
+    names = list(manifest["class_names"])
+    table = pd.DataFrame(probabilities, columns=[str(index) for index in range(len(names))])
+    table.insert(0, "fold", fold_of)
+    table.insert(0, "Id", ids)
+    write_text_atomic(out / OOF_FILE, table.to_csv(index=False, float_format="%.6f"))
+
+    counts = np.asarray(manifest["class_counts"], dtype=np.float64)
+    frequencies = counts / max(manifest["num_records"], 1)
+    strategies = tune_all_strategies(labels, probabilities, frequencies)
+    strategy = config.threshold_strategy
+    thresholds = np.asarray(strategies[strategy]["thresholds"])
+    document = {
+        "strategy": strategy,
+        "thresholds": [float(value) for value in thresholds],
+        "class_names": names,
+        "views": config.tta,
+        "tiles": config.tiles,
+        "folds": chosen,
+        "num_oof_samples": len(ids),
+        "macro_f1_tuned": strategies[strategy]["oof_macro_f1"],
+        "by_strategy": strategies,
+    }
+    write_text_atomic(out / THRESHOLDS_FILE, json.dumps(document, indent=1) + "\n")
+
+    per_fold = []
+    for part, fold in zip(parts, chosen, strict=True):
+        own = json.loads((fold_folder(out, fold) / "thresholds.json").read_text())["thresholds"]
+        scores = part["probabilities"]
+        per_fold.append(
+            {
+                "fold": fold,
+                "samples": len(part["ids"]),
+                "macro_f1_own_thresholds": macro_f1(part["labels"], scores >= np.asarray(own)),
+                "macro_f1_oof_thresholds": macro_f1(part["labels"], scores >= thresholds),
+                "macro_f1_at_0.5": macro_f1(part["labels"], scores >= 0.5),
+            }
+        )
+    own_scores = np.array([entry["macro_f1_own_thresholds"] for entry in per_fold])
+    summary = {
+        "folds": per_fold,
+        "fold_macro_f1_mean": float(own_scores.mean()),
+        "fold_macro_f1_std": float(own_scores.std(ddof=1)) if len(own_scores) > 1 else 0.0,
+        "oof_macro_f1": strategies[strategy]["oof_macro_f1"],
+        "oof_macro_f1_cross_fitted": cross_fitted_macro_f1(
+            labels, probabilities, fold_of, strategy, frequencies
+        ),
+        "oof_macro_f1_at_0.5": macro_f1(labels, probabilities >= 0.5),
+        "strategy": strategy,
+        "oof_macro_f1_by_strategy": {
+            name: entry["oof_macro_f1"] for name, entry in strategies.items()
+        },
+        "samples": len(ids),
+        "views": config.tta,
+    }
+    write_text_atomic(out / SUMMARY_FILE, json.dumps(summary, indent=1) + "\n")
+    evaluation = Evaluation(
+        ids, labels, probabilities, thresholds, class_names=names,
+        details={"runs": [str(out)], "data": str(config.data), "folds": chosen, "tta": config.tta},
+    )  # fmt: skip
+    write_report(evaluation, out / REPORT_FOLDER, title="hpa-keras cv: out-of-fold predictions")
+    return summary
+
+
+def format_summary(summary: dict) -> str:
+    """The cv's per-fold table and pooled figures, for a terminal."""
+    from hpa_keras.reports.tables import Column, format_table
+
+    columns = [
+        Column("fold", "d"),
+        Column("images", "d"),
+        Column("own thresholds", ".3f"),
+        Column("out-of-fold thresholds", ".3f"),
+        Column("at 0.5", ".3f"),
+    ]
+    rows = [
+        (entry["fold"], entry["samples"], entry["macro_f1_own_thresholds"],
+         entry["macro_f1_oof_thresholds"], entry["macro_f1_at_0.5"])
+        for entry in summary["folds"]
+    ]  # fmt: skip
+    lines = [
+        "macro F1 of each fold's validation images:",
+        format_table(columns, rows),
+        f"folds: {summary['fold_macro_f1_mean']:.3f} ± {summary['fold_macro_f1_std']:.3f} "
+        "(mean ± sd, own thresholds)",
+        f"all {summary['samples']} out-of-fold images: {summary['oof_macro_f1']:.3f} with the "
+        f"{summary['strategy']} thresholds tuned on them, "
+        f"{summary['oof_macro_f1_cross_fitted']:.3f} with thresholds tuned on the other folds, "
+        f"{summary['oof_macro_f1_at_0.5']:.3f} at 0.5",
+    ]
+    return "\n".join(lines)

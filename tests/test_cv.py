@@ -1,0 +1,265 @@
+"""Cross-validation: every fold, out-of-fold predictions and thresholds, the fold ensemble."""
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hpa_keras.errors import InputError
+from hpa_keras.training.metrics import macro_f1
+
+VIEWS = 2  # not the default, so that every consumer must take the cv's views
+
+
+def _config(records, **changes):
+    from hpa_keras.models import TINY_OPTIONS
+    from hpa_keras.training.config import resolve_config
+
+    settings = {
+        "data": str(records),
+        "epochs": 1,
+        "batch_size": 8,
+        "model_options": TINY_OPTIONS["gapnet"],
+        "tta": VIEWS,
+        "verbose": 0,
+        "tensorboard": False,
+        **changes,
+    }
+    return resolve_config(settings)
+
+
+@pytest.fixture(scope="session")
+def cv_folder(training_records, tmp_path_factory):
+    """A finished 3-fold cv of tiny one-epoch GAP-Nets on ``training_records``."""
+    from hpa_keras.training.cv import cross_validate
+
+    out = tmp_path_factory.mktemp("cv") / "cv"
+    cross_validate(_config(training_records), out)
+    return out
+
+
+def _oof(cv_folder):
+    return pd.read_csv(cv_folder / "oof.csv", keep_default_na=False)
+
+
+def test_oof_covers_every_training_image_once_from_the_model_that_did_not_train_on_it(
+    cv_folder, training_records
+):
+    from hpa_keras.data.pipeline import dataset_ids
+    from hpa_keras.inference.predict import predict_ids
+
+    table = _oof(cv_folder)
+    assert sorted(table["Id"]) == sorted(dataset_ids(training_records))
+    assert table["Id"].is_unique and list(table.columns[2:]) == [str(k) for k in range(28)]
+    folds = {
+        sample_id: fold for fold in (0, 1, 2) for sample_id in dataset_ids(training_records, [fold])
+    }
+    assert all(
+        folds[sample_id] == fold for sample_id, fold in zip(table["Id"], table["fold"], strict=True)
+    )
+    for fold in (0, 1, 2):
+        rows = table[table["fold"] == fold]
+        expected, _ = predict_ids(
+            [cv_folder / f"fold-{fold}"], list(rows["Id"]), data=training_records,
+            folds=[fold], tta=VIEWS,
+        )  # fmt: skip
+        np.testing.assert_allclose(rows.iloc[:, 2:].to_numpy(), expected, atol=2e-6)
+
+
+def test_thresholds_are_tuned_on_all_out_of_fold_predictions(cv_folder, training_records):
+    from hpa_keras.data.pipeline import dataset_labels
+    from hpa_keras.data.tfrecords import read_manifest
+    from hpa_keras.training.thresholds import THRESHOLD_STRATEGIES, search_thresholds
+
+    table = _oof(cv_folder)
+    ids, labels = dataset_labels(training_records, [0, 1, 2], None)
+    scores = table.set_index("Id").loc[ids].iloc[:, 1:].to_numpy()
+    document = json.loads((cv_folder / "thresholds.json").read_text())
+    assert document["strategy"] == "per_class" and document["views"] == VIEWS
+    assert document["num_oof_samples"] == 40 and document["folds"] == [0, 1, 2]
+    manifest = read_manifest(training_records)
+    frequencies = np.asarray(manifest["class_counts"]) / manifest["num_records"]
+    assert set(document["by_strategy"]) == set(THRESHOLD_STRATEGIES)
+    for strategy, entry in document["by_strategy"].items():
+        expected = search_thresholds(strategy, labels, scores, frequencies)
+        # oof.csv keeps 6 decimals; a threshold may sit exactly on a rounded score
+        np.testing.assert_allclose(entry["thresholds"], expected, atol=1e-5)
+        assert entry["oof_macro_f1"] == pytest.approx(
+            macro_f1(labels, scores >= np.asarray(entry["thresholds"])), abs=1e-3
+        )
+    assert document["thresholds"] == document["by_strategy"]["per_class"]["thresholds"]
+
+
+def test_summary_figures_are_recomputable(cv_folder, training_records):
+    from hpa_keras.data.pipeline import dataset_labels
+
+    summary = json.loads((cv_folder / "cv_summary.json").read_text())
+    thresholds = np.asarray(json.loads((cv_folder / "thresholds.json").read_text())["thresholds"])
+    table = _oof(cv_folder).set_index("Id")
+    own_scores = []
+    for entry in summary["folds"]:
+        fold = entry["fold"]
+        ids, labels = dataset_labels(training_records, [fold], None)
+        scores = table.loc[ids].iloc[:, 1:].to_numpy()
+        run = json.loads((cv_folder / f"fold-{fold}" / "thresholds.json").read_text())
+        # The fold's own figure is the one its ThresholdSearch reported: same views, same model.
+        assert entry["macro_f1_own_thresholds"] == pytest.approx(run["macro_f1_tuned"], abs=1e-3)
+        assert entry["macro_f1_oof_thresholds"] == pytest.approx(
+            macro_f1(labels, scores >= thresholds), abs=1e-3
+        )
+        own_scores.append(entry["macro_f1_own_thresholds"])
+    assert summary["fold_macro_f1_mean"] == pytest.approx(np.mean(own_scores))
+    assert summary["fold_macro_f1_std"] == pytest.approx(np.std(own_scores, ddof=1))
+    assert (cv_folder / "report" / "report.html").is_file()
+
+
+def test_cross_fitted_score_uses_other_folds_thresholds_only():
+    from hpa_keras.training.cv import cross_fitted_macro_f1
+    from hpa_keras.training.thresholds import best_thresholds
+
+    rng = np.random.default_rng(3)
+    labels = rng.random((60, 4)) < 0.3
+    scores = np.clip(labels * 0.3 + rng.random((60, 4)) * 0.7, 0, 1)
+    fold_of = np.repeat([0, 1, 2], 20)
+    decided = np.zeros_like(labels)
+    for fold in range(3):
+        inside = fold_of == fold
+        decided[inside] = scores[inside] >= best_thresholds(labels[~inside], scores[~inside])[0]
+    value = cross_fitted_macro_f1(labels, scores, fold_of, "per_class", None)
+    assert value == pytest.approx(macro_f1(labels, decided))
+
+
+def test_predict_with_a_cv_folder_is_the_fold_mean_with_its_thresholds(cv_folder, training_records):
+    from hpa_keras.inference.predict import predict_runs
+
+    ids, ensemble, thresholds = predict_runs([cv_folder], data=training_records)
+    folds = []
+    for fold in (0, 1, 2):
+        _, scores, _ = predict_runs([cv_folder / f"fold-{fold}"], data=training_records, tta=VIEWS)
+        folds.append(scores)
+    np.testing.assert_allclose(ensemble, np.mean(folds, axis=0), atol=1e-6)
+    document = json.loads((cv_folder / "thresholds.json").read_text())
+    np.testing.assert_allclose(thresholds, document["thresholds"])
+    _, one_view, _ = predict_runs([cv_folder], data=training_records, tta=1)
+    assert not np.allclose(one_view, ensemble)  # the default was the cv's two views
+
+
+def test_a_run_validated_with_views_is_evaluated_with_them(cv_folder, training_records):
+    from hpa_keras.inference.evaluate import evaluate_runs
+    from hpa_keras.inference.runs import read_input_settings
+
+    run = cv_folder / "fold-1"
+    assert read_input_settings(run)["tta"] == VIEWS
+    evaluation = evaluate_runs([run], data=training_records)  # its validation fold
+    assert evaluation.details["tta"] == VIEWS and evaluation.details["folds"] == [1]
+    tuned = json.loads((run / "thresholds.json").read_text())["macro_f1_tuned"]
+    assert evaluation.summary()["macro_f1"] == pytest.approx(tuned, abs=1e-9)
+
+
+def test_several_plain_runs_need_thresholds_tuned_for_them(cv_folder, training_records):
+    from hpa_keras.inference.predict import predict_runs
+
+    runs = [cv_folder / "fold-0", cv_folder / "fold-1"]
+    with pytest.raises(InputError, match="ensemble's thresholds must be tuned"):
+        predict_runs(runs, data=training_records)
+    file = cv_folder / "thresholds.json"
+    _, _, thresholds = predict_runs(runs, data=training_records, thresholds=file)
+    np.testing.assert_allclose(thresholds, json.loads(file.read_text())["thresholds"])
+    with pytest.raises(InputError, match="give it alone"):
+        predict_runs([cv_folder, cv_folder / "fold-0"], data=training_records)
+
+
+def test_evaluate_a_cv_on_its_records_is_its_out_of_fold_evaluation(cv_folder, training_records):
+    from hpa_keras.inference.evaluate import evaluate_runs, summary_line
+
+    evaluation = evaluate_runs([cv_folder], data=training_records)
+    table = _oof(cv_folder).set_index("Id")
+    np.testing.assert_allclose(
+        evaluation.probabilities, table.loc[evaluation.ids].iloc[:, 1:].to_numpy(), atol=1e-6
+    )
+    summary = json.loads((cv_folder / "cv_summary.json").read_text())
+    assert evaluation.summary()["macro_f1"] == pytest.approx(summary["oof_macro_f1"], abs=1e-3)
+    assert "out of fold" in summary_line(evaluation)
+    # With --fold the ensemble predicts that fold (models that trained on it included).
+    chosen = evaluate_runs([cv_folder], data=training_records, folds=[1])
+    assert len(chosen.ids) == len(table[table["fold"] == 1])
+    assert not np.allclose(chosen.probabilities, table.loc[chosen.ids].iloc[:, 1:].to_numpy())
+
+
+def test_cam_of_a_cv_folder_averages_its_fold_models(cv_folder, training_records):
+    from hpa_keras.inference.cam import explain_sample
+
+    images = training_records.parent / "data" / "train"
+    sample_id = _oof(cv_folder)["Id"][0]
+    _, classes, maps, probabilities = explain_sample(cv_folder, images, sample_id)
+    parts = [
+        explain_sample(cv_folder / f"fold-{fold}", images, sample_id, classes=classes)
+        for fold in (0, 1, 2)
+    ]
+    np.testing.assert_allclose(maps, np.mean([part[2] for part in parts], axis=0), atol=1e-5)
+    np.testing.assert_allclose(
+        probabilities, np.mean([part[3] for part in parts], axis=0), atol=1e-6
+    )
+    thresholds = np.asarray(json.loads((cv_folder / "thresholds.json").read_text())["thresholds"])
+    above = [k for k in range(28) if probabilities[k] >= thresholds[k]]
+    assert set(classes) <= set(above or [int(np.argmax(probabilities))])
+
+
+def test_a_restarted_cv_keeps_finished_folds_and_finishes_the_rest(
+    cv_folder, training_records, tmp_path
+):
+    from hpa_keras.training.cv import cross_validate
+
+    copy = tmp_path / "cv"
+    shutil.copytree(cv_folder, copy)
+    kept = {fold: (copy / f"fold-{fold}" / "model.keras").read_bytes() for fold in (0, 1)}
+    # A kill during fold 2: its folder exists, the model does not; nothing pooled yet.
+    (copy / "fold-2" / "model.keras").unlink()
+    (copy / "fold-2" / "oof.npz").unlink()
+    for name in ("oof.csv", "thresholds.json", "cv_summary.json"):
+        (copy / name).unlink()
+    cross_validate(_config(training_records), copy)
+    for fold in (0, 1):
+        assert (copy / f"fold-{fold}" / "model.keras").read_bytes() == kept[fold]
+    assert (copy / "fold-2" / "model.keras").is_file()
+    before, after = _oof(cv_folder), _oof(copy)
+    assert sorted(after["Id"]) == sorted(before["Id"])
+    np.testing.assert_allclose(
+        after[after["fold"] < 2].iloc[:, 2:].to_numpy(),
+        before[before["fold"] < 2].iloc[:, 2:].to_numpy(),
+    )
+    with pytest.raises(InputError, match=r"other settings \(epochs\)"):
+        cross_validate(_config(training_records, epochs=2), copy)
+    with pytest.raises(InputError, match=r"other settings \(folds\)"):
+        cross_validate(_config(training_records), copy, folds="0,1")
+
+
+def test_cli_cv_prints_its_summary_and_refuses_bad_folds(training_records, tmp_path, capsys):
+    from hpa_keras.cli import main
+
+    out = tmp_path / "cv"
+    common = ["cv", "--data", str(training_records), "--out", str(out), "--epochs", "1"]
+    common += ["--tiny", "--batch-size", "8", "--no-tensorboard", "--quiet"]
+    assert main([*common, "--folds", "0,5"]) == 2
+    assert "the data's folds are [0, 1, 2]" in capsys.readouterr().err
+    assert main([*common, "--folds", "0,1", "--threshold-strategy", "shrunk"]) == 0
+    printed = capsys.readouterr().out
+    assert "out-of-fold thresholds" in printed and "with the shrunk thresholds" in printed
+    table = _oof(out)
+    assert set(table["fold"]) == {0, 1} and not (out / "fold-2").exists()
+    document = json.loads((out / "thresholds.json").read_text())
+    assert document["strategy"] == "shrunk" and document["views"] == 1
+    assert (
+        document["by_strategy"]["shrunk"]["shrinkage"]["strength"]
+        in (document["by_strategy"]["shrunk"]["shrinkage"]["grid"])
+    )
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(out, unfinished)
+    (unfinished / "thresholds.json").unlink()
+    predict = ["predict", "--run", str(unfinished), "--data", str(training_records)]
+    assert main([*predict, "--out", str(tmp_path / "s.csv")]) == 2
+    assert "an unfinished cv" in capsys.readouterr().err
+    assert main(["cv", "--data", str(training_records), "--out", str(tmp_path)]) == 2
+    assert "not empty and not a cv folder" in capsys.readouterr().err
