@@ -134,23 +134,28 @@ def predict_ids(
     not read once more just for them.
 
     Thresholds: those of a cv folder (tuned on its out-of-fold predictions),
-    of the one run, or of ``thresholds`` (a ``thresholds.json`` file).
-    Several runs without a cv folder or a file are refused: averaged
-    probabilities need thresholds tuned on averaged probabilities, not the
-    mean of each run's own. ``tta`` defaults to the views the thresholds
-    were tuned with (the file's ``views``, else the runs').
+    of the one run, or of ``thresholds`` (a ``thresholds.json`` file;
+    ``"own"``: the one run's own, for a fold run of a cv). Several runs
+    without a cv folder or a file are refused: averaged probabilities need
+    thresholds tuned on averaged probabilities, not the mean of each run's
+    own. ``tta`` defaults to the views the thresholds were tuned with (the
+    file's ``views``, else the runs').
     """
     from hpa_keras.inference.runs import default_views, expand_runs, load_run
     from hpa_keras.training.callbacks import read_thresholds_document
 
-    folders, cv_document = expand_runs(runs)
-    if thresholds is not None and thresholds != "own":
-        cv_document = read_thresholds_document(thresholds)
+    folders, document = expand_runs(runs)
+    if thresholds == "own":
+        if len(folders) != 1:
+            raise ValueError("thresholds='own' needs exactly one run folder")
+        document = None
+    elif thresholds is not None:
+        document = read_thresholds_document(thresholds)
     if tta is None:
-        given_views = (cv_document or {}).get("views")
+        given_views = (document or {}).get("views")
         tta = int(given_views) if given_views else default_views(runs)
     check_prediction_settings(folders, tta)
-    if cv_document is None and len(folders) > 1 and thresholds != "own":
+    if document is None and len(folders) > 1:
         raise InputError(
             f"{len(folders)} runs: an ensemble's thresholds must be tuned on its own averaged "
             "predictions; make it with `hpa-keras cv` (out-of-fold thresholds) or give "
@@ -164,7 +169,7 @@ def predict_ids(
         names.add(run.class_names)
     if len(names) > 1:
         raise InputError("the runs predict different classes; they cannot be averaged")
-    chosen = np.asarray(cv_document["thresholds"]) if cv_document else np.mean(own, axis=0)
+    chosen = np.asarray(document["thresholds"]) if document else own[0]
     if len(chosen) != len(own[0]):
         raise InputError(f"{len(chosen)} thresholds for models of {len(own[0])} classes")
     return np.mean(probabilities, axis=0), chosen
