@@ -252,7 +252,7 @@ def evaluate_on_test(cv: Path, test_records: Path, report: Path):
         history=first / "history.csv",
         title="hpa-keras demo: the GAP-Net fold ensemble on the held-out test split",
     )
-    print(f"      ensemble, out-of-fold thresholds: {summary_line(evaluation, what='test images')}")
+    print(f"      {ENSEMBLE_NAME}: {summary_line(evaluation, what='test images')}")
     single = evaluate_runs([first], data=test_records)
     print(f"      {SINGLE_NAME}: {summary_line(single, what='test images')}")
     print(f"      {written['report.html']}: the ensemble's report, plots embedded")

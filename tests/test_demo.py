@@ -51,7 +51,8 @@ def test_quick_demo_writes_every_result(tmp_path, capsys):
     assert f"On the {len(truth)} held-out test images" in printed
     assert not (out / "cv" / "fold-2").exists()  # the quick plan trains folds 0 and 1
     for name, key in ((ENSEMBLE_NAME, "model"), (SINGLE_NAME, "single_run")):
-        model_line = next(line for line in printed.splitlines() if name in line)
+        # The comparison table's row (step 5 prints the same name with ROC AUC last).
+        model_line = next(line for line in printed.splitlines() if f"GAP-Net, {name}" in line)
         macro, at_half, micro = model_line.split()[-3:]
         assert macro == f"{results[key]['macro_f1']:.3f}"
         assert at_half == f"{results[key]['macro_f1_at_0.5']:.3f}"
