@@ -234,6 +234,11 @@ def test_a_restarted_cv_keeps_finished_folds_and_finishes_the_rest(
         cross_validate(_config(training_records, epochs=2), copy)
     with pytest.raises(InputError, match=r"other settings \(folds\)"):
         cross_validate(_config(training_records), copy, folds="0,1")
+    # Started again naming the same records by another path, it continues.
+    elsewhere = tmp_path / "moved" / "records"
+    shutil.copytree(training_records, elsewhere)
+    summary = cross_validate(_config(elsewhere), copy)
+    assert summary["samples"] == len(before)
 
 
 def test_cli_cv_prints_its_summary_and_refuses_bad_folds(training_records, tmp_path, capsys):

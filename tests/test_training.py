@@ -1,6 +1,7 @@
 """Callbacks, differential learning rates, settings and ``fit`` on tiny synthetic data."""
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -321,6 +322,19 @@ def test_resuming_with_other_settings_is_refused(training_records, tmp_path):
         fit(tiny_config(training_records, out, epochs=2), callbacks=[_StopAfterEpoch(0)])
     with pytest.raises(InputError, match=r"other settings \(lr\)"):
         fit(tiny_config(training_records, out, epochs=2, lr=0.01))
+    # The same records by another path (moved, or named from another folder) are the same
+    # data; records with other contents are not.
+    elsewhere = tmp_path / "moved" / "records"
+    shutil.copytree(training_records, elsewhere)
+    input_file = out / "input.json"
+    trained_on = json.loads(input_file.read_text())
+    input_file.write_text(json.dumps({**trained_on, "data_fingerprint": "other records"}))
+    with pytest.raises(InputError, match=r"other settings \(data\)"):
+        fit(tiny_config(elsewhere, out, epochs=2))
+    input_file.write_text(json.dumps(trained_on))
+    recorder = _RecordEpochs()
+    fit(tiny_config(elsewhere, out, epochs=2), callbacks=[recorder])
+    assert recorder.epochs == [1]
 
 
 def test_two_stage_fine_tuning_freezes_then_unfreezes_the_backbone(training_records, tmp_path):

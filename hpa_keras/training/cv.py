@@ -87,9 +87,17 @@ def _shared_settings(config: TrainingConfig) -> dict:
     return settings
 
 
-def _prepare(out: Path, config: TrainingConfig, folds: list[int]) -> None:
-    """Write ``cv.yaml``, or check that a restarted cv has the same settings and folds."""
-    document = {"settings": _shared_settings(config), "folds": folds}
+def _prepare(out: Path, config: TrainingConfig, folds: list[int], fingerprint: str) -> None:
+    """Write ``cv.yaml``, or check that a restarted cv has the same settings and folds.
+
+    The records are compared by ``fingerprint`` (their shards' digests), so a restart that
+    names the same records by another path (from another folder, records moved) continues.
+    """
+    document = {
+        "settings": _shared_settings(config),
+        "folds": folds,
+        "data_fingerprint": fingerprint,
+    }
     file = out / CV_FILE
     if file.is_file():
         previous = read_cv(out)
@@ -98,6 +106,8 @@ def _prepare(out: Path, config: TrainingConfig, folds: list[int]) -> None:
             for key, value in document["settings"].items()
             if previous.get("settings", {}).get(key, value) != value
         )
+        if "data" in changed and previous.get("data_fingerprint") == fingerprint:
+            changed.remove("data")
         if previous.get("folds") != folds:
             changed.append("folds")
         if changed:
@@ -187,7 +197,7 @@ def cross_validate(config: TrainingConfig, out, folds=None, callbacks=()) -> dic
 
     Returns the summary (also ``cv_summary.json``).
     """
-    from hpa_keras.data.tfrecords import read_manifest
+    from hpa_keras.data.tfrecords import read_manifest, record_set_fingerprint
     from hpa_keras.inference.evaluate import Evaluation
     from hpa_keras.reports.html import write_report
     from hpa_keras.training.fit import fit, training_folds
@@ -199,7 +209,7 @@ def cross_validate(config: TrainingConfig, out, folds=None, callbacks=()) -> dic
     available = [entry["fold"] for entry in manifest["folds"] if entry["fold"] >= 0]
     training_folds(manifest, available[0])  # labeled, at least two folds
     chosen = parse_folds(folds, available)
-    _prepare(out, config, chosen)
+    _prepare(out, config, chosen, record_set_fingerprint(manifest))
     for fold in chosen:
         run = fold_folder(out, fold)
         if (run / "model.keras").is_file():

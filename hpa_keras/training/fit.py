@@ -392,7 +392,7 @@ def fit(config: TrainingConfig, callbacks=()) -> dict:
     import_tensorflow_quietly()
     import keras
 
-    from hpa_keras.data.tfrecords import read_manifest
+    from hpa_keras.data.tfrecords import read_manifest, record_set_fingerprint
 
     config.validate()
     manifest = read_manifest(config.data)
@@ -403,7 +403,7 @@ def fit(config: TrainingConfig, callbacks=()) -> dict:
             f"crop: {config.crop} is larger than the fields ({field_size(config, manifest)} px)"
         )
     folder = config.run_dir
-    resuming = _prepare_run_folder(folder, config)
+    resuming = _prepare_run_folder(folder, config, record_set_fingerprint(manifest))
     write_text_atomic(folder / INPUT_FILE, json.dumps(input_settings(config, manifest), indent=1))
     previous_policy = keras.config.dtype_policy()
     if config.mixed_precision:
@@ -506,8 +506,22 @@ def _fit(config: TrainingConfig, manifest: dict, resuming: bool, extra_callbacks
     }
 
 
-def _prepare_run_folder(folder: Path, config: TrainingConfig) -> bool:
-    """Create the run folder or find the interrupted run in it; True when resuming."""
+def _same_records_elsewhere(folder: Path, fingerprint: str) -> bool:
+    """True when the interrupted run in ``folder`` trained on records with this fingerprint
+    (its ``input.json``): the same records reached by another path or from another folder."""
+    try:
+        saved = json.loads((folder / INPUT_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(saved, dict) and saved.get("data_fingerprint") == fingerprint
+
+
+def _prepare_run_folder(folder: Path, config: TrainingConfig, fingerprint: str) -> bool:
+    """Create the run folder or find the interrupted run in it; True when resuming.
+
+    ``fingerprint`` identifies the records being trained on: a restart that names the
+    same records by another path (started from another folder, the records moved) resumes.
+    """
     config_path = folder / CONFIG_FILE
     settings = yaml.safe_dump(config.to_dict(), sort_keys=False)
     if (folder / MODEL_FILE).exists():
@@ -523,6 +537,8 @@ def _prepare_run_folder(folder: Path, config: TrainingConfig) -> bool:
             if key not in (*DISPLAY_SETTINGS, "out")
             and saved.get(key, current[key]) != current[key]
         )
+        if "data" in changed and _same_records_elsewhere(folder, fingerprint):
+            changed.remove("data")
         if changed:
             raise InputError(
                 f"{folder}: an interrupted run with other settings ({', '.join(changed)}); "
