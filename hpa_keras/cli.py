@@ -87,19 +87,20 @@ def add_demo(commands) -> None:
         "demo",
         help="run the main job on built-in synthetic data (about 10 minutes on 2 cores)",
         description="Generate built-in HPA-like data, draw it, convert it to TFRecords, "
-        "cross-validate GAP-Net (5 folds, thresholds tuned on the out-of-fold predictions), "
+        "cross-validate GAP-Net (2 of the 5 folds, thresholds tuned on the out-of-fold "
+        "predictions), "
         "evaluate the fold ensemble on the held-out test split (HTML report) beside a single "
         "run, write the Kaggle submission and a Grad-CAM picture, and print the macro F1 "
         "beside the baselines. About 10 minutes on a 2-core CPU.",
     )
     demo.add_argument("--out", default="hpa-demo", help="output folder (default: hpa-demo)")
     demo.add_argument(
-        "--epochs", type=positive_int, default=None, help="training epochs per fold (default: 12)"
+        "--epochs", type=positive_int, default=None, help="training epochs per fold (default: 36)"
     )
     demo.add_argument(
         "--folds",
         default=None,
-        help="folds to train, comma-separated, or all (default: all 5)",
+        help="folds to train, comma-separated, or all (default: 0,1; all trains the 5)",
     )
     demo.add_argument(
         "--quick",
