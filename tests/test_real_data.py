@@ -161,3 +161,39 @@ def test_one_short_training_step_and_prediction_on_real_samples(
         [run], images=real_four_channel_folder / "train", ids_file=order
     )
     np.testing.assert_allclose(from_files, probabilities, atol=1e-5)
+
+
+def test_cv_of_real_samples_predicts_every_image_out_of_fold(real_four_channel_folder, tmp_path):
+    """``cv`` on the 80 real 512 px samples (resized to 64 px, trained on 48 px crops): every
+    labeled image gets out-of-fold probabilities once, and evaluating the cv on its own records
+    reproduces them."""
+    import pandas as pd
+
+    from hpa_keras.inference.evaluate import evaluate_runs
+    from hpa_keras.training.config import resolve_config
+    from hpa_keras.training.cv import cross_validate
+
+    records = tmp_path / "records"
+    make_tfrecords(
+        real_four_channel_folder / "train",
+        records,
+        labels=real_four_channel_folder / "train.csv",
+        settings=ConversionSettings(image_size=64, num_folds=2),
+        workers=2,
+        progress=False,
+    )
+    settings = {
+        "data": str(records), "epochs": 1, "batch_size": 8, "steps_per_epoch": 2, "crop": 48,
+        "model_options": TINY_OPTIONS["gapnet"], "verbose": 0, "tensorboard": False,
+    }  # fmt: skip
+    cv = tmp_path / "cv"
+    summary = cross_validate(resolve_config(settings), cv)
+    truth = read_labels(real_four_channel_folder / "train.csv")
+    oof = pd.read_csv(cv / "oof.csv", keep_default_na=False)
+    assert sorted(oof["Id"]) == sorted(truth.ids) and summary["samples"] == len(truth)
+    assert sorted(set(oof["fold"])) == [0, 1]
+    evaluation = evaluate_runs([cv], data=records)
+    by_id = oof.set_index("Id").loc[list(evaluation.ids)]
+    np.testing.assert_allclose(
+        evaluation.probabilities, by_id[[str(k) for k in range(28)]].to_numpy(), atol=1e-5
+    )
