@@ -26,7 +26,8 @@ here) overfit it, and one model is noisier than the mean of several; README,
 epochs rather than five: within about 10 minutes on a 2-core CPU, epochs per
 fold matter more than the number of folds (measured on the demo's own data:
 5 folds of 12 epochs 0.47 test macro F1, 3 of 25 0.56, 2 of 36 0.61, in the
-same training time); ``--folds all`` trains all five. ``quick`` (for tests and
+same training time; one seed, but the gaps are several times the ~0.03 that
+runs differ by); ``--folds all`` trains all five. ``quick`` (for tests and
 a first look) takes a fraction of a minute with a tiny model and two folds.
 """
 
