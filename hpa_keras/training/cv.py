@@ -130,6 +130,7 @@ def _say(config: TrainingConfig, message: str) -> None:
 def fold_predictions(out: Path, config: TrainingConfig, fold: int) -> dict:
     """The validation fold's Ids, labels and probabilities from its own run (cached in the
     run folder), predicted with the cv's views and the run's tiles, as predict will."""
+    from hpa_keras.atomic import atomic_path
     from hpa_keras.data.pipeline import dataset_labels
     from hpa_keras.inference.predict import predict_ids
 
@@ -144,8 +145,6 @@ def fold_predictions(out: Path, config: TrainingConfig, fold: int) -> dict:
         [run], ids, data=config.data, folds=[fold], tta=config.tta,
         sources=config.validate_source, thresholds="own",
     )  # fmt: skip
-    from hpa_keras.atomic import atomic_path
-
     with atomic_path(cache, suffix=".npz") as temporary:
         np.savez(temporary, ids=np.array(ids), probabilities=probabilities, views=config.tta)
     return {"ids": ids, "labels": labels, "probabilities": probabilities}
