@@ -10,11 +10,30 @@ challenge: ``hpa-keras make-demo-data OUT`` writes
     OUT/test_labels.csv           Id,Target of the test split (the truth, known here)
     OUT/generation.json           the arguments, so a folder says how it was made
 
+With ``--cells`` also the truth per cell:
+
+    OUT/masks/<Id>_cells.png      each field's cells (0 background, 1..N)
+    OUT/masks/<Id>_nuclei.png     their nuclei, numbered as their cells
+    OUT/cells.csv                 ID,cell,Label: the classes each training cell shows
+    OUT/test_cells.csv            the same for the test fields
+
+Cells of one field differ as in real fields (see :func:`expressing_cells`):
+a mitotic spindle is in the dividing cell only, a cytokinetic bridge in the
+two cells it joins, a centrosome or MTOC stain in some cells, and any class
+may be expressed in only part of the cells. A field's label is the union of
+its cells' labels, so an image label is a weak, noisy signal for a cell's.
+``--scheme hpa2021`` labels fields and cells in the 2021 challenge's 19
+classes: the 2018 classes mapped to their 2021 counterparts (classes without
+one are not drawn), and a cell that shows none of the field's classes is
+Negative (18).
+
 Each sample is rendered from its own random generator seeded with
 ``(seed, index)``, so the same seed gives the same bytes whatever the number
 of worker processes.
 """
 
+import csv
+import io
 import json
 import os
 import shutil
@@ -27,7 +46,8 @@ from tqdm.auto import tqdm
 
 from hpa_keras import __version__
 from hpa_keras.atomic import write_bytes_atomic, write_text_atomic
-from hpa_keras.classes import CHANNELS
+from hpa_keras.classes import CHANNELS, HPA2021, format_target, get_scheme, map_2018_to_2021
+from hpa_keras.data.cells import mask_png_bytes
 from hpa_keras.data.images import encode_png
 from hpa_keras.data.labels import write_labels
 from hpa_keras.errors import InputError
@@ -38,7 +58,18 @@ from hpa_keras.synthetic.label_sampler import sample_label_sets
 from hpa_keras.synthetic.protein_patterns import PATTERNS, mitotic_spindle, soften
 
 MITOTIC_SPINDLE = 17
+CYTOKINETIC_BRIDGE = 16
+MICROTUBULE_ORGANIZING_CENTER, CENTROSOME = 18, 19
 GENERATION_FILE = "generation.json"
+MASKS_FOLDER = "masks"
+CELLS_FILE, TEST_CELLS_FILE = "cells.csv", "test_cells.csv"
+NEGATIVE_2021 = 18
+# A cell shows a class when the class's peak in it reaches this share of the brightest
+# cell's (see _cells_showing).
+SHOWS_CLASS_SHARE = 0.2
+BORDER_CLASSES = (21, 22)  # plasma membrane, cell junctions
+# Share of (field, class) pairs where only some cells express the protein.
+PARTIAL_EXPRESSION_RATE = 0.25
 
 
 @dataclass(frozen=True)
@@ -55,6 +86,16 @@ class DemoDataSettings:
         "share of samples whose label set is drawn class-balanced rather than with the real "
         "frequencies (1 gives every class at least 1/28 of the images)",
     )
+    cells: bool = setting(
+        False,
+        "also write each field's cell and nucleus masks (masks/) and the classes each cell "
+        "shows (cells.csv, test_cells.csv)",
+    )
+    scheme: str = setting(
+        "hpa2018",
+        "label scheme: hpa2018 (28 classes) or hpa2021 (19 classes, Negative cells)",
+        choices=("hpa2018", "hpa2021"),
+    )
 
     def validate(self) -> None:
         if self.num_samples < 1:
@@ -67,6 +108,7 @@ class DemoDataSettings:
             raise InputError(f"--label-balance must be in [0, 1], got {self.label_balance}")
         if self.bit_depth not in (8, 16):
             raise InputError(f"--bit-depth must be 8 or 16, got {self.bit_depth}")
+        get_scheme(self.scheme)
         if self.num_samples - self.num_test < 1:
             raise InputError("--test-fraction leaves no training samples")
 
@@ -84,6 +126,25 @@ def render_sample(
     patterns, with cell-to-cell variation in intensity. ``mitotic_cells``
     defaults to one when the labels include Mitotic spindle, and otherwise to
     an occasional dividing cell, as in real fields.
+    """
+    return render_field(rng, labels, image_size, mitotic_cells)[0]
+
+
+def render_field(
+    rng: np.random.Generator,
+    labels,
+    image_size: int,
+    mitotic_cells: int | None = None,
+    expression_rng: np.random.Generator | None = None,
+):
+    """``(image, cell field, cell labels)``: :func:`render_sample`'s image, its layout, and
+    with ``expression_rng`` the 2018 classes each cell shows (``{cell number: [classes]}``).
+
+    Without ``expression_rng`` every cell expresses every class (the image is
+    then exactly :func:`render_sample`'s) and cell labels are None. With it,
+    which cells express each class is drawn by :func:`expressing_cells` from
+    that generator alone, so ``rng``'s draws, the cell layout and the
+    stains are the same either way.
     """
     labels = sorted(set(int(label) for label in labels))
     if mitotic_cells is None:
@@ -108,11 +169,21 @@ def render_sample(
 
     # Faint autofluorescence everywhere in the cells, so no class is "any signal at all".
     green = 0.04 * cell_field.cytoplasm + 0.02 * cell_field.nucleus
+    per_cell = expression_rng is not None
+    shown = {} if per_cell else None
     for label in labels:
         weight = rng.uniform(0.55, 1.0)
-        green = green + weight * PATTERNS[label](rng, cell_field) * _cell_gains(
-            rng, cell_field, 0.35, 1.0, silent_fraction=0.1
-        )
+        pattern = PATTERNS[label](rng, cell_field)
+        # Per cell, cells that do not express a class get none of it (not a faint share).
+        gains = _cell_gains(rng, cell_field, 0.35, 1.0, silent_fraction=0.0 if per_cell else 0.1)
+        if per_cell:
+            expressing = expressing_cells(expression_rng, label, len(cell_field.cells))
+            gains = gains * np.concatenate([[1.0], expressing])[cell_field.labels]
+            signal = weight * pattern * gains
+            shown[label] = _cells_showing(signal, cell_field, label)
+            green = green + signal
+        else:
+            green = green + weight * pattern * gains
 
     channels = {"red": red, "green": green, "blue": blue, "yellow": yellow}
     gains = {"red": (0.55, 1.0), "green": (0.3, 0.9), "blue": (0.6, 1.0), "yellow": (0.8, 1.5)}
@@ -120,7 +191,57 @@ def render_sample(
     focus = rng.uniform(0.4, 1.1) * scale  # one focus for the whole field
     for index, name in enumerate(CHANNELS):
         image[..., index] = _acquire(rng, channels[name], rng.uniform(*gains[name]), focus)
-    return image
+    cell_labels = None
+    if per_cell:
+        cell_labels = {
+            number: [label for label in labels if shown[label][number - 1]]
+            for number in range(1, len(cell_field.cells) + 1)
+        }
+    return image, cell_field, cell_labels
+
+
+def expressing_cells(rng: np.random.Generator, label: int, num_cells: int) -> np.ndarray:
+    """Which cells of a field express ``label`` (float 0/1 per cell).
+
+    Mitotic spindle and cytokinetic bridge: every cell may, their patterns
+    are drawn only in the dividing cell or across the joined pair. MTOC and
+    centrosome: a share of 30-80% of the cells (as their stains come and go
+    with the cell cycle). Any other class: in a quarter of the (field, class)
+    pairs only 30-80% of the cells express it, otherwise all do. At least one
+    cell always does.
+    """
+    if label in (MITOTIC_SPINDLE, CYTOKINETIC_BRIDGE) or num_cells == 0:
+        return np.ones(num_cells, np.float32)
+    partial = label in (MICROTUBULE_ORGANIZING_CENTER, CENTROSOME)
+    partial = partial or rng.random() < PARTIAL_EXPRESSION_RATE
+    if not partial:
+        return np.ones(num_cells, np.float32)
+    count = max(1, int(round(rng.uniform(0.3, 0.8) * num_cells)))
+    expressing = np.zeros(num_cells, np.float32)
+    expressing[rng.choice(num_cells, size=count, replace=False)] = 1.0
+    return expressing
+
+
+def _cells_showing(signal: np.ndarray, cell_field, label: int) -> np.ndarray:
+    """Per cell (1..N), whether it shows ``signal``: its peak inside the cell reaches
+    SHOWS_CLASS_SHARE of the field's brightest cell's peak.
+
+    Peaks are taken at least a blur's width inside each cell, so what a
+    pattern bleeds across a border into a neighbour that does not express
+    it does not count; classes that lie on the border itself (plasma
+    membrane, cell junctions) are looked for in the whole cell.
+    """
+    num_cells = len(cell_field.cells)
+    inside = cell_field.labels > 0
+    if label not in BORDER_CLASSES:
+        inside &= cell_field.cell_depth >= max(1.0, 4.5 * cell_field.scale)
+    peaks = np.zeros(num_cells + 1)
+    np.maximum.at(peaks, cell_field.labels[inside], signal[inside])
+    peaks = peaks[1:]
+    top = float(peaks.max()) if peaks.size else 0.0
+    if top <= 0:
+        return np.zeros(num_cells, bool)
+    return peaks >= SHOWS_CLASS_SHARE * top
 
 
 def _cell_gains(rng, cell_field, low, high, silent_fraction=0.0):
@@ -165,20 +286,72 @@ def sample_id(seed: int, index: int) -> str:
 class _Job:
     index: int
     sample_id: str
-    labels: tuple[int, ...]
+    labels: tuple[int, ...]  # the 2018 classes drawn in the field
     folder: str
     settings: DemoDataSettings
+    masks: str | None = None  # the masks folder, when cells are written
+
+    @property
+    def per_cell(self) -> bool:
+        return self.settings.cells or self.settings.scheme != "hpa2018"
 
 
-def _write_sample(job: _Job) -> int:
+def _write_sample(job: _Job):
+    """Render and write one field; returns ``(index, field labels, [(cell, labels)])`` in the
+    settings' scheme (cells empty when truth per cell is not drawn)."""
     rng = np.random.default_rng([job.settings.seed, job.index])
-    image = quantize(
-        render_sample(rng, job.labels, job.settings.image_size), job.settings.bit_depth
+    expression_rng = np.random.default_rng([job.settings.seed, job.index, 0xCE11])
+    image, cell_field, shown = render_field(
+        rng,
+        job.labels,
+        job.settings.image_size,
+        expression_rng=expression_rng if job.per_cell else None,
     )
+    image = quantize(image, job.settings.bit_depth)
     for channel_index, channel in enumerate(CHANNELS):
         path = Path(job.folder) / f"{job.sample_id}_{channel}.png"
         write_bytes_atomic(path, encode_png(image[..., channel_index]))
-    return job.index
+    if not job.per_cell:
+        return job.index, job.labels, []
+    present = np.unique(cell_field.labels)
+    present = present[present > 0]  # a cell may be hidden under its neighbours entirely
+    lookup = np.zeros(len(cell_field.cells) + 1, np.int32)
+    lookup[present] = np.arange(1, present.size + 1)
+    cells = lookup[cell_field.labels]
+    rows = []
+    for number in present:
+        classes = shown[int(number)]
+        if job.settings.scheme == HPA2021.name:
+            classes = map_2018_to_2021(classes) or [NEGATIVE_2021]
+        rows.append((int(lookup[number]), tuple(classes)))
+    field_labels = tuple(sorted({label for _, classes in rows for label in classes}))
+    if not field_labels:  # no pattern reached any cell (never seen); keep the drawn labels
+        field_labels = job.labels
+    if job.masks is not None:
+        write_bytes_atomic(
+            Path(job.masks) / f"{job.sample_id}_nuclei.png",
+            mask_png_bytes(np.where(cell_field.nucleus, cells, 0)),
+        )
+        write_bytes_atomic(Path(job.masks) / f"{job.sample_id}_cells.png", mask_png_bytes(cells))
+    return job.index, field_labels, rows
+
+
+def _drawable(label_set: tuple[int, ...], scheme: str) -> tuple[int, ...]:
+    """The classes of a 2018 label set the generator draws: in the 2021 scheme, those with a
+    2021 counterpart (a set left empty draws a field that expresses nothing: Negative)."""
+    if scheme == "hpa2018":
+        return label_set
+    return tuple(label for label in label_set if map_2018_to_2021([label]))
+
+
+def _write_cells(path: Path, jobs, cell_rows: dict, scheme: str) -> None:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([get_scheme(scheme).id_column, "cell", "Label"])
+    for job in jobs:
+        for number, classes in cell_rows[job.index]:
+            writer.writerow([job.sample_id, number, format_target(classes, scheme)])
+    write_text_atomic(path, buffer.getvalue())
 
 
 def make_demo_data(
@@ -203,13 +376,15 @@ def make_demo_data(
     label_sets = sample_label_sets(label_rng, settings.num_samples, settings.label_balance)
     test_indices = set(label_rng.permutation(settings.num_samples)[: settings.num_test].tolist())
     ids = [sample_id(settings.seed, index) for index in range(settings.num_samples)]
+    masks = str(out / MASKS_FOLDER) if settings.cells else None
     jobs = [
         _Job(
             index,
             ids[index],
-            label_sets[index],
+            _drawable(label_sets[index], settings.scheme),
             str(out / ("test" if index in test_indices else "train")),
             settings,
+            masks,
         )
         for index in range(settings.num_samples)
     ]
@@ -221,19 +396,33 @@ def make_demo_data(
         disable=not progress,
         mininterval=0.5,
     ) as bar:
-        for _ in ordered_map(_write_sample, jobs, workers):
+        field_labels, cell_rows = {}, {}
+        for index, labels, rows in ordered_map(_write_sample, jobs, workers):
+            field_labels[index], cell_rows[index] = labels, rows
             bar.update()
 
+    scheme = settings.scheme
     train = [job for job in jobs if job.index not in test_indices]
     test = [job for job in jobs if job.index in test_indices]
-    write_labels(out / "train.csv", [job.sample_id for job in train], [job.labels for job in train])
+    write_labels(
+        out / "train.csv",
+        [job.sample_id for job in train],
+        [field_labels[job.index] for job in train],
+        scheme=scheme,
+    )
+    if settings.cells:
+        _write_cells(out / CELLS_FILE, train, cell_rows, scheme)
+        if test:
+            _write_cells(out / TEST_CELLS_FILE, test, cell_rows, scheme)
     if test:
         test_ids = [job.sample_id for job in test]
-        write_labels(out / "test_labels.csv", test_ids, [job.labels for job in test])
-        write_text_atomic(
-            out / "sample_submission.csv",
-            "Id,Predicted\n" + "".join(f"{test_id},0\n" for test_id in test_ids),
+        write_labels(
+            out / "test_labels.csv",
+            test_ids,
+            [field_labels[job.index] for job in test],
+            scheme=scheme,
         )
+        write_text_atomic(out / "sample_submission.csv", _sample_submission(test_ids, settings))
     summary = {
         "generator": f"hpa-keras {__version__}",
         "settings": asdict(settings),
@@ -242,6 +431,17 @@ def make_demo_data(
     }
     write_text_atomic(out / GENERATION_FILE, json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _sample_submission(test_ids, settings: DemoDataSettings) -> str:
+    """The challenge's template for the test fields: 2018 ``Id,Predicted``; 2021
+    ``ID,ImageWidth,ImageHeight,PredictionString``."""
+    if settings.scheme == "hpa2018":
+        return "Id,Predicted\n" + "".join(f"{test_id},0\n" for test_id in test_ids)
+    side = settings.image_size
+    return "ID,ImageWidth,ImageHeight,PredictionString\n" + "".join(
+        f"{test_id},{side},{side},\n" for test_id in test_ids
+    )
 
 
 def _prepare_output(out: Path, overwrite: bool) -> None:
@@ -260,7 +460,13 @@ def _prepare_output(out: Path, overwrite: bool) -> None:
             f"{out}: already holds a synthetic data set; pass --overwrite to replace it"
         )
     (out / GENERATION_FILE).unlink()  # first, so an interrupted rewrite is never taken as whole
-    for folder in ("train", "test"):
+    for folder in ("train", "test", MASKS_FOLDER):
         shutil.rmtree(out / folder, ignore_errors=True)
-    for name in ("train.csv", "test_labels.csv", "sample_submission.csv"):
+    for name in (
+        "train.csv",
+        "test_labels.csv",
+        "sample_submission.csv",
+        CELLS_FILE,
+        TEST_CELLS_FILE,
+    ):
         (out / name).unlink(missing_ok=True)
