@@ -47,6 +47,16 @@ from tqdm.auto import tqdm
 from hpa_keras import __version__
 from hpa_keras.atomic import atomic_path, write_text_atomic
 from hpa_keras.classes import CHANNELS, get_scheme
+from hpa_keras.data.cell_records import (
+    CELL_CONTEXTS,
+    CellSettings,
+    cell_features,
+    cell_record_id,
+    check_cell_label_fields,
+    cut_cells,
+    read_cell_labels,
+)
+from hpa_keras.data.cells import find_mask_files
 from hpa_keras.data.images import (
     BIT_DEPTHS,
     SIXTEEN_BIT_RULES,
@@ -133,6 +143,31 @@ class ConversionSettings:
         f"file has it; otherwise: {GROUP_RULE}",
         metavar="NAME",
     )
+    masks: str | None = setting(
+        None,
+        "folder of cell masks (<Id>_cells.png from hpa-keras segment, or the HPA's or "
+        "Cellpose's): write one record per cell instead of per field",
+        default_text="records per field",
+        metavar="MASKS",
+    )
+    cell_size: int = setting(128, "side of a cell record's crop, in pixels", metavar="S")
+    cell_margin: float = setting(
+        0.1,
+        "the crop around a cell: its box's longer side plus this share of it on each side",
+        metavar="F",
+    )
+    cell_context: str = setting(
+        "keep",
+        "pixels of the crop outside the cell: keep (neighbours show) or zero",
+        choices=CELL_CONTEXTS,
+    )
+    cell_labels: str | None = setting(
+        None,
+        "ID,cell,Label file of each cell's own classes (make-demo-data --cells writes "
+        "cells.csv), stored beside the field's labels",
+        default_text="none: cells carry their field's labels only",
+        metavar="CSV",
+    )
 
     def validate(self) -> None:
         if self.encoding not in ENCODINGS:
@@ -155,6 +190,36 @@ class ConversionSettings:
             raise InputError(f"--bit-depth must be 8 or 16, got {self.bit_depth}")
         if not self.group_column:
             raise InputError("--group-column must name a column")
+        if self.masks is None and self.cell_labels is not None:
+            raise InputError("--cell-labels needs --masks (the cells they number)")
+        if self.masks is not None:
+            if not Path(self.masks).is_dir():
+                raise InputError(f"{self.masks}: mask folder not found")
+            if self.image_size is not None:
+                raise InputError(
+                    "--image-size resizes fields; with --masks cells are cut from fields at "
+                    "their own size and stored at --cell-size"
+                )
+            if not 8 <= self.cell_size <= 2048:
+                raise InputError(f"--cell-size must be between 8 and 2048, got {self.cell_size}")
+            if not 0.0 <= self.cell_margin <= 1.0:
+                raise InputError(f"--cell-margin must be in [0, 1], got {self.cell_margin}")
+            if self.cell_context not in CELL_CONTEXTS:
+                raise InputError(f"--cell-context must be one of {', '.join(CELL_CONTEXTS)}")
+
+    @property
+    def per_cell(self) -> bool:
+        return self.masks is not None
+
+    def cell_settings(self) -> CellSettings:
+        return CellSettings(
+            masks=str(self.masks),
+            cell_size=self.cell_size,
+            margin=self.cell_margin,
+            context=self.cell_context,
+            bit_depth=self.bit_depth,
+            sixteen_bit_rule=self.sixteen_bit_rule,
+        )
 
 
 @dataclass(frozen=True)
@@ -184,12 +249,16 @@ class _Task:
     encoding: str
     sixteen_bit_rule: str
     bit_depth: int
+    cells: CellSettings | None = None  # set: cut the field into cell records
+    cell_labels: dict | None = None  # {cell number: classes} of this field, where known
 
 
 def _encode_task(task: _Task):
     """Read, check, resize and encode one sample; errors come back as values, not raised."""
     if not task.channel_paths:
         return task.sample_id, None, f"Id {task.sample_id}: no image files found (removed?)"
+    if task.cells is not None:
+        return _encode_cells_task(task)
     details = {}
     try:
         image = read_sample(
@@ -216,6 +285,22 @@ def _encode_task(task: _Task):
     else:
         parts = encode_image(image, task.encoding)
     return task.sample_id, (parts, image.shape, statistics, details), None
+
+
+def _encode_cells_task(task: _Task):
+    """One field's cells as encoded crops: ``(Id, [(crop, parts, statistics)], details)``."""
+    details = {}
+    try:
+        crops = cut_cells(task.sample_id, task.channel_paths, task.cells, task.cell_labels, details)
+    except InputError as error:
+        return task.sample_id, None, str(error)
+    encoded = []
+    for crop in crops:
+        image = crop.pop("image")
+        encoded.append(
+            (crop, encode_image(image, task.encoding), image.shape, _channel_sums(image))
+        )
+    return task.sample_id, (encoded, details), None
 
 
 def _channel_sums(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -405,6 +490,16 @@ def _make_plan(sources: list[_LoadedSource], settings: ConversionSettings, worke
     if not ids:
         listed = ", ".join(str(source.labels) for source in sources)
         raise InputError(f"none of the Ids in {listed} has image files")
+    if settings.per_cell:
+        without = [
+            field_id for field_id in ids if find_mask_files(settings.masks, field_id)[0] is None
+        ]
+        if without and settings.on_error == "fail":
+            raise InputError(
+                f"{Path(settings.masks) / (without[0] + '_cells.png')}: no cell mask for field "
+                f"{without[0]}{_more(len(without))}; run hpa-keras segment --images ... --out "
+                f"{settings.masks}, or pass --on-error skip to leave such fields out"
+            )
 
     rng = np.random.default_rng(settings.seed)
     grouping, fold_method = None, None
@@ -526,6 +621,8 @@ def _pilot(ids, index, settings, workers):
     """
     from hpa_keras.data.images import image_dimensions
 
+    if settings.per_cell:
+        return settings.cell_size, _cell_bytes_per_field(ids, settings)
     image_size = settings.image_size
     if image_size is None:
         for sample_id in ids[: max(8, workers)]:
@@ -564,6 +661,25 @@ def _pilot(ids, index, settings, workers):
     return int(image_size), float(np.mean(sizes)) if sizes else fallback
 
 
+def _cell_bytes_per_field(ids, settings) -> float:
+    """The mean bytes of a field's cell records, from the cell counts of the first masks."""
+    from hpa_keras.data.cells import read_mask
+
+    counts = []
+    for field_id in ids[:8]:
+        cell_path, _ = find_mask_files(settings.masks, field_id)
+        if cell_path is None:
+            continue
+        try:
+            counts.append(np.unique(read_mask(cell_path)).size - 1)
+        except InputError:
+            continue  # reported with the file and reason when its shard is written
+    per_cell = settings.cell_size**2 * (4 * settings.bit_depth // 8 + 1)
+    if settings.encoding == "png":
+        per_cell /= 2
+    return float(max(np.mean(counts) if counts else 20.0, 1.0) * per_cell)
+
+
 def _file_digest(path) -> str | None:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else None
 
@@ -590,6 +706,20 @@ def _arguments_record(sources: list[_LoadedSource], settings) -> dict:
         "sixteen_bit_rule": settings.sixteen_bit_rule,
         "bit_depth": settings.bit_depth,
         "group_column": settings.group_column,
+        **(
+            {
+                "masks": str(Path(settings.masks).resolve()),
+                "cell_size": settings.cell_size,
+                "cell_margin": settings.cell_margin,
+                "cell_context": settings.cell_context,
+                "cell_labels": str(Path(settings.cell_labels).resolve())
+                if settings.cell_labels
+                else None,
+                "cell_labels_sha256": _file_digest(settings.cell_labels),
+            }
+            if settings.per_cell
+            else {}
+        ),
     }
 
 
@@ -646,6 +776,8 @@ def make_tfrecords(
     if done and pending:
         print(f"resuming: {done} of {len(plan['shards'])} shards already complete")
     total_samples = sum(len(shard["ids"]) for shard in pending)
+    cell_settings = settings.cell_settings() if settings.per_cell else None
+    cell_labels = _cell_label_table(settings, plan)
     tasks = (
         _Task(
             sample_id,
@@ -655,6 +787,8 @@ def make_tfrecords(
             settings.encoding,
             settings.sixteen_bit_rule,
             settings.bit_depth,
+            cell_settings,
+            None if cell_labels is None else cell_labels.get(sample_id, {}),
         )
         for shard in pending
         for sample_id in shard["ids"]
@@ -664,7 +798,7 @@ def make_tfrecords(
         with tqdm(
             total=total_samples,
             desc="writing records",
-            unit="sample",
+            unit="field" if settings.per_cell else "sample",
             disable=not progress,
             mininterval=0.5,
         ) as bar:
@@ -676,6 +810,15 @@ def make_tfrecords(
     manifest = _assemble_manifest(out, plan, settings)
     write_text_atomic(out / MANIFEST_FILE, json.dumps(manifest, indent=1) + "\n")
     return manifest
+
+
+def _cell_label_table(settings: ConversionSettings, plan: dict) -> dict | None:
+    """The cell label file, read and checked against the plan's fields (None without one)."""
+    if settings.cell_labels is None:
+        return None
+    table = read_cell_labels(settings.cell_labels, plan["scheme"])
+    check_cell_label_fields(table, plan["labels"], settings.cell_labels, plan["scheme"])
+    return table
 
 
 def _existing_plan(out: Path, arguments: dict):
@@ -719,6 +862,8 @@ def _write_shard(out, shard, plan, settings, results, bar) -> None:
     formats, sizes, depths = collections.Counter(), collections.Counter(), collections.Counter()
     pixels = written = 0
     skipped = []
+    cell_totals = collections.Counter(fields=0, cells=0, edge=0, small=0, with_cell_labels=0)
+    cell_class_counts = np.zeros(num_classes, np.int64)
     with atomic_path(out / shard["file"]) as temporary:
         with tf.io.TFRecordWriter(str(temporary)) as writer:
             for expected_id in shard["ids"]:
@@ -731,26 +876,49 @@ def _write_shard(out, shard, plan, settings, results, bar) -> None:
                         raise InputError(error)
                     skipped.append([sample_id, _file_in(error), error])
                     continue
-                image_parts, shape, (sums, square_sums), details = encoded
                 labels = plan["labels"][sample_id]
-                writer.write(
-                    serialize_example(
-                        sample_id,
-                        image_parts,
-                        settings.encoding,
-                        shape,
-                        labels,
-                        shard["fold"],
-                        source=shard["source"],
-                        original_size=details["original_size"],
-                        bit_depth=settings.bit_depth,
+                if settings.per_cell:
+                    crops, details = encoded
+                    records = [
+                        (
+                            cell_record_id(sample_id, crop["number"]),
+                            parts,
+                            shape,
+                            statistics,
+                            cell_features(sample_id, crop, num_classes),
+                        )
+                        for crop, parts, shape, statistics in crops
+                    ]
+                    cell_totals["fields"] += 1
+                else:
+                    image_parts, shape, statistics, details = encoded
+                    records = [(sample_id, image_parts, shape, statistics, None)]
+                for record_id, image_parts, shape, (sums, square_sums), cell in records:
+                    writer.write(
+                        serialize_example(
+                            record_id,
+                            image_parts,
+                            settings.encoding,
+                            shape,
+                            labels,
+                            shard["fold"],
+                            source=shard["source"],
+                            original_size=details["original_size"],
+                            bit_depth=settings.bit_depth,
+                            cell=cell,
+                        )
                     )
-                )
-                class_counts[labels] += 1
-                channel_sum += sums
-                channel_square_sum += square_sums
-                pixels += shape[0] * shape[1]
-                written += 1
+                    class_counts[labels] += 1
+                    channel_sum += sums
+                    channel_square_sum += square_sums
+                    pixels += shape[0] * shape[1]
+                    written += 1
+                    if cell is not None:
+                        cell_totals["cells"] += 1
+                        cell_totals["edge"] += cell["edge"]
+                        cell_totals["small"] += cell["small"]
+                        cell_totals["with_cell_labels"] += cell["has_cell_labels"]
+                        cell_class_counts[cell["cell_labels"]] += 1
                 formats[details["format"]] += 1
                 sizes["{1}x{0}".format(*details["original_size"])] += 1
                 depths[str(details["bit_depth"])] += 1
@@ -771,6 +939,8 @@ def _write_shard(out, shard, plan, settings, results, bar) -> None:
         "original_sizes": dict(sizes),
         "file_bit_depths": dict(depths),
         "skipped": skipped,
+        "cell_totals": dict(cell_totals),
+        "cell_class_counts": cell_class_counts.tolist(),
     }
     write_text_atomic(_progress_path(out, shard), json.dumps(progress) + "\n")
 
@@ -785,6 +955,30 @@ def _merged_counts(entries, key) -> dict:
     for entry in entries:
         total.update(entry[key])
     return dict(sorted(total.items()))
+
+
+def _cell_summary(shards: list, settings: ConversionSettings) -> dict:
+    """What a cell record set holds: fields, cells, flags, and how the crops were cut."""
+    totals = collections.Counter()
+    for shard in shards:
+        totals.update(shard.get("cell_totals", {}))
+    return {
+        "masks": str(Path(settings.masks).resolve()),
+        "cell_labels": str(Path(settings.cell_labels).resolve()) if settings.cell_labels else None,
+        "cell_size": settings.cell_size,
+        "margin": settings.cell_margin,
+        "context": settings.cell_context,
+        "num_fields": totals["fields"],
+        "num_cells": totals["cells"],
+        "num_edge": totals["edge"],
+        "num_small": totals["small"],
+        "num_with_cell_labels": totals["with_cell_labels"],
+        "cell_class_counts": np.sum(
+            [shard.get("cell_class_counts", [0]) for shard in shards], axis=0
+        ).tolist(),
+        "small_rule": "area under 0.1 of the field's median cell area",
+        "edge_rule": "the cell's box touches the field's border",
+    }
 
 
 def _assemble_manifest(out: Path, plan: dict, settings: ConversionSettings) -> dict:
@@ -851,6 +1045,8 @@ def _assemble_manifest(out: Path, plan: dict, settings: ConversionSettings) -> d
     return {
         "format_version": FORMAT_VERSION,
         "created_by": f"hpa-keras {__version__}",
+        "kind": "cells" if settings.per_cell else "fields",
+        "cells": _cell_summary(shards, settings) if settings.per_cell else None,
         "source": {key: sources[0][key] for key in ("images", "labels", "labels_sha256")},
         "sources": sources,
         "split": plan["split"],

@@ -57,8 +57,10 @@ def serialize_example(
     source: str = LEGACY_SOURCE,
     original_size=None,
     bit_depth: int = 8,
+    cell: dict | None = None,
 ) -> bytes:
-    """One record, serialized; ``image_parts`` as made by :func:`encode_image`."""
+    """One record, serialized; ``image_parts`` as made by :func:`encode_image`; ``cell`` the
+    features of a cell record (:func:`hpa_keras.data.cell_records.cell_features`)."""
     import tensorflow as tf
 
     def int64_list(values):
@@ -83,6 +85,19 @@ def serialize_example(
         "labels": int64_list(labels),
         "fold": int64_list([fold]),
     }
+    if cell is not None:
+        features.update(
+            field_id=bytes_list([cell["field_id"].encode("utf-8")]),
+            cell=int64_list([cell["cell"]]),
+            box=int64_list(cell["box"]),
+            mask=bytes_list([cell["mask"]]),
+            cell_labels=int64_list(cell["cell_labels"]),
+            has_cell_labels=int64_list([cell["has_cell_labels"]]),
+            edge=int64_list([cell["edge"]]),
+            small=int64_list([cell["small"]]),
+            area=int64_list([cell["area"]]),
+            window=int64_list([cell["window"]]),
+        )
     example = tf.train.Example(features=tf.train.Features(feature=features))
     # deterministic: map entries sorted, so every process writes the same bytes (resume, tests)
     return example.SerializeToString(deterministic=True)
@@ -145,6 +160,23 @@ def parse_example_bytes(serialized: bytes) -> dict:
         "source": source or LEGACY_SOURCE,
         "labels": list(feature["labels"].int64_list.value),
         "fold": integer("fold", UNLABELED_FOLD),
+        "cell": _cell_fields(feature) if "cell" in feature else None,
+    }
+
+
+def _cell_fields(feature) -> dict:
+    """A cell record's own fields (see :mod:`hpa_keras.data.cell_records`); ``mask`` decoded."""
+    return {
+        "field_id": feature["field_id"].bytes_list.value[0].decode("utf-8"),
+        "cell": int(feature["cell"].int64_list.value[0]),
+        "box": tuple(int(value) for value in feature["box"].int64_list.value),
+        "mask": decode_png(feature["mask"].bytes_list.value[0]),
+        "cell_labels": list(feature["cell_labels"].int64_list.value),
+        "has_cell_labels": bool(feature["has_cell_labels"].int64_list.value[0]),
+        "edge": bool(feature["edge"].int64_list.value[0]),
+        "small": bool(feature["small"].int64_list.value[0]),
+        "area": int(feature["area"].int64_list.value[0]),
+        "window": int(feature["window"].int64_list.value[0]),
     }
 
 

@@ -1,0 +1,194 @@
+"""Cell records: one TFRecord per cell, cut from a field with its mask (``make-tfrecords
+--masks``).
+
+Each cell becomes a square crop centred on the cell (its box's longer side
+plus a margin on each side, resized to ``cell_size``; the field's edge
+padded with zeros), with its binary mask at the same size, its box in the
+field, the field's Id and labels (the weak, image-level truth every cell of
+a field shares) and, where a ``cells.csv`` gives them, the cell's own labels.
+Cells cut by the field's edge and cells much smaller than the field's
+typical cell are flagged (``edge``, ``small``), never dropped: whether to
+train on them is a decision for the training step, and the 2021 metric
+scores every cell of the masks.
+
+The conversion around it (sources, folds, shards, resuming, the manifest)
+is :mod:`hpa_keras.data.conversion`'s: folds are drawn per field, so the
+cells of one field always share a fold.
+"""
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hpa_keras.classes import get_scheme, parse_target
+from hpa_keras.data.cells import (
+    cell_geometry,
+    crop_window,
+    cut_window,
+    mask_png_bytes,
+    read_field_masks,
+    resize_window,
+)
+from hpa_keras.data.images import read_sample
+from hpa_keras.errors import InputError
+
+CELL_CONTEXTS = ("keep", "zero")
+CELL_FEATURES = (
+    "field_id",
+    "cell",
+    "box",
+    "mask",
+    "cell_labels",
+    "has_cell_labels",
+    "edge",
+    "small",
+    "area",
+    "window",
+)
+
+
+def cell_record_id(field_id: str, number: int) -> str:
+    """A cell record's Id: the field's Id and the cell's number in its mask."""
+    return f"{field_id}_{number}"
+
+
+def read_cell_labels(path: str | os.PathLike, scheme: str) -> dict[str, dict[int, list[int]]]:
+    """``{field Id: {cell number: classes}}`` from a ``cells.csv`` (``ID,cell,Label``; the
+    2018 scheme's ``Id`` and space-separated labels are read too). An empty Label is a cell
+    that shows none of the classes (2018 scheme)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: cell label file not found")
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        columns = reader.fieldnames or []
+        id_column = next((name for name in ("ID", "Id") if name in columns), None)
+        if id_column is None or "cell" not in columns or "Label" not in columns:
+            raise InputError(
+                f"{path}: expected the columns ID,cell,Label (found {','.join(columns) or 'none'})"
+            )
+        table: dict[str, dict[int, list[int]]] = {}
+        for line, row in enumerate(reader, start=2):
+            try:
+                number = int(row["cell"])
+            except (TypeError, ValueError):
+                raise InputError(
+                    f"{path}, line {line}: cell {row['cell']!r} is not a cell number"
+                ) from None
+            if number < 1:
+                raise InputError(f"{path}, line {line}: cell {number}; cells are numbered from 1")
+            label_text = (row["Label"] or "").strip()
+            try:
+                labels = parse_target(
+                    label_text.replace(" ", "|") if scheme == "hpa2021" else label_text,
+                    allow_empty=True,
+                    scheme=scheme,
+                )
+            except InputError as error:
+                raise InputError(f"{path}, line {line}: {error}") from None
+            cells = table.setdefault(row[id_column], {})
+            if number in cells:
+                raise InputError(
+                    f"{path}, line {line}: cell {number} of {row[id_column]} is listed twice"
+                )
+            cells[number] = labels
+    return table
+
+
+@dataclass(frozen=True)
+class CellSettings:
+    """How cells are cut (part of ConversionSettings when --masks is given)."""
+
+    masks: str
+    cell_size: int
+    margin: float
+    context: str
+    bit_depth: int
+    sixteen_bit_rule: str
+
+
+def cut_cells(
+    field_id: str,
+    channel_paths: dict,
+    settings: CellSettings,
+    cell_labels: dict[int, list[int]] | None,
+    details: dict,
+) -> list[dict]:
+    """Every cell of one field as a dict: ``number``, ``image`` (S, S, 4), ``mask`` (S, S)
+    uint8 0/1, ``box``, ``area``, ``edge``, ``small``, ``window`` (the crop's side in field
+    pixels) and ``cell_labels`` (None where unknown).
+
+    Raises InputError for a bad field or mask (see :mod:`hpa_keras.data.cells` for the
+    mask rules) and for a cell label row whose cell is not in the mask.
+    """
+    image = read_sample(
+        channel_paths, None, settings.sixteen_bit_rule, settings.bit_depth, details=details
+    )
+    cells, _ = read_field_masks(settings.masks, field_id, image.shape[:2])
+    geometry = cell_geometry(cells)
+    if cell_labels is not None:
+        present = {cell.number for cell in geometry}
+        unknown = sorted(set(cell_labels) - present)
+        if unknown:
+            raise InputError(
+                f"{Path(settings.masks) / field_id}: cell label rows for cell "
+                f"{unknown[0]} of field {field_id}, which its mask does not have "
+                f"({len(present)} cells, numbers {min(present)}-{max(present)}); were the "
+                "labels made for other masks?"
+            )
+    crops = []
+    for cell in geometry:
+        top, left, side = crop_window(cell.box, settings.margin)
+        window = cut_window(image, top, left, side)
+        inside = cut_window(cells, top, left, side) == cell.number
+        crop = resize_window(window, settings.cell_size)
+        mask = resize_window(inside.astype(np.uint8), settings.cell_size, nearest=True)
+        if settings.context == "zero":  # after resizing, so the stored mask bounds it exactly
+            crop = crop * mask[..., None].astype(crop.dtype)
+        crops.append(
+            {
+                "number": cell.number,
+                "image": crop,
+                "mask": mask,
+                "box": cell.box,
+                "area": cell.area,
+                "edge": cell.edge,
+                "small": cell.small,
+                "window": side,
+                "cell_labels": None if cell_labels is None else cell_labels.get(cell.number),
+            }
+        )
+    return crops
+
+
+def cell_features(field_id: str, crop: dict, num_classes: int) -> dict:
+    """The record features a cell adds to a field record's (see README, "Cell records")."""
+    own = crop["cell_labels"]
+    if own is not None and any(not 0 <= label < num_classes for label in own):
+        raise InputError(f"cell {crop['number']} of {field_id}: label out of range")
+    return {
+        "field_id": field_id,
+        "cell": crop["number"],
+        "box": list(crop["box"]),
+        "mask": mask_png_bytes(crop["mask"]),
+        "cell_labels": list(own or []),
+        "has_cell_labels": int(own is not None),
+        "edge": int(crop["edge"]),
+        "small": int(crop["small"]),
+        "area": crop["area"],
+        "window": crop["window"],
+    }
+
+
+def check_cell_label_fields(table: dict, field_ids, path, scheme: str) -> None:
+    """Every field a cell label file names must be one of the record set's fields."""
+    unknown = sorted(set(table) - set(field_ids))
+    if unknown:
+        raise InputError(
+            f"{path}: gives cell labels for {len(unknown)} fields that are not in the label "
+            f"files' fields with images (first: {unknown[0]})"
+        )
+    get_scheme(scheme)
