@@ -183,6 +183,13 @@ def add_show(commands) -> None:
         default=None,
         help="CSV with Id,Target (default: DIR/train.csv or DIR/test_labels.csv)",
     )
+    show.add_argument(
+        "--masks",
+        default=None,
+        metavar="MASKS",
+        help="folder of cell masks (hpa-keras segment's, the HPA's, Cellpose's): outline and "
+        "number the field's cells",
+    )
     show.set_defaults(handler=run_show)
 
 
@@ -190,7 +197,9 @@ def run_show(arguments) -> None:
     from hpa_keras.classes import get_scheme
     from hpa_keras.reports.samples import write_sample_figure
 
-    found = write_sample_figure(arguments.dir, arguments.id, arguments.out, arguments.labels)
+    found = write_sample_figure(
+        arguments.dir, arguments.id, arguments.out, arguments.labels, arguments.masks
+    )
     missing = [name for name, path in found["files"].items() if path is None]
     if missing:
         print(
@@ -199,7 +208,75 @@ def run_show(arguments) -> None:
         )
     labels, names = found["labels"], get_scheme(found["scheme"]).class_names
     described = ", ".join(names[index] for index in labels) if labels else "no labels found"
+    if found.get("num_cells") is not None:
+        described += f"; {found['num_cells']} cells outlined"
     print(f"wrote {arguments.out} ({described})")
+
+
+# ------------------------------------------------------------------ segment
+
+
+def add_segment(commands) -> None:
+    from hpa_keras.cells.segment import SegmentationSettings
+
+    segment = commands.add_parser(
+        "segment",
+        help="cell and nucleus masks of every field of an image folder",
+        description="Segment every field of a folder of <Id>_<channel> images into "
+        "<Id>_cells.png and <Id>_nuclei.png in MASKS (0 background, 1..N one cell each, a "
+        "nucleus numbered as its cell; 16-bit from 255 cells on): nuclei from the blue "
+        "channel, cells grown from them over the red and yellow channels by a seeded "
+        "watershed. Fields that already have masks in MASKS are kept, so a rerun finishes an "
+        "interrupted run. Lengths are in pixels of a field shrunk to 512 px.",
+    )
+    segment.add_argument("--images", required=True, metavar="DIR", help="folder of fields")
+    segment.add_argument("--out", required=True, metavar="MASKS", help="folder for the masks")
+    segment.add_argument(
+        "--overwrite", action="store_true", help="segment again fields that have masks"
+    )
+    segment.add_argument(
+        "--on-error",
+        choices=("fail", "skip"),
+        default="fail",
+        help="fail: stop at an unreadable field; skip: list it in segmentation.json and go on "
+        "(default: fail)",
+    )
+    add_setting_arguments(segment, SegmentationSettings, positive=("working_size",))
+    _add_worker_arguments(segment)
+    segment.set_defaults(handler=run_segment)
+
+
+def run_segment(arguments) -> None:
+    from hpa_keras.cells.segment import SUMMARY_FILE, SegmentationSettings, segment_folder
+
+    settings = SegmentationSettings(**given_settings(arguments, SegmentationSettings))
+    summary = segment_folder(
+        arguments.images,
+        arguments.out,
+        settings,
+        workers=arguments.workers,
+        overwrite=arguments.overwrite,
+        on_error=arguments.on_error,
+        progress=not arguments.quiet,
+    )
+    counts = [field["cells"] for field in summary["fields"]]
+    spread = f", {min(counts)}-{max(counts)} a field" if counts else ""
+    kept = f" ({summary['kept']} had masks and were kept)" if summary["kept"] else ""
+    print(
+        f"segmented {summary['segmented']} of {summary['num_fields']} fields in "
+        f"{summary['seconds']:.1f} s{kept}; {arguments.out} holds masks of {len(counts)} "
+        f"fields, {sum(counts)} cells{spread} ({SUMMARY_FILE})"
+    )
+    if summary["no_cells"]:
+        print(
+            f"no cells found in {len(summary['no_cells'])} fields (no mask written; first: "
+            f"{summary['no_cells'][0]})"
+        )
+    if summary["errors"]:
+        print(
+            f"skipped {len(summary['errors'])} unreadable fields; first: "
+            f"{summary['errors'][0]['error']}"
+        )
 
 
 # ------------------------------------------------------------------ make-tfrecords
@@ -285,6 +362,14 @@ def run_make_tfrecords(arguments) -> None:
         f"{manifest['bit_depth']}-bit, {manifest['encoding']}, {manifest['scheme']} labels) in "
         f"{len(manifest['shards'])} shards, {megabytes:.1f} MB, to {arguments.out}"
     )
+    cells = manifest.get("cells")
+    if cells:
+        print(
+            f"  one record per cell: {cells['num_cells']} cells of {cells['num_fields']} fields "
+            f"({cells['num_edge']} cut by the field's edge, {cells['num_small']} small: flagged, "
+            f"kept; {cells['num_with_cell_labels']} with their own labels); folds are drawn per "
+            "field, so a field's cells share a fold"
+        )
     for source in manifest["sources"]:
         fields = ", ".join(f"{count} at {size}" for size, count in source["original_sizes"].items())
         formats = ", ".join(source["formats"]) or "none"
@@ -772,6 +857,7 @@ def run_cam(arguments) -> None:
 COMMANDS = (
     add_demo,
     add_make_demo_data,
+    add_segment,
     add_make_tfrecords,
     add_verify,
     add_models,

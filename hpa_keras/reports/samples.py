@@ -55,16 +55,104 @@ def composite(channels: Mapping[str, np.ndarray | None]) -> np.ndarray:
     return np.clip(image, 0.0, 1.0)
 
 
+def _draw_cells(axis, picture: np.ndarray, cells: np.ndarray) -> None:
+    """The composite with white cell outlines and each cell's number at its deepest point."""
+    picture_side = 900
+    height, width = picture.shape[:2]
+    factor = picture_side / max(height, width)  # small fields enlarged: outlines stay thin
+    if factor != 1:
+        import cv2
+
+        size = (max(1, round(width * factor)), max(1, round(height * factor)))
+        smooth = cv2.INTER_AREA if factor < 1 else cv2.INTER_NEAREST
+        picture = cv2.resize(picture, size, interpolation=smooth)
+    axis.imshow(mask_outlines(picture, cells))
+    count = int(np.unique(cells[cells > 0]).size)
+    font = float(np.clip(160 / np.sqrt(max(count, 1)), 5, 11))
+    scale_y, scale_x = picture.shape[0] / height, picture.shape[1] / width
+    for number, (row, column) in cell_centres(cells).items():
+        axis.text(
+            column * scale_x,
+            row * scale_y,
+            str(number),
+            color="white",
+            fontsize=font,
+            ha="center",
+            va="center",
+            bbox={"facecolor": "black", "alpha": 0.45, "pad": 0.8, "linewidth": 0},
+        )
+    axis.set_title(f"composite, {count} cells")
+
+
+def mask_outlines(
+    image: np.ndarray, labels: np.ndarray, colour=(1.0, 1.0, 1.0), width: int | None = None
+) -> np.ndarray:
+    """``image`` (``(H, W, 3)`` float) with the borders of each cell of ``labels`` drawn in
+    ``colour``. A mask of another size is resized to the image's (nearest neighbour), so a
+    2048 px field's mask outlines its 512 px picture. Borders are ``width`` pixels (default:
+    one per 400 pixels of picture, at least 1)."""
+    import cv2
+    from skimage.segmentation import find_boundaries
+
+    height, width_pixels = image.shape[:2]
+    if labels.shape != (height, width_pixels):
+        labels = cv2.resize(
+            labels.astype(np.int32), (width_pixels, height), interpolation=cv2.INTER_NEAREST
+        )
+    border = find_boundaries(labels, mode="inner")
+    width = width or max(1, round(max(height, width_pixels) / 400))
+    if width > 1:
+        kernel = np.ones((width, width), np.uint8)
+        border = cv2.dilate(border.astype(np.uint8), kernel) > 0
+    outlined = image.copy()
+    outlined[border] = colour
+    return outlined
+
+
+def cell_centres(labels: np.ndarray) -> dict[int, tuple[float, float]]:
+    """``{cell number: (row, column)}``: the point of each cell deepest inside it, where its
+    number can be written without landing on a neighbour (a centroid can fall outside a
+    curved cell)."""
+    import cv2
+
+    centres = {}
+    for number in np.unique(labels):
+        if number == 0:
+            continue
+        inside = (labels == number).astype(np.uint8)
+        rows, columns = np.nonzero(inside)
+        y0, y1, x0, x1 = rows.min(), rows.max() + 1, columns.min(), columns.max() + 1
+        crop = np.pad(inside[y0:y1, x0:x1], 1)
+        depth = cv2.distanceTransform(crop, cv2.DIST_L2, 3)
+        row, column = np.unravel_index(int(np.argmax(depth)), depth.shape)
+        centres[int(number)] = (float(y0 + row - 1), float(x0 + column - 1))
+    return centres
+
+
 def sample_figure(
     channels: Mapping[str, np.ndarray | None],
     title: str,
     labels: Sequence[int] | None = None,
     class_names: Sequence[str] = CLASS_NAMES,
+    cells: np.ndarray | None = None,
 ):
-    """A figure: the composite, then each channel in its colour (or marked missing)."""
-    figure, axes = plt.subplots(1, 1 + len(CHANNELS), figsize=(3.2 * (1 + len(CHANNELS)), 3.9))
-    axes[0].imshow(composite(channels))
-    axes[0].set_title("composite")
+    """A figure: the composite, then each channel in its colour (or marked missing).
+
+    With ``cells`` (the field's cell mask), the composite is drawn larger with
+    each cell's outline and number, the number a cell has in the mask and in
+    ``cells.csv`` or cell records.
+    """
+    if cells is None:
+        figure, axes = plt.subplots(1, 1 + len(CHANNELS), figsize=(3.2 * (1 + len(CHANNELS)), 3.9))
+        axes[0].imshow(composite(channels))
+        axes[0].set_title("composite")
+    else:
+        figure = plt.figure(figsize=(3.2 * 4, 3.2 * 2 + 1.2))
+        grid = figure.add_gridspec(2, 4)
+        axes = [figure.add_subplot(grid[:, :2])] + [
+            figure.add_subplot(grid[row, column]) for row in range(2) for column in (2, 3)
+        ]
+        _draw_cells(axes[0], composite(channels), cells)
     for axis, name in zip(axes[1:], CHANNELS, strict=True):
         array = channels.get(name)
         if array is None:
@@ -106,6 +194,7 @@ def write_sample_figure(
     sample_id: str,
     out: str | os.PathLike,
     labels_csv: str | os.PathLike | None = None,
+    masks: str | os.PathLike | None = None,
 ) -> dict:
     """Read one sample's channels under ``root`` and save its panel figure to ``out``.
 
@@ -114,7 +203,9 @@ def write_sample_figure(
     colour files. Missing channels are
     drawn as "missing" (the real files in shared/ have one channel per Id).
     Labels come from ``labels_csv``, else from ``train.csv`` or
-    ``test_labels.csv`` in ``root`` when they list the Id. Returns what was found.
+    ``test_labels.csv`` in ``root`` when they list the Id. With ``masks`` (a
+    folder of cell masks) the field's cells are outlined and numbered.
+    Returns what was found.
     """
     files = find_sample_files(root, sample_id)
     channels = {
@@ -138,6 +229,13 @@ def write_sample_figure(
                 break
             except KeyError:
                 continue
+    cells = None
+    if masks is not None:
+        from hpa_keras.data.cells import read_field_masks
+
+        cells, _ = read_field_masks(masks, sample_id, next(iter(shapes)))
     names = get_scheme(scheme).class_names
-    save_figure(sample_figure(channels, sample_id, labels, names), out)
-    return {"files": files, "labels": labels, "scheme": scheme}
+    save_figure(sample_figure(channels, sample_id, labels, names, cells=cells), out)
+    found = {"files": files, "labels": labels, "scheme": scheme}
+    found["num_cells"] = None if cells is None else int(np.unique(cells[cells > 0]).size)
+    return found
