@@ -1,0 +1,479 @@
+"""Cells: masks (rules, files), segmentation, matching, per-cell demo truth, cell records."""
+
+import csv
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from hpa_keras.cells.matching import iou_matrix, match_cells
+from hpa_keras.cells.segment import SegmentationSettings, segment_field, segment_folder
+from hpa_keras.cli import main
+from hpa_keras.data.cells import (
+    cell_geometry,
+    check_masks,
+    crop_window,
+    find_mask_files,
+    read_field_masks,
+    read_mask,
+    write_mask,
+)
+from hpa_keras.errors import InputError
+
+# ------------------------------------------------------------------ masks
+
+
+def _labels(count: int, side: int = 64) -> np.ndarray:
+    """A label image with cells 1..count, one pixel each (at least), row by row."""
+    labels = np.zeros((side, side), np.int32)
+    labels.ravel()[:count] = np.arange(1, count + 1)
+    return labels
+
+
+@pytest.mark.parametrize(("count", "dtype"), [(1, np.uint8), (254, np.uint8), (255, np.uint16)])
+def test_write_mask_switches_to_16_bit_at_255_cells_and_reads_back(tmp_path, count, dtype):
+    labels = _labels(count)
+    write_mask(tmp_path / "a_cells.png", labels)
+    stored = cv2.imread(str(tmp_path / "a_cells.png"), cv2.IMREAD_UNCHANGED)
+    assert stored.dtype == dtype
+    np.testing.assert_array_equal(read_mask(tmp_path / "a_cells.png"), labels)
+
+
+def test_an_8_bit_mask_using_255_is_refused_as_possibly_wrapped(tmp_path):
+    cv2.imwrite(str(tmp_path / "a_cells.png"), _labels(255).astype(np.uint8))
+    with pytest.raises(InputError, match=r"a_cells.png: an 8-bit mask that uses the number 255"):
+        read_mask(tmp_path / "a_cells.png")
+
+
+def test_masks_as_npy_npz_and_tiff_read_alike(tmp_path):
+    labels = _labels(300).astype(np.uint16)
+    np.save(tmp_path / "a_cells.npy", labels)
+    np.savez_compressed(tmp_path / "b_cells.npz", labels)
+    cv2.imwrite(str(tmp_path / "c_cells.tif"), labels)
+    for name in ("a_cells.npy", "b_cells.npz", "c_cells.tif"):
+        np.testing.assert_array_equal(read_mask(tmp_path / name), labels)
+
+
+@pytest.mark.parametrize(
+    ("array", "message"),
+    [
+        (np.zeros((8, 8, 3), np.uint8), "one plane of cell numbers"),
+        (np.full((8, 8), 0.5, np.float32), "pixel type float32"),
+        (np.full((8, 8), -1, np.int32), "negative numbers"),
+    ],
+)
+def test_bad_mask_arrays_are_named(tmp_path, array, message):
+    np.save(tmp_path / "a_cells.npy", array)
+    with pytest.raises(InputError, match=message) as error:
+        read_mask(tmp_path / "a_cells.npy")
+    assert "a_cells.npy" in str(error.value)
+
+
+def test_field_rules_size_no_cells_and_orphan_nuclei():
+    cells = np.zeros((10, 12), np.uint16)
+    cells[2:5, 2:5], cells[6:9, 6:9] = 1, 2
+    nuclei = np.zeros_like(cells)
+    nuclei[3, 3] = 1
+    check_masks(cells, nuclei, (10, 12), "c.png", "n.png")  # fine
+    with pytest.raises(InputError, match=r"c.png: mask of 12x10 pixels, but its field is 14x10"):
+        check_masks(cells, None, (10, 14), "c.png")
+    with pytest.raises(InputError, match=r"c.png: the mask has no cells"):
+        check_masks(np.zeros_like(cells), None, (10, 12), "c.png")
+    nuclei[7, 7] = 3
+    with pytest.raises(InputError, match=r"n.png: nucleus number 3 not in the cell mask c.png"):
+        check_masks(cells, nuclei, (10, 12), "c.png", "n.png")
+
+
+def test_mask_files_are_found_under_the_tools_names_and_ambiguity_is_an_error(tmp_path):
+    write_mask(tmp_path / "a_predictedmask.png", _labels(3))
+    write_mask(tmp_path / "b_cells.png", _labels(3))
+    write_mask(tmp_path / "b_nuclei.png", _labels(3))
+    assert find_mask_files(tmp_path, "a") == (tmp_path / "a_predictedmask.png", None)
+    assert find_mask_files(tmp_path, "b") == (tmp_path / "b_cells.png", tmp_path / "b_nuclei.png")
+    write_mask(tmp_path / "a_cp_masks.png", _labels(3))
+    with pytest.raises(InputError, match="several masks of one kind"):
+        find_mask_files(tmp_path, "a")
+    with pytest.raises(InputError, match=r"no cell mask for field c"):
+        read_field_masks(tmp_path, "c", (64, 64))
+
+
+def test_cell_geometry_boxes_areas_and_flags_against_numpy():
+    rng = np.random.default_rng(0)
+    cells = np.zeros((40, 50), np.int32)
+    cells[0:10, 5:20] = 3  # touches the top edge
+    cells[15:30, 15:35] = 7
+    cells[32:34, 40:42] = 9  # 4 px, under a tenth of the median
+    cells[20:22, 40:44] = 7  # a second piece of cell 7
+    geometry = {cell.number: cell for cell in cell_geometry(cells)}
+    assert sorted(geometry) == [3, 7, 9]
+    for number, cell in geometry.items():
+        rows, columns = np.nonzero(cells == number)
+        assert cell.box == (rows.min(), columns.min(), rows.max() + 1, columns.max() + 1)
+        assert cell.area == rows.size
+    assert geometry[3].edge and not geometry[7].edge
+    assert geometry[9].small and not geometry[3].small
+    del rng
+
+
+def test_crop_window_is_centred_square_with_margin():
+    top, left, side = crop_window((10, 20, 30, 60), 0.1)  # 20 x 40 box
+    assert side == 48
+    assert (top + side / 2, left + side / 2) == (20, 40)
+
+
+# ------------------------------------------------------------------ matching
+
+
+def test_match_cells_against_brute_force_iou():
+    rng = np.random.default_rng(1)
+    reference = np.zeros((60, 60), np.int32)
+    predicted = np.zeros((60, 60), np.int32)
+    for number in range(1, 6):
+        y, x = 5 + 10 * (number - 1), int(rng.integers(5, 40))
+        reference[y : y + 8, x : x + 12] = number
+        shift = int(rng.integers(0, 8))
+        predicted[y : y + 8, x + shift : x + shift + 12] = 10 + number
+    iou, predicted_numbers, reference_numbers = iou_matrix(predicted, reference)
+    for i, p in enumerate(predicted_numbers):
+        for j, r in enumerate(reference_numbers):
+            a, b = predicted == p, reference == r
+            assert iou[i, j] == pytest.approx((a & b).sum() / (a | b).sum())
+    result = match_cells(predicted, reference, 0.5)
+    expected = {(int(p), int(r)) for (i, p) in enumerate(predicted_numbers)
+                for (j, r) in enumerate(reference_numbers) if iou[i, j] >= 0.5}  # fmt: skip
+    assert {(p, r) for p, r, _ in result.matches} == expected
+    assert result.precision == len(expected) / 5 and result.recall == len(expected) / 5
+
+
+# ------------------------------------------------------------------ segmentation
+
+
+def _two_touching_cells(side=256):
+    """Two round cells that touch, each with a nucleus, and one lone cell: (blue, red, truth)."""
+    yy, xx = np.mgrid[:side, :side]
+    truth = np.zeros((side, side), np.int32)
+    blue = np.zeros((side, side), np.float32)
+    red = np.zeros((side, side), np.float32)
+    centres = [(80, 70), (80, 160), (190, 120)]
+    distance = np.full((side, side), np.inf)
+    for number, (y, x) in enumerate(centres, start=1):
+        here = np.hypot(yy - y, xx - x)
+        inside = (here < 48) & (here < distance)
+        truth[inside] = number
+        distance = np.minimum(distance, here)
+        blue[here < 18] = 0.8
+    red[truth > 0] = 0.5
+    # a dim valley where the two cells meet, as real cell borders are
+    border = cv2.dilate(
+        (cv2.Laplacian(truth.astype(np.float32), cv2.CV_32F) != 0).astype(np.uint8),
+        np.ones((3, 3), np.uint8),
+    )
+    red[(border > 0) & (truth > 0)] = 0.15
+    return blue, red, truth
+
+
+def test_segment_field_finds_touching_cells_and_numbers_nuclei_as_cells():
+    blue, red, truth = _two_touching_cells()
+    cells, nuclei = segment_field(blue, red, SegmentationSettings(working_size=256))
+    assert cells.shape == truth.shape and cells.dtype == np.int32
+    result = match_cells(cells, truth, 0.5)
+    assert result.num_predicted == 3 and len(result.matches) == 3
+    assert result.mean_iou > 0.85
+    assert set(np.unique(nuclei)) <= set(np.unique(cells))
+    for number in range(1, 4):  # each nucleus lies in the cell of its number
+        assert np.all(cells[nuclei == number] == number)
+
+
+def test_segment_field_works_at_a_fixed_scale_whatever_the_field_size():
+    blue, red, truth = _two_touching_cells(256)
+    large_blue = cv2.resize(blue, (1024, 1024), interpolation=cv2.INTER_LINEAR)
+    large_red = cv2.resize(red, (1024, 1024), interpolation=cv2.INTER_LINEAR)
+    cells, _ = segment_field(large_blue, large_red, SegmentationSettings(working_size=256))
+    assert cells.shape == (1024, 1024)
+    large_truth = cv2.resize(truth, (1024, 1024), interpolation=cv2.INTER_NEAREST)
+    assert len(match_cells(cells, large_truth, 0.5).matches) == 3
+
+
+def test_an_empty_field_has_no_cells():
+    cells, nuclei = segment_field(np.zeros((64, 64), np.uint8), np.zeros((64, 64), np.uint8))
+    assert not cells.any() and not nuclei.any()
+
+
+def _write_field(folder: Path, field_id: str, blue, red):
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, channel in (("blue", blue), ("red", red), ("yellow", red), ("green", red * 0)):
+        cv2.imwrite(str(folder / f"{field_id}_{name}.png"), np.rint(channel * 255).astype(np.uint8))
+
+
+def test_segment_folder_writes_masks_keeps_them_on_rerun_and_skips_empty_fields(tmp_path):
+    blue, red, _ = _two_touching_cells()
+    _write_field(tmp_path / "images", "f1", blue, red)
+    _write_field(tmp_path / "images", "f2", blue * 0, red * 0)
+    summary = segment_folder(tmp_path / "images", tmp_path / "masks", workers=1, progress=False)
+    assert summary["segmented"] == 1 and summary["no_cells"] == ["f2"]
+    cells, nuclei = read_field_masks(tmp_path / "masks", "f1", (256, 256))
+    assert cells.max() == 3 and nuclei is not None
+    assert not (tmp_path / "masks" / "f2_cells.png").exists()
+    before = (tmp_path / "masks" / "f1_cells.png").stat().st_mtime_ns
+    again = segment_folder(tmp_path / "images", tmp_path / "masks", workers=1, progress=False)
+    assert again["kept"] == 1 and again["segmented"] == 0
+    assert [field["id"] for field in again["fields"]] == ["f1"]
+    assert (tmp_path / "masks" / "f1_cells.png").stat().st_mtime_ns == before
+
+
+def test_segment_cli_names_a_field_without_blue(tmp_path, capsys):
+    blue, red, _ = _two_touching_cells(64)
+    _write_field(tmp_path / "images", "f1", blue, red)
+    (tmp_path / "images" / "f1_blue.png").unlink()
+    status = main(["segment", "--images", str(tmp_path / "images"), "--out", str(tmp_path / "m"),
+                   "--workers", "1", "--quiet"])  # fmt: skip
+    assert status == 2
+    error = capsys.readouterr().err
+    assert "f1_" in error and "no blue (nucleus) channel" in error
+    assert "Traceback" not in error
+
+
+# ------------------------------------------------------------------ synthetic cells
+
+
+def test_render_field_without_expression_is_render_sample_and_stains_do_not_depend_on_it():
+    from hpa_keras.synthetic.generator import render_field, render_sample
+
+    labels = (0, 19, 25)
+    plain = render_sample(np.random.default_rng(3), labels, 96)
+    same, _, none = render_field(np.random.default_rng(3), labels, 96)
+    np.testing.assert_array_equal(plain, same)
+    assert none is None
+    per_cell, field, shown = render_field(
+        np.random.default_rng(3), labels, 96, expression_rng=np.random.default_rng(4)
+    )
+    for channel in (0, 2, 3):  # red, blue, yellow: the same cells and stains
+        np.testing.assert_array_equal(per_cell[..., channel], plain[..., channel])
+    assert set(shown) == set(range(1, len(field.cells) + 1))
+
+
+@pytest.fixture(scope="module")
+def cell_demo(tmp_path_factory):
+    from hpa_keras.synthetic.generator import DemoDataSettings, make_demo_data
+
+    root = tmp_path_factory.mktemp("cells") / "demo"
+    make_demo_data(
+        root,
+        DemoDataSettings(num_samples=24, image_size=96, seed=2, cells=True, label_balance=1.0),
+        workers=1,
+        progress=False,
+    )
+    return root
+
+
+def _cell_rows(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_demo_cells_masks_and_cells_csv_agree_and_field_labels_are_the_union(cell_demo):
+    from hpa_keras.data.labels import read_labels
+
+    table = read_labels(cell_demo / "train.csv")
+    rows = _cell_rows(cell_demo / "cells.csv")
+    by_field = {}
+    for row in rows:
+        by_field.setdefault(row["Id"], {})[int(row["cell"])] = {
+            int(label) for label in row["Label"].split()
+        }
+    assert set(by_field) == set(table.ids)
+    partial = 0
+    for field_id, labels in zip(table.ids, table.labels, strict=True):
+        cells, nuclei = read_field_masks(cell_demo / "masks", field_id, (96, 96))
+        numbers = set(np.unique(cells)) - {0}
+        assert numbers == set(by_field[field_id]) == set(range(1, len(numbers) + 1))
+        assert set(np.unique(nuclei)) - {0} <= numbers
+        assert set(labels) == set().union(*by_field[field_id].values())
+        partial += any(
+            label not in shown for label in labels for shown in by_field[field_id].values()
+        )
+    assert partial > 0  # some fields have a class in only part of their cells
+    assert (cell_demo / "test_cells.csv").is_file()
+
+
+def test_demo_cells_in_the_2021_scheme_have_negative_cells(tmp_path):
+    from hpa_keras.data.labels import read_labels
+    from hpa_keras.synthetic.generator import DemoDataSettings, make_demo_data
+
+    make_demo_data(
+        tmp_path / "d",
+        DemoDataSettings(
+            num_samples=12, image_size=64, seed=1, cells=True, scheme="hpa2021", test_fraction=0.25
+        ),  # fmt: skip
+        workers=1,
+        progress=False,
+    )
+    assert (tmp_path / "d" / "train.csv").read_text().startswith("ID,Label\n")
+    assert (
+        (tmp_path / "d" / "sample_submission.csv")
+        .read_text()
+        .startswith("ID,ImageWidth,ImageHeight,PredictionString\n")
+    )
+    rows = _cell_rows(tmp_path / "d" / "cells.csv")
+    labels = [set(map(int, row["Label"].split("|"))) for row in rows]
+    assert all(labels) and all(max(cell) <= 18 for cell in labels)
+    assert any(18 in cell for cell in labels)
+    assert read_labels(tmp_path / "d" / "train.csv").scheme == "hpa2021"
+
+
+# ------------------------------------------------------------------ cell records
+
+
+def _make_cell_records(demo: Path, out: Path, **options):
+    from hpa_keras.data.conversion import ConversionSettings, make_tfrecords
+
+    settings = ConversionSettings(masks=str(demo / "masks"), num_folds=3, num_shards=3, **options)
+    return make_tfrecords(
+        demo / "train", out, labels=demo / "train.csv", settings=settings, workers=1,
+        progress=False,
+    )  # fmt: skip
+
+
+def test_cell_records_one_per_cell_with_mask_box_labels_and_whole_fields_in_a_fold(
+    cell_demo, tmp_path
+):
+    from hpa_keras.data.images import index_image_folder, read_sample
+    from hpa_keras.data.labels import read_labels
+    from hpa_keras.data.tfrecords import read_shard
+
+    manifest = _make_cell_records(
+        cell_demo, tmp_path / "records", cell_size=24, cell_labels=str(cell_demo / "cells.csv")
+    )
+    rows = _cell_rows(cell_demo / "cells.csv")
+    assert manifest["kind"] == "cells" and manifest["num_records"] == len(rows)
+    assert manifest["image_size"] == 24 and manifest["cells"]["num_with_cell_labels"] == len(rows)
+    own = {(row["Id"], int(row["cell"])): sorted(map(int, row["Label"].split())) for row in rows}
+    table = read_labels(cell_demo / "train.csv")
+    index = index_image_folder(cell_demo / "train")
+    fold_of_field, seen = {}, 0
+    for shard in manifest["shards"]:
+        for record in read_shard(tmp_path / "records" / shard["file"]):
+            cell = record["cell"]
+            field_id, number = cell["field_id"], cell["cell"]
+            assert record["id"] == f"{field_id}_{number}"
+            assert fold_of_field.setdefault(field_id, record["fold"]) == record["fold"]
+            assert record["image"].shape == (24, 24, 4) and cell["mask"].shape == (24, 24)
+            assert record["labels"] == list(table.labels_of(field_id))
+            assert cell["cell_labels"] == own[(field_id, number)] and cell["has_cell_labels"]
+            masks, _ = read_field_masks(cell_demo / "masks", field_id, (96, 96))
+            rows_, columns = np.nonzero(masks == number)
+            box = (rows_.min(), columns.min(), rows_.max() + 1, columns.max() + 1)
+            assert cell["box"] == box and cell["area"] == rows_.size
+            if seen == 0:  # one crop checked pixel for pixel against a direct cut
+                from hpa_keras.data.cells import crop_window, cut_window, resize_window
+
+                field = read_sample(index[field_id])
+                top, left, side = crop_window(box, 0.1)
+                expected = resize_window(cut_window(field, top, left, side), 24)
+                np.testing.assert_array_equal(record["image"], expected)
+            seen += 1
+    assert seen == len(rows)
+
+
+def test_cell_records_zero_context_blanks_pixels_outside_the_cell(cell_demo, tmp_path):
+    from hpa_keras.data.tfrecords import read_shard
+
+    manifest = _make_cell_records(cell_demo, tmp_path / "r", cell_size=32, cell_context="zero")
+    record = read_shard(tmp_path / "r" / manifest["shards"][0]["file"])[0]
+    outside = record["cell"]["mask"] == 0
+    assert outside.any() and not record["image"][outside].any()
+    assert not record["cell"]["has_cell_labels"]
+
+
+def test_cell_record_bad_inputs_are_named(cell_demo, tmp_path):
+    import shutil
+
+    masks = tmp_path / "masks"
+    shutil.copytree(cell_demo / "masks", masks)
+    demo_ids = sorted(path.name.rsplit("_", 1)[0] for path in masks.glob("*_cells.png"))
+    first = demo_ids[0]
+
+    from hpa_keras.data.conversion import ConversionSettings, make_tfrecords
+
+    def convert(out, **options):
+        settings = ConversionSettings(masks=str(masks), num_folds=2, **options)
+        return make_tfrecords(cell_demo / "train", tmp_path / out, labels=cell_demo / "train.csv",
+                              settings=settings, workers=1, progress=False)  # fmt: skip
+
+    with pytest.raises(InputError, match="--image-size resizes fields"):
+        convert("a", image_size=32)
+    labels = tmp_path / "cells.csv"
+    labels.write_text(f"ID,cell,Label\n{first},999,0\n")
+    with pytest.raises(InputError, match=rf"cell label rows for cell 999 of field {first}"):
+        convert("b", cell_labels=str(labels))
+    write_mask(masks / f"{first}_cells.png", np.ones((50, 50), np.uint8))
+    with pytest.raises(
+        InputError, match=rf"{first}_cells.png: mask of 50x50 pixels, but its field is 96x96"
+    ):
+        convert("c")
+    # nothing half-written: no manifest, no temporary files (finished shards stay, for a rerun)
+    assert not (tmp_path / "c" / "manifest.json").exists()
+    assert not list((tmp_path / "c").glob(".*.tmp"))
+    (masks / f"{first}_cells.png").unlink()
+    (masks / f"{first}_nuclei.png").unlink()
+    with pytest.raises(InputError, match=rf"no cell mask for field {first}"):
+        convert("d")
+
+
+def test_show_outlines_and_numbers_cells(cell_demo, tmp_path, capsys):
+    field_id = _cell_rows(cell_demo / "cells.csv")[0]["Id"]
+    out = tmp_path / "cells.png"
+    assert main(["show", str(cell_demo), "--id", field_id, "--masks", str(cell_demo / "masks"),
+                 "--out", str(out)]) == 0  # fmt: skip
+    assert "cells outlined" in capsys.readouterr().out
+    assert cv2.imread(str(out)) is not None
+
+
+# ------------------------------------------------------------------ real fields
+
+
+def test_segmentation_meets_the_target_against_the_hpa_masks(real_2021_folder):
+    """Precision and recall at IoU 0.5 of at least 0.8 against HPA-Cell-Segmentation's masks on
+    the five real 2048 px fields (README, "Cells")."""
+    from hpa_keras.cells.segment import read_segmentation_channels
+    from hpa_keras.data.images import index_image_folder
+
+    index = index_image_folder(real_2021_folder / "images")
+    matched = predicted = reference_count = 0
+    for field_id, paths in sorted(index.items()):
+        reference = read_mask(real_2021_folder / "masks" / f"{field_id}_predictedmask.png")
+        cells, _ = segment_field(*read_segmentation_channels(paths))
+        result = match_cells(cells, reference, 0.5)
+        matched += len(result.matches)
+        predicted += result.num_predicted
+        reference_count += result.num_reference
+    assert matched / predicted >= 0.8 and matched / reference_count >= 0.8
+
+
+def test_hpa_masks_make_cell_records_of_the_real_fields(real_2021_folder, tmp_path):
+    from hpa_keras.data.conversion import ConversionSettings, make_tfrecords
+
+    manifest = make_tfrecords(
+        real_2021_folder / "images",
+        tmp_path / "records",
+        labels=real_2021_folder / "labels.csv",
+        settings=ConversionSettings(
+            masks=str(real_2021_folder / "masks"), num_folds=2, cell_size=64
+        ),  # fmt: skip
+        workers=1,
+        progress=False,
+    )
+    assert manifest["scheme"] == "hpa2021"
+    assert manifest["num_records"] == 19 + 8 + 18 + 10 + 46  # the HPA masks' cells
+    assert manifest["cells"]["num_edge"] > 0
+
+
+def test_fit_trains_on_cell_records_with_their_field_labels(cell_demo, tmp_path, capsys):
+    _make_cell_records(cell_demo, tmp_path / "records", cell_size=24)
+    records, run = str(tmp_path / "records"), str(tmp_path / "run")
+    status = main(["fit", "--data", records, "--model", "gapnet", "--tiny", "--epochs", "1",
+                   "--batch-size", "16", "--out", run])  # fmt: skip
+    assert status == 0
+    assert (tmp_path / "run" / "model.keras").is_file()
+    assert "validation macro F1" in capsys.readouterr().out
