@@ -195,6 +195,18 @@ def test_segment_field_works_at_a_fixed_scale_whatever_the_field_size():
     assert len(match_cells(cells, large_truth, 0.5).matches) == 3
 
 
+def test_segmentation_does_not_depend_on_exposure_or_bit_depth():
+    """A dim exposure, or 12-bit data in 16-bit files, is cut where a bright 8-bit field is."""
+    blue, red, _ = _two_touching_cells()
+    settings = SegmentationSettings(working_size=256)
+    bright, _ = segment_field(np.rint(blue * 255).astype(np.uint8),
+                              np.rint(red * 255).astype(np.uint8), settings)  # fmt: skip
+    dim, _ = segment_field(np.rint(blue * 4095).astype(np.uint16),
+                           np.rint(red * 4095).astype(np.uint16), settings)  # fmt: skip
+    assert bright.max() == 3
+    np.testing.assert_array_equal(bright, dim)
+
+
 def test_an_empty_field_has_no_cells():
     cells, nuclei = segment_field(np.zeros((64, 64), np.uint8), np.zeros((64, 64), np.uint8))
     assert not cells.any() and not nuclei.any()

@@ -49,9 +49,7 @@ from hpa_keras.settings import setting
 
 SUMMARY_FILE = "segmentation.json"
 REFERENCE_SIDE = 512  # the lengths below are in pixels of a field shrunk to this side
-# log(intensity + offset): the offset (in [0, 1] units) keeps black pixels finite and
-# sets how far into the noise floor the log scale reaches.
-LOG_OFFSET = 1 / 255
+LOG_OFFSET_SHARE = 0.02  # see _log_otsu_threshold
 
 
 @dataclass(frozen=True)
@@ -92,13 +90,24 @@ class SegmentationSettings:
 
 def _log_otsu_threshold(image: np.ndarray) -> float | None:
     """Otsu's threshold of ``log(image + offset)``, back on the linear scale; None for a
-    flat image (nothing to separate)."""
+    black or flat image (nothing to separate).
+
+    The offset, which keeps black pixels finite and sets how far into the
+    noise floor the log scale reaches, is LOG_OFFSET_SHARE of the image's
+    99.9th percentile: so the threshold scales with the image, and a dim
+    exposure or 12-bit data in 16-bit files (values up to 4095) is cut where
+    a bright 8-bit one is.
+    """
     from skimage.filters import threshold_otsu
 
-    logarithm = np.log(image + LOG_OFFSET)
+    top = float(np.percentile(image, 99.9))
+    if top <= 0:
+        return None
+    offset = LOG_OFFSET_SHARE * top
+    logarithm = np.log(image + offset)
     if float(logarithm.max() - logarithm.min()) < 1e-6:
         return None
-    return float(np.exp(threshold_otsu(logarithm)) - LOG_OFFSET)
+    return float(np.exp(threshold_otsu(logarithm)) - offset)
 
 
 def _smooth(image: np.ndarray, sigma: float) -> np.ndarray:
