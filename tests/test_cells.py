@@ -332,6 +332,23 @@ def test_demo_cells_in_the_2021_scheme_have_negative_cells(tmp_path):
     assert all(labels) and all(max(cell) <= 18 for cell in labels)
     assert any(18 in cell for cell in labels)
     assert read_labels(tmp_path / "d" / "train.csv").scheme == "hpa2021"
+    # the unlabeled test fields, cut into cells: a 2021 sample submission means 2021 classes
+    from hpa_keras.data.conversion import ConversionSettings, make_tfrecords
+    from hpa_keras.data.tfrecords import read_shard, verify_tfrecords
+
+    settings = ConversionSettings(
+        masks=str(tmp_path / "d" / "masks"), cell_labels=str(tmp_path / "d" / "test_cells.csv")
+    )
+    submission = tmp_path / "d" / "sample_submission.csv"
+    manifest = make_tfrecords(
+        tmp_path / "d" / "test", tmp_path / "test-cells", labels=submission,
+        settings=settings, workers=1, progress=False,
+    )  # fmt: skip
+    assert manifest["scheme"] == "hpa2021" and manifest["split"] == "test"
+    records = read_shard(tmp_path / "test-cells" / manifest["shards"][0]["file"])
+    assert all(record["fold"] == -1 and record["labels"] == [] for record in records)
+    assert all(record["cell"]["has_cell_labels"] for record in records)
+    assert verify_tfrecords(tmp_path / "test-cells", progress=False) == []
 
 
 # ------------------------------------------------------------------ cell records

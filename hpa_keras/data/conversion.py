@@ -458,6 +458,13 @@ def _check_sources(sources: list[_LoadedSource]) -> str | None:
     return schemes.pop() if schemes else None
 
 
+def _unlabeled_scheme(sources: list[_LoadedSource]) -> str:
+    """The one scheme the unlabeled sources' Id files name; the 2018 scheme when they differ
+    or name none."""
+    schemes = {source.table.scheme for source in sources if source.labels is not None}
+    return schemes.pop() if len(schemes) == 1 else "hpa2018"
+
+
 def _shard_sizes(count: int, samples_per_shard: int) -> list[int]:
     shards = max(1, int(np.ceil(count / samples_per_shard)))
     return [len(part) for part in np.array_split(np.arange(count), shards)]
@@ -584,7 +591,9 @@ def _make_plan(sources: list[_LoadedSource], settings: ConversionSettings, worke
         "arguments": _arguments_record(sources, settings),
         "split": split,
         "labeled": labeled,
-        "scheme": scheme or "hpa2018",
+        # an unlabeled set takes the scheme its sample submission names (2021's
+        # PredictionString), so a 2021 test set predicts and submits in 2021's classes
+        "scheme": scheme or _unlabeled_scheme(sources),
         "image_size": image_size,
         "fold_method": fold_method,
         "grouping": grouping,

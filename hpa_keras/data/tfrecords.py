@@ -337,6 +337,12 @@ def verify_tfrecords(folder: str | os.PathLike, progress: bool = True) -> list[s
                 decode_image(
                     record["image"], record["format"], record["shape"], record["bit_depth"]
                 )
+                cell = record["cell"]
+                if cell is not None and cell["mask"].shape != tuple(record["shape"][:2]):
+                    problems.append(
+                        f"{path}: record {record['id']} has a {cell['mask'].shape} mask for a "
+                        f"{tuple(record['shape'][:2])} crop"
+                    )
                 if record["id"] in seen:
                     problems.append(f"{path}: Id {record['id']} also in {seen[record['id']]}")
                 seen[record["id"]] = shard["file"]
