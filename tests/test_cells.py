@@ -331,7 +331,14 @@ def test_demo_cells_in_the_2021_scheme_have_negative_cells(tmp_path):
     labels = [set(map(int, row["Label"].split("|"))) for row in rows]
     assert all(labels) and all(max(cell) <= 18 for cell in labels)
     assert any(18 in cell for cell in labels)
-    assert read_labels(tmp_path / "d" / "train.csv").scheme == "hpa2021"
+    table = read_labels(tmp_path / "d" / "train.csv")
+    assert table.scheme == "hpa2021"
+    by_field = {}
+    for row, cell in zip(rows, labels, strict=True):
+        by_field.setdefault(row["ID"], set()).update(cell)
+    for field_id, field_labels in zip(table.ids, table.labels, strict=True):
+        # Negative only alone, and only when every cell is Negative, as in the 2021 labels
+        assert set(field_labels) == ((by_field[field_id] - {18}) or {18})
     # the unlabeled test fields, cut into cells: a 2021 sample submission means 2021 classes
     from hpa_keras.data.conversion import ConversionSettings, make_tfrecords
     from hpa_keras.data.tfrecords import read_shard, verify_tfrecords
@@ -498,11 +505,69 @@ def test_hpa_masks_make_cell_records_of_the_real_fields(real_2021_folder, tmp_pa
     assert manifest["cells"]["num_edge"] > 0
 
 
-def test_fit_trains_on_cell_records_with_their_field_labels(cell_demo, tmp_path, capsys):
-    _make_cell_records(cell_demo, tmp_path / "records", cell_size=24)
-    records, run = str(tmp_path / "records"), str(tmp_path / "run")
+@pytest.fixture(scope="module")
+def cell_run(cell_demo, tmp_path_factory):
+    """A tiny GAP-Net trained for one epoch on the demo's cell records."""
+    root = tmp_path_factory.mktemp("cell-run")
+    _make_cell_records(cell_demo, root / "records", cell_size=24)
+    records, run = str(root / "records"), str(root / "run")
     status = main(["fit", "--data", records, "--model", "gapnet", "--tiny", "--epochs", "1",
                    "--batch-size", "16", "--out", run])  # fmt: skip
     assert status == 0
-    assert (tmp_path / "run" / "model.keras").is_file()
-    assert "validation macro F1" in capsys.readouterr().out
+    return root
+
+
+def test_fit_trains_on_cell_records_and_remembers_it(cell_run):
+    import json
+
+    assert (cell_run / "run" / "model.keras").is_file()
+    assert json.loads((cell_run / "run" / "input.json").read_text())["kind"] == "cells"
+
+
+def test_predict_labels_every_cell_and_evaluate_scores_the_submission(cell_run, cell_demo, capsys):
+    import json
+
+    from hpa_keras.cells.submission import read_submission
+
+    out = cell_run / "submission.csv"
+    records = str(cell_run / "records")
+    assert main(["predict", "--run", str(cell_run / "run"), "--data", records,
+                 "--out", str(out)]) == 0  # fmt: skip
+    submission = read_submission(out, 28)
+    rows = _cell_rows(cell_demo / "cells.csv")
+    assert set(submission) == {row["Id"] for row in rows}
+    for field_id, prediction in submission.items():
+        cells, _ = read_field_masks(cell_demo / "masks", field_id, (96, 96))
+        masks = {id(mask): mask for _, _, mask in prediction.items}
+        assert len(prediction.items) == 28 * len(masks) == 28 * int(cells.max())
+        for mask in masks.values():  # each decoded mask is exactly one cell of the mask
+            numbers = np.unique(cells[mask])
+            assert numbers.size == 1 and np.array_equal(cells == numbers[0], mask)
+    table = _cell_rows(cell_run / "submission_cells.csv")
+    assert len(table) == len(rows) and list(table[0])[:3] == ["ID", "cell", "Label"]
+    capsys.readouterr()
+    assert main(["evaluate", "--cells", "--submission", str(out), "--masks",
+                 str(cell_demo / "masks"), "--cell-labels", str(cell_demo / "cells.csv"),
+                 "--out", str(cell_run / "report")]) == 0  # fmt: skip
+    assert "mAP" in capsys.readouterr().out
+    summary = json.loads((cell_run / "report" / "cells_summary.json").read_text())
+    assert 0.0 <= summary["mAP"] <= 1.0 and summary["scheme"] == "hpa2018"
+
+
+def test_cell_runs_and_field_records_do_not_mix(cell_run, cell_demo, training_records, capsys):
+    run = str(cell_run / "run")
+    assert main(["predict", "--run", run, "--data", str(training_records)]) == 2
+    assert "field records, but the run was trained on cells" in capsys.readouterr().err
+    assert main(["predict", "--run", run, "--images", str(cell_demo / "test")]) == 2
+    assert "the run was trained on cells" in capsys.readouterr().err
+
+
+def test_a_field_run_refuses_cell_records():
+    from hpa_keras.inference.cells import check_run_and_records
+
+    check_run_and_records("fields", "fields", "d")
+    check_run_and_records("cells", "cells", "d")
+    with pytest.raises(
+        InputError, match="d: cell records, but the run was trained on whole fields"
+    ):
+        check_run_and_records("fields", "cells", "d")
