@@ -1,0 +1,146 @@
+"""The 2021 challenge's submission format: each cell's mask and class confidences.
+
+One row per field: ``ID,ImageWidth,ImageHeight,PredictionString``, where the
+prediction string is space-separated triples ``class confidence mask``, one
+per (cell, class) the submitter scores. ``mask`` is the cell's binary mask in
+the encoding of the Open Images challenge, whose metric the 2021 challenge
+used: COCO run-length encoding (pycocotools, column-major), compressed with
+zlib at its best level, then base64 (ASCII). Listing every class for every
+cell, each with its probability, is what ranks cells best under mean average
+precision: a class left out is a confidence of zero.
+"""
+
+import base64
+import csv
+import io
+import os
+import warnings
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hpa_keras.atomic import write_text_atomic
+from hpa_keras.errors import InputError
+
+COLUMNS = ("ID", "ImageWidth", "ImageHeight", "PredictionString")
+
+
+def _coco_mask():
+    try:
+        from pycocotools import mask as coco_mask
+    except ImportError:
+        raise InputError(
+            "the 2021 submission format needs pycocotools (pip install pycocotools), the COCO "
+            "run-length encoder the challenge's metric decodes"
+        ) from None
+    return coco_mask
+
+
+def encode_binary_mask(mask: np.ndarray) -> str:
+    """A 2-D boolean mask as the challenge's text: COCO RLE, zlib, base64."""
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ValueError(f"a cell mask is 2-D, got shape {mask.shape}")
+    fortran = np.asfortranarray(mask.astype(np.uint8)[:, :, None])
+    counts = _coco_mask().encode(fortran)[0]["counts"]
+    return base64.b64encode(zlib.compress(counts, zlib.Z_BEST_COMPRESSION)).decode("ascii")
+
+
+def decode_binary_mask(text: str, height: int, width: int) -> np.ndarray:
+    """The inverse of :func:`encode_binary_mask`: a boolean ``(height, width)`` mask."""
+    try:
+        counts = zlib.decompress(base64.b64decode(text, validate=True))
+    except (ValueError, zlib.error) as error:
+        raise InputError(f"a mask that is not base64 zlib-compressed COCO RLE ({error})") from None
+    rle = {"size": [int(height), int(width)], "counts": counts}
+    try:
+        with warnings.catch_warnings():  # pycocotools 2.0.11 calls np.array(copy=False)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return _coco_mask().decode(rle).astype(bool)
+    except Exception as error:  # pycocotools raises bare exceptions on bad counts
+        raise InputError(
+            f"a mask whose run lengths do not fit {width}x{height} ({error})"
+        ) from None
+
+
+def prediction_string(cells: np.ndarray, probabilities: dict[int, np.ndarray]) -> str:
+    """The PredictionString of one field: for each cell of ``cells`` (a label image) and
+    each class, ``class confidence mask``; ``probabilities`` maps cell numbers to a vector
+    of class probabilities."""
+    parts = []
+    for number in sorted(probabilities):
+        encoded = encode_binary_mask(cells == number)
+        for index, confidence in enumerate(np.asarray(probabilities[number], np.float64)):
+            parts.append(f"{index} {confidence:.5g} {encoded}")
+    return " ".join(parts)
+
+
+def write_submission(path: str | os.PathLike, rows: list[tuple[str, int, int, str]]) -> None:
+    """Write ``(ID, width, height, prediction string)`` rows atomically."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    writer.writerows(rows)
+    write_text_atomic(path, buffer.getvalue())
+
+
+@dataclass(frozen=True)
+class FieldPrediction:
+    """One field of a 2021 submission: its size and ``(class, confidence, mask)`` items."""
+
+    field_id: str
+    width: int
+    height: int
+    items: list[tuple[int, float, np.ndarray]]
+
+
+def read_submission(path: str | os.PathLike, num_classes: int = 19) -> dict[str, FieldPrediction]:
+    """A 2021 submission, masks decoded; every problem is an error naming the line."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: submission not found")
+    fields = {}
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        missing = [column for column in COLUMNS if column not in (reader.fieldnames or [])]
+        if missing:
+            raise InputError(
+                f"{path}: no {', '.join(missing)} column; expected {','.join(COLUMNS)}"
+            )
+        for line, row in enumerate(reader, start=2):
+            where = f"{path}, line {line}"
+            field_id = row["ID"]
+            if field_id in fields:
+                raise InputError(f"{where}: field {field_id} appears twice")
+            try:
+                width, height = int(row["ImageWidth"]), int(row["ImageHeight"])
+            except (TypeError, ValueError):
+                raise InputError(f"{where}: ImageWidth/ImageHeight are not integers") from None
+            tokens = (row["PredictionString"] or "").split()
+            if len(tokens) % 3:
+                raise InputError(
+                    f"{where}: {len(tokens)} values in PredictionString; expected triples "
+                    "'class confidence mask'"
+                )
+            items, decoded = [], {}
+            for start in range(0, len(tokens), 3):
+                label_text, confidence_text, encoded = tokens[start : start + 3]
+                try:
+                    label, confidence = int(label_text), float(confidence_text)
+                except ValueError:
+                    raise InputError(
+                        f"{where}: triple {start // 3 + 1} ({label_text} {confidence_text} ...) "
+                        "does not start with a class number and a confidence"
+                    ) from None
+                if not 0 <= label < num_classes:
+                    raise InputError(f"{where}: class {label} outside 0..{num_classes - 1}")
+                if encoded not in decoded:
+                    try:
+                        decoded[encoded] = decode_binary_mask(encoded, height, width)
+                    except InputError as error:
+                        raise InputError(f"{where}: {error}") from None
+                items.append((label, confidence, decoded[encoded]))
+            fields[field_id] = FieldPrediction(field_id, width, height, items)
+    return fields
