@@ -17,6 +17,7 @@ reason, and exits with status 2, without a traceback. Heavy modules
 import argparse
 import dataclasses
 import sys
+from pathlib import Path
 
 from hpa_keras import __version__
 from hpa_keras.errors import InputError
@@ -39,16 +40,17 @@ def _add_worker_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def _add_run_input_arguments(parser, data_help: str, images_help: str) -> None:
-    """What predict and evaluate share: the run folders, the input, views and batch size."""
+def _add_run_input_arguments(parser, data_help: str, images_help: str, required=True) -> None:
+    """What predict and evaluate share: the run folders, the input, views and batch size
+    (``required=False``: the command checks them itself, having a mode without a run)."""
     parser.add_argument(
         "--run",
         nargs="+",
-        required=True,
+        required=required,
         help="a run folder from fit, a cv folder (one ensemble with its out-of-fold "
         "thresholds), or several run folders with --thresholds",
     )
-    source = parser.add_mutually_exclusive_group(required=True)
+    source = parser.add_mutually_exclusive_group(required=required)
     source.add_argument("--data", help=data_help)
     source.add_argument("--images", help=images_help)
     parser.add_argument(
@@ -652,18 +654,34 @@ def add_predict(commands) -> None:
         action="store_true",
         help="leave rows with no class over its threshold empty (default: the top class)",
     )
+    predict.add_argument(
+        "--masks",
+        metavar="MASKS",
+        help="a cell run on cell records: the masks they were cut from (default: the records' "
+        "manifest's); writes the 2021 submission (every cell, every class) to --out and each "
+        "cell's classes and probabilities to --cell-table",
+    )
+    predict.add_argument(
+        "--cell-table",
+        metavar="CSV",
+        help="the per-cell table of a cell run (default: --out's name with _cells.csv)",
+    )
     predict.set_defaults(handler=run_predict)
 
 
 def run_predict(arguments) -> None:
     import_tensorflow_quietly()
     from hpa_keras.inference.predict import predict_runs
+    from hpa_keras.inference.runs import default_views, expand_runs, read_input_settings
     from hpa_keras.inference.submission import (
         submission_labels,
         write_probabilities,
         write_submission,
     )
 
+    folders, _ = expand_runs(arguments.run)
+    run_input = read_input_settings(folders[0])
+    cell_run = _check_cell_input(arguments, run_input)
     ids, probabilities, thresholds = predict_runs(
         arguments.run,
         data=arguments.data,
@@ -673,11 +691,10 @@ def run_predict(arguments) -> None:
         batch_size=arguments.batch_size,
         thresholds=arguments.thresholds,
     )
-    from hpa_keras.inference.runs import default_views, expand_runs, read_input_settings
-
-    folders, _ = expand_runs(arguments.run)
     views = arguments.tta or default_views(arguments.run)
-    scheme = read_input_settings(folders[0]).get("scheme", "hpa2018")
+    scheme = run_input.get("scheme", "hpa2018")
+    if cell_run:
+        return _write_cell_predictions(arguments, ids, probabilities, thresholds, run_input)
     labels = submission_labels(probabilities, thresholds, require_label=not arguments.allow_empty)
     write_submission(arguments.out, ids, labels, scheme=scheme)
     if arguments.probabilities:
@@ -688,6 +705,55 @@ def run_predict(arguments) -> None:
         f"wrote {arguments.out}: {len(ids)} Ids, {sum(map(len, labels))} labels "
         f"({len(ids) and sum(map(len, labels)) / len(ids):.2f} per image, {empty} empty), "
         f"{runs}, {views} view{'s' if views > 1 else ''} per image"
+    )
+
+
+def _check_cell_input(arguments, run_input: dict) -> bool:
+    """Whether this is a cell run predicting cell records (then --masks is set); errors for a
+    cell run given fields or images, a field run given cell records, --masks for fields."""
+    from hpa_keras.inference.cells import check_run_and_records
+
+    run_kind = run_input.get("kind", "fields")
+    if arguments.images is not None:
+        if run_kind == "cells":
+            raise InputError(
+                f"{arguments.images}: an image folder, but the run was trained on cells; cut "
+                "the fields into cell records (make-tfrecords --masks) and predict those"
+            )
+        if arguments.masks:
+            raise InputError("--masks is for a cell run predicting cell records (--data)")
+        return False
+    from hpa_keras.data.tfrecords import read_manifest
+
+    manifest = read_manifest(arguments.data)
+    check_run_and_records(run_kind, manifest.get("kind", "fields"), arguments.data)
+    if run_kind != "cells":
+        if arguments.masks:
+            raise InputError("--masks is for a cell run predicting cell records")
+        return False
+    arguments.masks = arguments.masks or (manifest.get("cells") or {}).get("masks")
+    return True
+
+
+def _write_cell_predictions(arguments, ids, probabilities, thresholds, run_input) -> None:
+    from hpa_keras.inference.cells import write_cell_predictions
+
+    out = Path(arguments.out)
+    table = Path(arguments.cell_table or out.with_name(out.stem + "_cells.csv"))
+    written = write_cell_predictions(
+        ids,
+        probabilities,
+        thresholds,
+        arguments.masks,
+        out,
+        table,
+        run_input["class_names"],
+        run_input.get("scheme", "hpa2018"),
+    )
+    print(
+        f"wrote {out}: {written['fields']} fields, {written['cells']} cells, every class with "
+        f"its probability (the 2021 format); {table}: each cell's classes over the run's "
+        f"thresholds ({written['cells_with_a_class']} cells with at least one)"
     )
 
 
@@ -708,6 +774,7 @@ def add_evaluate(commands) -> None:
         evaluate,
         data_help="labeled make-tfrecords folder",
         images_help="folder of <Id>_<channel> images (needs --labels)",
+        required=False,
     )
     evaluate.add_argument("--labels", help="with --images: CSV with Id,Target")
     evaluate.add_argument(
@@ -719,10 +786,29 @@ def add_evaluate(commands) -> None:
         "trained on --data, else all)",
     )
     evaluate.add_argument("--out", default="report", help="report folder (default: report)")
+    cells = evaluate.add_argument_group(
+        "per-cell scoring (--cells): a 2021 submission against true masks and cell labels, "
+        "mAP over classes with cells matched at IoU >= 0.6, as the 2021 challenge scored"
+    )
+    cells.add_argument("--cells", action="store_true", help="score cells, not a run's fields")
+    cells.add_argument(
+        "--submission", metavar="CSV", help="ID,ImageWidth,ImageHeight,PredictionString"
+    )
+    cells.add_argument("--masks", metavar="MASKS", help="the true cell masks (<Id>_cells.png)")
+    cells.add_argument(
+        "--cell-labels", metavar="CSV", help="ID,cell,Label of the true cells (cells.csv)"
+    )
+    cells.add_argument(
+        "--iou", type=float, default=0.6, help="IoU a predicted cell needs (default: 0.6)"
+    )
     evaluate.set_defaults(handler=run_evaluate)
 
 
 def run_evaluate(arguments) -> None:
+    if arguments.cells:
+        return run_evaluate_cells(arguments)
+    if not arguments.run or not (arguments.data or arguments.images):
+        raise InputError("give --run and one of --data, --images (or --cells to score cells)")
     import_tensorflow_quietly()
 
     from hpa_keras.inference.evaluate import evaluate_runs, summary_line
@@ -852,6 +938,67 @@ def run_cam(arguments) -> None:
     print(f"wrote {arguments.out}: Grad-CAM of {described} over the {width}x{height} image")
 
 
+def run_evaluate_cells(arguments) -> None:
+    import json
+
+    from hpa_keras.atomic import write_text_atomic
+    from hpa_keras.cells.average_precision import mean_average_precision, submission_fields
+    from hpa_keras.cells.submission import read_submission
+    from hpa_keras.classes import get_scheme
+    from hpa_keras.data.cell_records import cell_label_scheme, read_cell_labels
+
+    missing = [
+        flag
+        for flag, value in (
+            ("--submission", arguments.submission),
+            ("--masks", arguments.masks),
+            ("--cell-labels", arguments.cell_labels),
+        )
+        if not value
+    ]
+    if missing:
+        raise InputError(f"--cells needs {', '.join(missing)}")
+    if arguments.run:
+        raise InputError("--cells scores a submission; predict it first (--run is for fields)")
+    if not 0.5 <= arguments.iou <= 1.0:
+        raise InputError(f"--iou must be in [0.5, 1], got {arguments.iou}")
+    scheme = get_scheme(cell_label_scheme(arguments.cell_labels))
+    truth = read_cell_labels(arguments.cell_labels, scheme.name)
+    submission = read_submission(arguments.submission, scheme.num_classes)
+    fields = submission_fields(submission, arguments.masks, truth, scheme.num_classes)
+    score = mean_average_precision(fields, scheme.num_classes, arguments.iou)
+    names = scheme.class_names
+    print(f"{'class':40} {'true cells':>10} {'AP':>6}")
+    for index, (value, count) in enumerate(
+        zip(score.average_precision, score.num_true, strict=True)
+    ):
+        shown = "-" if count == 0 else f"{value:.3f}"
+        print(f"{index:2d} {names[index]:37} {count:10d} {shown:>6}")
+    scored = sum(1 for count in score.num_true if count)
+    print(
+        f"mAP {score.mean_average_precision:.4f} over the {scored} classes with true cells "
+        f"({len(fields)} fields, cells matched at IoU >= {arguments.iou})"
+    )
+    out = Path(arguments.out)
+    summary = {
+        "mAP": score.mean_average_precision,
+        "average_precision": {
+            names[index]: (None if count == 0 else value)
+            for index, (value, count) in enumerate(
+                zip(score.average_precision, score.num_true, strict=True)
+            )
+        },
+        "true_cells": dict(zip(names, score.num_true, strict=True)),
+        "iou_threshold": arguments.iou,
+        "interpolation": score.interpolation,
+        "scheme": scheme.name,
+        "submission": str(Path(arguments.submission).resolve()),
+        "num_fields": len(fields),
+    }
+    write_text_atomic(out / "cells_summary.json", json.dumps(summary, indent=1) + "\n")
+    print(f"wrote {out / 'cells_summary.json'}")
+
+
 # ------------------------------------------------------------------ the parser
 
 COMMANDS = (
@@ -894,6 +1041,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"hpa-keras {arguments.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # output piped into head or a closed pager: not an error
+        sys.stderr.close()
+        return 0
     return status or 0
 
 

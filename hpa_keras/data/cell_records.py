@@ -55,6 +55,17 @@ def cell_record_id(field_id: str, number: int) -> str:
     return f"{field_id}_{number}"
 
 
+def cell_label_scheme(path: str | os.PathLike) -> str:
+    """The scheme of a cells.csv by its header, as make-demo-data writes them: ``ID`` and
+    ``|``-separated labels for 2021, ``Id`` and space-separated for 2018."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            header = next(csv.reader(handle), [])
+    except FileNotFoundError:
+        raise InputError(f"{path}: cell label file not found") from None
+    return "hpa2021" if header and header[0] == "ID" else "hpa2018"
+
+
 def read_cell_labels(path: str | os.PathLike, scheme: str) -> dict[str, dict[int, list[int]]]:
     """``{field Id: {cell number: classes}}`` from a ``cells.csv`` (``ID,cell,Label``; the
     2018 scheme's ``Id`` and space-separated labels are read too). An empty Label is a cell

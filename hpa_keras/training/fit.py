@@ -103,6 +103,7 @@ def input_settings(config: TrainingConfig, manifest: dict) -> dict:
 
     return {
         "data_fingerprint": record_set_fingerprint(manifest),
+        "kind": manifest.get("kind", "fields"),  # cells: trained on cell records
         "fold": config.fold,
         "image_size": field_size(config, manifest),
         "stored_size": manifest["image_size"],

@@ -1,0 +1,113 @@
+"""Labels for every cell: a cell run's per-cell probabilities as a 2021 submission and a
+table biologists can read.
+
+A cell run (``fit`` on cell records) predicts cell records; each record's
+Id is ``<field Id>_<cell number>``, so the probabilities go back to the
+cells of the masks the records were cut from. The submission lists, for
+every cell of every field, every class with its probability (the ranking
+the 2021 metric scores); the table gives each cell its classes over the
+run's thresholds and the probabilities beside them.
+"""
+
+import csv
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+
+from hpa_keras.atomic import write_text_atomic
+from hpa_keras.cells.submission import prediction_string, write_submission
+from hpa_keras.classes import format_target
+from hpa_keras.data.cells import read_field_masks
+from hpa_keras.data.images import image_dimensions
+from hpa_keras.errors import InputError
+
+
+def split_cell_id(record_id: str) -> tuple[str, int]:
+    """``(field Id, cell number)`` of a cell record's Id."""
+    field_id, _, number = record_id.rpartition("_")
+    if not field_id or not number.isdigit():
+        raise InputError(f"record {record_id}: not a cell record's Id (<field Id>_<cell>)")
+    return field_id, int(number)
+
+
+def cells_by_field(ids, probabilities) -> dict[str, dict[int, np.ndarray]]:
+    """``{field Id: {cell number: probabilities}}`` in the records' order."""
+    fields: dict[str, dict[int, np.ndarray]] = {}
+    for record_id, row in zip(ids, np.asarray(probabilities), strict=True):
+        field_id, number = split_cell_id(record_id)
+        fields.setdefault(field_id, {})[number] = row
+    return fields
+
+
+def check_run_and_records(run_kind: str, data_kind: str, data) -> None:
+    """A cell run reads cell records, a field run field records: anything else is an error."""
+    if run_kind == data_kind:
+        return
+    if run_kind == "cells":
+        raise InputError(
+            f"{data}: field records, but the run was trained on cells; cut the fields into "
+            "cell records first (make-tfrecords --masks MASKS)"
+        )
+    raise InputError(
+        f"{data}: cell records, but the run was trained on whole fields; predict the fields' "
+        "records, or train a run on these cell records"
+    )
+
+
+def write_cell_predictions(
+    ids,
+    probabilities,
+    thresholds,
+    masks: str | os.PathLike,
+    out: str | os.PathLike,
+    table: str | os.PathLike,
+    class_names,
+    scheme: str,
+) -> dict:
+    """Write the 2021-format submission (``out``) and the per-cell table (``table``).
+
+    Every field's cells must all have been predicted, and every predicted
+    cell must be in its field's mask: records cut from other masks are an
+    error naming the field.
+    """
+    fields = cells_by_field(ids, probabilities)
+    thresholds = np.asarray(thresholds)
+    rows, table_rows, labeled = [], [], 0
+    for field_id, cells in fields.items():
+        shape = _mask_shape(masks, field_id)
+        mask, _ = read_field_masks(masks, field_id, shape)
+        numbers = set(int(number) for number in np.unique(mask) if number)
+        if set(cells) != numbers:
+            extra, absent = sorted(set(cells) - numbers), sorted(numbers - set(cells))
+            raise InputError(
+                f"field {field_id}: the records' cells differ from its mask in {masks} "
+                f"(cells without a mask cell: {extra[:3]}, mask cells without a record: "
+                f"{absent[:3]}); were the records cut from these masks?"
+            )
+        rows.append((field_id, mask.shape[1], mask.shape[0], prediction_string(mask, cells)))
+        for number in sorted(cells):
+            chosen = np.flatnonzero(cells[number] >= thresholds).tolist()
+            labeled += bool(chosen)
+            table_rows.append((field_id, number, format_target(chosen, scheme), cells[number]))
+    write_submission(out, rows)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["ID", "cell", "Label", *class_names])
+    for field_id, number, label, values in table_rows:
+        writer.writerow([field_id, number, label, *(f"{value:.4f}" for value in values)])
+    write_text_atomic(table, buffer.getvalue())
+    return {"fields": len(rows), "cells": len(table_rows), "cells_with_a_class": labeled}
+
+
+def _mask_shape(masks, field_id) -> tuple[int, int]:
+    """A field's size from its cell mask file's header (the mask is then read and checked)."""
+    from hpa_keras.data.cells import find_mask_files, read_mask
+
+    cell_path, _ = find_mask_files(masks, field_id)
+    if cell_path is None:
+        raise InputError(f"{Path(masks) / (field_id + '_cells.png')}: no mask for field {field_id}")
+    if cell_path.suffix.lower() in (".npy", ".npz"):
+        return read_mask(cell_path).shape
+    return image_dimensions(cell_path)
