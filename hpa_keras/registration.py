@@ -36,10 +36,38 @@ REGISTERING_MODULES = (
 )
 
 
-def register_keras_objects() -> None:
-    """Import every module that registers custom Keras objects (cheap once Keras is loaded)."""
+_deferred = False
+
+
+def _initializing(name: str) -> bool:
+    """Whether module ``name`` is being imported right now (its body has not finished)."""
+    module = sys.modules.get(name)
+    spec = getattr(module, "__spec__", None)
+    return module is not None and bool(getattr(spec, "_initializing", False))
+
+
+def register_keras_objects(caller: str | None = None) -> None:
+    """Import every module that registers custom Keras objects (cheap once Keras is loaded).
+
+    When Keras is first imported by one of those modules itself (``from
+    hpa_keras.models.layers import ...`` in a fresh interpreter), that module
+    is half-executed: importing the others now would import from it names it
+    has not defined yet. Registration then waits, and the module calls
+    :func:`finish_registration` as its last statement.
+    """
+    global _deferred
+    if any(_initializing(name) for name in REGISTERING_MODULES if name != caller):
+        _deferred = True
+        return
+    _deferred = False
     for name in REGISTERING_MODULES:
         importlib.import_module(name)
+
+
+def finish_registration(caller: str) -> None:
+    """Registration deferred while ``caller`` was being imported: do it now (its last line)."""
+    if _deferred:
+        register_keras_objects(caller)
 
 
 class _RegisteringLoader(importlib.abc.Loader):

@@ -76,6 +76,21 @@ def test_a_run_loads_with_plain_keras_after_import_hpa_keras(runs, keras_first):
     assert lines[1] == "DifferentialAdam WeightedBinaryCrossentropy"
 
 
+@pytest.mark.parametrize("module", ["hpa_keras.models.layers", "hpa_keras.training.losses"])
+def test_importing_a_registering_module_first_registers_everything(module):
+    """``from hpa_keras.models.layers import ...`` as a fresh notebook's first line: Keras is
+    first imported from inside that module, and registration waits for it to finish."""
+    result = python(
+        f"import {module}\n"
+        "from keras.saving import get_registered_object as get\n"
+        "names = ['hpa_keras>BagPooling', 'hpa_keras>ChannelStandardization', "
+        "'hpa_keras>RandomDihedral']\n"
+        "print(all(get(name) is not None for name in names))"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "True"
+
+
 def test_every_registering_module_is_listed():
     """A module that registers Keras objects but is not imported on registration would make
     its objects unloadable again."""

@@ -16,6 +16,8 @@ registered for saving, so a model saved with them reloads in safe mode.
 import keras
 from keras import ops
 
+from hpa_keras.registration import finish_registration
+
 PACKAGE = "hpa_keras"
 
 
@@ -171,3 +173,7 @@ def make_augmentation(
             )
         )
     return keras.Sequential(layers, name=name)
+
+
+# Last: a registration deferred while this module was being imported (see registration.py)
+finish_registration(__name__)

@@ -15,6 +15,7 @@ from keras import ops
 
 from hpa_keras.errors import InputError
 from hpa_keras.models.layers import PACKAGE
+from hpa_keras.registration import finish_registration
 
 
 def squash(vectors, axis=-1):
@@ -132,3 +133,7 @@ def build_capsnet(
     if weights is not None:
         model.load_weights(weights)
     return model
+
+
+# Last: a registration deferred while this module was being imported (see registration.py)
+finish_registration(__name__)

@@ -23,6 +23,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from hpa_keras.registration import finish_registration
 from hpa_keras.training.config import POSITIVE_WEIGHT_RULES
 
 PACKAGE = "hpa_keras"
@@ -240,3 +241,7 @@ class FocalLovaszLoss(keras.losses.Loss):
             "alpha": self.alpha,
             "lovasz_weight": self.lovasz_weight,
         }
+
+
+# Last: a registration deferred while this module was being imported (see registration.py)
+finish_registration(__name__)

@@ -18,6 +18,8 @@ Example:
 
 import keras
 
+from hpa_keras.registration import finish_registration
+
 PACKAGE = "hpa_keras"
 
 
@@ -87,3 +89,7 @@ def make_optimizer(name: str, learning_rate, multipliers=None, **options):
     if name == "sgd":
         options.setdefault("momentum", 0.9)
     return OPTIMIZERS[name](learning_rate=learning_rate, multipliers=multipliers, **options)
+
+
+# Last: a registration deferred while this module was being imported (see registration.py)
+finish_registration(__name__)
