@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from hpa_keras.registration import finish_registration
+
 PACKAGE = "hpa_keras"
 
 
@@ -208,3 +210,93 @@ def classification_head(features, num_classes: int, dropout: float = 0.3, name: 
     return keras.layers.Dense(
         num_classes, activation="sigmoid", dtype="float32", name=f"{name}_probabilities"
     )(features)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class MergeBagAxis(keras.layers.Layer):
+    """``(bags, cells, ...)`` to ``(bags * cells, ...)``: a bag's cells go through a cell
+    model as one batch (see :class:`BagPooling`)."""
+
+    def call(self, inputs):
+        shape = ops.shape(inputs)
+        return ops.reshape(inputs, (-1, *shape[2:]))
+
+    def compute_output_shape(self, input_shape):
+        bags, cells = input_shape[0], input_shape[1]
+        merged = None if bags is None or cells is None else bags * cells
+        return (merged, *input_shape[2:])
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class BagPooling(keras.layers.Layer):
+    """A field's probabilities from its cells': multiple-instance pooling over a bag.
+
+    Inputs: the cells' probabilities ``(bags * cells, classes)`` (a cell
+    model's output on :class:`MergeBagAxis`' batch) and the bag's mask
+    ``(bags, cells)`` (1 for a cell, 0 for padding). A class is in a field
+    when it is in some cell: ``max`` takes the largest cell probability,
+    ``lse`` the smooth maximum ``(1/r) log mean exp(r p)`` over the bag's
+    cells (between their mean and their maximum; every cell gets gradient,
+    not only the largest). ``negative_class`` is the other way round, as the
+    2021 labels define Negative: a field is Negative only when all its cells
+    are, so that class takes the minimum (or the smooth minimum).
+    """
+
+    def __init__(self, cells: int, mode: str = "max", sharpness: float = 5.0,
+                 negative_class: int | None = None, **kwargs):  # fmt: skip
+        super().__init__(**kwargs)
+        if mode not in ("max", "lse"):
+            raise ValueError(f"mode must be max or lse, got {mode!r}")
+        self.cells, self.mode, self.sharpness = int(cells), mode, float(sharpness)
+        self.negative_class = negative_class
+
+    def call(self, inputs):
+        probabilities, mask = inputs
+        classes = ops.shape(probabilities)[-1]
+        probabilities = ops.reshape(probabilities, (-1, self.cells, classes))
+        present = ops.expand_dims(ops.cast(mask, probabilities.dtype), -1)
+        pooled_max = self._pool(probabilities, present)
+        if self.negative_class is None:
+            return pooled_max
+        pooled_min = 1.0 - self._pool(1.0 - probabilities, present)
+        is_negative = ops.one_hot(self.negative_class, classes, dtype=probabilities.dtype)
+        return pooled_max * (1.0 - is_negative) + pooled_min * is_negative
+
+    def _pool(self, values, present):
+        if self.mode == "max":
+            # padding cells count as 0, below every probability
+            return ops.max(values * present, axis=1)
+        r = self.sharpness
+        count = ops.maximum(ops.sum(present, axis=1), 1.0)
+        top = ops.max(values * present, axis=1, keepdims=True)  # for a stable exp
+        total = ops.sum(ops.exp(r * (values - top)) * present, axis=1)
+        return ops.squeeze(top, 1) + ops.log(total / count + 1e-12) / r
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[1][0], input_shape[0][-1])
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "cells": self.cells,
+            "mode": self.mode,
+            "sharpness": self.sharpness,
+            "negative_class": self.negative_class,
+        }
+
+
+def bag_model(cell_model, cells: int, mode: str, sharpness: float, negative_class=None):
+    """A model of bags: ``(images (bags, cells, S, S, C), mask (bags, cells))`` to the bags'
+    pooled probabilities, sharing ``cell_model``'s weights (train it, save ``cell_model``)."""
+    images = keras.Input(shape=(cells, *cell_model.input_shape[1:]), dtype=cell_model.input.dtype,
+                         name="bag_images")  # fmt: skip
+    mask = keras.Input(shape=(cells,), name="bag_mask")
+    probabilities = cell_model(MergeBagAxis(name="merge_bag")(images))
+    pooled = BagPooling(cells, mode, sharpness, negative_class, name="bag_pooling")(
+        [probabilities, mask]
+    )
+    return keras.Model([images, mask], pooled, name=f"{cell_model.name}_bags")
+
+
+# Last: a registration deferred while this module was being imported (see registration.py)
+finish_registration(__name__)

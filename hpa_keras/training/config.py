@@ -23,6 +23,7 @@ POSITIVE_WEIGHT_RULES = ("none", "ratio", "log", "sqrt")
 LOSSES = ("bce", "weighted_bce", "focal", "lovasz", "focal_lovasz", "soft_f1", "margin")
 SCHEDULES = ("plateau", "cosine", "sgdr", "constant")
 STRATEGIES = ("default", "mirrored")
+CELL_POOLINGS = ("none", "max", "lse")
 OPTIMIZER_NAMES = ("adam", "adamw", "sgd")
 # Settings that change only what is printed: a resumed run may differ in them.
 DISPLAY_SETTINGS = ("verbose", "print_table")
@@ -97,6 +98,20 @@ class TrainingConfig:
     cache: bool = setting(False, "keep decoded images in memory after the first epoch")
     shuffle_buffer: int = setting(
         1024, "records in the shuffle buffer (a raw 512 px record is 1 MiB)"
+    )
+    cell_pooling: str = setting(
+        "none",
+        "cell records: none: each cell learns its field's labels; max or lse (a smooth "
+        "maximum): multiple instances, a field's label is the pooled prediction of its "
+        "cells (Negative: their minimum), so a class seen in a few cells is not forced onto all",
+        choices=CELL_POOLINGS,
+    )
+    bag_size: int = setting(
+        48, "cell_pooling: most cells of one field in a bag (larger fields are split)"
+    )
+    bags_per_batch: int = setting(4, "cell_pooling: fields per training batch")
+    lse_sharpness: float = setting(
+        5.0, "cell_pooling lse: r of (1/r) log mean exp(r p); large r approaches the maximum"
     )
     weights: str | None = setting(None, "imagenet or a weights file", metavar="WEIGHTS")
     model_options: dict = setting(help="builder options", default_factory=dict, flag=False)
@@ -253,6 +268,22 @@ class TrainingConfig:
                 f"frozen_epochs: model {self.model} has no pretrained backbone to freeze "
                 f"(models with one: {', '.join(BACKBONE_MODELS)})"
             )
+        if self.cell_pooling != "none":
+            if self.bag_size < 1 or self.bags_per_batch < 1 or self.lse_sharpness <= 0:
+                raise InputError("bag_size, bags_per_batch and lse_sharpness must be positive")
+            unsupported = [
+                name
+                for name, value in (
+                    ("crop", self.crop), ("tiles", self.tiles), ("swa_epochs", self.swa_epochs),
+                    ("cache", self.cache), ("tta", self.tta != 1),
+                )
+                if value
+            ]  # fmt: skip
+            if unsupported:
+                raise InputError(
+                    f"cell_pooling {self.cell_pooling}: not with {', '.join(unsupported)} (a "
+                    "bag's cells are whole crops, seen once each)"
+                )
         if not isinstance(self.model_options, dict):
             raise InputError(f"model_options: must be a mapping, got {self.model_options!r}")
 

@@ -104,6 +104,7 @@ def input_settings(config: TrainingConfig, manifest: dict) -> dict:
     return {
         "data_fingerprint": record_set_fingerprint(manifest),
         "kind": manifest.get("kind", "fields"),  # cells: trained on cell records
+        "cell_pooling": config.cell_pooling,
         "fold": config.fold,
         "image_size": field_size(config, manifest),
         "stored_size": manifest["image_size"],
@@ -266,22 +267,25 @@ class _Run:
             "normalization": "none",
             "cache": config.cache,
         }
-        self.train_data = load_dataset(
-            config.data,
-            folds=self.train_folds,
-            training=True,
-            shuffle_buffer=config.shuffle_buffer,
-            seed=config.seed,
-            crop=config.crop,
-            **common,
-        )
-        self.validation_data = load_dataset(
-            config.data,
-            folds=[config.fold],
-            training=False,
-            sources=config.validate_source,
-            **common,
-        )
+        if config.cell_pooling != "none":
+            self._load_bags(config)
+        else:
+            self.train_data = load_dataset(
+                config.data,
+                folds=self.train_folds,
+                training=True,
+                shuffle_buffer=config.shuffle_buffer,
+                seed=config.seed,
+                crop=config.crop,
+                **common,
+            )
+            self.validation_data = load_dataset(
+                config.data,
+                folds=[config.fold],
+                training=False,
+                sources=config.validate_source,
+                **common,
+            )
         self.averaging = None
         if config.swa_epochs:
             from hpa_keras.training.callbacks import StochasticWeightAveraging
@@ -291,6 +295,31 @@ class _Run:
                 state.unlink(missing_ok=True)
             start = config.frozen_epochs + config.epochs - config.swa_epochs
             self.averaging = StochasticWeightAveraging(start, state)
+
+    def _load_bags(self, config: TrainingConfig) -> None:
+        """Multiple-instance data: bags of a field's cells, for training and validation."""
+        from hpa_keras.data.bags import count_bags, load_cell_bags
+        from hpa_keras.data.pipeline import shard_paths
+
+        if config.image_size not in (None, self.manifest["image_size"]):
+            raise InputError("cell_pooling: cells are read at their stored size; drop image_size")
+        common = {
+            "bags_per_batch": config.bags_per_batch,
+            "bag_size": config.bag_size,
+            "channels": config.channels,
+            "seed": config.seed,
+        }
+        self.train_data = load_cell_bags(
+            config.data, folds=self.train_folds, training=True, **common
+        )
+        self.validation_data = load_cell_bags(
+            config.data, folds=[config.fold], training=False, sources=config.validate_source,
+            **common,
+        )  # fmt: skip
+        if not config.steps_per_epoch:
+            files = shard_paths(config.data, self.manifest, self.train_folds)
+            bags = count_bags(files, config.bag_size)
+            self.steps_per_epoch = max(1, bags // config.bags_per_batch)
 
     def compile(self, model, core, learning_rate, epochs=None, schedule=None):
         """Compile for a stage of ``epochs`` epochs (the length of a ``cosine`` decay).
@@ -428,7 +457,8 @@ def _fit(config: TrainingConfig, manifest: dict, resuming: bool, extra_callbacks
     folder = run.folder
     strategy = make_strategy(config.strategy)
     with strategy.scope():
-        model, core = build_training_model(config, manifest)
+        cell_model, core = build_training_model(config, manifest)
+        model = _trained_model(cell_model, config, manifest)
         search = ThresholdSearch(
             run.validation_data,
             strategy=config.threshold_strategy,
@@ -487,7 +517,8 @@ def _fit(config: TrainingConfig, manifest: dict, resuming: bool, extra_callbacks
                 warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
                 model.load_weights(best_weights)
         with atomic_path(folder / MODEL_FILE, suffix=".keras") as temporary:
-            model.save(temporary)
+            cell_model.save(temporary)  # with cell_pooling: the cells' model, not the bags'
+
     history = _finish_history(folder, config)
     shutil.rmtree(folder / BACKUP_FOLDER, ignore_errors=True)
     (folder / STAGE_ONE_WEIGHTS).unlink(missing_ok=True)
@@ -505,6 +536,21 @@ def _fit(config: TrainingConfig, manifest: dict, resuming: bool, extra_callbacks
         "seconds": round(time.perf_counter() - started, 1),
         "replicas": strategy.num_replicas_in_sync,
     }
+
+
+def _trained_model(cell_model, config: TrainingConfig, manifest: dict):
+    """The model ``fit`` trains: the model itself, or with cell_pooling its bag model
+    (:func:`hpa_keras.models.layers.bag_model`), which shares its weights."""
+    if config.cell_pooling == "none":
+        return cell_model
+    from hpa_keras.classes import HPA2021
+    from hpa_keras.models.layers import bag_model
+
+    # In the 2021 scheme a field is Negative only when all its cells are
+    negative = HPA2021.class_names.index("Negative") if manifest["scheme"] == HPA2021.name else None
+    return bag_model(
+        cell_model, config.bag_size, config.cell_pooling, config.lse_sharpness, negative
+    )
 
 
 def _same_records_elsewhere(folder: Path, fingerprint: str) -> bool:

@@ -1,0 +1,138 @@
+"""Bags of cells: the cell records of one field together, for multiple-instance training.
+
+``fit --cell-pooling max|lse`` learns from a field's label through the
+pooled prediction of its cells (:class:`hpa_keras.models.layers.BagPooling`),
+so it needs each field's cells in one batch element. Cell records are
+written field by field and a shard never splits a field
+(:mod:`hpa_keras.data.cell_records`), so reading shards one after another
+(in a new order every epoch when training) meets each field's cells in one
+run; a generator cuts the stream where the field changes and pads each bag
+to ``bag_size`` cells with a mask. A field of more than ``bag_size`` cells
+becomes several bags, each with the field's labels (a class seen in the
+other part is then asked of this one too: choose ``bag_size`` above the
+usual cell count; the manifest's cell counts say what that is).
+"""
+
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from hpa_keras.data.pipeline import (
+    AUTOTUNE,
+    _make_single_decoder,
+    resolve_channels,
+    select_shards,
+)
+from hpa_keras.data.tfrecords import READ_BUFFER_BYTES, read_manifest
+from hpa_keras.errors import InputError
+
+BAG_SHUFFLE = 64  # bags shuffled in memory when training, beyond the shard order
+
+
+def _field_ids(files) -> tf.data.Dataset:
+    spec = {"field_id": tf.io.FixedLenFeature([], tf.string)}
+    return tf.data.TFRecordDataset(files, buffer_size=READ_BUFFER_BYTES).map(
+        lambda record: tf.io.parse_single_example(record, spec)["field_id"]
+    )
+
+
+def count_bags(files, bag_size: int) -> int:
+    """The bags the records of ``files`` make (a field's cells in runs of ``bag_size``)."""
+    bags, current, length = 0, None, 0
+    for field_id in _field_ids(files).as_numpy_iterator():
+        if field_id != current or length == bag_size:
+            bags, current, length = bags + 1, field_id, 0
+        length += 1
+    return bags
+
+
+def load_cell_bags(
+    tfrecord_dir: str | os.PathLike,
+    folds=None,
+    training: bool = True,
+    bags_per_batch: int = 4,
+    bag_size: int = 48,
+    channels="rgby",
+    seed: int | None = None,
+    sources=None,
+    repeat: bool | None = None,
+) -> tf.data.Dataset:
+    """Batches of ``((images (B, K, S, S, C), mask (B, K)), field labels (B, classes))``.
+
+    Images are the stored pixels (uint8 or uint16), as ``load_dataset(...,
+    normalization="none")`` gives them: the model standardizes them.
+    """
+    manifest = read_manifest(tfrecord_dir)
+    if manifest.get("kind") != "cells":
+        raise InputError(
+            f"{tfrecord_dir}: field records; multiple-instance training (cell_pooling) needs "
+            "cell records (make-tfrecords --masks)"
+        )
+    if not manifest["labeled"]:
+        raise InputError(f"{tfrecord_dir}: unlabeled records; bags train on field labels")
+    shards = select_shards(manifest, folds, sources)
+    if not shards:
+        raise InputError(f"{tfrecord_dir}: no records of folds {folds} and sources {sources}")
+    files = [os.path.join(os.fspath(tfrecord_dir), shard["file"]) for shard in shards]
+    names = resolve_channels(channels)
+    from hpa_keras.classes import CHANNELS
+
+    indices = [CHANNELS.index(name) for name in names]
+    size, classes = manifest["image_size"], manifest["num_classes"]
+    dtype = np.uint16 if manifest["bit_depth"] == 16 else np.uint8
+    decode = _make_single_decoder(manifest, indices, size)
+    field_spec = {"field_id": tf.io.FixedLenFeature([], tf.string)}
+    repeat = training if repeat is None else repeat
+
+    def records(order):
+        return tf.data.TFRecordDataset(order, buffer_size=READ_BUFFER_BYTES).map(
+            lambda record: (
+                *decode(record),
+                tf.io.parse_single_example(record, field_spec)["field_id"],
+            ),
+            num_parallel_calls=AUTOTUNE,
+            deterministic=True,  # a field's cells must stay together
+        )
+
+    def pack(images, target):
+        bag = np.zeros((bag_size, size, size, len(indices)), dtype)
+        bag[: len(images)] = images
+        mask = np.zeros(bag_size, np.float32)
+        mask[: len(images)] = 1.0
+        return (bag, mask), target
+
+    def bags():
+        rng = np.random.default_rng(seed)
+        while True:
+            order = list(files)
+            if training:
+                rng.shuffle(order)
+            images, current, target = [], None, None
+            for image, labels, field_id in records(order).as_numpy_iterator():
+                if field_id != current or len(images) == bag_size:
+                    if images:
+                        yield pack(images, target)
+                    images, current, target = [], field_id, labels
+                images.append(image)
+            if images:
+                yield pack(images, target)
+            if not repeat:
+                return
+
+    signature = (
+        (
+            tf.TensorSpec((bag_size, size, size, len(indices)), tf.as_dtype(dtype)),
+            tf.TensorSpec((bag_size,), tf.float32),
+        ),
+        tf.TensorSpec((classes,), tf.float32),
+    )
+    dataset = tf.data.Dataset.from_generator(bags, output_signature=signature)
+    if training:
+        dataset = dataset.shuffle(BAG_SHUFFLE, seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(bags_per_batch, drop_remainder=training)
+    if not repeat:
+        total = count_bags(files, bag_size)
+        batches = total // bags_per_batch if training else -(-total // bags_per_batch)
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
+    return dataset.prefetch(AUTOTUNE)
