@@ -942,7 +942,11 @@ def run_evaluate_cells(arguments) -> None:
     import json
 
     from hpa_keras.atomic import write_text_atomic
-    from hpa_keras.cells.average_precision import mean_average_precision, submission_fields
+    from hpa_keras.cells.average_precision import (
+        cell_f1_figures,
+        mean_average_precision,
+        submission_fields,
+    )
     from hpa_keras.cells.submission import read_submission
     from hpa_keras.classes import get_scheme
     from hpa_keras.data.cell_records import cell_label_scheme, read_cell_labels
@@ -979,6 +983,12 @@ def run_evaluate_cells(arguments) -> None:
         f"mAP {score.mean_average_precision:.4f} over the {scored} classes with true cells "
         f"({len(fields)} fields, cells matched at IoU >= {arguments.iou})"
     )
+    f1 = cell_f1_figures(fields, arguments.iou, scheme)
+    print(
+        f"per cell: macro F1 {f1['cells_at_0.5']:.4f} at 0.5, {f1['cells_tuned']:.4f} with "
+        f"thresholds tuned on these same cells (optimistic); per field (the cells' maximum): "
+        f"{f1['fields_at_0.5']:.4f} at 0.5, {f1['fields_tuned']:.4f} tuned"
+    )
     out = Path(arguments.out)
     summary = {
         "mAP": score.mean_average_precision,
@@ -994,6 +1004,7 @@ def run_evaluate_cells(arguments) -> None:
         "scheme": scheme.name,
         "submission": str(Path(arguments.submission).resolve()),
         "num_fields": len(fields),
+        "macro_f1": f1,
     }
     write_text_atomic(out / "cells_summary.json", json.dumps(summary, indent=1) + "\n")
     print(f"wrote {out / 'cells_summary.json'}")

@@ -172,3 +172,19 @@ def test_submission_bad_inputs_are_named(tmp_path):
     )
     with pytest.raises(InputError, match="class 19 outside 0..18"):
         read_submission(tmp_path / "class.csv")
+
+
+def test_matched_scores_and_field_level_figures():
+    from hpa_keras.cells.average_precision import field_level, matched_cell_scores
+
+    # field 1: true cells {0}, {18}; predicted cell 0 matches true 0, nothing matches true 1
+    first = FieldCells(np.array([[0.9, 0.1]]), np.array([[0.7, np.nan, 0.2]]), [{0}, {2}])
+    # field 2: both true cells Negative (class 2 here), matched exactly
+    second = FieldCells(np.eye(2), np.array([[0.1, 0.2, 0.9], [0.3, 0.1, 0.6]]), [{2}, {2}])
+    truth, scores = matched_cell_scores([first, second])
+    np.testing.assert_array_equal(truth, [[1, 0, 0], [0, 0, 1], [0, 0, 1], [0, 0, 1]])
+    np.testing.assert_allclose(scores, [[0.7, 0, 0.2], [0, 0, 0], [0.1, 0.2, 0.9], [0.3, 0.1, 0.6]])
+    truth, scores = field_level([first, second], negative_class=2)
+    # field 1 has class 0 and a class-2 cell, but Negative needs every cell: not Negative
+    np.testing.assert_array_equal(truth, [[1, 0, 0], [0, 0, 1]])
+    np.testing.assert_allclose(scores, [[0.7, 0.0, 0.2], [0.3, 0.2, 0.6]])  # Negative: minimum

@@ -195,3 +195,73 @@ def submission_fields(
         true_classes = [set(known.get(int(number), ())) for number in numbers]
         fields.append(FieldCells(iou, scores, true_classes, field_id))
     return fields
+
+
+def matched_cell_scores(fields: list[FieldCells], iou_threshold: float = CHALLENGE_IOU):
+    """``(truth (N, C) 0/1, scores (N, C))`` over the true cells of every field: each true
+    cell takes the scores of the predicted cell matched to it (IoU >= threshold), zeros
+    when none is (a missed cell predicts nothing). Left-out classes score 0."""
+    truths, scores = [], []
+    for field_cells in fields:
+        classes = field_cells.scores.shape[1]
+        for column, true_classes in enumerate(field_cells.true_classes):
+            row = np.zeros(classes)
+            row[list(true_classes)] = 1
+            truths.append(row)
+            if field_cells.iou.shape[0]:
+                best = int(np.argmax(field_cells.iou[:, column]))
+                if field_cells.iou[best, column] >= iou_threshold:
+                    scores.append(np.nan_to_num(field_cells.scores[best], nan=0.0))
+                    continue
+            scores.append(np.zeros(classes))
+    classes = fields[0].scores.shape[1] if fields else 0
+    return (
+        np.asarray(truths).reshape(-1, classes),
+        np.asarray(scores).reshape(-1, classes),
+    )
+
+
+def field_level(fields: list[FieldCells], negative_class: int | None = None):
+    """``(truth (F, C), scores (F, C))`` per field from its cells: a field has a class when
+    a cell has it, and its score is its cells' maximum; Negative (``negative_class``) the
+    other way round, when every cell is, with the cells' minimum, as the 2021 labels say."""
+    truths, scores = [], []
+    for field_cells in fields:
+        classes = field_cells.scores.shape[1]
+        truth = np.zeros(classes)
+        for true_classes in field_cells.true_classes:
+            truth[list(true_classes)] = 1
+        predicted = np.nan_to_num(field_cells.scores, nan=0.0)
+        score = predicted.max(axis=0) if len(predicted) else np.zeros(classes)
+        if negative_class is not None:
+            cells = field_cells.true_classes
+            truth[negative_class] = float(bool(cells) and all(negative_class in c for c in cells))
+            if len(predicted):
+                score[negative_class] = predicted[:, negative_class].min()
+        truths.append(truth)
+        scores.append(score)
+    return np.asarray(truths), np.asarray(scores)
+
+
+def cell_f1_figures(fields: list[FieldCells], iou_threshold: float, scheme) -> dict:
+    """Macro F1 per cell (matched cells' scores; unmatched true cells predict nothing) and per
+    field (cells' maximum), at 0.5 and at thresholds tuned on the same data (an optimistic
+    figure: there is no other data to tune them on here). Classes without a true cell are
+    left out, as in the mAP."""
+    from hpa_keras.classes import get_scheme
+    from hpa_keras.training.metrics import f1_per_class
+    from hpa_keras.training.thresholds import best_thresholds
+
+    scheme = get_scheme(scheme)
+    negative = scheme.class_names.index("Negative") if "Negative" in scheme.class_names else None
+    figures = {}
+    for level, (truth, scores) in (
+        ("cells", matched_cell_scores(fields, iou_threshold)),
+        ("fields", field_level(fields, negative)),
+    ):
+        present = truth.sum(axis=0) > 0
+        at_half = f1_per_class(truth, scores >= 0.5)[present]
+        _, tuned = best_thresholds(truth, scores)
+        figures[f"{level}_at_0.5"] = float(at_half.mean()) if present.any() else float("nan")
+        figures[f"{level}_tuned"] = float(tuned[present].mean()) if present.any() else float("nan")
+    return figures
