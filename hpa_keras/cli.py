@@ -666,6 +666,24 @@ def add_predict(commands) -> None:
         metavar="CSV",
         help="the per-cell table of a cell run (default: --out's name with _cells.csv)",
     )
+    predict.add_argument(
+        "--image-run",
+        nargs="+",
+        metavar="RUN",
+        help="a cell run: also a field run (or cv folder) whose probabilities for each cell's "
+        "field are mixed in: (1 - W) * cell + W * field",
+    )
+    image_input = predict.add_mutually_exclusive_group()
+    image_input.add_argument("--image-data", metavar="DIR", help="--image-run's field records")
+    image_input.add_argument("--image-images", metavar="DIR", help="--image-run's image folder")
+    predict.add_argument(
+        "--image-weight",
+        type=float,
+        default=0.5,
+        metavar="W",
+        help="the field run's share W in [0, 1] (default: 0.5; choose it on validation cells, "
+        "see README)",
+    )
     predict.set_defaults(handler=run_predict)
 
 
@@ -694,7 +712,11 @@ def run_predict(arguments) -> None:
     views = arguments.tta or default_views(arguments.run)
     scheme = run_input.get("scheme", "hpa2018")
     if cell_run:
+        if arguments.image_run:
+            probabilities = _mixed_with_fields(arguments, ids, probabilities)
         return _write_cell_predictions(arguments, ids, probabilities, thresholds, run_input)
+    if arguments.image_run:
+        raise InputError("--image-run mixes a field run into a cell run's predictions")
     labels = submission_labels(probabilities, thresholds, require_label=not arguments.allow_empty)
     write_submission(arguments.out, ids, labels, scheme=scheme)
     if arguments.probabilities:
@@ -733,6 +755,27 @@ def _check_cell_input(arguments, run_input: dict) -> bool:
         return False
     arguments.masks = arguments.masks or (manifest.get("cells") or {}).get("masks")
     return True
+
+
+def _mixed_with_fields(arguments, ids, probabilities):
+    from hpa_keras.inference.cells import mix_with_fields
+    from hpa_keras.inference.predict import predict_runs
+    from hpa_keras.inference.runs import expand_runs, read_input_settings
+
+    if not (arguments.image_data or arguments.image_images):
+        raise InputError("--image-run needs the fields to predict: --image-data or --image-images")
+    folders, _ = expand_runs(arguments.image_run)
+    if read_input_settings(folders[0]).get("kind", "fields") != "fields":
+        raise InputError(f"{folders[0]}: --image-run takes a run trained on whole fields")
+    field_ids, field_probabilities, _ = predict_runs(
+        arguments.image_run,
+        data=arguments.image_data,
+        images=arguments.image_images,
+        batch_size=arguments.batch_size,
+    )
+    return mix_with_fields(
+        ids, probabilities, field_ids, field_probabilities, arguments.image_weight
+    )
 
 
 def _write_cell_predictions(arguments, ids, probabilities, thresholds, run_input) -> None:

@@ -571,3 +571,19 @@ def test_a_field_run_refuses_cell_records():
         InputError, match="d: cell records, but the run was trained on whole fields"
     ):
         check_run_and_records("fields", "cells", "d")
+
+
+def test_mix_with_fields_is_the_stated_formula():
+    from hpa_keras.inference.cells import mix_with_fields
+
+    cells = np.array([[0.2, 0.8], [0.6, 0.0], [1.0, 1.0]])
+    fields = np.array([[0.5, 0.5], [0.0, 1.0]])
+    mixed = mix_with_fields(["a_1", "a_2", "b_1"], cells, ["a", "b"], fields, 0.25)
+    expected = 0.75 * cells + 0.25 * fields[[0, 0, 1]]
+    np.testing.assert_allclose(mixed, expected)
+    with pytest.raises(InputError, match="field c has cells but the field run did not predict it"):
+        mix_with_fields(["c_1"], cells[:1], ["a"], fields[:1], 0.5)
+    with pytest.raises(InputError, match="predicts 3 classes, the cell run 2"):
+        mix_with_fields(["a_1"], cells[:1], ["a"], np.ones((1, 3)), 0.5)
+    with pytest.raises(InputError, match="--image-weight must be in"):
+        mix_with_fields(["a_1"], cells[:1], ["a"], fields[:1], 1.5)

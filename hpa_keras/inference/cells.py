@@ -41,6 +41,35 @@ def cells_by_field(ids, probabilities) -> dict[str, dict[int, np.ndarray]]:
     return fields
 
 
+def mix_with_fields(cell_ids, cell_probabilities, field_ids, field_probabilities, weight: float):
+    """Each cell's probabilities mixed with its field's: ``(1 - weight) * cell + weight *
+    field``, the same classes in the same order (a cell run and a field run of one scheme).
+
+    The field run sees the whole field, context a crop lacks (how many cells
+    show a pattern, their neighbours); the cell run says which cells. 0 keeps
+    the cells', 1 gives every cell its field's probabilities (the baseline of
+    labelling cells with their image's prediction).
+    """
+    if not 0.0 <= weight <= 1.0:
+        raise InputError(f"--image-weight must be in [0, 1], got {weight}")
+    cell_probabilities = np.asarray(cell_probabilities, np.float64)
+    field_probabilities = np.asarray(field_probabilities, np.float64)
+    if cell_probabilities.shape[1] != field_probabilities.shape[1]:
+        raise InputError(
+            f"the field run predicts {field_probabilities.shape[1]} classes, the cell run "
+            f"{cell_probabilities.shape[1]}: both must use one label scheme"
+        )
+    row_of = {field_id: row for row, field_id in enumerate(field_ids)}
+    mixed = np.empty_like(cell_probabilities)
+    for index, record_id in enumerate(cell_ids):
+        field_id, _ = split_cell_id(record_id)
+        if field_id not in row_of:
+            raise InputError(f"field {field_id} has cells but the field run did not predict it")
+        field = field_probabilities[row_of[field_id]]
+        mixed[index] = (1 - weight) * cell_probabilities[index] + weight * field
+    return mixed
+
+
 def check_run_and_records(run_kind: str, data_kind: str, data) -> None:
     """A cell run reads cell records, a field run field records: anything else is an error."""
     if run_kind == data_kind:
