@@ -61,3 +61,31 @@ def test_quick_demo_writes_every_result(tmp_path, capsys):
     thresholds = json.loads((out / "cv" / "thresholds.json").read_text())["thresholds"]
     table = pd.read_csv(out / "report" / "classes.csv")
     np.testing.assert_allclose(table["threshold"].to_numpy()[:28], thresholds, atol=1e-6)
+
+
+def test_quick_single_cell_demo_scores_every_submission(tmp_path, capsys):
+    import json
+
+    from hpa_keras.cells.submission import read_submission
+
+    out = tmp_path / "single"
+    status = main(["demo", "--single-cell", "--quick", "--out", str(out), "--workers", "1",
+                   "--quiet"])  # fmt: skip
+    assert status == 0
+    printed = capsys.readouterr().out
+    assert "mAP over cells at IoU 0.6" in printed and "[6/6]" in printed
+    results = json.loads((out / "single_cell_results.json").read_text())
+    names = set(results["test_map"])
+    assert {"cell run", "cell run on segmented cells", "baseline: each cell its field's prediction",
+            "baseline: random forest on cell features"} <= names  # fmt: skip
+    assert all(0.0 <= value <= 1.0 for value in results["test_map"].values())
+    assert set(results["validation_map_by_weight"]) == {"0.0", "0.25", "0.5", "0.75", "1.0"}
+    assert 0.0 < results["segmentation"]["recall"] <= 1.0
+    # the field-prediction baseline is the mix at W = 1: the same submission scores the same
+    if results["mix_weight"] == 1.0:
+        mixed = [
+            value for name, value in results["test_map"].items() if name.startswith("cell run +")
+        ]
+        assert mixed == [results["test_map"]["baseline: each cell its field's prediction"]]
+    submission = read_submission(out / "submission_cells.csv", 19)
+    assert len(submission) == 10  # the quick plan's test fields

@@ -142,7 +142,7 @@ def _logistic_regression_probabilities(train_x, train_y, test_x, seed: int) -> n
     return scores
 
 
-def _random_forest_probabilities(train_x, train_y, test_x, seed: int, trees: int) -> np.ndarray:
+def random_forest_probabilities(train_x, train_y, test_x, seed: int, trees: int) -> np.ndarray:
     from sklearn.ensemble import RandomForestClassifier
 
     forest = RandomForestClassifier(
@@ -194,7 +194,7 @@ def run_baselines(
     half = np.full(classes, 0.5)
     learned = {
         "logistic regression": lambda x, y, t: _logistic_regression_probabilities(x, y, t, seed),
-        "random forest": lambda x, y, t: _random_forest_probabilities(x, y, t, seed, trees),
+        "random forest": lambda x, y, t: random_forest_probabilities(x, y, t, seed, trees),
     }
     results = []
     for name in names:
