@@ -228,6 +228,13 @@ def add_show(commands) -> None:
         help="folder of cell masks (hpa-keras segment's, the HPA's, Cellpose's): outline and "
         "number the field's cells",
     )
+    show.add_argument(
+        "--cell-labels",
+        default=None,
+        metavar="CSV",
+        help="with --masks: ID,cell,Label (a cells.csv, or predict's per-cell table) to write "
+        "each cell's classes under its number",
+    )
     show.set_defaults(handler=run_show)
 
 
@@ -236,7 +243,12 @@ def run_show(arguments) -> None:
     from hpa_keras.reports.samples import write_sample_figure
 
     found = write_sample_figure(
-        arguments.dir, arguments.id, arguments.out, arguments.labels, arguments.masks
+        arguments.dir,
+        arguments.id,
+        arguments.out,
+        arguments.labels,
+        arguments.masks,
+        arguments.cell_labels,
     )
     missing = [name for name, path in found["files"].items() if path is None]
     if missing:

@@ -464,6 +464,14 @@ def test_show_outlines_and_numbers_cells(cell_demo, tmp_path, capsys):
                  "--out", str(out)]) == 0  # fmt: skip
     assert "cells outlined" in capsys.readouterr().out
     assert cv2.imread(str(out)) is not None
+    labelled = tmp_path / "labelled.png"
+    masks, truth = str(cell_demo / "masks"), str(cell_demo / "cells.csv")
+    assert main(["show", str(cell_demo), "--id", field_id, "--masks", masks,
+                 "--cell-labels", truth, "--out", str(labelled)]) == 0  # fmt: skip
+    assert cv2.imread(str(labelled)) is not None
+    assert main(["show", str(cell_demo), "--id", field_id, "--cell-labels",
+                 str(cell_demo / "cells.csv"), "--out", str(labelled)]) == 2  # fmt: skip
+    assert "give the masks too" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------ real fields
@@ -544,7 +552,7 @@ def test_predict_labels_every_cell_and_evaluate_scores_the_submission(cell_run, 
             numbers = np.unique(cells[mask])
             assert numbers.size == 1 and np.array_equal(cells == numbers[0], mask)
     table = _cell_rows(cell_run / "submission_cells.csv")
-    assert len(table) == len(rows) and list(table[0])[:3] == ["ID", "cell", "Label"]
+    assert len(table) == len(rows) and list(table[0])[:3] == ["Id", "cell", "Label"]
     capsys.readouterr()
     assert main(["evaluate", "--cells", "--submission", str(out), "--masks",
                  str(cell_demo / "masks"), "--cell-labels", str(cell_demo / "cells.csv"),

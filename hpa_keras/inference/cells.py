@@ -18,7 +18,7 @@ import numpy as np
 
 from hpa_keras.atomic import write_text_atomic
 from hpa_keras.cells.submission import prediction_string, write_submission
-from hpa_keras.classes import format_target
+from hpa_keras.classes import format_target, get_scheme
 from hpa_keras.data.cells import read_field_masks
 from hpa_keras.data.images import image_dimensions
 from hpa_keras.errors import InputError
@@ -123,7 +123,7 @@ def write_cell_predictions(
     write_submission(out, rows)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["ID", "cell", "Label", *class_names])
+    writer.writerow([get_scheme(scheme).id_column, "cell", "Label", *class_names])
     for field_id, number, label, values in table_rows:
         writer.writerow([field_id, number, label, *(f"{value:.4f}" for value in values)])
     write_text_atomic(table, buffer.getvalue())

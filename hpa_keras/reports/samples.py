@@ -55,8 +55,9 @@ def composite(channels: Mapping[str, np.ndarray | None]) -> np.ndarray:
     return np.clip(image, 0.0, 1.0)
 
 
-def _draw_cells(axis, picture: np.ndarray, cells: np.ndarray) -> None:
-    """The composite with white cell outlines and each cell's number at its deepest point."""
+def _draw_cells(axis, picture: np.ndarray, cells: np.ndarray, cell_classes=None) -> None:
+    """The composite with white cell outlines and each cell's number at its deepest point;
+    with ``cell_classes`` (``{number: [classes]}``) the classes under the number."""
     picture_side = 900
     height, width = picture.shape[:2]
     factor = picture_side / max(height, width)  # small fields enlarged: outlines stay thin
@@ -71,10 +72,13 @@ def _draw_cells(axis, picture: np.ndarray, cells: np.ndarray) -> None:
     font = float(np.clip(160 / np.sqrt(max(count, 1)), 5, 11))
     scale_y, scale_x = picture.shape[0] / height, picture.shape[1] / width
     for number, (row, column) in cell_centres(cells).items():
+        text = str(number)
+        if cell_classes is not None:
+            text += "\n" + (",".join(map(str, cell_classes.get(number, []))) or "-")
         axis.text(
             column * scale_x,
             row * scale_y,
-            str(number),
+            text,
             color="white",
             fontsize=font,
             ha="center",
@@ -135,6 +139,7 @@ def sample_figure(
     labels: Sequence[int] | None = None,
     class_names: Sequence[str] = CLASS_NAMES,
     cells: np.ndarray | None = None,
+    cell_classes: dict | None = None,
 ):
     """A figure: the composite, then each channel in its colour (or marked missing).
 
@@ -152,7 +157,7 @@ def sample_figure(
         axes = [figure.add_subplot(grid[:, :2])] + [
             figure.add_subplot(grid[row, column]) for row in range(2) for column in (2, 3)
         ]
-        _draw_cells(axes[0], composite(channels), cells)
+        _draw_cells(axes[0], composite(channels), cells, cell_classes)
     for axis, name in zip(axes[1:], CHANNELS, strict=True):
         array = channels.get(name)
         if array is None:
@@ -195,6 +200,7 @@ def write_sample_figure(
     out: str | os.PathLike,
     labels_csv: str | os.PathLike | None = None,
     masks: str | os.PathLike | None = None,
+    cell_labels: str | os.PathLike | None = None,
 ) -> dict:
     """Read one sample's channels under ``root`` and save its panel figure to ``out``.
 
@@ -204,7 +210,9 @@ def write_sample_figure(
     drawn as "missing" (the real files in shared/ have one channel per Id).
     Labels come from ``labels_csv``, else from ``train.csv`` or
     ``test_labels.csv`` in ``root`` when they list the Id. With ``masks`` (a
-    folder of cell masks) the field's cells are outlined and numbered.
+    folder of cell masks) the field's cells are outlined and numbered; with
+    ``cell_labels`` too (an ``ID,cell,Label`` file: a cells.csv or predict's
+    per-cell table) each cell's classes are written under its number.
     Returns what was found.
     """
     files = find_sample_files(root, sample_id)
@@ -229,13 +237,27 @@ def write_sample_figure(
                 break
             except KeyError:
                 continue
-    cells = None
+    cells, cell_classes = None, None
     if masks is not None:
         from hpa_keras.data.cells import read_field_masks
 
         cells, _ = read_field_masks(masks, sample_id, next(iter(shapes)))
+    if cell_labels is not None:
+        if cells is None:
+            raise InputError("cell labels are drawn on cells: give the masks too")
+        from hpa_keras.data.cell_records import cell_label_scheme, read_cell_labels
+
+        cell_scheme = cell_label_scheme(cell_labels)
+        cell_classes = read_cell_labels(cell_labels, cell_scheme).get(sample_id, {})
+        scheme = cell_scheme if labels is None else scheme
     names = get_scheme(scheme).class_names
-    save_figure(sample_figure(channels, sample_id, labels, names, cells=cells), out)
+    figure = sample_figure(channels, sample_id, labels, names, cells=cells,
+                           cell_classes=cell_classes)  # fmt: skip
+    if cell_classes:
+        shown = sorted({label for classes in cell_classes.values() for label in classes})
+        legend = "; ".join(f"{label} {names[label]}" for label in shown)
+        figure.text(0.02, 0.01, f"cell classes: {legend}", fontsize=8, wrap=True)
+    save_figure(figure, out)
     found = {"files": files, "labels": labels, "scheme": scheme}
     found["num_cells"] = None if cells is None else int(np.unique(cells[cells > 0]).size)
     return found
