@@ -13,7 +13,7 @@ import hpa_keras
 from hpa_keras.registration import REGISTERING_MODULES
 
 PACKAGE = Path(hpa_keras.__file__).parent
-SUBPACKAGES = ("data", "synthetic", "models", "training", "inference", "reports")
+SUBPACKAGES = ("data", "synthetic", "models", "training", "inference", "reports", "cells")
 
 
 def python(code: str) -> subprocess.CompletedProcess:

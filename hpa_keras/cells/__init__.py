@@ -1,6 +1,7 @@
-"""Cells of a field: segmentation into cell and nucleus masks, and matching masks.
+"""Cells of a field: segmentation into masks, matching masks, the 2021 submission and score.
 
     >>> from hpa_keras.cells import segment_field, segment_folder, match_cells
+    >>> from hpa_keras.cells import read_submission, submission_fields, mean_average_precision
 
 The mask files themselves (names, rules, reading, crops) are
 :mod:`hpa_keras.data.cells`.
@@ -17,5 +18,13 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "match_cells": "matching",
         "iou_matrix": "matching",
         "MatchResult": "matching",
+        "mean_average_precision": "average_precision",
+        "submission_fields": "average_precision",
+        "FieldCells": "average_precision",
+        "read_submission": "submission",
+        "write_submission": "submission",
+        "prediction_string": "submission",
+        "encode_binary_mask": "submission",
+        "decode_binary_mask": "submission",
     },
 )

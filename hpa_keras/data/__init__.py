@@ -35,5 +35,11 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "dataset_ids": "pipeline",
         "dataset_labels": "pipeline",
         "resolve_channels": "pipeline",
+        "load_cell_bags": "bags",
+        "read_mask": "cells",
+        "write_mask": "cells",
+        "read_field_masks": "cells",
+        "find_mask_files": "cells",
+        "read_cell_labels": "cell_records",
     },
 )
