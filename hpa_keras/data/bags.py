@@ -7,7 +7,7 @@ written field by field and a shard never splits a field
 (:mod:`hpa_keras.data.cell_records`), so reading shards one after another
 (in a new order every epoch when training) meets each field's cells in one
 run; a generator cuts the stream where the field changes and pads each bag
-to ``bag_size`` cells with a mask. A field of more than ``bag_size`` cells
+to ``bag_size`` cells (repeating its own cells) with a mask. A field of more than ``bag_size`` cells
 becomes several bags, each with the field's labels (a class seen in the
 other part is then asked of this one too: choose ``bag_size`` above the
 usual cell count; the manifest's cell counts say what that is).
@@ -96,8 +96,10 @@ def load_cell_bags(
         )
 
     def pack(images, target):
-        bag = np.zeros((bag_size, size, size, len(indices)), dtype)
-        bag[: len(images)] = images
+        # Padding repeats the field's own cells (masked out of the pooling): zero images
+        # would reach BatchNorm's batch statistics and pull them towards black crops.
+        order = np.arange(bag_size) % len(images)
+        bag = np.stack(images)[order].astype(dtype, copy=False)
         mask = np.zeros(bag_size, np.float32)
         mask[: len(images)] = 1.0
         return (bag, mask), target
