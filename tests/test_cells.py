@@ -99,7 +99,6 @@ def test_mask_files_are_found_under_the_tools_names_and_ambiguity_is_an_error(tm
 
 
 def test_cell_geometry_boxes_areas_and_flags_against_numpy():
-    rng = np.random.default_rng(0)
     cells = np.zeros((40, 50), np.int32)
     cells[0:10, 5:20] = 3  # touches the top edge
     cells[15:30, 15:35] = 7
@@ -113,7 +112,6 @@ def test_cell_geometry_boxes_areas_and_flags_against_numpy():
         assert cell.area == rows.size
     assert geometry[3].edge and not geometry[7].edge
     assert geometry[9].small and not geometry[3].small
-    del rng
 
 
 def test_crop_window_is_centred_square_with_margin():
@@ -595,3 +593,40 @@ def test_mix_with_fields_is_the_stated_formula():
         mix_with_fields(["a_1"], cells[:1], ["a"], np.ones((1, 3)), 0.5)
     with pytest.raises(InputError, match="--image-weight must be in"):
         mix_with_fields(["a_1"], cells[:1], ["a"], fields[:1], 1.5)
+
+
+def test_real_fields_segmented_trained_on_and_labelled_cell_by_cell(real_2021_folder, tmp_path):
+    """The whole per-cell path on the real 2048 px fields: segment, cut cell records, train a
+    tiny multiple-instance run on their 2021 field labels (bags of real cells), predict, and
+    read the 2021 submission back: each decoded mask is one segmented cell."""
+    from hpa_keras.cells.submission import read_submission
+    from hpa_keras.data.conversion import ConversionSettings, make_tfrecords
+    from hpa_keras.data.tfrecords import read_manifest
+
+    summary = segment_folder(real_2021_folder / "images", tmp_path / "masks", workers=1,
+                             progress=False)  # fmt: skip
+    assert summary["segmented"] == 5
+    make_tfrecords(
+        real_2021_folder / "images", tmp_path / "records", labels=real_2021_folder / "labels.csv",
+        settings=ConversionSettings(masks=str(tmp_path / "masks"), cell_size=16, num_folds=2),
+        workers=1, progress=False,
+    )  # fmt: skip
+    manifest = read_manifest(tmp_path / "records")
+    per_field = [count for shard in manifest["shards"] for count in shard["cells_per_field"]]
+    assert sorted(per_field) == sorted(summary["cells_per_field"].values())
+    run, out = str(tmp_path / "run"), tmp_path / "submission.csv"
+    assert main(["fit", "--data", str(tmp_path / "records"), "--model", "gapnet", "--tiny",
+                 "--epochs", "1", "--cell-pooling", "lse", "--bag-size", "40",
+                 "--bags-per-batch", "1", "--out", run]) == 0  # fmt: skip
+    assert main(["predict", "--run", run, "--data", str(tmp_path / "records"),
+                 "--out", str(out)]) == 0  # fmt: skip
+    submission = read_submission(out, 19)
+    assert set(submission) == set(summary["cells_per_field"])
+    for field_id, prediction in submission.items():
+        cells = read_mask(tmp_path / "masks" / f"{field_id}_cells.png")
+        assert (prediction.height, prediction.width) == cells.shape == (2048, 2048)
+        masks = {id(mask): mask for _, _, mask in prediction.items}
+        assert len(masks) == summary["cells_per_field"][field_id]
+        for mask in masks.values():
+            numbers = np.unique(cells[mask])
+            assert numbers.size == 1 and np.array_equal(cells == numbers[0], mask)

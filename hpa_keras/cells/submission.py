@@ -88,7 +88,11 @@ def write_submission(path: str | os.PathLike, rows: list[tuple[str, int, int, st
 
 @dataclass(frozen=True)
 class FieldPrediction:
-    """One field of a 2021 submission: its size and ``(class, confidence, mask)`` items."""
+    """One field of a 2021 submission: its size and ``(class, confidence, mask)`` items.
+
+    The items of one cell (one encoded mask) share one decoded array, which is how
+    :func:`hpa_keras.cells.average_precision.submission_fields` groups them into cells.
+    """
 
     field_id: str
     width: int
@@ -101,6 +105,16 @@ def read_submission(path: str | os.PathLike, num_classes: int = 19) -> dict[str,
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: submission not found")
+    # A 2048 px field's PredictionString (19 classes a cell, dozens of cells) runs to
+    # megabytes, beyond the csv module's default field limit of 128 KiB.
+    limit = csv.field_size_limit(2**31 - 1)
+    try:
+        return _read_rows(path, num_classes)
+    finally:
+        csv.field_size_limit(limit)
+
+
+def _read_rows(path: Path, num_classes: int) -> dict[str, FieldPrediction]:
     fields = {}
     with open(path, newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
