@@ -30,21 +30,10 @@ from hpa_keras.errors import InputError
 BAG_SHUFFLE = 64  # bags shuffled in memory when training, beyond the shard order
 
 
-def _field_ids(files) -> tf.data.Dataset:
-    spec = {"field_id": tf.io.FixedLenFeature([], tf.string)}
-    return tf.data.TFRecordDataset(files, buffer_size=READ_BUFFER_BYTES).map(
-        lambda record: tf.io.parse_single_example(record, spec)["field_id"]
-    )
-
-
-def count_bags(files, bag_size: int) -> int:
-    """The bags the records of ``files`` make (a field's cells in runs of ``bag_size``)."""
-    bags, current, length = 0, None, 0
-    for field_id in _field_ids(files).as_numpy_iterator():
-        if field_id != current or length == bag_size:
-            bags, current, length = bags + 1, field_id, 0
-        length += 1
-    return bags
+def count_bags(shards: list[dict], bag_size: int) -> int:
+    """The bags the manifest's ``shards`` make: each field's cells in runs of ``bag_size``
+    (the manifest keeps every cell shard's cells per field, so nothing is read)."""
+    return sum(-(-count // bag_size) for shard in shards for count in shard["cells_per_field"])
 
 
 def load_cell_bags(
@@ -81,16 +70,12 @@ def load_cell_bags(
     indices = [CHANNELS.index(name) for name in names]
     size, classes = manifest["image_size"], manifest["num_classes"]
     dtype = np.uint16 if manifest["bit_depth"] == 16 else np.uint8
-    decode = _make_single_decoder(manifest, indices, size)
-    field_spec = {"field_id": tf.io.FixedLenFeature([], tf.string)}
+    decode = _make_single_decoder(manifest, indices, size, field_id=True)
     repeat = training if repeat is None else repeat
 
     def records(order):
         return tf.data.TFRecordDataset(order, buffer_size=READ_BUFFER_BYTES).map(
-            lambda record: (
-                *decode(record),
-                tf.io.parse_single_example(record, field_spec)["field_id"],
-            ),
+            decode,
             num_parallel_calls=AUTOTUNE,
             deterministic=True,  # a field's cells must stay together
         )
@@ -134,7 +119,7 @@ def load_cell_bags(
         dataset = dataset.shuffle(BAG_SHUFFLE, seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(bags_per_batch, drop_remainder=training)
     if not repeat:
-        total = count_bags(files, bag_size)
+        total = count_bags(shards, bag_size)
         batches = total // bags_per_batch if training else -(-total // bags_per_batch)
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
     return dataset.prefetch(AUTOTUNE)

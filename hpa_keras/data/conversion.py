@@ -56,7 +56,7 @@ from hpa_keras.data.cell_records import (
     cut_cells,
     read_cell_labels,
 )
-from hpa_keras.data.cells import find_mask_files
+from hpa_keras.data.cells import find_mask_files, mask_ids
 from hpa_keras.data.images import (
     BIT_DEPTHS,
     SIXTEEN_BIT_RULES,
@@ -498,9 +498,8 @@ def _make_plan(sources: list[_LoadedSource], settings: ConversionSettings, worke
         listed = ", ".join(str(source.labels) for source in sources)
         raise InputError(f"none of the Ids in {listed} has image files")
     if settings.per_cell:
-        without = [
-            field_id for field_id in ids if find_mask_files(settings.masks, field_id)[0] is None
-        ]
+        with_masks = set(mask_ids(settings.masks))  # one listing, not a stat per name
+        without = [field_id for field_id in ids if field_id not in with_masks]
         if without and settings.on_error == "fail":
             raise InputError(
                 f"{Path(settings.masks) / (without[0] + '_cells.png')}: no cell mask for field "
@@ -826,7 +825,7 @@ def _cell_label_table(settings: ConversionSettings, plan: dict) -> dict | None:
     if settings.cell_labels is None:
         return None
     table = read_cell_labels(settings.cell_labels, plan["scheme"])
-    check_cell_label_fields(table, plan["labels"], settings.cell_labels, plan["scheme"])
+    check_cell_label_fields(table, plan["labels"], settings.cell_labels)
     return table
 
 
@@ -873,6 +872,7 @@ def _write_shard(out, shard, plan, settings, results, bar) -> None:
     skipped = []
     cell_totals = collections.Counter(fields=0, cells=0, edge=0, small=0, with_cell_labels=0)
     cell_class_counts = np.zeros(num_classes, np.int64)
+    cells_per_field = []  # in record order: bags of a field's cells are counted from it
     with atomic_path(out / shard["file"]) as temporary:
         with tf.io.TFRecordWriter(str(temporary)) as writer:
             for expected_id in shard["ids"]:
@@ -899,6 +899,7 @@ def _write_shard(out, shard, plan, settings, results, bar) -> None:
                         for crop, parts, shape, statistics in crops
                     ]
                     cell_totals["fields"] += 1
+                    cells_per_field.append(len(crops))
                 else:
                     image_parts, shape, statistics, details = encoded
                     records = [(sample_id, image_parts, shape, statistics, None)]
@@ -949,6 +950,7 @@ def _write_shard(out, shard, plan, settings, results, bar) -> None:
         "file_bit_depths": dict(depths),
         "skipped": skipped,
         "cell_totals": dict(cell_totals),
+        "cells_per_field": cells_per_field,
         "cell_class_counts": cell_class_counts.tolist(),
     }
     write_text_atomic(_progress_path(out, shard), json.dumps(progress) + "\n")
@@ -1082,8 +1084,11 @@ def _assemble_manifest(out: Path, plan: dict, settings: ConversionSettings) -> d
         "folds": folds,
         "shards": [
             {
-                key: shard[key]
-                for key in ("file", "fold", "source", "num_records", "bytes", "sha256")
+                **{
+                    key: shard[key]
+                    for key in ("file", "fold", "source", "num_records", "bytes", "sha256")
+                },
+                **({"cells_per_field": shard["cells_per_field"]} if settings.per_cell else {}),
             }
             for shard in shards
         ],

@@ -377,12 +377,15 @@ def _resize_like_conversion(image, size: int, dtype):
     return tf.ensure_shape(resized, (size, size, channels))
 
 
-def _make_single_decoder(manifest, indices, size):
-    """One record to ``(image (S, S, C), multi-hot labels or the Id)``, in the stored type."""
+def _make_single_decoder(manifest, indices, size, field_id: bool = False):
+    """One record to ``(image (S, S, C), multi-hot labels or the Id)``, in the stored type;
+    with ``field_id`` (cell records) also the cell's field Id, from the same parse."""
     encoding, stored = manifest["encoding"], manifest["image_size"]
     labeled, num_classes = manifest["labeled"], manifest["num_classes"]
     dtype = tf.uint16 if manifest["bit_depth"] == 16 else tf.uint8
     spec = _spec(encoding)
+    if field_id:
+        spec["field_id"] = tf.io.FixedLenFeature([], tf.string)
 
     def decode(record):
         features = tf.io.parse_single_example(record, spec)
@@ -397,6 +400,8 @@ def _make_single_decoder(manifest, indices, size):
         if size != stored:
             image = _resize_like_conversion(image, size, dtype)
         target = _multi_hot(features["labels"].values, num_classes) if labeled else features["id"]
+        if field_id:
+            return image, target, features["field_id"]
         return image, target
 
     return decode

@@ -299,7 +299,7 @@ class _Run:
     def _load_bags(self, config: TrainingConfig) -> None:
         """Multiple-instance data: bags of a field's cells, for training and validation."""
         from hpa_keras.data.bags import count_bags, load_cell_bags
-        from hpa_keras.data.pipeline import shard_paths
+        from hpa_keras.data.pipeline import select_shards
 
         if config.image_size not in (None, self.manifest["image_size"]):
             raise InputError("cell_pooling: cells are read at their stored size; drop image_size")
@@ -317,8 +317,8 @@ class _Run:
             **common,
         )  # fmt: skip
         if not config.steps_per_epoch:
-            files = shard_paths(config.data, self.manifest, self.train_folds)
-            bags = count_bags(files, config.bag_size)
+            shards = select_shards(self.manifest, self.train_folds)
+            bags = count_bags(shards, config.bag_size)
             self.steps_per_epoch = max(1, bags // config.bags_per_batch)
 
     def compile(self, model, core, learning_rate, epochs=None, schedule=None):
