@@ -112,7 +112,7 @@ def add_demo(commands) -> None:
     single = demo.add_argument_group(
         "single cell (--single-cell): labels for every cell; 600 fields with per-cell truth in "
         "the 2021 scheme, segmented and cut into cells, a cell run and a field run, the 2021 "
-        "submission and its mAP beside two baselines (about 10 minutes)"
+        "submission and its mAP beside two baselines (3-6 minutes on 2 cores)"
     )
     single.add_argument("--single-cell", action="store_true", help="run the single-cell demo")
     single.add_argument(

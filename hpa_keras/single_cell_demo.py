@@ -115,7 +115,10 @@ def run_single_cell_demo(
     field_run = _fit(records["fields_train"], out / "field-run", plan, cells=False)
 
     _step(5, "Choosing the field run's share W on the validation fold's cells")
-    weight, validation = choose_mix_weight(cell_run, field_run, records, fold=0)
+    from hpa_keras.data.cell_records import read_cell_labels
+
+    truth = read_cell_labels(data / "cells.csv", settings.scheme)
+    weight, validation = choose_mix_weight(cell_run, field_run, records, truth, fold=0)
     print(
         "      validation mAP by W: "
         + ", ".join(f"{w:g}: {value:.3f}" for w, value in validation.items())
@@ -222,23 +225,6 @@ def _fit(records: Path, run: Path, plan: SingleCellPlan, cells: bool) -> Path:
     return run
 
 
-def record_cells(records: Path, folds=None):
-    """``{field Id: {cell number: own classes}}`` of cell records (where known)."""
-    import tensorflow as tf
-
-    from hpa_keras.data.pipeline import shard_paths
-    from hpa_keras.data.tfrecords import parse_example_bytes, read_manifest
-
-    manifest = read_manifest(records)
-    table: dict[str, dict[int, list[int]]] = {}
-    for serialized in tf.data.TFRecordDataset(shard_paths(records, manifest, folds)):
-        record = parse_example_bytes(serialized.numpy())
-        cell = record["cell"]
-        if cell["has_cell_labels"]:
-            table.setdefault(cell["field_id"], {})[cell["cell"]] = cell["cell_labels"]
-    return table
-
-
 def records_map(ids, probabilities, truth: dict) -> float:
     """The challenge's mAP of per-record predictions over cells whose masks are the true
     ones (each record is its own true cell: IoU 1)."""
@@ -254,9 +240,10 @@ def records_map(ids, probabilities, truth: dict) -> float:
     return mean_average_precision(fields, HPA2021.num_classes).mean_average_precision
 
 
-def choose_mix_weight(cell_run: Path, field_run: Path, records: dict, fold: int = 0):
+def choose_mix_weight(cell_run: Path, field_run: Path, records: dict, truth: dict, fold=0):
     """The field run's share W (of MIX_WEIGHTS) with the best mAP on the validation fold's
-    cells, and the mAP of each W."""
+    cells (``truth``: the training cells' own classes, from cells.csv), and the mAP of
+    each W."""
     from hpa_keras.inference.cells import mix_with_fields
     from hpa_keras.inference.predict import predict_runs
 
@@ -264,7 +251,6 @@ def choose_mix_weight(cell_run: Path, field_run: Path, records: dict, fold: int 
                                                    folds=[fold])  # fmt: skip
     field_ids, field_probabilities, _ = predict_runs([field_run], data=records["fields_train"],
                                                      folds=[fold])  # fmt: skip
-    truth = record_cells(records["cells_train"], [fold])
     by_weight = {}
     for weight in MIX_WEIGHTS:
         mixed = mix_with_fields(cell_ids, cell_probabilities, field_ids, field_probabilities,

@@ -42,7 +42,7 @@ import cv2
 import numpy as np
 
 from hpa_keras.atomic import write_text_atomic
-from hpa_keras.data.cells import find_mask_files, write_mask
+from hpa_keras.data.cells import mask_ids, write_mask
 from hpa_keras.data.images import index_image_folder, read_channel, to_unit_float
 from hpa_keras.errors import InputError
 from hpa_keras.settings import setting
@@ -80,10 +80,10 @@ class SegmentationSettings:
     def validate(self) -> None:
         if not 64 <= self.working_size <= 8192:
             raise InputError(f"--working-size must be between 64 and 8192, got {self.working_size}")
-        for name in ("nucleus_smoothing", "cell_smoothing", "split_depth"):
-            if getattr(self, name) < 0:
-                raise InputError(f"--{name.replace('_', '-')} must be 0 or more")
-        for name in ("min_nucleus_area", "min_cell_area"):
+        for name in (
+            "nucleus_smoothing", "cell_smoothing", "split_depth", "min_nucleus_area",
+            "min_cell_area",
+        ):  # fmt: skip
             if getattr(self, name) < 0:
                 raise InputError(f"--{name.replace('_', '-')} must be 0 or more")
 
@@ -310,11 +310,8 @@ def segment_folder(
         raise InputError(f"{images}: no <Id>_<red|green|blue|yellow>.png/.tif/.jpg files")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    todo = [
-        field_id
-        for field_id in sorted(index)
-        if overwrite or find_mask_files(out, field_id)[0] is None
-    ]
+    done = set() if overwrite else set(mask_ids(out))  # one listing, not a stat per name
+    todo = [field_id for field_id in sorted(index) if field_id not in done]
     kept = len(index) - len(todo)
     if kept and progress:
         print(f"{kept} of {len(index)} fields already have masks in {out}; kept")

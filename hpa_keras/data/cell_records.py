@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hpa_keras.classes import get_scheme, parse_target
+from hpa_keras.classes import parse_target
 from hpa_keras.data.cells import (
     cell_geometry,
     crop_window,
@@ -36,18 +36,6 @@ from hpa_keras.data.images import read_sample
 from hpa_keras.errors import InputError
 
 CELL_CONTEXTS = ("keep", "zero")
-CELL_FEATURES = (
-    "field_id",
-    "cell",
-    "box",
-    "mask",
-    "cell_labels",
-    "has_cell_labels",
-    "edge",
-    "small",
-    "area",
-    "window",
-)
 
 
 def cell_record_id(field_id: str, number: int) -> str:
@@ -194,7 +182,7 @@ def cell_features(field_id: str, crop: dict, num_classes: int) -> dict:
     }
 
 
-def check_cell_label_fields(table: dict, field_ids, path, scheme: str) -> None:
+def check_cell_label_fields(table: dict, field_ids, path) -> None:
     """Every field a cell label file names must be one of the record set's fields."""
     unknown = sorted(set(table) - set(field_ids))
     if unknown:
@@ -202,4 +190,3 @@ def check_cell_label_fields(table: dict, field_ids, path, scheme: str) -> None:
             f"{path}: gives cell labels for {len(unknown)} fields that are not in the label "
             f"files' fields with images (first: {unknown[0]})"
         )
-    get_scheme(scheme)

@@ -19,8 +19,7 @@ import numpy as np
 from hpa_keras.atomic import write_text_atomic
 from hpa_keras.cells.submission import prediction_string, write_submission
 from hpa_keras.classes import format_target, get_scheme
-from hpa_keras.data.cells import read_field_masks
-from hpa_keras.data.images import image_dimensions
+from hpa_keras.data.cells import check_masks, find_mask_files, read_mask
 from hpa_keras.errors import InputError
 
 
@@ -105,8 +104,7 @@ def write_cell_predictions(
     thresholds = np.asarray(thresholds)
     rows, table_rows, labeled = [], [], 0
     for field_id, cells in fields.items():
-        shape = _mask_shape(masks, field_id)
-        mask, _ = read_field_masks(masks, field_id, shape)
+        mask = _cell_mask(masks, field_id)
         numbers = set(int(number) for number in np.unique(mask) if number)
         if set(cells) != numbers:
             extra, absent = sorted(set(cells) - numbers), sorted(numbers - set(cells))
@@ -130,13 +128,11 @@ def write_cell_predictions(
     return {"fields": len(rows), "cells": len(table_rows), "cells_with_a_class": labeled}
 
 
-def _mask_shape(masks, field_id) -> tuple[int, int]:
-    """A field's size from its cell mask file's header (the mask is then read and checked)."""
-    from hpa_keras.data.cells import find_mask_files, read_mask
-
+def _cell_mask(masks, field_id) -> np.ndarray:
+    """A field's cell mask, read and checked (its size is the field's: nothing to compare)."""
     cell_path, _ = find_mask_files(masks, field_id)
     if cell_path is None:
         raise InputError(f"{Path(masks) / (field_id + '_cells.png')}: no mask for field {field_id}")
-    if cell_path.suffix.lower() in (".npy", ".npz"):
-        return read_mask(cell_path).shape
-    return image_dimensions(cell_path)
+    cells = read_mask(cell_path)
+    check_masks(cells, None, cells.shape, cell_path)
+    return cells
