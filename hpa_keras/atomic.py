@@ -47,7 +47,12 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp"):
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically."""
+    """Write ``data`` to ``path`` atomically (a URL too: :mod:`hpa_keras.storage`)."""
+    from hpa_keras import storage
+
+    if storage.is_url(path):
+        storage.write_bytes_atomic(os.fspath(path), data)
+        return
     with atomic_path(path) as temporary:
         temporary.write_bytes(data)
 

@@ -17,6 +17,7 @@ reason, and exits with status 2, without a traceback. Heavy modules
 import argparse
 import dataclasses
 import sys
+import tempfile
 from pathlib import Path
 
 from hpa_keras import __version__
@@ -562,6 +563,16 @@ def _add_training_arguments(parser, skip=()) -> None:
     )
     parser.add_argument("--tiny", action="store_true", help="the model's tiny test variant")
     parser.add_argument("--quiet", action="store_true", help="no progress output (verbose 0)")
+    group = parser.add_argument_group(
+        "processes of a --distributed run (default: KERAS_DISTRIBUTION_JOB_ADDRESSES, "
+        "KERAS_DISTRIBUTION_NUM_PROCESSES, KERAS_DISTRIBUTION_PROCESS_ID, or what JAX detects "
+        "under Slurm, Open MPI, Kubernetes and Cloud TPU)"
+    )
+    group.add_argument(
+        "--coordinator", metavar="HOST:PORT", help="process 0's address and a free port"
+    )
+    group.add_argument("--num-processes", type=int, metavar="N", help="processes in the run")
+    group.add_argument("--process-id", type=int, metavar="K", help="this process, 0..N-1")
 
 
 def _training_config(arguments):
@@ -573,6 +584,13 @@ def _training_config(arguments):
     if arguments.quiet:
         overrides["verbose"] = 0
     config = resolve_config(overrides, arguments.config)
+    process_flags = (arguments.coordinator, arguments.num_processes, arguments.process_id)
+    if config.distributed:
+        from hpa_keras.distributed import initialize_processes
+
+        initialize_processes(*process_flags)
+    elif any(value is not None for value in process_flags):
+        raise InputError("--coordinator, --num-processes and --process-id need --distributed")
     # The model may come from the YAML file, so the tiny options wait for the resolved settings.
     tiny = {}
     if arguments.tiny:
@@ -629,6 +647,8 @@ def run_fit(arguments) -> None:
     from hpa_keras.training.fit import fit
 
     summary = fit(config)
+    if summary.get("process_index", 0):
+        return  # process 0 reports
     print(
         f"{summary['run']}: best epoch {summary['best_epoch']} of {summary['epochs']}, "
         f"validation macro F1 {summary['val_macro_f1_at_0.5']:.3f} at 0.5, "
@@ -668,6 +688,8 @@ def run_cv(arguments) -> None:
 
     config = _training_config(arguments)
     summary = cross_validate(config, arguments.out, folds=arguments.folds)
+    if summary is None:
+        return  # a process other than 0 of a --distributed cv: process 0 reports
     print(format_summary(summary))
     print(
         f"wrote {arguments.out}/thresholds.json ({summary['strategy']}), oof.csv and "
@@ -1101,6 +1123,33 @@ def run_evaluate_cells(arguments) -> None:
     print(f"wrote {out / 'cells_summary.json'}")
 
 
+def add_data_service(commands) -> None:
+    service = commands.add_parser(
+        "data-service",
+        help="serve training input: a tf.data service dispatcher and workers",
+        description="Start a tf.data service so that fit --data-service grpc://HOST:PORT "
+        "decodes and augments its training data on these workers instead of the trainer's "
+        "CPUs. Without --dispatcher: a dispatcher on --port and --workers workers here; with "
+        "--dispatcher HOST:PORT: only workers, joining that dispatcher (start one per machine). "
+        "Workers must reach the record files at the paths (or URLs) fit names. Runs until "
+        "interrupted.",
+    )
+    service.add_argument("--port", type=int, default=5050, help="the dispatcher's port")
+    service.add_argument("--workers", type=int, default=1, help="workers to start here")
+    service.add_argument("--dispatcher", metavar="HOST:PORT", help="join this dispatcher")
+    service.set_defaults(handler=run_data_service)
+
+
+def run_data_service(arguments) -> None:
+    import_tensorflow_quietly()
+    from hpa_keras.data.service import LocalService
+
+    service = LocalService(arguments.workers, arguments.port, arguments.dispatcher)
+    role = "workers" if arguments.dispatcher else "dispatcher and workers"
+    print(f"tf.data service {role} running: fit --data-service {service.address}", flush=True)
+    service.join()
+
+
 # ------------------------------------------------------------------ the parser
 
 COMMANDS = (
@@ -1112,6 +1161,7 @@ COMMANDS = (
     add_models,
     add_fit,
     add_cv,
+    add_data_service,
     add_predict,
     add_evaluate,
     add_baseline,
@@ -1135,7 +1185,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     """Run the command line; returns the exit status."""
     arguments = build_parser().parse_args(argv)
+    staging = tempfile.TemporaryDirectory(prefix="hpa-keras-runs-")
     try:
+        _download_run_urls(arguments, Path(staging.name))
         status = arguments.handler(arguments)
     except InputError as error:
         print(f"hpa-keras {arguments.command}: error: {error}", file=sys.stderr)
@@ -1146,7 +1198,32 @@ def main(argv=None) -> int:
     except BrokenPipeError:  # output piped into head or a closed pager: not an error
         sys.stderr.close()
         return 0
+    finally:
+        staging.cleanup()
     return status or 0
+
+
+# Arguments naming run or cv folders to read: a URL is copied into a local folder first
+# (a run is a few files; records, which may be terabytes, stream from their URL instead).
+_RUN_ARGUMENTS = ("run", "image_run")
+
+
+def _download_run_urls(arguments, staging: Path) -> None:
+    from hpa_keras import storage
+
+    for name in _RUN_ARGUMENTS:
+        value = getattr(arguments, name, None)
+        values = value if isinstance(value, list) else [value]
+        if not any(item is not None and storage.is_url(item) for item in values):
+            continue
+        local = []
+        for index, item in enumerate(values):
+            if item is not None and storage.is_url(item):
+                if not storage.exists(item):
+                    raise InputError(f"{item}: not found")
+                item = str(storage.download_folder(item, staging / f"{name}{index}"))
+            local.append(item)
+        setattr(arguments, name, local if isinstance(value, list) else local[0])
 
 
 if __name__ == "__main__":

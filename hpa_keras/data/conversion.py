@@ -32,11 +32,13 @@ it uses.
 
 import collections
 import csv
+import dataclasses
 import hashlib
 import io
 import json
 import os
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -689,7 +691,9 @@ def _cell_bytes_per_field(ids, settings) -> float:
 
 
 def _file_digest(path) -> str | None:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else None
+    from hpa_keras.storage import read_bytes
+
+    return hashlib.sha256(read_bytes(path)).hexdigest() if path else None
 
 
 def _arguments_record(sources: list[_LoadedSource], settings) -> dict:
@@ -751,7 +755,9 @@ def make_tfrecords(
             ``None`` (unlabeled records); or
         sources: several :class:`Source` folders into one record set (for
             example the Kaggle training set and the HPA v18 images).
-        out: the output folder.
+        out: the output folder, or a URL (``gs://...``): written in a local
+            folder, then uploaded file by file, the manifest last
+            (:mod:`hpa_keras.storage`).
         settings: size, encoding, shards, folds, bit depth, grouping.
         workers: processes that read and encode (default: all cores).
 
@@ -762,7 +768,27 @@ def make_tfrecords(
     settings.validate()
     if (images is None) == (sources is None):
         raise InputError("give an image folder, or a list of sources, not both")
+    from hpa_keras import storage
+
+    if storage.is_url(out):
+        with storage.staged_folder(os.fspath(out)) as staged:
+            return make_tfrecords(
+                images, staged.local, labels, settings, workers, progress, sources
+            )
     sources = sources if sources is not None else [Source(images, labels)]
+    if any(source.labels is not None and storage.is_url(source.labels) for source in sources):
+        # Label files are small: read a local copy (the digest and error messages name it
+        # by its URL's file name).
+        with tempfile.TemporaryDirectory(prefix="hpa-keras-labels-") as folder:
+            local = []
+            for index, source in enumerate(sources):
+                if source.labels is not None and storage.is_url(source.labels):
+                    copy_folder = Path(folder) / str(index)
+                    copy_folder.mkdir()
+                    copy = storage.download_file(os.fspath(source.labels), copy_folder)
+                    source = dataclasses.replace(source, labels=copy)
+                local.append(source)
+            return make_tfrecords(None, out, None, settings, workers, progress, local)
     out = Path(out)
     workers = max(1, workers or default_workers())
     loaded = [_load_source(source, settings.group_column) for source in sources]

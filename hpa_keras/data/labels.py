@@ -22,7 +22,6 @@ import csv
 import io
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -174,8 +173,10 @@ def write_labels(
 
 
 def _read_text(path: str | os.PathLike) -> str:
+    from hpa_keras.storage import read_bytes
+
     try:
-        data = Path(path).read_bytes()
+        data = read_bytes(path)  # a local file or a URL (gs://, ram://)
     except FileNotFoundError:
         raise InputError(f"{path}: file not found") from None
     except IsADirectoryError:

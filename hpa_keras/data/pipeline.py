@@ -41,6 +41,7 @@ import tensorflow as tf
 
 from hpa_keras.classes import CHANNELS
 from hpa_keras.data.tfrecords import READ_BUFFER_BYTES, read_manifest, source_names
+from hpa_keras.distributed import process_share
 from hpa_keras.errors import InputError
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -122,6 +123,9 @@ def load_dataset(
     augment=None,
     sources=None,
     crop: int | None = None,
+    process_count: int = 1,
+    process_index: int = 0,
+    data_service: str | None = None,
 ) -> tf.data.Dataset:
     """A dataset of ``(images, multi_hot_labels)``, or ``(images, ids)`` when unlabeled.
 
@@ -150,6 +154,12 @@ def load_dataset(
         sources: source name or names to read (``None``: all).
         crop: with ``training``: a random ``crop x crop`` window of each field
             (after resizing); evaluation always gives the whole field.
+        process_count, process_index: in a multi-process run, read only this
+            process's share of the shards (shard ``i`` for process ``i % count``).
+        data_service: a tf.data service dispatcher (``grpc://HOST:PORT``) to run
+            the reading, decoding, cropping and ``augment`` of training data on
+            its workers (see :mod:`hpa_keras.data.service`); evaluation data is
+            read here, in its fixed order.
 
     Images are ``(batch, size, size, len(channels))`` (``crop`` in training),
     float32 (uint8 or uint16 with ``normalization="none"``); labels float32
@@ -164,6 +174,7 @@ def load_dataset(
     shards = select_shards(manifest, folds, sources)
     if not shards:
         raise InputError(f"{tfrecord_dir}: no records of folds {folds} and sources {sources}")
+    shards = process_share(process_count, process_index, shards)
     files = [os.path.join(os.fspath(tfrecord_dir), shard["file"]) for shard in shards]
     stored = manifest["image_size"]
     size = image_size or stored
@@ -189,9 +200,10 @@ def load_dataset(
     if repeat:
         dataset = dataset.repeat()
     dataset = dataset.batch(batch_size, drop_remainder=training)
-    if not repeat:
-        # The manifest knows the length: Keras then shows progress totals and does not
-        # warn that a dataset of unknown length "ran out of data".
+    if not repeat and not (data_service is not None and training):
+        # The manifest knows the length (of all records: not of a service worker's part):
+        # Keras then shows progress totals and does not warn that a dataset of unknown
+        # length "ran out of data".
         records = sum(shard["num_records"] for shard in shards)
         batches = records // batch_size if training else -(-records // batch_size)
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
@@ -203,6 +215,10 @@ def load_dataset(
             lambda images, target: (augment(images, training=True), target),
             num_parallel_calls=AUTOTUNE,
         )
+    if data_service is not None and training:
+        from hpa_keras.data.service import distribute_over
+
+        dataset = distribute_over(dataset, data_service)
     return dataset.prefetch(AUTOTUNE)
 
 

@@ -223,16 +223,18 @@ def read_manifest(folder: str | os.PathLike) -> dict:
     A manifest of format 1 (before sources, bit depths and label schemes)
     reads as one 8-bit source named ``default`` in the 2018 scheme.
     """
-    path = Path(folder) / MANIFEST_FILE
-    if not path.is_file():
+    from hpa_keras.storage import exists, is_url, join, read_bytes
+
+    path = join(folder, MANIFEST_FILE) if is_url(folder) else Path(folder) / MANIFEST_FILE
+    if not exists(path) or (not is_url(path) and not Path(path).is_file()):
         hint = (
             " (an interrupted make-tfrecords? run it again)"
-            if (Path(folder) / PLAN_FILE).exists()
+            if exists(join(folder, PLAN_FILE))
             else ""
         )
         raise InputError(f"{path}: not found; is this a make-tfrecords output folder?{hint}")
     try:
-        manifest = json.loads(path.read_text())
+        manifest = json.loads(read_bytes(path).decode("utf-8"))
     except json.JSONDecodeError as error:
         raise InputError(f"{path}: not valid JSON ({error})") from None
     if manifest.get("format_version") not in READABLE_VERSIONS:

@@ -80,6 +80,14 @@ def grad_cam(model, image: np.ndarray, classes, layer=None, output_size=None) ->
     """
     import tensorflow as tf
 
+    from hpa_keras.distributed import backend
+
+    if backend() != "tensorflow":
+        # keras.ops has no gradient: Grad-CAM needs the backend's own (tf.GradientTape here).
+        raise InputError(
+            f"Grad-CAM runs on the TensorFlow backend (KERAS_BACKEND={backend()}): run it with "
+            "KERAS_BACKEND=tensorflow; the .keras files of any backend load there"
+        )
     layer = layer or find_feature_layer(model)
     if layer is None:
         raise InputError(f"model {model.name!r} has no layer with a 4-D output for Grad-CAM")

@@ -44,12 +44,18 @@ def predict_with_labels(model, validation_data, batch_size: int = 32, labels=Non
     A ``tf.data.Dataset`` goes through ``model.predict`` (which distributes
     it under a ``MirroredStrategy``; ``predict_on_batch`` would run the whole
     batch on every replica). Its labels are read in a separate pass unless
-    given: pass the labels of an earlier call to skip that pass.
+    given: pass the labels of an earlier call to skip that pass. In a
+    multi-process run the dataset is this process's share, and the result
+    every process's, gathered (:func:`hpa_keras.distributed.predict_across_processes`).
     """
+    from hpa_keras.distributed import predict_across_processes, process_count, replica_count
+
     if isinstance(validation_data, (tuple, list)):
         images, labels = validation_data[:2]
         scores = model.predict(images, batch_size=batch_size, verbose=0)
         return np.asarray(labels, dtype=np.float32), np.asarray(scores, dtype=np.float32)
+    if process_count() > 1:
+        return predict_across_processes(model, validation_data)
     if labels is None:
         labels = np.concatenate(
             [np.asarray(batch[1], dtype=np.float32) for batch in validation_data]
@@ -57,7 +63,7 @@ def predict_with_labels(model, validation_data, batch_size: int = 32, labels=Non
     with warnings.catch_warnings():
         # Keras warns when a dataset of unknown length "ran out of data": it is meant to.
         warnings.filterwarnings("ignore", message="Your input ran out of data")
-        if model.distribute_strategy.num_replicas_in_sync > 1:
+        if replica_count(model) > 1:
             scores = _predict_evenly(model, validation_data, len(labels))
         else:
             scores = model.predict(validation_data, verbose=0)
@@ -264,9 +270,10 @@ class ThresholdSearch(keras.callbacks.Callback):
     def predictor(self):
         """The model, or its view-and-tile wrapper (built once; it shares the weights)."""
         if self._predictor is None:
+            from hpa_keras.distributed import model_scope
             from hpa_keras.inference.tta import with_tta
 
-            with self.model.distribute_strategy.scope():
+            with model_scope(self.model):
                 self._predictor = with_tta(
                     self.model, self.views, tiles=self.tiles, tile_size=self.tile_size
                 )
@@ -312,6 +319,21 @@ class ThresholdSearch(keras.callbacks.Callback):
             return None
         values = keras.ops.convert_to_numpy(loss(labels, scores))
         return float(np.mean(values))
+
+
+class UploadEachEpoch(keras.callbacks.Callback):
+    """Upload a :class:`hpa_keras.storage.StagedFolder` at every epoch's end.
+
+    Put it after ``BackupAndRestore``: the epoch's backup then reaches the URL
+    with it, so a run preempted on one machine resumes on another.
+    """
+
+    def __init__(self, staged):
+        super().__init__()
+        self.staged = staged
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.staged.upload()
 
 
 class LearningRateLogger(keras.callbacks.Callback):

@@ -25,8 +25,9 @@ SCHEDULES = ("plateau", "cosine", "sgdr", "constant")
 STRATEGIES = ("default", "mirrored")
 CELL_POOLINGS = ("none", "max", "lse")
 OPTIMIZER_NAMES = ("adam", "adamw", "sgd")
-# Settings that change only what is printed: a resumed run may differ in them.
-DISPLAY_SETTINGS = ("verbose", "print_table")
+# Settings that change only what is printed or where the run computes, not what it
+# computes: a resumed run may differ in them (resume a two-host run on one, say).
+DISPLAY_SETTINGS = ("verbose", "print_table", "strategy", "distributed", "data_service")
 
 
 @dataclasses.dataclass
@@ -176,7 +177,18 @@ class TrainingConfig:
     seed: int = setting(0, "seed of weights, shuffles and augmentation")
     mixed_precision: bool = setting(False, "mixed_float16 on GPU, mixed_bfloat16 on CPU")
     strategy: str = setting(
-        "default", "mirrored: MirroredStrategy over all visible GPUs", choices=STRATEGIES
+        "default",
+        "mirrored: every local GPU (TensorFlow's MirroredStrategy; on JAX DataParallel)",
+        choices=STRATEGIES,
+    )
+    distributed: bool = setting(
+        False,
+        "data parallel over several processes or hosts (JAX backend; see --coordinator)",
+    )
+    data_service: str | None = setting(
+        None,
+        "decode and augment training data on a tf.data service (its dispatcher)",
+        metavar="grpc://HOST:PORT",
     )
     tensorboard: bool = setting(True, "write TensorBoard logs to RUN_DIR/logs")
     verbose: int = setting(
@@ -283,6 +295,21 @@ class TrainingConfig:
                 raise InputError(
                     f"cell_pooling {self.cell_pooling}: not with {', '.join(unsupported)} (a "
                     "bag's cells are whole crops, seen once each)"
+                )
+        if self.distributed:
+            unsupported = [
+                name
+                for name, value in (
+                    ("cell_pooling", self.cell_pooling != "none"),
+                    ("swa_epochs", self.swa_epochs),
+                    ("strategy mirrored", self.strategy == "mirrored"),
+                )
+                if value
+            ]
+            if unsupported:
+                raise InputError(
+                    f"distributed: not with {', '.join(unsupported)} (a multi-process run "
+                    "trains on field or cell records, every device of every process)"
                 )
         if not isinstance(self.model_options, dict):
             raise InputError(f"model_options: must be a mapping, got {self.model_options!r}")

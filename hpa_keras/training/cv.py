@@ -27,6 +27,7 @@ thresholds serve the ensemble on new images is measured in the README.
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -194,21 +195,36 @@ def cross_fitted_macro_f1(labels, probabilities, fold_of, strategy, class_freque
 def cross_validate(config: TrainingConfig, out, folds=None, callbacks=()) -> dict:
     """Train every fold of ``config.data`` (or ``folds``) into ``out``; see the module docstring.
 
-    Returns the summary (also ``cv_summary.json``).
+    Returns the summary (also ``cv_summary.json``); ``None`` in the processes other than
+    0 of a ``distributed`` cv, which train the folds with process 0 and write nothing.
     """
+    from hpa_keras import storage
     from hpa_keras.data.tfrecords import read_manifest, record_set_fingerprint
+    from hpa_keras.distributed import barrier, process_index
     from hpa_keras.inference.evaluate import Evaluation
     from hpa_keras.reports.html import write_report
     from hpa_keras.training.fit import fit, training_folds
     from hpa_keras.training.metrics import macro_f1
 
+    if storage.is_url(out):  # trained in a local copy, uploaded after every epoch
+        from hpa_keras.training.callbacks import UploadEachEpoch
+
+        chief = process_index() == 0
+        with storage.staged_folder(os.fspath(out), upload=chief) as staged:
+            extra = [UploadEachEpoch(staged), *callbacks] if chief else list(callbacks)
+            return cross_validate(config, staged.local, folds, extra)
     config.validate()
     out = Path(out)
     manifest = read_manifest(config.data)
     available = [entry["fold"] for entry in manifest["folds"] if entry["fold"] >= 0]
     training_folds(manifest, available[0])  # labeled, at least two folds
     chosen = parse_folds(folds, available)
-    _prepare(out, config, chosen, record_set_fingerprint(manifest))
+    chief = process_index() == 0
+    if chief:  # in a --distributed cv, process 0 writes and reports; the others train with it
+        _prepare(out, config, chosen, record_set_fingerprint(manifest))
+    else:
+        config = dataclasses.replace(config, verbose=0)
+    barrier("hpa-keras cv: folder ready")
     for fold in chosen:
         run = fold_folder(out, fold)
         if (run / "model.keras").is_file():
@@ -216,7 +232,10 @@ def cross_validate(config: TrainingConfig, out, folds=None, callbacks=()) -> dic
             continue
         _say(config, f"fold {fold} of {chosen}: training into {run}")
         fit(dataclasses.replace(config, fold=fold, out=str(run)), callbacks)
-
+        barrier(f"hpa-keras cv: fold {fold} saved")
+    if not chief:
+        return None
+    # Out of every fit's distribution scope, process 0 predicts the folds on its own devices.
     parts = [fold_predictions(out, config, fold) for fold in chosen]
     ids = [sample_id for part in parts for sample_id in part["ids"]]
     labels = np.concatenate([part["labels"] for part in parts])

@@ -24,8 +24,10 @@ its last finished epoch (``keras.callbacks.BackupAndRestore``); a finished
 run folder is never overwritten.
 """
 
+import dataclasses
 import json
 import shutil
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -34,7 +36,9 @@ import numpy as np
 import yaml
 
 from hpa_keras.atomic import atomic_path, write_text_atomic
+from hpa_keras.distributed import barrier, make_placement
 from hpa_keras.errors import InputError
+from hpa_keras.storage import is_url
 from hpa_keras.training.config import DISPLAY_SETTINGS, TrainingConfig, resolve_config
 
 __all__ = ["TrainingConfig", "find_learning_rate_for", "fit", "resolve_config"]
@@ -223,22 +227,18 @@ def make_loss(config: TrainingConfig, class_counts, num_samples: int):
     return CapsuleMarginLoss()
 
 
-def make_strategy(name: str):
-    """The distribution strategy: the default one, or MirroredStrategy over all GPUs.
-
-    Without GPUs, ``mirrored`` mirrors over the logical CPU devices (one unless
-    the process configured more, as the tests do).
-    """
-    import tensorflow as tf
-
-    if name == "default":
-        return tf.distribute.get_strategy()
-    devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
-    return tf.distribute.MirroredStrategy(devices=[device.name for device in devices])
-
-
 def mixed_precision_policy() -> str:
     """``mixed_float16`` where a GPU is visible, ``mixed_bfloat16`` on CPU or TPU."""
+    from hpa_keras.distributed import backend
+
+    if backend() == "jax":
+        import jax
+
+        return "mixed_float16" if jax.default_backend() == "gpu" else "mixed_bfloat16"
+    if backend() == "torch":
+        import torch
+
+        return "mixed_float16" if torch.cuda.is_available() else "mixed_bfloat16"
     import tensorflow as tf
 
     return "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
@@ -250,9 +250,12 @@ def mixed_precision_policy() -> str:
 class _Run:
     """The state of one ``fit``: paths, data, model and the callbacks of each stage."""
 
-    def __init__(self, config: TrainingConfig, manifest: dict, resuming: bool):
+    def __init__(self, config: TrainingConfig, manifest: dict, resuming: bool, placement=None):
         from hpa_keras.data.pipeline import load_dataset
+        from hpa_keras.distributed import Placement, backend
 
+        placement = placement or Placement(backend())
+        self.placement = placement
         self.config = config
         self.manifest = manifest
         self.resuming = resuming
@@ -261,7 +264,10 @@ class _Run:
         self.class_counts, self.num_train = class_counts_of(manifest, self.train_folds)
         self.steps_per_epoch = config.steps_per_epoch or max(1, self.num_train // config.batch_size)
         common = {
-            "batch_size": config.batch_size,
+            # Each process feeds its share of the global batch; Keras joins them.
+            "batch_size": config.batch_size // placement.process_count,
+            "process_count": placement.process_count,
+            "process_index": placement.process_index,
             "image_size": config.image_size,
             "channels": config.channels,
             "normalization": "none",
@@ -277,6 +283,7 @@ class _Run:
                 shuffle_buffer=config.shuffle_buffer,
                 seed=config.seed,
                 crop=config.crop,
+                data_service=config.data_service,
                 **common,
             )
             self.validation_data = load_dataset(
@@ -424,6 +431,8 @@ def fit(config: TrainingConfig, callbacks=()) -> dict:
 
     from hpa_keras.data.tfrecords import read_manifest, record_set_fingerprint
 
+    if config.out is not None and is_url(config.out):
+        return _fit_at_url(config, callbacks)
     config.validate()
     manifest = read_manifest(config.data)
     training_folds(manifest, config.fold)
@@ -432,19 +441,80 @@ def fit(config: TrainingConfig, callbacks=()) -> dict:
         raise InputError(
             f"crop: {config.crop} is larger than the fields ({field_size(config, manifest)} px)"
         )
+    placement = make_placement(config.strategy, config.distributed)
+    if config.ema and placement.backend == "jax":
+        raise InputError(
+            "ema: Keras' SwapEMAWeights loses the weights on the JAX backend when validation "
+            "predicts inside the epoch (deleted arrays, Keras 3.15); use swa_epochs, or ema on "
+            "TensorFlow"
+        )
+    check_batch_division(config, placement)
     folder = config.run_dir
-    resuming = _prepare_run_folder(folder, config, record_set_fingerprint(manifest))
-    write_text_atomic(folder / INPUT_FILE, json.dumps(input_settings(config, manifest), indent=1))
+    # Every process checks the folder (so a refusal stops them all) before process 0 writes.
+    resuming = _check_run_folder(folder, config, record_set_fingerprint(manifest))
+    barrier("hpa-keras fit: run folder checked")
+    if placement.is_chief:
+        if not resuming:
+            folder.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(folder / CONFIG_FILE, _settings_text(config))
+        settings = json.dumps(input_settings(config, manifest), indent=1)
+        write_text_atomic(folder / INPUT_FILE, settings)
+    barrier("hpa-keras fit: run folder ready")
+    scratch = None
+    if not placement.is_chief:
+        # The others train in a private copy of the run folder (what BackupAndRestore and
+        # ThresholdSearch resume from), thrown away at the end: one process writes the run.
+        if not (folder / CONFIG_FILE).is_file():
+            raise InputError(
+                f"{folder}: process {placement.process_index} does not see the run folder "
+                "process 0 made; give a folder every host shares (a network file system) or "
+                "a gs:// URL"
+            )
+        scratch = Path(tempfile.mkdtemp(prefix=f"hpa-keras-process{placement.process_index}-"))
+        shutil.copytree(folder, scratch / "run", ignore=shutil.ignore_patterns("logs"))
+        config = dataclasses.replace(config, out=str(scratch / "run"), verbose=0, tensorboard=False)
     previous_policy = keras.config.dtype_policy()
     if config.mixed_precision:
         keras.config.set_dtype_policy(mixed_precision_policy())
     try:
-        return _fit(config, manifest, resuming, list(callbacks))
+        summary = _fit(config, manifest, resuming, list(callbacks), placement)
     finally:
         keras.config.set_dtype_policy(previous_policy)
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    if scratch is not None:
+        summary["run"] = str(folder)
+    return summary
 
 
-def _fit(config: TrainingConfig, manifest: dict, resuming: bool, extra_callbacks: list) -> dict:
+def _fit_at_url(config: TrainingConfig, callbacks) -> dict:
+    """``fit`` with ``out`` a URL: the run trains in a local copy of the folder (what an
+    interrupted run left there comes down first), uploaded after every epoch and at the end."""
+    from hpa_keras.distributed import process_index
+    from hpa_keras.storage import staged_folder
+    from hpa_keras.training.callbacks import UploadEachEpoch
+
+    chief = process_index() == 0  # the others keep their copy to themselves
+    with staged_folder(config.out, upload=chief) as staged:
+        extra = [UploadEachEpoch(staged), *callbacks] if chief else list(callbacks)
+        summary = fit(dataclasses.replace(config, out=str(staged.local)), extra)
+    summary["run"] = config.out
+    return summary
+
+
+def check_batch_division(config: TrainingConfig, placement) -> None:
+    """The global batch splits evenly over the processes and the replicas."""
+    for count, what in ((placement.process_count, "processes"), (placement.replicas, "devices")):
+        if config.batch_size % count:
+            raise InputError(
+                f"batch_size: {config.batch_size} does not divide over {count} {what}; "
+                f"use a multiple of {count}"
+            )
+
+
+def _fit(
+    config: TrainingConfig, manifest: dict, resuming: bool, extra_callbacks: list, placement
+) -> dict:
     import keras
 
     from hpa_keras.models import freeze_backbone, unfreeze
@@ -453,10 +523,9 @@ def _fit(config: TrainingConfig, manifest: dict, resuming: bool, extra_callbacks
 
     started = time.perf_counter()
     keras.utils.set_random_seed(config.seed)
-    run = _Run(config, manifest, resuming)
+    run = _Run(config, manifest, resuming, placement)
     folder = run.folder
-    strategy = make_strategy(config.strategy)
-    with strategy.scope():
+    with placement.scope():
         cell_model, core = build_training_model(config, manifest)
         model = _trained_model(cell_model, config, manifest)
         search = ThresholdSearch(
@@ -534,7 +603,10 @@ def _fit(config: TrainingConfig, manifest: dict, resuming: bool, extra_callbacks
         "val_macro_f1_at_0.5": document["macro_f1_at_0.5"],
         "val_macro_f1_tuned": document["macro_f1_tuned"],
         "seconds": round(time.perf_counter() - started, 1),
-        "replicas": strategy.num_replicas_in_sync,
+        "replicas": placement.replicas,
+        "processes": placement.process_count,
+        "process_index": placement.process_index,
+        "backend": placement.backend,
     }
 
 
@@ -563,19 +635,23 @@ def _same_records_elsewhere(folder: Path, fingerprint: str) -> bool:
     return isinstance(saved, dict) and saved.get("data_fingerprint") == fingerprint
 
 
-def _prepare_run_folder(folder: Path, config: TrainingConfig, fingerprint: str) -> bool:
-    """Create the run folder or find the interrupted run in it; True when resuming.
+def _settings_text(config: TrainingConfig) -> str:
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)
+
+
+def _check_run_folder(folder: Path, config: TrainingConfig, fingerprint: str) -> bool:
+    """Whether ``folder`` holds an interrupted run of these settings (True: resume it) or
+    is free for a new one (False); InputError otherwise. Reads only.
 
     ``fingerprint`` identifies the records being trained on: a restart that names the
     same records by another path (started from another folder, the records moved) resumes.
     """
     config_path = folder / CONFIG_FILE
-    settings = yaml.safe_dump(config.to_dict(), sort_keys=False)
     if (folder / MODEL_FILE).exists():
         raise InputError(f"{folder}: holds a finished run ({MODEL_FILE}); choose another --out")
     if config_path.is_file():  # an interrupted run: resume it
         saved = yaml.safe_load(config_path.read_text()) or {}
-        current = yaml.safe_load(settings)
+        current = yaml.safe_load(_settings_text(config))
         # The folder is the run: a run moved or copied elsewhere resumes there (its "out"
         # names where it was started).
         changed = sorted(
@@ -594,8 +670,6 @@ def _prepare_run_folder(folder: Path, config: TrainingConfig, fingerprint: str) 
         return True
     if folder.exists() and any(folder.iterdir()):
         raise InputError(f"{folder}: not empty and not an interrupted run; choose another --out")
-    folder.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(config_path, settings)
     return False
 
 

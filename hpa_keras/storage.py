@@ -1,0 +1,179 @@
+"""Folders and files anywhere ``tf.io.gfile`` reaches: ``gs://``, ``s3://`` (with TensorFlow's
+filesystem plugins), ``hdfs://``, and TensorFlow's in-memory ``ram://`` (the tests).
+
+Record shards are never copied: ``tf.data.TFRecordDataset`` streams them from
+the URL, and the manifest is read through gfile. What the package writes in
+ordinary files (run folders, a make-tfrecords output, a submission) is
+*staged*: written in a local temporary folder exactly as for a local path,
+then uploaded. Object stores have no atomic rename, so each file is uploaded
+under a temporary name and renamed onto its own (on GCS a server-side copy
+of the finished object): a reader never sees half a file. The files that
+make a folder complete (a manifest, a run's thresholds and model) go last.
+Run folders are also uploaded after every epoch, so a preempted run resumes
+from its URL; files removed locally (an older best epoch) are removed there.
+"""
+
+import contextlib
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+
+from hpa_keras.errors import InputError
+
+# Uploaded after everything else: their presence says the folder is whole.
+LAST_FILES = ("thresholds.json", "model.keras", "cv_summary.json", "manifest.json")
+
+
+def is_url(path) -> bool:
+    """True for ``scheme://...`` paths (``gs://bucket/x``, ``ram://x``), not local files."""
+    return "://" in os.fspath(path) if isinstance(path, (str, os.PathLike)) else False
+
+
+def join(folder, name: str) -> str:
+    """``folder/name`` for a URL or a local path (``Path`` would collapse ``gs://``)."""
+    folder = os.fspath(folder)
+    return f"{folder.rstrip('/')}/{name}" if is_url(folder) else os.path.join(folder, name)
+
+
+def _gfile():
+    from hpa_keras.tensorflow_setup import import_tensorflow_quietly
+
+    return import_tensorflow_quietly().io.gfile
+
+
+def exists(path) -> bool:
+    return _gfile().exists(os.fspath(path)) if is_url(path) else Path(path).exists()
+
+
+def read_bytes(path) -> bytes:
+    """The bytes of a local file or URL; InputError naming it when it is missing."""
+    if not is_url(path):
+        return Path(path).read_bytes()
+    gfile = _gfile()
+    if not gfile.exists(path):
+        raise FileNotFoundError(path)
+    if gfile.isdir(path):
+        raise IsADirectoryError(path)
+    with gfile.GFile(path, "rb") as file:
+        return file.read()
+
+
+def upload_file_atomic(local, url: str) -> None:
+    """Copy ``local`` to ``url`` under a temporary name, then rename it onto ``url``."""
+    gfile = _gfile()
+    parent = url.rsplit("/", 1)[0]
+    if not gfile.exists(parent):
+        gfile.makedirs(parent)
+    temporary = f"{parent}/.{url.rsplit('/', 1)[1]}.{uuid.uuid4().hex}.tmp"
+    try:
+        gfile.copy(os.fspath(local), temporary, overwrite=True)
+        gfile.rename(temporary, url, overwrite=True)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            gfile.remove(temporary)
+        raise
+
+
+def write_bytes_atomic(url: str, data: bytes) -> None:
+    """Write ``data`` to ``url`` (never half-visible)."""
+    with tempfile.TemporaryDirectory(prefix="hpa-keras-upload-") as folder:
+        local = Path(folder) / "data"
+        local.write_bytes(data)
+        upload_file_atomic(local, url)
+
+
+def _remote_files(url: str) -> list[str]:
+    """Relative names of the files under ``url`` (empty when it does not exist)."""
+    gfile = _gfile()
+    if not gfile.exists(url):
+        return []
+    names = []
+    for folder, _, files in gfile.walk(url):
+        relative = folder[len(url.rstrip("/")) :].strip("/")
+        names += [f"{relative}/{name}" if relative else name for name in files]
+    return names
+
+
+def download_folder(url: str, local) -> Path:
+    """Copy the files under ``url`` into ``local`` (created); returns ``local``."""
+    gfile = _gfile()
+    local = Path(local)
+    local.mkdir(parents=True, exist_ok=True)
+    if gfile.exists(url) and not gfile.isdir(url):
+        raise InputError(f"{url}: a file, expected a folder")
+    for name in _remote_files(url):
+        target = local / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        gfile.copy(join(url, name), str(target), overwrite=True)
+    return local
+
+
+def download_file(url: str, local_folder) -> Path:
+    """Copy the file ``url`` into ``local_folder``; InputError naming it when missing."""
+    gfile = _gfile()
+    if not gfile.exists(url):
+        raise InputError(f"{url}: file not found")
+    target = Path(local_folder) / url.rstrip("/").rsplit("/", 1)[1]
+    gfile.copy(url, str(target), overwrite=True)
+    return target
+
+
+class StagedFolder:
+    """A local folder mirrored to ``url``: :meth:`upload` sends what changed since the last
+    upload (files in their folder order, :data:`LAST_FILES` last) and removes what was
+    deleted locally."""
+
+    def __init__(self, url: str, local, download: bool = True):
+        self.url = url.rstrip("/")
+        self.local = Path(local)
+        self._sent: dict[str, tuple[int, int]] = {}
+        if download:
+            download_folder(self.url, self.local)
+            # What came down is what is there: nothing to send back until it changes.
+            self._sent = {name: self._stamp(name) for name in self._local_files()}
+        else:
+            self.local.mkdir(parents=True, exist_ok=True)
+
+    def _local_files(self) -> list[str]:
+        names = [
+            path.relative_to(self.local).as_posix()
+            for path in sorted(self.local.rglob("*"))
+            if path.is_file() and not path.name.startswith(".")  # atomic writes' temporaries
+        ]
+        return sorted(names, key=lambda name: (Path(name).name in LAST_FILES, name))
+
+    def _stamp(self, name: str) -> tuple[int, int]:
+        status = (self.local / name).stat()
+        return status.st_size, status.st_mtime_ns
+
+    def upload(self) -> None:
+        gfile = _gfile()
+        present = self._local_files()
+        for name in present:
+            stamp = self._stamp(name)
+            if self._sent.get(name) != stamp:
+                upload_file_atomic(self.local / name, join(self.url, name))
+                self._sent[name] = stamp
+        # Deletions last: the thresholds naming a new best epoch are up before the old goes.
+        for name in sorted(set(_remote_files(self.url)) - set(present)):
+            with contextlib.suppress(Exception):
+                gfile.remove(join(self.url, name))
+        self._sent = {name: stamp for name, stamp in self._sent.items() if name in present}
+
+
+@contextlib.contextmanager
+def staged_folder(url: str, download: bool = True, upload: bool = True):
+    """Yield a :class:`StagedFolder` for ``url`` in a temporary local folder; upload it at
+    the end (also after an error: what was finished is kept), then remove the local copy."""
+    local = Path(tempfile.mkdtemp(prefix="hpa-keras-staged-"))
+    try:
+        staged = StagedFolder(url, local / "folder", download=download)
+        try:
+            yield staged
+        finally:
+            if upload:
+                staged.upload()
+    finally:
+        shutil.rmtree(local, ignore_errors=True)

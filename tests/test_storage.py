@@ -1,0 +1,141 @@
+"""Record, run and label locations given as URLs, on TensorFlow's in-memory ram:// filesystem."""
+
+import uuid
+
+import keras
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from hpa_keras import storage
+from hpa_keras.errors import InputError
+
+
+def ram(name: str) -> str:
+    """A fresh ram:// folder (the filesystem lives as long as this process)."""
+    return f"ram://hpa-keras-tests/{uuid.uuid4().hex}/{name}"
+
+
+def remote_files(url: str) -> list[str]:
+    return sorted(storage._remote_files(url))
+
+
+def test_urls_are_told_from_paths_and_joined_without_collapsing_the_scheme(tmp_path):
+    assert storage.is_url("gs://bucket/records") and storage.is_url("ram://x")
+    assert not storage.is_url(tmp_path) and not storage.is_url("records/manifest.json")
+    assert (
+        storage.join("gs://bucket/records/", "manifest.json") == "gs://bucket/records/manifest.json"
+    )
+    assert storage.join(str(tmp_path), "a") == str(tmp_path / "a")
+
+
+def test_a_staged_folder_mirrors_changes_and_uploads_completing_files_last(tmp_path, monkeypatch):
+    url = ram("run")
+    local = tmp_path / "local"
+    staged = storage.StagedFolder(url, local, download=False)
+    (local / "thresholds.json").write_text("{}")
+    (local / "best-epoch001.weights.h5").write_bytes(b"1")
+    (local / "backup").mkdir()
+    (local / "backup" / "latest.weights.h5").write_bytes(b"b")
+    order = []
+    upload = storage.upload_file_atomic
+    monkeypatch.setattr(
+        storage,
+        "upload_file_atomic",
+        lambda path, target: (order.append(target), upload(path, target)),
+    )
+    staged.upload()
+    assert order[-1].endswith("/thresholds.json")  # after the weights it names
+    assert remote_files(url) == [
+        "backup/latest.weights.h5",
+        "best-epoch001.weights.h5",
+        "thresholds.json",
+    ]
+    # A new best epoch replaces the old; the backup goes at the end of the run.
+    (local / "best-epoch001.weights.h5").unlink()
+    (local / "best-epoch002.weights.h5").write_bytes(b"2")
+    (local / "backup" / "latest.weights.h5").unlink()
+    order.clear()
+    staged.upload()
+    assert [target.rsplit("/", 1)[1] for target in order] == ["best-epoch002.weights.h5"]
+    assert remote_files(url) == ["best-epoch002.weights.h5", "thresholds.json"]
+    # Downloading gives the same files back.
+    copy = storage.download_folder(url, tmp_path / "copy")
+    assert (copy / "best-epoch002.weights.h5").read_bytes() == b"2"
+
+
+def test_an_upload_that_fails_leaves_neither_a_half_file_nor_its_temporary(tmp_path, monkeypatch):
+    url = ram("folder")
+    storage.write_bytes_atomic(f"{url}/model.keras", b"old")
+    (tmp_path / "model.keras").write_bytes(b"new")
+
+    def broken_rename(*arguments, **keywords):
+        raise tf.errors.UnavailableError(None, None, "connection reset")
+
+    monkeypatch.setattr(tf.io.gfile, "rename", broken_rename)
+    with pytest.raises(tf.errors.UnavailableError):
+        storage.upload_file_atomic(tmp_path / "model.keras", f"{url}/model.keras")
+    assert remote_files(url) == ["model.keras"]
+    assert storage.read_bytes(f"{url}/model.keras") == b"old"
+
+
+def test_records_runs_labels_and_submissions_at_urls_end_to_end(training_records, tmp_path, capsys):
+    """make-tfrecords, fit (interrupted, resumed), predict and a label file, all at ram:// URLs."""
+    from hpa_keras.cli import main
+    from hpa_keras.data.conversion import ConversionSettings, make_tfrecords
+    from hpa_keras.data.tfrecords import read_manifest
+    from hpa_keras.models import TINY_OPTIONS
+    from hpa_keras.training.fit import fit, resolve_config
+
+    data = training_records.parent / "data"
+    labels_url = ram("train.csv")
+    storage.write_bytes_atomic(labels_url, (data / "train.csv").read_bytes())
+    records = ram("records")
+    manifest = make_tfrecords(
+        data / "train", records, labels=labels_url, progress=False, workers=1,
+        settings=ConversionSettings(num_folds=3, num_shards=3),
+    )  # fmt: skip
+    assert read_manifest(records)["num_records"] == manifest["num_records"] == 40
+    assert "manifest.json" in remote_files(records)
+    assert not any(name.endswith(".tmp") for name in remote_files(records))  # no temporaries
+
+    run = ram("run")
+    settings = {
+        "data": records, "out": run, "epochs": 2, "batch_size": 8, "verbose": 0,
+        "model": "gapnet", "model_options": TINY_OPTIONS["gapnet"], "tensorboard": False,
+    }  # fmt: skip
+
+    class Preempted(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(resolve_config(settings), callbacks=[Preempted()])
+    assert any(name.startswith("backup/") for name in remote_files(run))
+    assert "model.keras" not in remote_files(run)
+    summary = fit(resolve_config(settings))  # resumes from the URL's backup
+    assert summary["run"] == run
+    files = remote_files(run)
+    assert {"model.keras", "thresholds.json", "history.csv", "config.yaml"} <= set(files)
+    assert not any(name.startswith("backup/") for name in files)
+    history = pd.read_csv(tf.io.gfile.GFile(f"{run}/history.csv"))
+    assert list(history["epoch"]) == [0, 1]
+
+    submission = ram("submission.csv")
+    assert main(["predict", "--run", run, "--data", records, "--out", submission]) == 0
+    table = pd.read_csv(tf.io.gfile.GFile(submission))
+    assert len(table) == 40 and list(table.columns) == ["Id", "Predicted"]
+    capsys.readouterr()
+    assert main(["predict", "--run", ram("missing"), "--data", records, "--out", submission]) == 2
+    assert "missing: not found" in capsys.readouterr().err
+
+
+def test_a_missing_manifest_or_label_file_at_a_url_is_named(tmp_path):
+    from hpa_keras.data.labels import read_labels
+    from hpa_keras.data.tfrecords import read_manifest
+
+    folder = ram("nothing")
+    with pytest.raises(InputError, match=f"{folder}/manifest.json: not found"):
+        read_manifest(folder)
+    with pytest.raises(InputError, match="train.csv: file not found"):
+        read_labels(ram("train.csv"))
