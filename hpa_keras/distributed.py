@@ -91,8 +91,7 @@ def make_placement(strategy: str = "default", distributed: bool = False) -> Plac
         import jax
         import keras
 
-        if strategy == "mirrored":
-            raise InputError("distributed: already uses every device; drop strategy mirrored")
+        # (strategy mirrored with distributed is refused by TrainingConfig.validate)
         devices = keras.distribution.list_devices()
         distribution = keras.distribution.DataParallel(devices=devices)
         return Placement(
@@ -149,7 +148,7 @@ def initialize_processes(coordinator=None, num_processes=None, process_id=None) 
     )
 
 
-def process_share(process_count: int = 1, process_index: int = 0, items=()) -> list:
+def process_share(items, process_count: int = 1, process_index: int = 0) -> list:
     """Process ``process_index``'s share of ``items``: every ``process_count``-th from its index."""
     items = list(items)
     if process_count > 1 and len(items) < process_count:

@@ -47,6 +47,14 @@ def exists(path) -> bool:
     return _gfile().exists(os.fspath(path)) if is_url(path) else Path(path).exists()
 
 
+def is_file(path) -> bool:
+    """True when ``path`` (local or URL) is an existing file, not a folder."""
+    if not is_url(path):
+        return Path(path).is_file()
+    gfile = _gfile()
+    return gfile.exists(path) and not gfile.isdir(path)
+
+
 def read_bytes(path) -> bytes:
     """The bytes of a local file or URL; InputError naming it when it is missing."""
     if not is_url(path):

@@ -51,33 +51,42 @@ def real_2021_folder() -> Path:
     return _shared("hpa-2021-single-cell", "train.csv")
 
 
-@pytest.fixture(scope="session")
-def training_records(tmp_path_factory) -> Path:
-    """40 labeled synthetic samples at 32 px as raw TFRecords in 3 folds (half class-balanced).
+def make_training_records(
+    root: Path, num_samples: int = 40, num_shards: int = 3, label_balance: float = 0.5
+) -> Path:
+    """Labeled synthetic samples at 32 px as raw TFRecords in 3 folds, under ``root``.
 
-    The images stay beside them in ``records.parent / "data" / "train"``.
+    The images stay beside them in ``root / "data" / "train"``.
     """
     from hpa_keras.data.conversion import ConversionSettings, make_tfrecords
     from hpa_keras.synthetic.generator import DemoDataSettings, make_demo_data
 
-    root = tmp_path_factory.mktemp("training")
     make_demo_data(
         root / "data",
         DemoDataSettings(
-            num_samples=40, image_size=32, seed=5, test_fraction=0.0, label_balance=0.5
+            num_samples=num_samples, image_size=32, seed=5, test_fraction=0.0,
+            label_balance=label_balance,
         ),
         workers=1,
         progress=False,
-    )
+    )  # fmt: skip
     make_tfrecords(
         root / "data" / "train",
         root / "records",
         labels=root / "data" / "train.csv",
-        settings=ConversionSettings(num_folds=3, num_shards=3),
+        settings=ConversionSettings(num_folds=3, num_shards=num_shards),
         workers=1,
         progress=False,
     )
     return root / "records"
+
+
+@pytest.fixture(scope="session")
+def training_records(tmp_path_factory) -> Path:
+    """40 labeled synthetic samples at 32 px as raw TFRecords in 3 folds (half class-balanced),
+    one shard a fold. The images stay beside them in ``records.parent / "data" / "train"``.
+    """
+    return make_training_records(tmp_path_factory.mktemp("training"))
 
 
 @pytest.fixture(scope="session")

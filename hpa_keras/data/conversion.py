@@ -691,9 +691,7 @@ def _cell_bytes_per_field(ids, settings) -> float:
 
 
 def _file_digest(path) -> str | None:
-    from hpa_keras.storage import read_bytes
-
-    return hashlib.sha256(read_bytes(path)).hexdigest() if path else None
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else None
 
 
 def _arguments_record(sources: list[_LoadedSource], settings) -> dict:

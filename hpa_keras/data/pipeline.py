@@ -174,7 +174,7 @@ def load_dataset(
     shards = select_shards(manifest, folds, sources)
     if not shards:
         raise InputError(f"{tfrecord_dir}: no records of folds {folds} and sources {sources}")
-    shards = process_share(process_count, process_index, shards)
+    shards = process_share(shards, process_count, process_index)
     files = [os.path.join(os.fspath(tfrecord_dir), shard["file"]) for shard in shards]
     stored = manifest["image_size"]
     size = image_size or stored

@@ -64,12 +64,13 @@ class LocalService:
         self.dispatcher = None
         if dispatcher is None:
             self.dispatcher = service.DispatchServer(service.DispatcherConfig(port=port))
-            dispatcher = self.dispatcher.target.split("://", 1)[1]
-        self.address = f"grpc://{dispatcher.split('://')[-1]}"
+            dispatcher = self.dispatcher.target
+        host_port = dispatcher.split("://")[-1]
+        self.address = f"grpc://{host_port}"
         self.workers = [
             service.WorkerServer(
                 service.WorkerConfig(
-                    dispatcher_address=dispatcher.split("://")[-1],
+                    dispatcher_address=host_port,
                     port=worker_port + index if worker_port else 0,
                 )
             )

@@ -223,10 +223,10 @@ def read_manifest(folder: str | os.PathLike) -> dict:
     A manifest of format 1 (before sources, bit depths and label schemes)
     reads as one 8-bit source named ``default`` in the 2018 scheme.
     """
-    from hpa_keras.storage import exists, is_url, join, read_bytes
+    from hpa_keras.storage import exists, is_file, is_url, join, read_bytes
 
     path = join(folder, MANIFEST_FILE) if is_url(folder) else Path(folder) / MANIFEST_FILE
-    if not exists(path) or (not is_url(path) and not Path(path).is_file()):
+    if not is_file(path):
         hint = (
             " (an interrupted make-tfrecords? run it again)"
             if exists(join(folder, PLAN_FILE))
