@@ -7,6 +7,7 @@ run's ``model.keras`` in safe mode (see :mod:`hpa_keras.registration`).
     >>> import hpa_keras
     >>> run = hpa_keras.load_run("runs/gapnet-fold0")
     >>> run.model, run.thresholds, run.class_names, run.image_size, run.channels
+    >>> table = hpa_keras.predict_images(run, "test/")   # a DataFrame, one row per image
 
 The package follows the flow of the work: :mod:`hpa_keras.data` (label
 files, images, TFRecords, the tf.data loader), :mod:`hpa_keras.synthetic`
@@ -22,7 +23,12 @@ from hpa_keras.registration import register_when_keras_loads
 __version__ = "0.2.0"
 
 __getattr__, __dir__, __all__ = lazy_exports(
-    __name__, {"load_run": "inference.runs", "Run": "inference.runs"}
+    __name__,
+    {
+        "load_run": "inference.runs",
+        "Run": "inference.runs",
+        "predict_images": "inference.predict",
+    },
 )
 
 register_when_keras_loads()

@@ -146,6 +146,48 @@ def test_predict_with_a_cv_folder_is_the_fold_mean_with_its_thresholds(cv_folder
     assert not np.allclose(one_view, ensemble)  # the default was the cv's two views
 
 
+def test_load_run_of_a_cv_folder_is_its_ensemble_with_out_of_fold_thresholds(
+    cv_folder, training_records
+):
+    import hpa_keras
+    from hpa_keras.inference.predict import predict_runs
+
+    ensemble = hpa_keras.load_run(cv_folder)
+    document = json.loads((cv_folder / "thresholds.json").read_text())
+    np.testing.assert_allclose(ensemble.thresholds, document["thresholds"])
+    assert ensemble.views == VIEWS and ensemble.folder == cv_folder
+    assert [member.folder for member in ensemble.members] == [
+        cv_folder / f"fold-{fold}" for fold in (0, 1, 2)
+    ]
+    images = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 4), dtype=np.uint8)
+    members = [member.model.predict(images, verbose=0) for member in ensemble.members]
+    np.testing.assert_allclose(
+        ensemble.model.predict(images, verbose=0), np.mean(members, axis=0), atol=1e-6
+    )
+    text = repr(ensemble)
+    assert "ensemble of 3 fold runs" in text and "out-of-fold" in text
+    assert len(text.splitlines()) <= 6
+    # Its table is what predict_runs gives for the cv folder (given as a string, too).
+    folder = training_records.parent / "data" / "train"
+    ids, probabilities, thresholds = predict_runs(str(cv_folder), images=folder)
+    table = hpa_keras.predict_images(ensemble, folder)
+    assert list(table["Id"]) == ids
+    np.testing.assert_allclose(
+        table[list(ensemble.class_names)].to_numpy(), probabilities, atol=1e-5
+    )
+    np.testing.assert_allclose(table.attrs["thresholds"], thresholds)
+
+
+def test_an_unfinished_cv_folder_is_not_loaded(cv_folder, tmp_path):
+    import hpa_keras
+
+    copy = tmp_path / "cv"
+    shutil.copytree(cv_folder, copy)
+    (copy / "thresholds.json").unlink()
+    with pytest.raises(InputError, match="an unfinished cv"):
+        hpa_keras.load_run(copy)
+
+
 def test_a_run_validated_with_views_is_evaluated_with_them(cv_folder, training_records):
     from hpa_keras.inference.evaluate import evaluate_runs
     from hpa_keras.inference.runs import read_input_settings

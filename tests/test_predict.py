@@ -114,3 +114,71 @@ def test_cli_predict_writes_the_submission(runs, training_records, tmp_path, cap
     assert len(pd.read_csv(out)) == 40
     assert main(["predict", "--run", str(tmp_path), "--data", str(training_records)]) == 2
     assert "not a finished run folder" in capsys.readouterr().err
+
+
+def test_one_run_given_as_a_string_is_that_run(runs, training_records):
+    images = training_records.parent / "data" / "train"
+    ids, as_string, thresholds = predict_runs(str(runs[0]), images=images)
+    list_ids, as_list, list_thresholds = predict_runs([runs[0]], images=images)
+    assert ids == list_ids and len(ids) == 40
+    np.testing.assert_array_equal(as_string, as_list)
+    np.testing.assert_array_equal(thresholds, list_thresholds)
+    _, from_path, _ = predict_runs(runs[0], data=training_records)  # a Path alone too
+    assert from_path.shape == (40, 28)
+
+
+def test_predict_images_is_a_table_of_predict_runs_probabilities(runs, training_records):
+    import hpa_keras
+    from hpa_keras.classes import CLASS_NAMES
+
+    images = training_records.parent / "data" / "train"
+    ids, probabilities, thresholds = predict_runs([runs[0]], images=images, tta=2)
+    run = hpa_keras.load_run(runs[0])
+    table = hpa_keras.predict_images(run, images, tta=2)
+    assert list(table.columns) == ["Id", "labels", "label_names", *CLASS_NAMES]
+    assert list(table["Id"]) == ids  # a folder: its Ids sorted, as predict_runs
+    np.testing.assert_allclose(table[list(CLASS_NAMES)].to_numpy(), probabilities, atol=1e-6)
+    assert list(table["labels"]) == submission_labels(probabilities, thresholds)
+    assert list(table["label_names"][0]) == [CLASS_NAMES[k] for k in table["labels"][0]]
+    np.testing.assert_array_equal(table.attrs["thresholds"], thresholds)
+    # A list: channel files and bare Ids, in the order given, each Id once; a folder path
+    # works as well as a loaded run.
+    chosen = [images / f"{ids[5]}_green.png", images / ids[2], images / f"{ids[5]}_red.png"]
+    picked = hpa_keras.predict_images(str(runs[0]), chosen, tta=2)
+    assert list(picked["Id"]) == [ids[5], ids[2]]
+    np.testing.assert_allclose(
+        picked[list(CLASS_NAMES)].to_numpy(), probabilities[[5, 2]], atol=1e-6
+    )
+    empty = hpa_keras.predict_images(run, images, tta=2, allow_empty=True)
+    assert list(empty["labels"]) == submission_labels(probabilities, thresholds, False)
+
+
+def test_predict_images_names_what_it_cannot_use(runs, training_records, tmp_path):
+    import shutil
+
+    from hpa_keras.inference.predict import predict_images
+
+    source = training_records.parent / "data" / "train"
+    sample_id = sorted(path.name[: -len("_red.png")] for path in source.glob("*_red.png"))[0]
+    for channel in ("red", "green", "blue"):
+        shutil.copy(source / f"{sample_id}_{channel}.png", tmp_path)
+    with pytest.raises(InputError, match=f"{sample_id}_yellow.png: missing channel file"):
+        predict_images(runs[0], [tmp_path / f"{sample_id}_red.png"])
+    with pytest.raises(InputError, match="neither a folder, an image file"):
+        predict_images(runs[0], [tmp_path / "nothing-here"])
+    with pytest.raises(InputError, match="--tta must be"):
+        predict_images(runs[0], source, tta=3)
+
+
+def test_predict_images_reads_real_kaggle_files(runs, real_four_channel_folder):
+    import hpa_keras
+
+    folder = real_four_channel_folder / "train"
+    ids = sorted(path.name[: -len("_green.png")] for path in folder.glob("*_green.png"))[:3]
+    table = hpa_keras.predict_images(runs[0], [folder / f"{name}_blue.png" for name in ids])
+    assert list(table["Id"]) == ids
+    everything_ids, probabilities, _ = predict_runs(runs[0], images=folder)
+    rows = [everything_ids.index(name) for name in ids]
+    names = list(hpa_keras.load_run(runs[0]).class_names)
+    np.testing.assert_allclose(table[names].to_numpy(), probabilities[rows], atol=1e-6)
+    assert all(len(labels) >= 1 for labels in table["labels"])

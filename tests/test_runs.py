@@ -25,6 +25,23 @@ def test_load_run_returns_the_model_with_its_settings(runs):
     assert probabilities.shape == (2, 28) and np.all((probabilities >= 0) & (probabilities <= 1))
 
 
+def test_a_run_prints_in_a_few_lines(runs):
+    run = hpa_keras.load_run(runs[0])
+    text = repr(run)
+    assert 2 <= len(text.splitlines()) <= 6
+    assert str(runs[0]) in text and "28 hpa2018 classes" in text and "32 px" in text
+    assert "array(" not in text and "Functional" not in text  # no model or array dumps
+
+
+def test_help_of_load_run_documents_it_in_full():
+    import pydoc
+
+    text = pydoc.render_doc(hpa_keras.load_run, renderer=pydoc.plaintext)
+    for part in ("Args:", "Returns:", "Raises:", "Example:", "cv folder", "out-of-fold",
+                 "members", "predict_images"):  # fmt: skip
+        assert part in text, part
+
+
 def copy_run(run, destination):
     shutil.copytree(run, destination)
     return destination

@@ -97,6 +97,53 @@ def index_image_folder(folder: str | os.PathLike) -> dict[str, dict[str, Path]]:
     return index
 
 
+def index_images(images) -> tuple[list[str], dict[str, dict[str, Path]]]:
+    """``(ids, {Id: {channel: path}})`` of an image folder or a list of images.
+
+    Args:
+        images: a folder of ``<Id>_<channel>`` files (every Id in it, sorted),
+            or a list of paths, each a channel file (``a/x_green.png``: the
+            sample ``x``, with its other channels beside it), a sample's path
+            without the channel suffix (``a/x``), or a folder; Ids in the
+            order first given, each once.
+
+    Raises InputError for a path that is none of these, an Id whose four
+    channel files are not all there, or one Id in two folders.
+    """
+    if isinstance(images, (str, os.PathLike)):
+        images = [images]
+    index: dict[str, dict[str, Path]] = {}
+    for item in images:
+        path = Path(item)
+        if path.is_dir():
+            found = index_image_folder(path)
+            if not found:
+                raise InputError(f"{path}: no <Id>_<channel> image files")
+            samples = {sample_id: found[sample_id] for sample_id in sorted(found)}
+        else:
+            match = _CHANNEL_FILE.match(path.name)
+            sample_id = match["id"] if match and path.is_file() else path.name
+            files = {channel: channel_path(path.parent, sample_id, channel) for channel in CHANNELS}
+            if not any(files.values()):
+                raise InputError(
+                    f"{path}: neither a folder, an image file <Id>_<channel>.<ext>, nor an Id "
+                    "with such files beside it"
+                )
+            samples = {sample_id: files}
+        for sample_id, files in samples.items():
+            missing = [channel for channel in CHANNELS if files.get(channel) is None]
+            if missing:
+                raise InputError(
+                    f"{_missing_name(files, missing[0])}: missing channel file of Id {sample_id}"
+                )
+            if index.setdefault(sample_id, files) != files:
+                folders = {str(index[sample_id]["red"].parent), str(files["red"].parent)}
+                raise InputError(f"Id {sample_id} is in two folders: {' and '.join(folders)}")
+    if not index:
+        raise InputError("no images given")
+    return list(index), index
+
+
 def image_dimensions(path: str | os.PathLike) -> tuple[int, int]:
     """``(height, width)`` from the file header, without decoding the pixels."""
     from PIL import Image  # Pillow reads headers lazily; it comes with matplotlib

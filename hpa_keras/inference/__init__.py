@@ -1,6 +1,6 @@
 """Using finished runs: loading, prediction with test-time augmentation, evaluation, Grad-CAM.
 
->>> from hpa_keras.inference import load_run, predict_runs, evaluate_runs
+>>> from hpa_keras.inference import load_run, predict_images, predict_runs, evaluate_runs
 """
 
 from hpa_keras._lazy import lazy_exports
@@ -17,6 +17,8 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "predict_with_tta": "tta",
         "predict_runs": "predict",
         "predict_ids": "predict",
+        "predict_images": "predict",
+        "MeanOfModels": "tta",
         "submission_labels": "submission",
         "write_submission": "submission",
         "write_probabilities": "submission",

@@ -291,8 +291,9 @@ def evaluate_runs(
             plain runs).
     """
     from hpa_keras.inference.predict import predict_ids, predict_runs
-    from hpa_keras.inference.runs import class_names_of, default_views, expand_runs
+    from hpa_keras.inference.runs import class_names_of, default_views, expand_runs, run_paths
 
+    runs = run_paths(runs)
     tta = default_views(runs) if tta is None else tta
     if data is not None:
         from hpa_keras.data.pipeline import dataset_labels

@@ -188,8 +188,9 @@ def predict_runs(
     """``(ids, probabilities, thresholds)`` averaged over ``runs``.
 
     Args:
-        runs: run folders, or one cv folder (an ensemble with its out-of-fold
-            thresholds); several plain runs need ``thresholds``.
+        runs: a run folder, a list of run folders, or one cv folder (an
+            ensemble with its out-of-fold thresholds); several plain runs
+            need ``thresholds``.
         data: a make-tfrecords folder, or
         images: a folder of ``<Id>_<channel>`` images (PNG, TIFF, JPEG).
         ids_file: with ``images``: a CSV with an ``Id`` column fixing which
@@ -199,6 +200,9 @@ def predict_runs(
         folds: with ``data``: the fold or folds to predict (default: all).
         thresholds: a ``thresholds.json`` to judge the probabilities with.
     """
+    from hpa_keras.inference.runs import run_paths
+
+    runs = run_paths(runs)
     if not runs:
         raise InputError("give at least one run folder (--run)")
     ids, index = input_ids(data, images, ids_file, folds)
@@ -207,3 +211,69 @@ def predict_runs(
         thresholds=thresholds,
     )  # fmt: skip
     return ids, probabilities, chosen
+
+
+def predict_images(
+    run, images, tta: int | None = None, batch_size: int = 16, allow_empty: bool = False
+):
+    """Labels and probabilities of image files, one DataFrame row per image.
+
+    Args:
+        run: a :class:`~hpa_keras.inference.runs.Run` from
+            :func:`~hpa_keras.inference.runs.load_run`, or a run folder or cv
+            folder (loaded here; a cv folder predicts as its fold ensemble
+            with the out-of-fold thresholds).
+        images: a folder of ``<Id>_<red|green|blue|yellow>`` files (PNG,
+            TIFF, JPEG, HPA v18 colour JPEGs included), or a list of paths:
+            channel files (``"test/x_green.png"``: the sample ``x``, its
+            other channels beside it), samples without the channel suffix
+            (``"test/x"``) or folders. See
+            :func:`hpa_keras.data.images.index_images`.
+        tta: dihedral views averaged per image (1, 2, 4, 8); default the
+            views the run's thresholds were tuned with (``run.views``).
+        batch_size: images per prediction batch.
+        allow_empty: keep images with no class over its threshold without
+            labels; by default such an image gets its most probable class, as
+            ``hpa-keras predict`` does (every HPA image shows its protein).
+
+    Returns:
+        A pandas DataFrame, one row per image (a folder's Ids sorted, a
+        list's in the order given): ``Id``; ``labels``, the predicted class
+        indices (a list, ascending); ``label_names``, their names; then one
+        column per class, named as ``run.class_names``, of probabilities.
+        ``frame.attrs["thresholds"]`` holds the thresholds used.
+
+    Images are read and resized exactly as for ``hpa-keras predict --images``,
+    so the probabilities equal :func:`predict_runs`'s for the same files.
+
+    Example:
+        >>> import hpa_keras
+        >>> run = hpa_keras.load_run("runs/cv")              # or a single run
+        >>> table = hpa_keras.predict_images(run, "test/")
+        >>> table[["Id", "label_names"]].head()
+        >>> table = hpa_keras.predict_images(run, ["test/x_green.png", "test/y"])
+    """
+    import pandas as pd
+
+    from hpa_keras.data.images import index_images
+    from hpa_keras.inference.runs import Run, load_run
+    from hpa_keras.inference.submission import submission_labels
+
+    if not isinstance(run, Run):
+        run = load_run(run)
+    if run.kind == "cells":
+        raise InputError(
+            f"{run.folder}: trained on single cells; cut the fields into cell records "
+            "(make-tfrecords --masks) and predict those"
+        )
+    views = run.views if tta is None else tta
+    check_prediction_settings([run], views)
+    ids, index = index_images(images)
+    probabilities = predict_run(run, ids, index=index, tta=views, batch_size=batch_size)
+    labels = submission_labels(probabilities, run.thresholds, require_label=not allow_empty)
+    frame = pd.DataFrame(probabilities, columns=list(run.class_names))
+    frame.insert(0, "Id", ids)
+    frame.insert(1, "labels", labels)
+    frame.insert(2, "label_names", [[run.class_names[k] for k in row] for row in labels])
+    frame.attrs["thresholds"] = np.asarray(run.thresholds)
+    return frame

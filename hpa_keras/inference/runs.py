@@ -10,13 +10,17 @@ same place:
     >>> probabilities = run.model.predict(images)          # uint8 (N, S, S, C)
     >>> labels = probabilities >= run.thresholds
 
+A ``hpa-keras cv`` folder loads as its ensemble: one :class:`Run` whose
+model averages the fold models and whose thresholds are those tuned on the
+out-of-fold predictions.
+
 Every problem (no such folder, a run still training, a corrupt or refused
 model, a malformed thresholds or config file) is an InputError naming the
 file and the reason.
 """
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,15 +35,17 @@ CONFIG_FILE = "config.yaml"
 INPUT_FILE = "input.json"  # written by hpa_keras.training.fit
 
 
-@dataclass
+@dataclass(repr=False)
 class Run:
-    """A loaded run.
+    """A loaded run (or a cv folder's ensemble of fold runs); see :func:`load_run`.
 
     Attributes:
-        folder: the run folder.
+        folder: the run folder (or the cv folder).
         model: the Keras model (uint8 images of ``image_size`` and
-            ``channels`` in, one probability per class out).
-        thresholds: float64 ``(num_classes,)`` decision thresholds.
+            ``channels`` in, one probability per class out); for a cv
+            folder the mean of its fold models.
+        thresholds: float64 ``(num_classes,)`` decision thresholds (a cv
+            folder's: tuned on its out-of-fold predictions).
         class_names: the names of the model's outputs, in order.
         image_size: the side fields are resized to before the model sees them.
         channels: the stains the model reads, in order (for example
@@ -50,6 +56,10 @@ class Run:
         bit_depth: 8 or 16, the pixel type of its input.
         sixteen_bit_rule: how 16-bit files became 8-bit for it.
         scheme: the label scheme of its outputs (``hpa2018``, ``hpa2021``).
+        views: the dihedral views its thresholds were tuned with, which
+            prediction uses unless told otherwise.
+        kind: ``fields`` (whole images) or ``cells`` (single-cell crops).
+        members: a cv folder's fold runs (empty for a single run).
     """
 
     folder: Path
@@ -64,10 +74,27 @@ class Run:
     bit_depth: int = 8
     sixteen_bit_rule: str = "full-range"
     scheme: str = "hpa2018"
+    views: int = 1
+    kind: str = "fields"
+    members: tuple["Run", ...] = ()
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    def __repr__(self) -> str:
+        what = f"ensemble of {len(self.members)} fold runs" if self.members else "run"
+        model = getattr(self.model, "name", type(self.model).__name__)
+        pixels = f"uint{self.bit_depth} {''.join(name[0] for name in self.channels)}"
+        tuned = "out-of-fold" if self.members else "validation"
+        return (
+            f"Run({str(self.folder)!r}: {what}, {self.kind})\n"
+            f"  model {model}: {pixels} {self.image_size} px -> {self.num_classes} "
+            f"{self.scheme} classes\n"
+            f"  sees {self.views_description}, {self.views} view{'s' * (self.views > 1)}\n"
+            f"  thresholds ({tuned}): {np.min(self.thresholds):.2f} to "
+            f"{np.max(self.thresholds):.2f}, median {np.median(self.thresholds):.2f}"
+        )
 
     def predictor(self, views: int = 1):
         """The model as prediction uses it: ``views`` dihedral views, the run's tiles.
@@ -136,17 +163,25 @@ def class_names_of(folder: str | os.PathLike) -> tuple[str, ...]:
     return known.class_names if known else tuple(str(index) for index in range(count))
 
 
+def run_paths(runs) -> list[Path]:
+    """Run folders as a list: one folder, as a string or path, is a list of one."""
+    if isinstance(runs, (str, os.PathLike)):
+        return [Path(runs)]
+    return [Path(run) for run in runs]
+
+
 def expand_runs(paths) -> tuple[list[Path], dict | None]:
     """Run folders, and the ensemble's thresholds document when ``paths`` is one cv folder.
 
     A cv folder stands for its fold runs, judged together against the
     thresholds tuned on their out-of-fold predictions. It cannot be mixed
     with other runs (their thresholds would no longer fit the mean).
+    ``paths`` is a list of folders or one folder.
     """
     from hpa_keras.training.callbacks import read_thresholds_document
     from hpa_keras.training.cv import fold_folder, is_cv_folder, read_cv
 
-    paths = [Path(path) for path in paths]
+    paths = run_paths(paths)
     cv_folders = [path for path in paths if is_cv_folder(path)]
     if not cv_folders:
         return paths, None
@@ -166,7 +201,7 @@ def default_views(paths) -> int:
     """The dihedral views the runs' thresholds were tuned with (1 for older runs)."""
     from hpa_keras.training.cv import is_cv_folder
 
-    first = Path(list(paths)[0])
+    first = run_paths(paths)[0]
     if is_cv_folder(first):
         from hpa_keras.training.callbacks import read_thresholds_document
 
@@ -175,12 +210,93 @@ def default_views(paths) -> int:
 
 
 def load_run(folder: str | os.PathLike) -> Run:
-    """Load a finished run folder (see the module docstring); InputError on any problem."""
+    """Load a finished run folder, or a cv folder as its ensemble, ready to predict.
+
+    Args:
+        folder: a run folder written by ``hpa-keras fit`` (``model.keras``,
+            ``thresholds.json``, ``config.yaml``, ``input.json``), or a
+            folder written by ``hpa-keras cv`` (``cv.yaml`` and one
+            ``fold-K`` run folder per fold).
+
+    Returns:
+        A :class:`Run`: ``model`` takes uint8 images ``(N, image_size,
+        image_size, len(channels))`` (standardization is inside) and returns
+        ``(N, num_classes)`` probabilities; ``probabilities >= thresholds``
+        are the predicted labels, ``class_names`` name the columns, and
+        ``views`` is the number of dihedral views the thresholds were tuned
+        with. ``repr(run)`` summarises it in four lines.
+
+        A cv folder gives its ensemble: ``model`` is the mean of the fold
+        models, ``thresholds`` are those tuned on the out-of-fold
+        predictions (``thresholds.json`` of the cv folder, not the mean of
+        each fold's own), ``views`` the views they were tuned with, and
+        ``members`` holds the fold runs themselves. This is what
+        ``hpa-keras predict --run CV_FOLDER`` predicts with. To use one fold
+        alone, load its folder: ``load_run("runs/cv/fold-0")``.
+
+    Raises:
+        InputError: naming the file and the reason, for a missing folder, a
+            run still training, an unfinished cv, a corrupt or refused model
+            (safe mode), malformed thresholds or config, a model whose
+            input or output does not match its files, or cv folds that
+            disagree.
+
+    Example:
+        >>> import hpa_keras
+        >>> run = hpa_keras.load_run("runs/gapnet-fold0")    # or a cv folder
+        >>> run
+        Run('runs/gapnet-fold0': run, fields)
+          model gapnet: uint8 rgby 512 px -> 28 hpa2018 classes
+          sees whole 512 px fields, 1 view
+          thresholds (validation): 0.05 to 0.80, median 0.30
+        >>> probabilities = run.model.predict(images)        # uint8 (N, 512, 512, 4)
+        >>> labels = probabilities >= run.thresholds
+        >>> table = hpa_keras.predict_images(run, "test/")   # files in, DataFrame out
+    """
+    from hpa_keras.training.cv import is_cv_folder
+
+    if is_cv_folder(folder):
+        return _load_cv(Path(folder))
+    return _load_one(Path(folder))
+
+
+def _load_cv(folder: Path) -> Run:
+    """A cv folder's fold runs as one Run: the mean model with the out-of-fold thresholds."""
+    from hpa_keras.inference.tta import MeanOfModels
+
+    folders, document = expand_runs([folder])
+    members = tuple(_load_one(member) for member in folders)
+    first = members[0]
+    for member in members[1:]:
+        for name in ("image_size", "channels", "class_names", "bit_depth", "tiles", "crop"):
+            if getattr(member, name) != getattr(first, name):
+                raise InputError(
+                    f"{member.folder}: its {name.replace('_', ' ')} differs from "
+                    f"{first.folder.name}'s; the folds of a cv cannot be averaged"
+                )
+    thresholds = np.asarray(document["thresholds"], dtype=np.float64)
+    if len(thresholds) != first.num_classes:
+        raise InputError(
+            f"{folder / THRESHOLDS_FILE}: {len(thresholds)} thresholds for models with "
+            f"{first.num_classes} outputs"
+        )
+    model = MeanOfModels([member.model for member in members], name=f"mean_of_{len(members)}")
+    return replace(
+        first,
+        folder=folder,
+        model=model,
+        thresholds=thresholds,
+        views=int(document.get("views") or 1),
+        members=members,
+    )
+
+
+def _load_one(folder: Path) -> Run:
+    """One fit run folder as a Run; InputError on any problem."""
     from hpa_keras.data.pipeline import resolve_channels
     from hpa_keras.models.saving import load_model
     from hpa_keras.training.callbacks import read_thresholds_document
 
-    folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"{folder}: no such run folder")
     if not (folder / MODEL_FILE).is_file():
@@ -237,4 +353,6 @@ def load_run(folder: str | os.PathLike) -> Run:
         bit_depth=int(bit_depth),
         sixteen_bit_rule=settings.get("sixteen_bit_rule", "full-range"),
         scheme=scheme,
+        views=int(settings.get("tta") or 1),
+        kind=settings.get("kind", "fields"),
     )

@@ -129,6 +129,30 @@ class DihedralTTA(keras.Model):
         return ops.mean(stacked, axis=0) if self.reduce == "mean" else ops.max(stacked, axis=0)
 
 
+class MeanOfModels(keras.Model):
+    """The mean of several models' outputs for the same input (a cv's fold ensemble).
+
+    Args:
+        models: Keras models taking the same input and giving outputs of the
+            same shape.
+
+    Like :class:`DihedralTTA`, built for prediction and not meant to be saved;
+    the two compose (``DihedralTTA(MeanOfModels(models), 8)``), and since
+    both take means the result is the mean over models of each model's
+    views.
+    """
+
+    def __init__(self, models, **kwargs):
+        super().__init__(**kwargs)
+        if not models:
+            raise ValueError("MeanOfModels needs at least one model")
+        self.members = list(models)
+
+    def call(self, images, training=False):
+        outputs = [member(images, training=False) for member in self.members]
+        return ops.mean(ops.stack(outputs, axis=0), axis=0)
+
+
 def with_tta(
     model, views: int = DIHEDRAL_VIEWS, reduce: str = "mean", tiles: int = 0, tile_size=None
 ):
