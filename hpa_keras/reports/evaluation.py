@@ -37,16 +37,6 @@ def f1_frequency_figure(evaluation: Evaluation, label_worst: int = 8):
         frequency, present["f1"], color="tab:blue", s=40, label="tuned thresholds", zorder=3
     )
     worst = present.nsmallest(label_worst, "f1")
-    for row, x in zip(present.itertuples(index=False), frequency, strict=True):
-        colour = "tab:red" if row[0] in set(worst["class"]) else "0.25"
-        axis.annotate(
-            str(row[0]),
-            (x, row.f1),
-            xytext=(4, 3),
-            textcoords="offset points",
-            fontsize=7,
-            color=colour,
-        )
     axis.set_xscale("log")
     axis.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
     axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}%"))
@@ -85,7 +75,99 @@ def f1_frequency_figure(evaluation: Evaluation, label_worst: int = 8):
         title += f"\n(absent from this set, F1 undefined, counted as 0: {listed})"
     axis.set_title(title, fontsize=10)
     figure.tight_layout()
+    worst_classes = set(worst["class"])
+    place_point_labels(
+        axis,
+        np.column_stack([frequency, present["f1"]]),
+        [str(index) for index in present["class"]],
+        ["tab:red" if index in worst_classes else "0.25" for index in present["class"]],
+        obstacles=np.column_stack([frequency, present["f1_at_0.5"]]),
+    )
     return figure
+
+
+LABEL_DISTANCES = (3, 7, 12, 18, 25, 33, 42, 52, 64, 78)  # points from the marker's edge
+LABEL_DIRECTIONS = 16
+MARKER_RADIUS = 3.5  # points: the scatter markers' radius, which labels keep clear of
+
+
+def place_point_labels(axis, points, texts, colours, obstacles=(), fontsize=7):
+    """Label each point so that no two labels overlap, nor cover a marker.
+
+    Labels are placed in turn (the most crowded points first), each at the
+    first spot that is free, trying positions on rings further and further
+    from its point; a label placed away from its point gets a thin line to
+    it. Positions are computed in display space, so call this after the
+    figure's layout is final (after ``tight_layout``). Returns the
+    annotations.
+    """
+    from matplotlib.text import Text
+    from matplotlib.transforms import Bbox
+
+    figure = axis.figure
+    renderer = figure.canvas.get_renderer()
+    scale = figure.dpi / 72.0  # display pixels per point
+    points = np.asarray(points, dtype=float).reshape(-1, 2)
+    display = axis.transData.transform(points)
+    markers = np.concatenate(
+        [display, axis.transData.transform(np.asarray(obstacles, dtype=float).reshape(-1, 2))]
+    )
+    radius = MARKER_RADIUS * scale
+    taken = [Bbox.from_extents(x - radius, y - radius, x + radius, y + radius) for x, y in markers]
+    frame = axis.get_window_extent(renderer)
+    gaps = np.linalg.norm(display[:, None] - display[None], axis=-1)
+    crowding = (gaps < 30 * scale).sum(axis=1)
+    angles = np.linspace(0, 2 * np.pi, LABEL_DIRECTIONS, endpoint=False)
+    annotations = [None] * len(points)
+    for index in sorted(range(len(points)), key=lambda k: (-crowding[k], k)):
+        style = {"fontsize": fontsize, "color": colours[index], "ha": "center", "va": "center"}
+        probe = axis.annotate(
+            texts[index], points[index], xytext=(0, 0), textcoords="offset points", **style
+        )
+        width, height = _text_size(probe, renderer, scale)
+        offset, distance = (MARKER_RADIUS + width / 2 + 1, 0.0), 0.0  # if nowhere is free
+        for distance in LABEL_DISTANCES:
+            free = None
+            for angle in angles:
+                # The box's centre, far enough out along the direction to clear the marker.
+                reach = MARKER_RADIUS + distance + _half_extent(width, height, angle)
+                probe.set_position((reach * np.cos(angle), reach * np.sin(angle)))
+                box = probe.get_window_extent(renderer).padded(0.5 * scale)
+                inside = frame.contains(box.x0, box.y0) and frame.contains(box.x1, box.y1)
+                if inside and not any(box.overlaps(other) for other in taken):
+                    free = probe.get_position()
+                    break
+            if free is not None:
+                offset = free
+                break
+        else:
+            distance = 0.0
+        probe.remove()
+        line = None
+        if distance > LABEL_DISTANCES[1]:  # far from its point: a thin line leads to it
+            line = {"arrowstyle": "-", "color": colours[index], "linewidth": 0.5, "alpha": 0.6,
+                    "shrinkA": 1, "shrinkB": MARKER_RADIUS}  # fmt: skip
+        label = axis.annotate(
+            texts[index], points[index], xytext=offset, textcoords="offset points",
+            arrowprops=line, **style,
+        )  # fmt: skip
+        label.update_positions(renderer)
+        taken.append(Text.get_window_extent(label, renderer).padded(0.5 * scale))  # no line
+        annotations[index] = label
+    return annotations
+
+
+def _text_size(label, renderer, scale) -> tuple[float, float]:
+    """A label's width and height in points."""
+    box = label.get_window_extent(renderer)
+    return box.width / scale, box.height / scale
+
+
+def _half_extent(width: float, height: float, angle: float) -> float:
+    """How far a ``width`` x ``height`` box reaches from its centre in direction ``angle``."""
+    cosine, sine = abs(np.cos(angle)), abs(np.sin(angle))
+    return min(width / 2 / cosine if cosine > 1e-9 else np.inf,
+               height / 2 / sine if sine > 1e-9 else np.inf)  # fmt: skip
 
 
 def f1_threshold_figure(evaluation: Evaluation, grid=THRESHOLD_GRID, columns: int = 7):
@@ -128,21 +210,34 @@ def f1_threshold_figure(evaluation: Evaluation, grid=THRESHOLD_GRID, columns: in
 
 
 def label_distribution_figure(labels, class_names, title="Labels of the evaluated images"):
-    """Images per class (log scale, rarest at the bottom) and the labels-per-image histogram."""
+    """Images per class (log scale, rarest at the bottom) and the labels-per-image histogram.
+
+    A class without images gets no bar (a log axis has no zero), only the
+    words "0: no images".
+    """
+    from matplotlib.ticker import FuncFormatter
+
     labels = np.asarray(labels)
     counts = labels.sum(axis=0).astype(int)
     per_image = labels.sum(axis=1).astype(int)
     figure, (left, right) = plt.subplots(
         1, 2, figsize=(11, 6.2), gridspec_kw={"width_ratios": [2.2, 1]}
     )
-    order = np.argsort(counts)
+    order = np.argsort(counts, kind="stable")
     positions = np.arange(len(order))
-    left.barh(positions, np.maximum(counts[order], 0.8), color="tab:green")
+    shown = counts[order] > 0  # a class without images gets no bar (a log axis has no 0)
+    left.barh(positions[shown], counts[order][shown], color="tab:green")
     left.set_yticks(positions, [f"{index} {class_names[index]}" for index in order], fontsize=7)
     left.set_xscale("log")
+    left.set_xlim(0.8, max(int(counts.max()), 1) * 1.6)
+    left.set_ylim(-0.6, len(order) - 0.4)
+    left.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
     left.set_xlabel("images (log scale)")
     for position, value in zip(positions, counts[order], strict=True):
-        left.text(max(value, 0.8) * 1.05, position, str(value), va="center", fontsize=6)
+        if value:
+            left.text(value * 1.05, position, str(value), va="center", fontsize=6)
+        else:
+            left.text(0.85, position, "0: no images", va="center", fontsize=6, color="0.4")
     left.set_title("Images per class")
     left.grid(alpha=0.3, axis="x", which="both")
     values, frequencies = np.unique(per_image, return_counts=True)
