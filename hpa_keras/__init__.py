@@ -17,10 +17,15 @@ callbacks, ``fit``), :mod:`hpa_keras.inference` (runs, prediction, TTA,
 evaluation, Grad-CAM) and :mod:`hpa_keras.reports` (figures, tables, HTML).
 """
 
+from importlib import metadata
+
 from hpa_keras._lazy import lazy_exports
 from hpa_keras.registration import register_when_keras_loads
 
-__version__ = "0.2.0"
+try:  # the version lives in pyproject.toml alone; an installed package knows it
+    __version__ = metadata.version("hpa-keras")
+except metadata.PackageNotFoundError:  # a source tree on sys.path, not installed
+    __version__ = "0+unknown"
 
 __getattr__, __dir__, __all__ = lazy_exports(
     __name__,

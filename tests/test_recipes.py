@@ -1,6 +1,7 @@
 """Shipped recipes (YAML settings usable by name) and their on-paper GPU cost."""
 
 import importlib.util
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,8 @@ def test_the_issue_s_recipes_are_shipped_and_packaged():
     assert {"gapnet", "densenet121-512", "resnet50-fast"} <= set(recipe_names())
     shipped = sorted(path.stem for path in (ROOT / "hpa_keras" / "recipes").glob("*.yaml"))
     assert recipe_names() == shipped
-    assert "recipes/*.yaml" in (ROOT / "setup.cfg").read_text()  # in a wheel, too
+    package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert package_data["package-data"]["hpa_keras.recipes"] == ["*.yaml"]  # in a wheel, too
 
 
 @pytest.mark.parametrize("name", recipe_names())

@@ -18,7 +18,7 @@ RECIPE_PREFIX = "recipes/"
 
 
 def _recipe_folder():
-    return resources.files("hpa_keras") / "recipes"
+    return resources.files("hpa_keras.recipes")
 
 
 def recipe_names() -> list[str]:
