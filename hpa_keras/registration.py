@@ -83,6 +83,7 @@ class _RegisteringLoader(importlib.abc.Loader):
         return self._loader.create_module(spec)
 
     def exec_module(self, module):
+        _remove_hook()
         self._loader.exec_module(module)
         # From here on the module looks exactly as if imported without the hook.
         module.__loader__ = self._loader
@@ -92,17 +93,33 @@ class _RegisteringLoader(importlib.abc.Loader):
 
 
 class _KerasImportHook(importlib.abc.MetaPathFinder):
-    """Finds ``keras`` through the other finders and wraps its loader; used once."""
+    """Finds ``keras`` through the other finders and wraps its loader.
+
+    It stays in place until Keras is executed, not merely looked up: TensorFlow's
+    ``import tensorflow`` calls ``importlib.util.find_spec("keras")`` to locate
+    ``tf.keras`` without importing it, and a hook that left at the first look-up
+    missed the import that followed.
+    """
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname != "keras":
+        if fullname != "keras" or fullname in sys.modules:
             return None
-        _remove_hook()
-        spec = importlib.util.find_spec(fullname)
+        others = [finder for finder in sys.meta_path if not isinstance(finder, _KerasImportHook)]
+        spec = _find_with(others, fullname, path, target)
         if spec is None or spec.loader is None:
             return spec
         spec.loader = _RegisteringLoader(spec.loader)
         return spec
+
+
+def _find_with(finders, fullname, path, target):
+    """The spec the first of ``finders`` that knows ``fullname`` gives (None if none does)."""
+    for finder in finders:
+        find_spec = getattr(finder, "find_spec", None)
+        spec = find_spec(fullname, path, target) if find_spec is not None else None
+        if spec is not None:
+            return spec
+    return None
 
 
 def _remove_hook() -> None:
