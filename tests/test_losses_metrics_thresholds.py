@@ -17,8 +17,10 @@ from hpa_keras.training.thresholds import (
     bucket_thresholds,
     global_threshold,
     grid_thresholds,
+    labels_per_image_warning,
     rate_matching_thresholds,
     search_thresholds,
+    tune_thresholds,
 )
 
 RNG = np.random.default_rng(0)
@@ -253,3 +255,68 @@ def test_shrinkage_is_chosen_by_cross_validation_and_lies_between_the_extremes()
     np.testing.assert_allclose(shrink_thresholds([0.2, 0.8], 0.5, [10, 0], 10), [0.35, 0.5])
     np.testing.assert_allclose(shrink_thresholds([0.2, 0.8], 0.5, [10, 0], 0), [0.2, 0.8])
     assert search_thresholds("shrunk", labels, scores).shape == (6,)
+
+
+def tiny_tuning_fold():
+    """8 images: class 0 has 4 separable positives; class 1 one positive, class 2 none;
+    class 3 five positives scored below its negatives (its best cut keeps everything);
+    class 4 no positive and every score 0.99 (above the global threshold)."""
+    truth = np.zeros((8, 5), int)
+    truth[:4, 0] = truth[0, 1] = 1
+    truth[:5, 3] = 1
+    scores = np.array(
+        [
+            [0.9, 0.95, 0.30, 0.10, 0.99],
+            [0.8, 0.10, 0.35, 0.15, 0.99],
+            [0.7, 0.15, 0.40, 0.20, 0.99],
+            [0.6, 0.20, 0.45, 0.25, 0.99],
+            [0.5, 0.25, 0.50, 0.30, 0.99],
+            [0.4, 0.30, 0.55, 0.60, 0.99],
+            [0.3, 0.35, 0.60, 0.70, 0.99],
+            [0.2, 0.40, 0.65, 0.80, 0.99],
+        ]
+    )
+    return truth, scores
+
+
+@pytest.mark.parametrize("strategy", ["per_class", "shrunk"])
+def test_thresholds_without_support_fall_back_and_say_why(strategy):
+    truth, scores = tiny_tuning_fold()
+    own, _ = best_thresholds(truth, scores)
+    assert own[3] == 0.0  # the exact search keeps every image of class 3
+    shared, _ = global_threshold(truth, scores)
+    assert shared == pytest.approx(0.525)
+    thresholds, fallbacks = tune_thresholds(strategy, truth, scores)
+    np.testing.assert_allclose(thresholds, [0.55, 0.525, 0.525, 0.525, 0.5])
+    assert [entry["index"] for entry in fallbacks] == [1, 2, 3, 4]
+    by_class = {entry["index"]: entry for entry in fallbacks}
+    assert by_class[1]["cause"] == "few_positives" and by_class[1]["positives"] == 1
+    assert by_class[1]["tuned"] == pytest.approx(0.675) and by_class[1]["fallback"] == "global"
+    assert by_class[1]["reason"] == "1 positive in the 8 tuning images (fewer than 3)"
+    assert by_class[3]["cause"] == "marks_every_image" and by_class[3]["tuned"] == 0.0
+    # The global threshold marks every image of class 4 too: the untuned default instead.
+    assert by_class[4]["fallback"] == "default" and by_class[4]["threshold"] == 0.5
+    np.testing.assert_array_equal(search_thresholds(strategy, truth, scores), thresholds)
+    # Enough positives everywhere and separable scores: every class keeps its own.
+    keep = tune_thresholds(strategy, truth[:, :1], scores[:, :1])
+    assert keep[1] == [] and keep[0][0] == pytest.approx(0.55)
+
+
+def test_the_support_rule_is_a_named_minimum_and_global_only_drops_marks_every_image():
+    truth, scores = tiny_tuning_fold()
+    _, fallbacks = tune_thresholds("per_class", truth, scores, min_positives=1)
+    assert [entry["index"] for entry in fallbacks] == [2, 3, 4]  # class 1's one positive is enough
+    thresholds, fallbacks = tune_thresholds("global", truth, scores)
+    assert [entry["index"] for entry in fallbacks] == [4]
+    np.testing.assert_allclose(thresholds, [0.525, 0.525, 0.525, 0.525, 0.5])
+    assert tune_thresholds("fixed", truth, scores, fixed=0.0)[1] == []  # asked for: no tuning
+
+
+def test_labels_per_image_warning_fires_beyond_a_factor_of_two_either_way():
+    assert labels_per_image_warning(13.0, 1.6).startswith("13.00 labels per image predicted, 1.60")
+    assert "8.1x" in labels_per_image_warning(13.0, 1.6)
+    assert labels_per_image_warning(3.3, 1.6) is not None  # just over 2x
+    assert labels_per_image_warning(0.7, 1.6) is not None  # under half
+    for silent in (1.6, 3.2, 0.8, 2.5, 1.0):
+        assert labels_per_image_warning(silent, 1.6) is None, silent
+    assert labels_per_image_warning(13.0, None) is None  # a run that did not record it

@@ -94,6 +94,42 @@ def test_threshold_search_writes_thresholds_that_reproduce_its_logged_f1(tmp_pat
     assert [entry["name"] for entry in document["classes"]][27] == "Rods & rings"
 
 
+def test_threshold_search_on_a_tiny_fold_records_the_fallbacks_and_prints_only_if_asked(
+    tmp_path, capsys
+):
+    from hpa_keras.training.thresholds import global_threshold
+
+    keras.utils.set_random_seed(0)
+    features, labels = toy_problem(samples=8)  # 8 validation images: most classes have < 3
+    model = toy_model()
+    search = ThresholdSearch((features, labels), out=tmp_path / "thresholds.json")
+    model.fit(features, labels, epochs=1, verbose=0, callbacks=[search])
+    assert capsys.readouterr().out == ""  # the 28-row table only when asked
+    document = json.loads((tmp_path / "thresholds.json").read_text())
+    support = labels.sum(axis=0)
+    few = {index for index in range(28) if support[index] < 3}
+    assert document["min_positives"] == 3 and few
+    scores = model.predict(features, verbose=0)
+    shared, _ = global_threshold(labels, scores)
+    for entry in document["fallbacks"]:
+        index = entry["index"]
+        assert entry["name"] == document["classes"][index]["name"]
+        assert document["classes"][index]["fallback"] == entry["fallback"]
+        assert document["thresholds"][index] == entry["threshold"]
+        expected = shared if entry["fallback"] == "global" else 0.5
+        assert entry["threshold"] == pytest.approx(expected, abs=1e-6)
+    causes = {entry["index"]: entry["cause"] for entry in document["fallbacks"]}
+    assert {index for index, cause in causes.items() if cause == "few_positives"} == few
+    kept = [entry for entry in document["classes"] if entry["fallback"] is None]
+    lowest = scores.min(axis=0)
+    assert all(entry["threshold"] > lowest[entry["index"]] for entry in kept)
+    assert "global" in search.last_table.splitlines()[1 + min(few)]
+    loud = ThresholdSearch((features, labels), print_table=True)
+    loud.set_model(model)
+    loud.on_epoch_end(0, {})
+    assert "Epoch 1: validation per class" in capsys.readouterr().out
+
+
 def test_threshold_search_on_a_dataset_equals_arrays(training_records):
     from hpa_keras.data.pipeline import load_dataset
 
@@ -122,6 +158,19 @@ def test_threshold_search_resume_keeps_the_better_recorded_result(tmp_path):
     search.on_epoch_end(5, {})
     assert json.loads(path.read_text())["epoch"] == 4  # an untrained model does not beat 0.99
     assert search.best_epoch == 4
+
+
+def test_resuming_removes_the_weights_of_an_epoch_killed_before_its_thresholds(tmp_path):
+    path = tmp_path / "thresholds.json"
+    document = {"macro_f1_tuned": 0.5, "epoch": 1, "thresholds": [0.3] * 28}
+    path.write_text(json.dumps({**document, "weights_file": "best-epoch001.weights.h5"}))
+    for name in ("best-epoch001.weights.h5", "best-epoch002.weights.h5", "other.h5"):
+        (tmp_path / name).write_bytes(b"")
+    ThresholdSearch(toy_problem(), out=path, resume=True, weights_folder=tmp_path)
+    assert sorted(item.name for item in tmp_path.glob("*.h5")) == [
+        "best-epoch001.weights.h5",
+        "other.h5",
+    ]
 
 
 def test_lr_finder_grows_the_rate_exponentially_and_restores_weights(tmp_path):
@@ -504,8 +553,8 @@ def test_a_kill_between_weights_and_thresholds_keeps_a_matching_pair(
     monkeypatch.setattr(callbacks, "write_text_atomic", dies_on_the_second_thresholds_file)
     config = tiny_config(training_records, out, epochs=4, lr=0.01, threshold_strategy="global")
     # Epoch 2 has to be a new best for the kill to happen: a steadily growing constant makes
-    # every epoch better than the last.
-    scores = iter([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
+    # every epoch better than the last (and small, so the resumed run's real ones beat it).
+    scores = iter([0.01, 0.02, 0.03, 0.04, 0.05, 0.06])
     monkeypatch.setattr(callbacks, "thresholds_document", _growing(callbacks, scores))
     with pytest.raises(KeyboardInterrupt):
         fit(config)

@@ -52,9 +52,13 @@ def format_table(columns: Sequence[Column], rows: Sequence[Sequence], gap: int =
     return "\n".join([line([column.title for column in columns])] + [line(row) for row in cells])
 
 
+FALLBACK_NAMES = {"global": "global", "default": "0.5"}
+
+
 def threshold_table(document: dict) -> str:
     """The per-class table of a ``thresholds.json`` document (support, F1 at 0.5, threshold,
-    tuned F1) with the macro row."""
+    tuned F1, and the fallback of a class whose tuned threshold was not kept) with the macro
+    row."""
     columns = [
         Column("", "d"),
         Column("class", align="<"),
@@ -62,6 +66,7 @@ def threshold_table(document: dict) -> str:
         Column("F1@0.5", ".3f"),
         Column("threshold", ".3f"),
         Column("F1 tuned", ".3f"),
+        Column("fallback", align="<"),
     ]
     rows = [
         (
@@ -71,13 +76,45 @@ def threshold_table(document: dict) -> str:
             entry["f1_at_0.5"],
             entry["threshold"],
             entry["f1_tuned"],
+            FALLBACK_NAMES.get(entry.get("fallback"), ""),
         )
         for entry in document["classes"]
     ]
     rows.append(
-        (None, "macro", None, document["macro_f1_at_0.5"], None, document["macro_f1_tuned"])
+        (None, "macro", None, document["macro_f1_at_0.5"], None, document["macro_f1_tuned"], None)
     )
     return format_table(columns, rows)
+
+
+def fallback_lines(document: dict, samples: str = "tuning images") -> list[str]:
+    """One line per cause for the classes of a ``thresholds.json`` document whose tuned
+    threshold was not kept (its ``fallbacks``), naming them and what they got instead;
+    none when every class kept its own."""
+    lines = []
+    for cause, why in (
+        ("few_positives", f"fewer than {document.get('min_positives')} positives in the"),
+        ("marks_every_image", "a threshold that would mark every one of the"),
+    ):
+        entries = [entry for entry in document.get("fallbacks") or () if entry["cause"] == cause]
+        if not entries:
+            continue
+        shared = [entry for entry in entries if entry["fallback"] == "global"]
+        default = len(entries) - len(shared)
+        instead = " or ".join(
+            ([f"the global threshold {shared[0]['threshold']:.3f}"] if shared else [])
+            + ([f"0.5 ({default} where the global one marks every image)"] if default else [])
+        )
+        listed = ", ".join(
+            f"{entry['index']} {entry['name']}"
+            + (f" ({entry['positives']})" if cause == "few_positives" else "")
+            for entry in entries
+        )
+        count = document.get("num_validation_samples", document.get("num_oof_samples", "?"))
+        lines.append(
+            f"{len(entries)} class{'es' if len(entries) != 1 else ''} with {why} {count} "
+            f"{samples} use {instead} instead of their own: {listed}"
+        )
+    return lines
 
 
 def evaluation_table(class_table, summary: dict) -> str:

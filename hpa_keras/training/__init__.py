@@ -30,6 +30,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "macro_f1": "metrics",
         "macro_f1_metric": "metrics",
         "search_thresholds": "thresholds",
+        "tune_thresholds": "thresholds",
         "best_thresholds": "thresholds",
         "apply_thresholds": "thresholds",
         "DifferentialAdam": "optimizers",

@@ -33,7 +33,11 @@ from hpa_keras.classes import CLASS_NAMES
 from hpa_keras.errors import InputError
 from hpa_keras.reports.tables import threshold_table
 from hpa_keras.training.metrics import f1_per_class
-from hpa_keras.training.thresholds import apply_thresholds, search_thresholds
+from hpa_keras.training.thresholds import (
+    MIN_TUNING_POSITIVES,
+    apply_thresholds,
+    tune_thresholds,
+)
 
 THRESHOLDS_FILE = "thresholds.json"
 
@@ -102,9 +106,18 @@ def class_table(labels, scores, thresholds, class_names=CLASS_NAMES) -> str:
     return threshold_table(thresholds_document(labels, scores, thresholds, None, None, class_names))
 
 
-def thresholds_document(labels, scores, thresholds, strategy, epoch, class_names=CLASS_NAMES):
-    """The content of ``thresholds.json``: thresholds and what they scored."""
+def thresholds_document(
+    labels, scores, thresholds, strategy, epoch, class_names=CLASS_NAMES, fallbacks=()
+):
+    """The content of ``thresholds.json``: thresholds and what they scored.
+
+    ``fallbacks`` (from :func:`hpa_keras.training.thresholds.tune_thresholds`): the
+    classes whose tuned threshold was not kept, listed with the reason under
+    ``fallbacks`` (each named) and marked in their ``classes`` entry (``fallback``:
+    ``"global"``, ``"default"`` or ``None``).
+    """
     labels = np.asarray(labels)
+    fallen = {entry["index"]: entry for entry in fallbacks}
     at_half = f1_per_class(labels, scores >= 0.5)
     tuned = f1_per_class(labels, apply_thresholds(scores, thresholds))
     return {
@@ -115,6 +128,8 @@ def thresholds_document(labels, scores, thresholds, strategy, epoch, class_names
         "macro_f1_tuned": float(tuned.mean()),
         "thresholds": [float(value) for value in thresholds],
         "class_names": list(class_names),
+        "min_positives": MIN_TUNING_POSITIVES,
+        "fallbacks": [{**entry, "name": class_names[entry["index"]]} for entry in fallbacks],
         "classes": [
             {
                 "index": index,
@@ -123,6 +138,7 @@ def thresholds_document(labels, scores, thresholds, strategy, epoch, class_names
                 "threshold": float(thresholds[index]),
                 "f1_at_0.5": float(at_half[index]),
                 "f1_tuned": float(tuned[index]),
+                "fallback": fallen[index]["fallback"] if index in fallen else None,
             }
             for index, name in enumerate(class_names)
         ],
@@ -165,11 +181,14 @@ class ThresholdSearch(keras.callbacks.Callback):
             ``load_dataset(..., training=False)``).
         strategy: how thresholds are chosen (see
             :func:`hpa_keras.training.thresholds.search_thresholds`): ``"per_class"``
-            (default), ``"global"``, ``"buckets"``, ``"rate"`` or ``"fixed"``.
+            (default), ``"shrunk"``, ``"global"``, ``"buckets"``, ``"rate"`` or ``"fixed"``;
+            a class whose tuned threshold the validation labels do not support falls
+            back to the global one (listed under ``fallbacks`` in ``thresholds.json``).
         class_frequencies: training frequency of each class, needed by
             ``"buckets"`` and ``"rate"``.
         out: where to write the best epoch's ``thresholds.json`` (optional).
-        print_table: print the per-class table after each epoch.
+        print_table: print the per-class table after each epoch (off by default: 28
+            rows an epoch; ``last_table`` holds it either way).
         resume: start from the best score recorded in ``out``, so a resumed
             run does not replace better thresholds with worse ones.
         class_names: row names of the table.
@@ -195,7 +214,7 @@ class ThresholdSearch(keras.callbacks.Callback):
         strategy: str = "per_class",
         class_frequencies=None,
         out: str | os.PathLike | None = None,
-        print_table: bool = True,
+        print_table: bool = False,
         resume: bool = False,
         batch_size: int = 32,
         class_names=CLASS_NAMES,
@@ -227,6 +246,9 @@ class ThresholdSearch(keras.callbacks.Callback):
             self.best_epoch = document["epoch"]
             self.best_thresholds = np.asarray(document["thresholds"])
             self.best_weights_file = document.get("weights_file")
+            # Weights of an epoch killed before its thresholds were written: that epoch runs
+            # again, and a resumed run with no better epoch would otherwise keep them.
+            self._remove_other_weights()
 
     @property
     def best_weights_path(self) -> Path | None:
@@ -242,9 +264,11 @@ class ThresholdSearch(keras.callbacks.Callback):
         labels, scores = predict_with_labels(
             self.predictor(), self.validation_data, self.batch_size, self._labels
         )
-        thresholds = search_thresholds(self.strategy, labels, scores, self.class_frequencies)
+        thresholds, fallbacks = tune_thresholds(
+            self.strategy, labels, scores, self.class_frequencies
+        )
         document = thresholds_document(
-            labels, scores, thresholds, self.strategy, epoch, self.class_names
+            labels, scores, thresholds, self.strategy, epoch, self.class_names, fallbacks
         )
         document["weights"] = note
         self.best_score, self.best_epoch = document["macro_f1_tuned"], epoch
@@ -262,10 +286,15 @@ class ThresholdSearch(keras.callbacks.Callback):
             self.best_weights_file = name
         if self.out is not None:
             write_text_atomic(self.out, json.dumps(document, indent=2) + "\n")
-        if self.weights_folder is not None:
-            for path in self.weights_folder.glob("*-epoch*.weights.h5"):
-                if path.name != self.best_weights_file:
-                    path.unlink(missing_ok=True)
+        self._remove_other_weights()
+
+    def _remove_other_weights(self) -> None:
+        """Every epoch's weights file in ``weights_folder`` but the one named as the best."""
+        if self.weights_folder is None or self.best_weights_file is None:
+            return
+        for path in self.weights_folder.glob("*-epoch*.weights.h5"):
+            if path.name != self.best_weights_file:
+                path.unlink(missing_ok=True)
 
     def predictor(self):
         """The model, or its view-and-tile wrapper (built once; it shares the weights)."""
@@ -285,10 +314,12 @@ class ThresholdSearch(keras.callbacks.Callback):
             self.predictor(), self.validation_data, self.batch_size, self._labels
         )
         self._labels = labels
-        thresholds = search_thresholds(self.strategy, labels, scores, self.class_frequencies)
+        thresholds, fallbacks = tune_thresholds(
+            self.strategy, labels, scores, self.class_frequencies
+        )
         # One document per epoch: the logs, the table and thresholds.json all come from it.
         document = thresholds_document(
-            labels, scores, thresholds, self.strategy, epoch + 1, self.class_names
+            labels, scores, thresholds, self.strategy, epoch + 1, self.class_names, fallbacks
         )
         tuned = document["macro_f1_tuned"]
         loss = self._validation_loss(labels, scores)

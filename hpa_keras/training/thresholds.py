@@ -19,6 +19,13 @@ from hpa_keras.training.metrics import f1_per_class
 
 ABSENT_CLASS_THRESHOLD = 0.5
 
+# A class with fewer positives than this in the tuning set does not keep its own tuned
+# threshold; it falls back to the threshold shared by all classes. Its own best cut is then
+# set by one or two scores: `python benchmarks/bench_threshold_support.py` (real label matrix,
+# synthetic scores calibrated per class) measures its held-out F1 at 0.038 below the shared
+# threshold's with 1 positive, 0.007 below with 2, and level from 3 on (gaining from about 10).
+MIN_TUNING_POSITIVES = 3
+
 
 def best_thresholds(y_true, scores, absent_threshold: float = ABSENT_CLASS_THRESHOLD):
     """The F1-maximizing threshold of each class, and the F1 it gives.
@@ -216,6 +223,89 @@ def shrunk_thresholds(y_true, scores, grid=SHRINKAGE_GRID, folds: int = 5, seed:
 
 
 THRESHOLD_STRATEGIES = ("per_class", "shrunk", "global", "buckets", "rate", "fixed")
+# The strategies that fit thresholds to the tuning labels, so that need their support checked.
+TUNED_STRATEGIES = ("per_class", "shrunk", "global")
+
+
+def supported_thresholds(
+    thresholds, y_true, scores, per_class: bool = True, min_positives: int = MIN_TUNING_POSITIVES
+) -> tuple[np.ndarray, list[dict]]:
+    """Tuned thresholds with those the tuning set does not support replaced.
+
+    A class's threshold is not kept when (``per_class``) the class has fewer
+    than ``min_positives`` positives in the tuning set, or when it marks every
+    tuning image (a threshold of 0, or at or below the class's lowest score:
+    the best cut kept everything, which says only that the scores do not
+    separate this class here, and would label every new image with it). It is
+    replaced by the global threshold (:func:`global_threshold` on the same
+    rows), or by ``ABSENT_CLASS_THRESHOLD`` (0.5) where that too would mark
+    every tuning image of the class.
+
+    Returns:
+        ``(thresholds, fallbacks)``: one entry per replaced class, with its
+        ``index``, ``positives``, ``tuned`` (the value not kept),
+        ``threshold`` (the value used), ``fallback`` (``"global"`` or
+        ``"default"``), ``cause`` (``"few_positives"`` or ``"marks_every_image"``)
+        and ``reason`` (a sentence).
+    """
+    truth = np.asarray(y_true).astype(bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    thresholds = np.array(thresholds, dtype=np.float64)
+    if not len(truth):
+        return thresholds, []
+    count = len(truth)
+    positives = truth.sum(axis=0)
+    lowest = scores.min(axis=0)
+    shared = None
+    fallbacks = []
+    for column in range(len(thresholds)):
+        if per_class and positives[column] < min_positives:
+            cause = "few_positives"
+            reason = (
+                f"{positives[column]} positive{'s' if positives[column] != 1 else ''} in the "
+                f"{count} tuning images (fewer than {min_positives})"
+            )
+        elif thresholds[column] <= lowest[column]:
+            cause = "marks_every_image"
+            reason = f"its threshold would mark every one of the {count} tuning images"
+        else:
+            continue
+        if shared is None:
+            shared = global_threshold(truth, scores)[0]
+        usable = shared > lowest[column]
+        fallbacks.append(
+            {
+                "index": column,
+                "positives": int(positives[column]),
+                "tuned": float(thresholds[column]),
+                "threshold": float(shared if usable else ABSENT_CLASS_THRESHOLD),
+                "fallback": "global" if usable else "default",
+                "cause": cause,
+                "reason": reason,
+            }
+        )
+        thresholds[column] = fallbacks[-1]["threshold"]
+    return thresholds, fallbacks
+
+
+def tune_thresholds(
+    strategy: str,
+    y_true,
+    scores,
+    class_frequencies=None,
+    fixed: float = 0.5,
+    min_positives: int = MIN_TUNING_POSITIVES,
+) -> tuple[np.ndarray, list[dict]]:
+    """``(thresholds, fallbacks)``: :func:`search_thresholds`, and which classes of a
+    strategy that tunes on labels (``TUNED_STRATEGIES``) fell back and why
+    (:func:`supported_thresholds`; ``"global"`` checks only for thresholds that mark
+    every image)."""
+    thresholds = _strategy_thresholds(strategy, y_true, scores, class_frequencies, fixed)
+    if strategy not in TUNED_STRATEGIES:
+        return thresholds, []
+    return supported_thresholds(
+        thresholds, y_true, scores, per_class=strategy != "global", min_positives=min_positives
+    )
 
 
 def search_thresholds(
@@ -229,7 +319,16 @@ def search_thresholds(
     (:func:`global_threshold`), ``"buckets"`` (:func:`bucket_thresholds`,
     needs ``class_frequencies``), ``"rate"`` (:func:`rate_matching_thresholds`,
     needs ``class_frequencies``) or ``"fixed"`` (``fixed`` for every class).
+
+    The strategies that tune on labels keep only thresholds the labels support
+    (:func:`supported_thresholds`): a class with fewer than
+    ``MIN_TUNING_POSITIVES`` positives, or whose threshold would mark every
+    image, gets the global one. :func:`tune_thresholds` also says which.
     """
+    return tune_thresholds(strategy, y_true, scores, class_frequencies, fixed)[0]
+
+
+def _strategy_thresholds(strategy, y_true, scores, class_frequencies, fixed) -> np.ndarray:
     classes = np.asarray(scores).shape[1]
     if strategy not in THRESHOLD_STRATEGIES:
         raise ValueError(f"threshold strategy {strategy!r}: use one of {THRESHOLD_STRATEGIES}")
@@ -246,3 +345,27 @@ def search_thresholds(
     if strategy == "rate":
         return rate_matching_thresholds(scores, class_frequencies)
     return np.full(classes, float(fixed))
+
+
+# Predicted labels per image more than this many times the training data's (or fewer than
+# its fraction) are warned about: the 2018 training set has 1.6 per image and its 28 classes'
+# frequencies differ by 1000x, so a factor of two is far outside what a sound set of
+# thresholds gives, and what per-class thresholds of 0 give (13 per image) is far beyond it.
+LABELS_PER_IMAGE_FACTOR = 2.0
+
+
+def labels_per_image_warning(
+    predicted: float, training: float | None, factor: float = LABELS_PER_IMAGE_FACTOR
+) -> str | None:
+    """A warning when ``predicted`` labels per image differ from the training data's
+    ``training`` by more than ``factor`` either way; ``None`` otherwise or when
+    ``training`` is unknown."""
+    if training is None or not training > 0:
+        return None
+    if predicted <= factor * training and predicted >= training / factor:
+        return None
+    return (
+        f"{predicted:.2f} labels per image predicted, {training:.2f} in the training data "
+        f"({predicted / training:.1f}x, more than a factor of {factor:g} off): the thresholds "
+        "(thresholds.json; a small validation set?) do not suit these images"
+    )
