@@ -7,8 +7,11 @@ directory is atomic on POSIX and Windows.
 
 import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
+
+from hpa_keras.errors import InputError
 
 
 def _current_umask() -> int:
@@ -60,3 +63,42 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """Write UTF-8 ``text`` to ``path`` atomically, with ``\\n`` line ends."""
     write_bytes_atomic(path, text.encode("utf-8"))
+
+
+@contextlib.contextmanager
+def removed_on_bad_input(folder: str | os.PathLike):
+    """Undo what a command wrote into its output ``folder`` when it stops on bad input.
+
+    On an InputError, a folder this call created (and any missing parents of it) is removed
+    with everything in it, and in a folder that already existed the files and folders added
+    since are removed, so a typo leaves no half-made output behind and a user's folder as it
+    was (files replaced in place, as ``--overwrite`` asks, stay replaced). Any other
+    exception (Ctrl-C, a crash) keeps what was written, so that a rerun resumes.
+    """
+    folder = Path(folder)
+    created = None  # the topmost folder this call creates
+    path = folder.absolute()
+    while not path.exists() and path != path.parent:
+        created, path = path, path.parent
+    before = set() if created is not None else _paths_under(folder)
+    try:
+        yield folder
+    except InputError:
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        else:
+            for added in sorted(_paths_under(folder) - before, reverse=True):  # files first
+                with contextlib.suppress(OSError):
+                    if added.is_dir() and not added.is_symlink():
+                        added.rmdir()
+                    else:
+                        added.unlink()
+        raise
+
+
+def _paths_under(folder: Path) -> set[Path]:
+    """Every file and folder under ``folder`` (empty when it is not a folder)."""
+    paths = set()
+    for parent, folders, files in os.walk(folder):
+        paths.update(Path(parent, name) for name in folders + files)
+    return paths

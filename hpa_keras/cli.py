@@ -502,28 +502,48 @@ def add_models(commands) -> None:
     models = commands.add_parser(
         "models",
         help="list the model builders with their parameter counts",
-        description="Build each registered model (weights=None) and print its parameter count.",
+        description="List the registered models (names are case-insensitive) with their "
+        "parameter counts at 512x512x4 and 28 classes, from the registry's table: nothing is "
+        "built. --tiny or another --image-size builds each model (weights=None) to count it, "
+        "which takes about a minute.",
     )
     models.add_argument(
         "--image-size",
         type=positive_int,
-        default=512,
-        help="input side (default: 512; only capsnet's count depends on it)",
+        default=None,
+        help="count at this input side, building each model (default: 512, from the table; "
+        "only capsnet's count depends on it)",
     )
-    models.add_argument("--tiny", action="store_true", help="the tiny test variants instead")
+    models.add_argument(
+        "--tiny", action="store_true", help="count the tiny test variants (builds each model)"
+    )
     models.set_defaults(handler=run_models)
 
 
 def run_models(arguments) -> None:
-    import_tensorflow_quietly()
-    from hpa_keras.models import DESCRIPTIONS, MODELS, TINY_OPTIONS, build_model
+    from hpa_keras.models.registry import (
+        DESCRIPTIONS,
+        MODELS,
+        PARAMETER_COUNTS,
+        PARAMETER_COUNTS_AT,
+        TINY_OPTIONS,
+    )
 
-    size = arguments.image_size
-    print(f"{'model':22s} {'parameters':>12s}  (input {size}x{size}x4, 28 classes)")
+    default_size = PARAMETER_COUNTS_AT["input_shape"][0]
+    size = arguments.image_size or default_size
+    build = arguments.tiny or size != default_size  # else the table answers, without Keras
+    if build:
+        import_tensorflow_quietly()
+        from hpa_keras.models.registry import build_model
+    variant = ", tiny variants" if arguments.tiny else ""
+    print(f"{'model':22s} {'parameters':>12s}  (input {size}x{size}x4, 28 classes{variant})")
     for name in MODELS:
-        options = TINY_OPTIONS[name] if arguments.tiny else {}
-        model = build_model(name, input_shape=(size, size, 4), **options)
-        print(f"{name:22s} {model.count_params():12,d}  {DESCRIPTIONS[name]}")
+        if build:
+            options = TINY_OPTIONS[name] if arguments.tiny else {}
+            count = build_model(name, input_shape=(size, size, 4), **options).count_params()
+        else:
+            count = PARAMETER_COUNTS[name]
+        print(f"{name:22s} {count:12,d}  {DESCRIPTIONS[name]}")
 
 
 # ------------------------------------------------------------------ fit

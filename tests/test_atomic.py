@@ -2,7 +2,8 @@ import os
 
 import pytest
 
-from hpa_keras.atomic import atomic_path, write_text_atomic
+from hpa_keras.atomic import atomic_path, removed_on_bad_input, write_text_atomic
+from hpa_keras.errors import InputError
 
 
 def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
@@ -22,3 +23,28 @@ def test_finished_file_has_ordinary_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # as open() would, not mkstemp's 0600
+
+
+def test_bad_input_removes_what_a_command_added_and_nothing_else(tmp_path):
+    new = tmp_path / "a" / "b" / "out"
+    with pytest.raises(InputError), removed_on_bad_input(new):
+        new.mkdir(parents=True)
+        (new / "part.tfrecord").write_text("half")
+        raise InputError("bad sample")
+    assert list(tmp_path.iterdir()) == []  # the parents it made went too
+    given = tmp_path / "given"
+    (given / "old").mkdir(parents=True)
+    (given / "old" / "kept.txt").write_text("mine")
+    with pytest.raises(InputError), removed_on_bad_input(given):
+        (given / "old" / "added.json").write_text("{}")
+        (given / "progress").mkdir()
+        (given / "progress" / "shard.json").write_text("{}")
+        raise InputError("bad sample")
+    assert sorted(path.relative_to(given).as_posix() for path in given.rglob("*")) == [
+        "old",
+        "old/kept.txt",
+    ]
+    with pytest.raises(KeyboardInterrupt), removed_on_bad_input(new):  # resumable: kept
+        new.mkdir(parents=True)
+        raise KeyboardInterrupt
+    assert new.is_dir()

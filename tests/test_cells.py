@@ -234,6 +234,7 @@ def test_segment_folder_writes_masks_keeps_them_on_rerun_and_skips_empty_fields(
 
 def test_segment_cli_names_a_field_without_blue(tmp_path, capsys):
     blue, red, _ = _two_touching_cells(64)
+    _write_field(tmp_path / "images", "f0", blue, red)  # segmented before f1 stops the run
     _write_field(tmp_path / "images", "f1", blue, red)
     (tmp_path / "images" / "f1_blue.png").unlink()
     status = main(["segment", "--images", str(tmp_path / "images"), "--out", str(tmp_path / "m"),
@@ -242,6 +243,7 @@ def test_segment_cli_names_a_field_without_blue(tmp_path, capsys):
     error = capsys.readouterr().err
     assert "f1_" in error and "no blue (nucleus) channel" in error
     assert "Traceback" not in error
+    assert not (tmp_path / "m").exists()  # f0's masks went with the folder the run made
 
 
 # ------------------------------------------------------------------ synthetic cells

@@ -1,3 +1,5 @@
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -335,3 +337,72 @@ def test_models_command_lists_every_model_with_its_parameter_count(capsys):
     for name in list_models():
         count = tiny(name).count_params()
         assert f"{name:22s} {count:12,d}" in printed
+
+
+SMALL_MODELS = ["gapnet", "simple_cnn", "capsnet"]  # built at 512 px in well under a second
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        name if name in SMALL_MODELS else pytest.param(name, marks=pytest.mark.large)
+        for name in list_models()
+    ],
+)
+def test_parameter_table_equals_the_built_model(name):
+    from hpa_keras.models import PARAMETER_COUNTS
+    from hpa_keras.models.registry import PARAMETER_COUNTS_AT
+
+    assert list(PARAMETER_COUNTS) == list_models()
+    assert build_model(name, **PARAMETER_COUNTS_AT).count_params() == PARAMETER_COUNTS[name]
+
+
+def test_models_command_answers_from_the_table_without_importing_tensorflow():
+    import subprocess
+    import sys
+
+    from hpa_keras.models import PARAMETER_COUNTS
+
+    script = (
+        "import sys\n"
+        "from hpa_keras.cli import main\n"
+        "status = main(['models'])\n"
+        "heavy = sorted(name for name in ('tensorflow', 'keras') if name in sys.modules)\n"
+        "print('imported:', heavy)\n"
+        "sys.exit(status)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "imported: []" in result.stdout
+    for name in list_models():
+        assert f"{name:22s} {PARAMETER_COUNTS[name]:12,d}" in result.stdout
+
+
+def test_model_names_are_case_insensitive_and_typos_get_the_closest_name():
+    from hpa_keras.models import canonical_model_name
+    from hpa_keras.training.config import TrainingConfig
+
+    assert canonical_model_name("GapNet") == "gapnet"
+    assert canonical_model_name(" Simple-CNN ") == "simple_cnn"
+    assert build_model("GAPNET", input_shape=SHAPE, **TINY_OPTIONS["gapnet"]).name == "gapnet"
+    config = TrainingConfig(model="DenseNet121", data="records")
+    config.validate()
+    assert config.model == "densenet121"
+    message = re.escape("unknown model 'densnet121'; did you mean densenet121? available: gapnet,")
+    with pytest.raises(InputError, match=message):
+        canonical_model_name("densnet121")
+    with pytest.raises(InputError, match=message):
+        TrainingConfig(model="densnet121", data="records").validate()
+    with pytest.raises(InputError, match="unknown model 'vgg'; available: gapnet"):
+        canonical_model_name("vgg")
+
+
+def test_fit_command_names_the_closest_model(tmp_path, capsys):
+    from hpa_keras.cli import main
+
+    status = main(["fit", "--data", str(tmp_path), "--model", "densnet121"])
+    assert status == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "did you mean densenet121?" in error[0] and "capsnet" in error[0]

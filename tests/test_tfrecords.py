@@ -359,8 +359,39 @@ def test_bad_sample_stops_the_run_naming_file_and_reason(dataset, tmp_path, how,
     error = capsys.readouterr().err
     assert status == 2, error
     assert str(named) in error and reason in error and "Traceback" not in error
-    assert not (out / "manifest.json").exists()
-    assert not list(out.glob(".*.tmp"))
+    assert not out.exists()  # no empty or half-made folder left behind
+
+
+def test_a_failed_conversion_leaves_a_given_folder_as_it_was(dataset, tmp_path, capsys):
+    data = copy_dataset(dataset, tmp_path / "data")
+    break_sample(data, "corrupt")
+    out = tmp_path / "out"
+    (out / "notes").mkdir(parents=True)
+    (out / "notes" / "read-me.txt").write_text("mine")
+    (out / "other.txt").write_text("also mine")
+    before = sorted(path.relative_to(out) for path in out.rglob("*"))
+    assert convert_with_cli(data, out) == 2
+    assert "cannot be read as an image" in capsys.readouterr().err
+    assert sorted(path.relative_to(out) for path in out.rglob("*")) == before
+    assert (out / "notes" / "read-me.txt").read_text() == "mine"
+    # A failure before anything is written (a typo in --labels) creates no folder either.
+    new = tmp_path / "new" / "records"
+    argv = ["make-tfrecords", "--images", str(data / "train"), "--out", str(new), "--quiet"]
+    assert main([*argv, "--labels", str(data / "train.cvs")]) == 2
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_data_set_root_given_as_images_names_its_image_folder(dataset, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["make-tfrecords", "--images", str(dataset), "--out", str(out), "--quiet"]
+    assert main([*argv, "--labels", str(dataset / "train.csv")]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and f"pass --images {dataset / 'train'}" in error[0]
+    assert "--missing ignore" not in error[0]
+    assert main(argv) == 2  # unlabeled: both image folders of the root are named
+    error = capsys.readouterr().err
+    assert f"pass --images {dataset / 'train'} (or {dataset / 'test'})" in error
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("how", BAD_INPUTS)

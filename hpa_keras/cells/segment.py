@@ -41,7 +41,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from hpa_keras.atomic import write_text_atomic
+from hpa_keras.atomic import removed_on_bad_input, write_text_atomic
 from hpa_keras.data.cells import mask_ids, write_mask
 from hpa_keras.data.images import index_image_folder, read_channel, to_unit_float
 from hpa_keras.errors import InputError
@@ -296,7 +296,8 @@ def segment_folder(
     an interrupted one) unless ``overwrite``. A field where no cell is
     found gets no mask files and is listed in the summary's ``no_cells``.
     With ``on_error="skip"`` an unreadable field is listed in ``errors``
-    instead of stopping the run. Writes ``segmentation.json``.
+    instead of stopping the run; stopped by one, it removes the masks it wrote
+    (a new ``out`` entirely). Writes ``segmentation.json``.
     """
     from tqdm.auto import tqdm
 
@@ -309,30 +310,31 @@ def segment_folder(
     if not index:
         raise InputError(f"{images}: no <Id>_<red|green|blue|yellow>.png/.tif/.jpg files")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    done = set() if overwrite else set(mask_ids(out))  # one listing, not a stat per name
-    todo = [field_id for field_id in sorted(index) if field_id not in done]
-    kept = len(index) - len(todo)
-    if kept and progress:
-        print(f"{kept} of {len(index)} fields already have masks in {out}; kept")
-    tasks = (_FieldTask(field_id, index[field_id], str(out), settings) for field_id in todo)
-    fields, errors, no_cells = [], [], []
-    started = time.perf_counter()
-    results = ordered_map(_segment_task, tasks, max(1, workers or default_workers()))
-    try:
-        for result in tqdm(
-            results, total=len(todo), desc="segmenting", unit="field", disable=not progress
-        ):
-            if "error" in result:
-                if on_error == "fail":
-                    raise InputError(result["error"])
-                errors.append(result)
-            elif result["cells"] == 0:
-                no_cells.append(result["id"])
-            else:
-                fields.append(result)
-    finally:
-        results.close()
+    with removed_on_bad_input(out):  # an unreadable field: no half-made MASKS left
+        out.mkdir(parents=True, exist_ok=True)
+        done = set() if overwrite else set(mask_ids(out))  # one listing, not a stat per name
+        todo = [field_id for field_id in sorted(index) if field_id not in done]
+        kept = len(index) - len(todo)
+        if kept and progress:
+            print(f"{kept} of {len(index)} fields already have masks in {out}; kept")
+        tasks = (_FieldTask(field_id, index[field_id], str(out), settings) for field_id in todo)
+        fields, errors, no_cells = [], [], []
+        started = time.perf_counter()
+        results = ordered_map(_segment_task, tasks, max(1, workers or default_workers()))
+        try:
+            for result in tqdm(
+                results, total=len(todo), desc="segmenting", unit="field", disable=not progress
+            ):
+                if "error" in result:
+                    if on_error == "fail":
+                        raise InputError(result["error"])
+                    errors.append(result)
+                elif result["cells"] == 0:
+                    no_cells.append(result["id"])
+                else:
+                    fields.append(result)
+        finally:
+            results.close()
     elapsed = time.perf_counter() - started
     segmented_now = len(fields)
     fields = _merged_with_earlier(out, fields, todo)

@@ -47,7 +47,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from hpa_keras import __version__
-from hpa_keras.atomic import atomic_path, write_text_atomic
+from hpa_keras.atomic import atomic_path, removed_on_bad_input, write_text_atomic
 from hpa_keras.classes import CHANNELS, get_scheme
 from hpa_keras.data.cell_records import (
     CELL_CONTEXTS,
@@ -61,11 +61,13 @@ from hpa_keras.data.cell_records import (
 from hpa_keras.data.cells import find_mask_files, mask_ids
 from hpa_keras.data.images import (
     BIT_DEPTHS,
+    SAMPLE_SUBFOLDERS,
     SIXTEEN_BIT_RULES,
     encode_png,
     index_image_folder,
     read_sample,
     resize_square,
+    sample_folder,
 )
 from hpa_keras.data.labels import DEFAULT_GROUP_COLUMN, LabelTable, read_id_file
 from hpa_keras.data.splits import grouped_stratified_folds, stratified_folds
@@ -365,10 +367,12 @@ def _load_source(source: Source, group_column: str) -> _LoadedSource:
     ignored = {"num_ids": 0, "num_files": 0, "first_ids": [], "reason": None}
     if source.labels is not None:
         table = read_id_file(source.labels, group_column)
+        if table.ids and not any(sample_id in index for sample_id in table.ids):
+            raise InputError(_no_files_message(images, source.labels, table.ids))
         ignored = _unlisted_files(table, index)
     else:
         if not index:
-            raise InputError(f"{images}: no <Id>_<red|green|blue|yellow>.png/.tif/.jpg files")
+            raise InputError(_no_files_message(images, None, ()))
         ids = tuple(sorted(index))
         table = LabelTable(ids=ids, labels=tuple(() for _ in ids), source="", labeled=False)
     name = source.name or _default_name(sorted(set(table.ids) & set(index)), images)
@@ -376,6 +380,29 @@ def _load_source(source: Source, group_column: str) -> _LoadedSource:
         raise InputError(f"source name {name!r}: use lower-case letters, digits and '-'")
     labels = Path(source.labels) if source.labels is not None else None
     return _LoadedSource(name, images, labels, table, index, ignored)
+
+
+def _no_files_message(images: Path, labels, ids) -> str:
+    """Why ``images`` has no files of the Ids in ``labels`` (of any Id, without labels); when a
+    data set root was given for its image folder, the ``--images`` to give instead. (``--missing
+    ignore`` would not help: it converts the Ids that have files, and none has.)"""
+    if labels is not None:
+        found = (sample_folder(images, sample_id) for sample_id in ids[:20])
+        folders = [next((folder for folder in found if folder is not None), None)]
+        what = f"none of the {len(ids)} Ids in {labels} has image files in {images}"
+    else:
+        subfolders = (images / name for name in SAMPLE_SUBFOLDERS if name)
+        folders = [path for path in subfolders if path.is_dir() and index_image_folder(path)]
+        what = f"{images}: no <Id>_<red|green|blue|yellow>.png/.tif/.jpg files"
+    folders = [folder for folder in folders if folder is not None and folder != images]
+    if len(folders) == 1:
+        return f"{what}, but {folders[0]} has them: pass --images {folders[0]}"
+    if folders:
+        return (
+            f"{what}, but {folders[0]} and {folders[1]} have them: pass --images {folders[0]} "
+            f"(or {folders[1]})"
+        )
+    return what
 
 
 def _problems_of(source: _LoadedSource) -> list:
@@ -761,7 +788,8 @@ def make_tfrecords(
 
     Started again with the same arguments after an interruption, it finishes
     the missing shards; with different arguments on the same ``out`` it
-    refuses.
+    refuses. Stopped by bad input (InputError), it removes what it wrote: a
+    new ``out`` entirely (:func:`hpa_keras.atomic.removed_on_bad_input`).
     """
     settings.validate()
     if (images is None) == (sources is None):
@@ -788,7 +816,14 @@ def make_tfrecords(
                 local.append(source)
             return make_tfrecords(None, out, None, settings, workers, progress, local)
     out = Path(out)
-    workers = max(1, workers or default_workers())
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a folder")
+    with removed_on_bad_input(out):
+        return _convert(sources, out, settings, max(1, workers or default_workers()), progress)
+
+
+def _convert(sources, out: Path, settings: ConversionSettings, workers: int, progress) -> dict:
+    """make_tfrecords into the local folder ``out``."""
     loaded = [_load_source(source, settings.group_column) for source in sources]
     out.mkdir(parents=True, exist_ok=True)
 

@@ -59,15 +59,25 @@ def find_sample_files(root: str | os.PathLike, sample_id: str) -> dict[str, Path
     root = Path(root)
     if not root.is_dir():
         raise InputError(f"{root}: not a folder")
+    folder = sample_folder(root, sample_id)
+    if folder is None:
+        raise InputError(
+            f"{root}: no image files for Id {sample_id} (looked for "
+            f"{sample_id}_<red|green|blue|yellow>.png/.tif/.jpg here and in train/, test/)"
+        )
+    return {channel: channel_path(folder, sample_id, channel) for channel in CHANNELS}
+
+
+def sample_folder(root: str | os.PathLike, sample_id: str) -> Path | None:
+    """The folder with files of ``sample_id``: ``root`` itself or its ``train/`` or
+    ``test/`` (a data set root, as make-demo-data and the Kaggle download lay it out);
+    ``None`` when none has any."""
+    root = Path(root)
     for subfolder in SAMPLE_SUBFOLDERS:
         folder = root / subfolder if subfolder else root
-        found = {channel: channel_path(folder, sample_id, channel) for channel in CHANNELS}
-        if any(found.values()):
-            return found
-    raise InputError(
-        f"{root}: no image files for Id {sample_id} "
-        f"(looked for {sample_id}_<red|green|blue|yellow>.png/.tif/.jpg here and in train/, test/)"
-    )
+        if any(channel_path(folder, sample_id, channel) for channel in CHANNELS):
+            return folder
+    return None
 
 
 def index_image_folder(folder: str | os.PathLike) -> dict[str, dict[str, Path]]:

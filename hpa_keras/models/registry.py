@@ -6,42 +6,34 @@
 Every builder is ``build_<name>(input_shape, num_classes, weights, **options)``
 and returns an uncompiled ``keras.Model`` ending in ``num_classes`` sigmoid
 probabilities (float32 even under a mixed-precision policy). Options set to
-``None`` are dropped, so a command line can pass every flag through.
+``None`` are dropped, so a command line can pass every flag through. Names are
+case-insensitive, and a typo is answered with the closest one
+(:func:`canonical_model_name`).
 """
 
+import difflib
+import importlib
 import inspect
 
 from hpa_keras.errors import InputError
-from hpa_keras.models.applications import (
-    build_convnext_tiny,
-    build_densenet121,
-    build_densenet169,
-    build_efficientnetv2_b0,
-    build_efficientnetv2_b1,
-    build_efficientnetv2_b2,
-    build_efficientnetv2_b3,
-    build_inception_resnet_v2,
-    build_resnet34,
-    build_resnet50,
-)
-from hpa_keras.models.capsnet import build_capsnet
-from hpa_keras.models.gapnet import build_gapnet
-from hpa_keras.models.simple_cnn import build_simple_cnn
 
+# Each builder is recorded as "module:function" and imported on first use (model_builder):
+# the registry's tables load without Keras or TensorFlow, so `hpa-keras models`, settings
+# checks and "did you mean" answers take milliseconds, not a TensorFlow start-up.
 MODELS = {
-    "gapnet": build_gapnet,
-    "inception_resnet_v2": build_inception_resnet_v2,
-    "densenet121": build_densenet121,
-    "densenet169": build_densenet169,
-    "resnet50": build_resnet50,
-    "resnet34": build_resnet34,
-    "efficientnetv2_b0": build_efficientnetv2_b0,
-    "efficientnetv2_b1": build_efficientnetv2_b1,
-    "efficientnetv2_b2": build_efficientnetv2_b2,
-    "efficientnetv2_b3": build_efficientnetv2_b3,
-    "convnext_tiny": build_convnext_tiny,
-    "simple_cnn": build_simple_cnn,
-    "capsnet": build_capsnet,
+    "gapnet": "hpa_keras.models.gapnet:build_gapnet",
+    "inception_resnet_v2": "hpa_keras.models.applications:build_inception_resnet_v2",
+    "densenet121": "hpa_keras.models.applications:build_densenet121",
+    "densenet169": "hpa_keras.models.applications:build_densenet169",
+    "resnet50": "hpa_keras.models.applications:build_resnet50",
+    "resnet34": "hpa_keras.models.applications:build_resnet34",
+    "efficientnetv2_b0": "hpa_keras.models.applications:build_efficientnetv2_b0",
+    "efficientnetv2_b1": "hpa_keras.models.applications:build_efficientnetv2_b1",
+    "efficientnetv2_b2": "hpa_keras.models.applications:build_efficientnetv2_b2",
+    "efficientnetv2_b3": "hpa_keras.models.applications:build_efficientnetv2_b3",
+    "convnext_tiny": "hpa_keras.models.applications:build_convnext_tiny",
+    "simple_cnn": "hpa_keras.models.simple_cnn:build_simple_cnn",
+    "capsnet": "hpa_keras.models.capsnet:build_capsnet",
 }
 
 DESCRIPTIONS = {
@@ -97,18 +89,58 @@ TINY_OPTIONS = {
 }
 
 
+# Parameter counts of the default builds (input 512x512x4, 28 classes, no options), so that
+# `hpa-keras models` lists them without building anything. tests/test_models.py keeps them
+# equal to the built models (every model under the `large` marker; two small ones always).
+# Only capsnet's count depends on the input size.
+PARAMETER_COUNTS_AT = {"input_shape": (512, 512, 4), "num_classes": 28}
+PARAMETER_COUNTS = {
+    "gapnet": 632_092,
+    "inception_resnet_v2": 54_379_784,
+    "densenet121": 7_069_340,
+    "densenet169": 12_692_636,
+    "resnet50": 23_648_220,
+    "resnet34": 21_327_708,
+    "efficientnetv2_b0": 5_955_468,
+    "efficientnetv2_b1": 6_967_280,
+    "efficientnetv2_b2": 8_809_114,
+    "efficientnetv2_b3": 12_974_018,
+    "convnext_tiny": 27_843_196,
+    "simple_cnn": 134_428,
+    "capsnet": 2_026_112,
+}
+
+
 def list_models() -> list[str]:
     """The registered model names."""
     return list(MODELS)
+
+
+def canonical_model_name(name) -> str:
+    """The registered spelling of model ``name``: case, surrounding spaces and ``-`` for
+    ``_`` are forgiven (``GapNet``, ``simple-cnn``). Anything else is an InputError that
+    offers the closest registered name and lists them all. Every check of a model name
+    (settings, :func:`build_model`) goes through here."""
+    key = str(name).strip().lower().replace("-", "_")
+    if key in MODELS:
+        return key
+    close = difflib.get_close_matches(key, MODELS, n=1)
+    hint = f" did you mean {close[0]}?" if close else ""
+    raise InputError(f"unknown model {name!r};{hint} available: {', '.join(MODELS)}")
+
+
+def model_builder(name: str):
+    """The builder function of model ``name``, imported now (it imports Keras)."""
+    module, function = MODELS[canonical_model_name(name)].split(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def build_model(
     name: str, input_shape=(512, 512, 4), num_classes: int = 28, weights=None, **options
 ):
     """Build model ``name``; unknown names and options get a clear error."""
-    if name not in MODELS:
-        raise InputError(f"unknown model {name!r}; available: {', '.join(MODELS)}")
-    builder = MODELS[name]
+    name = canonical_model_name(name)
+    builder = model_builder(name)
     options = {key: value for key, value in options.items() if value is not None}
     accepted = inspect.signature(builder).parameters
     unknown = sorted(set(options) - set(accepted))

@@ -198,8 +198,9 @@ class TrainingConfig:
 
     def validate(self) -> None:
         """Check every value; raise InputError naming the setting."""
-        from hpa_keras.models.registry import BACKBONE_MODELS, MODELS
+        from hpa_keras.models.registry import BACKBONE_MODELS, MODELS, canonical_model_name
 
+        self.model = canonical_model_name(self.model)  # GapNet -> gapnet; typos: did you mean
         choices = {"model": MODELS}
         for field in dataclasses.fields(self):
             if field.metadata.get("choices"):
