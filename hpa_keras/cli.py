@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 from hpa_keras import __version__
-from hpa_keras.errors import InputError
+from hpa_keras.errors import InputError, warn
 from hpa_keras.settings import add_setting_arguments, given_settings, positive_int
 from hpa_keras.tensorflow_setup import import_tensorflow_quietly
 
@@ -666,7 +666,7 @@ def run_fit(arguments) -> None:
         return
     from hpa_keras.training.fit import fit
 
-    summary = fit(config)
+    summary = fit(config, config_file=arguments.config)
     if summary.get("process_index", 0):
         return  # process 0 reports
     print(
@@ -707,7 +707,9 @@ def run_cv(arguments) -> None:
     from hpa_keras.training.cv import cross_validate, format_summary
 
     config = _training_config(arguments)
-    summary = cross_validate(config, arguments.out, folds=arguments.folds)
+    summary = cross_validate(
+        config, arguments.out, folds=arguments.folds, config_file=arguments.config
+    )
     if summary is None:
         return  # a process other than 0 of a --distributed cv: process 0 reports
     print(format_summary(summary))
@@ -779,13 +781,14 @@ def add_predict(commands) -> None:
 
 def run_predict(arguments) -> None:
     import_tensorflow_quietly()
-    from hpa_keras.inference.predict import predict_runs
+    from hpa_keras.inference.predict import predict_runs, training_labels_per_image
     from hpa_keras.inference.runs import default_views, expand_runs, read_input_settings
     from hpa_keras.inference.submission import (
         submission_labels,
         write_probabilities,
         write_submission,
     )
+    from hpa_keras.training.thresholds import labels_per_image_warning
 
     folders, _ = expand_runs(arguments.run)
     run_input = read_input_settings(folders[0])
@@ -818,6 +821,10 @@ def run_predict(arguments) -> None:
         f"({len(ids) and sum(map(len, labels)) / len(ids):.2f} per image, {empty} empty), "
         f"{runs}, {views} view{'s' if views > 1 else ''} per image"
     )
+    per_image = sum(map(len, labels)) / max(len(ids), 1)
+    message = labels_per_image_warning(per_image, training_labels_per_image(arguments.run))
+    if message:
+        warn(message)
 
 
 def _check_cell_input(arguments, run_input: dict) -> bool:
@@ -916,7 +923,8 @@ def add_evaluate(commands) -> None:
         nargs="+",
         default=None,
         help="with --data: fold(s) to evaluate (default: the runs' validation fold if they "
-        "trained on --data, else all)",
+        "trained on --data, else all); runs validated on one source (--validate-source) are "
+        "scored on that source's images",
     )
     evaluate.add_argument("--out", default="report", help="report folder (default: report)")
     cells = evaluate.add_argument_group(
@@ -965,6 +973,8 @@ def run_evaluate(arguments) -> None:
     written = write_report(evaluation, arguments.out, history=history)
     print(summary_line(evaluation))
     print(f"wrote {written['report.html']} and {len(written) - 1} more files in {arguments.out}")
+    for message in evaluation.warnings():
+        warn(message)
 
 
 # ------------------------------------------------------------------ baseline

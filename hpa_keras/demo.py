@@ -62,6 +62,8 @@ class DemoPlan:
     trees: int = 100
     picture_size: int = 256
     tta: int = 1
+    # Set for plans too small to mean anything: said on the report and beside the results.
+    smoke_test: str | None = None
 
 
 DEMO_PLAN = DemoPlan()
@@ -79,6 +81,11 @@ QUICK_PLAN = DemoPlan(
     trees=10,
     picture_size=64,
     tta=2,
+    smoke_test=(
+        "--quick is a smoke test of the mechanics, not a result: 60 tiny images and a "
+        "4-filter model trained briefly, so its figures (and how it compares with the "
+        "baselines) measure nothing; run the demo without --quick for a result"
+    ),
 )
 
 
@@ -152,10 +159,10 @@ def run_demo(
 
     records = convert_to_tfrecords(data, out, workers, progress)
     cv = train_model(records["train"], out / "cv", plan, progress)
-    evaluation, single = evaluate_on_test(cv, records["test"], out / "report")
+    evaluation, single = evaluate_on_test(cv, records["test"], out / "report", plan.smoke_test)
     submission = write_demo_submission(cv, evaluation, data, out)
     baselines = score_demo_baselines(records, plan)
-    results = summarize(out, evaluation, single, baselines, started, submission)
+    results = summarize(out, evaluation, single, baselines, started, submission, plan.smoke_test)
     return {"data": data, "summary": summary, "tfrecords": records, "cv": cv, **results}
 
 
@@ -233,11 +240,13 @@ def train_model(records: Path, cv: Path, plan: DemoPlan, progress: bool) -> Path
     return cv
 
 
-def evaluate_on_test(cv: Path, test_records: Path, report: Path):
+def evaluate_on_test(cv: Path, test_records: Path, report: Path, smoke_test: str | None = None):
     """Score the fold ensemble on the held-out test split and write the HTML report; score
     fold 0's run alone, with its own thresholds, beside it.
 
     The views are the cv's (``--tta``), the ones its thresholds were tuned with.
+    ``smoke_test``: the plan's note that it is too small to mean anything, put in the
+    report's title.
     """
     from hpa_keras.inference.evaluate import evaluate_runs, summary_line
     from hpa_keras.reports.html import write_report
@@ -254,7 +263,8 @@ def evaluate_on_test(cv: Path, test_records: Path, report: Path):
         evaluation,
         report,
         history=first / "history.csv",
-        title="hpa-keras demo: the GAP-Net fold ensemble on the held-out test split",
+        title="hpa-keras demo: the GAP-Net fold ensemble on the held-out test split"
+        + (" (smoke test of the mechanics, not a result)" if smoke_test else ""),
     )
     print(f"      {ENSEMBLE_NAME}: {summary_line(evaluation, what='test images')}")
     single = evaluate_runs([first], data=test_records)
@@ -299,8 +309,12 @@ def score_demo_baselines(records: dict, plan: DemoPlan):
     return baselines_on_tfrecords(records["train"], test_data=records["test"], trees=plan.trees)
 
 
-def summarize(out: Path, evaluation, single, baselines, started: float, files: dict) -> dict:
-    """Print the ensemble and the single run beside the baselines; write ``results.json``."""
+def summarize(
+    out: Path, evaluation, single, baselines, started: float, files: dict, smoke_test=None
+) -> dict:
+    """Print the ensemble and the single run beside the baselines; write ``results.json``
+    (``smoke_test``: the plan's note that they mean nothing, printed above them and kept
+    in ``results.json``)."""
     from hpa_keras.atomic import write_text_atomic
     from hpa_keras.reports.tables import comparison_table
 
@@ -317,6 +331,8 @@ def summarize(out: Path, evaluation, single, baselines, started: float, files: d
         (f"baseline: {row['baseline']}", row["macro_f1"], row["macro_f1_at_0.5"], row["micro_f1"])
         for row in baselines.sort_values("macro_f1", ascending=False).to_dict("records")
     ]
+    if smoke_test:
+        print(f"\nSMOKE TEST: {smoke_test}.")
     print(
         f"\nOn the {summary['samples']} held-out test images (macro F1 with the thresholds "
         "tuned on out-of-fold or validation predictions, at 0.5, and micro F1):"
@@ -325,6 +341,7 @@ def summarize(out: Path, evaluation, single, baselines, started: float, files: d
     seconds = time.monotonic() - started
     results = {
         "test_images": summary["samples"],
+        **({"smoke_test": smoke_test} if smoke_test else {}),
         "model": {key: summary[key] for key in SUMMARY_KEYS},
         "single_run": {key: alone[key] for key in SUMMARY_KEYS},
         "baselines": baselines.to_dict(orient="records"),

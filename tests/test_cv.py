@@ -71,7 +71,11 @@ def test_oof_covers_every_training_image_once_from_the_model_that_did_not_train_
 def test_thresholds_are_tuned_on_all_out_of_fold_predictions(cv_folder, training_records):
     from hpa_keras.data.pipeline import dataset_labels
     from hpa_keras.data.tfrecords import read_manifest
-    from hpa_keras.training.thresholds import THRESHOLD_STRATEGIES, search_thresholds
+    from hpa_keras.training.thresholds import (
+        MIN_TUNING_POSITIVES,
+        THRESHOLD_STRATEGIES,
+        search_thresholds,
+    )
 
     table = _oof(cv_folder)
     ids, labels = dataset_labels(training_records, [0, 1, 2], None)
@@ -90,6 +94,15 @@ def test_thresholds_are_tuned_on_all_out_of_fold_predictions(cv_folder, training
             macro_f1(labels, scores >= np.asarray(entry["thresholds"])), abs=1e-3
         )
     assert document["thresholds"] == document["by_strategy"]["per_class"]["thresholds"]
+    # 40 images: classes with fewer than 3 positives keep no threshold of their own, named.
+    support = labels.sum(axis=0)
+    fallbacks = {entry["index"]: entry for entry in document["fallbacks"]}
+    few = {index for index in range(len(support)) if support[index] < MIN_TUNING_POSITIVES}
+    assert few and few <= set(fallbacks)
+    for index, entry in fallbacks.items():
+        assert entry["name"] == document["class_names"][index]
+        assert document["thresholds"][index] == entry["threshold"]
+        assert entry["cause"] == ("few_positives" if index in few else "marks_every_image")
 
 
 def test_summary_figures_are_recomputable(cv_folder, training_records):

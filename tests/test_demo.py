@@ -49,6 +49,12 @@ def test_quick_demo_writes_every_result(tmp_path, capsys):
     ]
     assert results["baselines"][0]["macro_f1"] == 0.0
     assert f"On the {len(truth)} held-out test images" in printed
+    # Too small to mean anything, and said so beside the figures, in results.json and the report.
+    smoke = printed.index("SMOKE TEST: --quick is a smoke test of the mechanics, not a result")
+    assert smoke < printed.index(f"On the {len(truth)} held-out test images")
+    assert results["smoke_test"].startswith("--quick is a smoke test of the mechanics")
+    page = (out / "report" / "report.html").read_text()
+    assert "(smoke test of the mechanics, not a result)</h1>" in page
     assert not (out / "cv" / "fold-2").exists()  # the quick plan trains folds 0 and 1
     for name, key in ((ENSEMBLE_NAME, "model"), (SINGLE_NAME, "single_run")):
         # The comparison table's row (step 5 prints the same name with ROC AUC last).

@@ -132,6 +132,36 @@ def test_report_files_and_embedded_plots(tmp_path):
     assert not list((tmp_path / "report").glob("*.tmp*"))
 
 
+def test_labels_per_image_far_from_training_are_warned_about_in_the_report():
+    from hpa_keras.reports.html import report_html
+
+    labels, scores, thresholds = random_case(seed=5)
+    plain = Evaluation([f"id{i}" for i in range(len(labels))], labels, scores, thresholds)
+    predicted = plain.predicted.sum(axis=1).mean()
+    assert plain.summary()["predicted_labels_per_image"] == pytest.approx(predicted)
+    assert plain.warnings() == []  # the training data's figure unknown: nothing to compare
+    for training, warned in (
+        (predicted / 2.2, True),
+        (predicted / 1.8, False),
+        (predicted * 1.9, False),
+        (predicted * 2.1, True),
+    ):
+        evaluation = Evaluation(
+            plain.ids, labels, scores, thresholds,
+            details={"training_labels_per_image": training},
+        )  # fmt: skip
+        page = report_html(evaluation, {}, "report")
+        assert (
+            f"{predicted:.2f} predicted" in page and f"{training:.2f} in the training data" in page
+        )
+        if warned:
+            (message,) = evaluation.warnings()
+            assert message.startswith(f"{predicted:.2f} labels per image predicted, {training:.2f}")
+            assert "<b>warning:</b>" in page
+        else:
+            assert evaluation.warnings() == [] and "warning:" not in page
+
+
 def test_evaluate_runs_scores_the_validation_fold_by_default(runs, training_records):
     evaluation = evaluate_runs(runs[:1], data=training_records)
     ids, labels = dataset_labels(training_records, [0])
@@ -180,6 +210,18 @@ def test_cli_evaluate_writes_the_report_and_refuses_unlabeled_data(
     assert re.search(r"images \(fold 0\): macro F1 \d\.\d{3}", output)
     assert (tmp_path / "report" / "report.html").is_file()
     assert (tmp_path / "report" / "learning_curves.png").is_file()
+    # Thresholds of 0 mark every class of every image: 28 labels per image, warned on stderr.
+    zeros = tmp_path / "zeros.json"
+    zeros.write_text(json.dumps({"thresholds": [0.0] * NUM_CLASSES}))
+    argv = ["evaluate", "--run", str(runs[0]), "--data", str(training_records)]
+    assert main([*argv, "--thresholds", str(zeros), "--out", str(tmp_path / "r0")]) == 0
+    printed = capsys.readouterr()
+    training = json.loads((runs[0] / "input.json").read_text())["labels_per_image"]
+    assert f"warning: 28.00 labels per image predicted, {training:.2f} in the training data" in (
+        printed.err
+    )
+    assert "warning" not in printed.out
+    assert "<b>warning:</b> 28.00 labels" in (tmp_path / "r0" / "report.html").read_text()
 
     from hpa_keras.data.conversion import ConversionSettings, make_tfrecords
 

@@ -1,5 +1,7 @@
 """Prediction from run folders: submissions, ensembles, image folders, TTA, CLI."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -114,6 +116,25 @@ def test_cli_predict_writes_the_submission(runs, training_records, tmp_path, cap
     assert len(pd.read_csv(out)) == 40
     assert main(["predict", "--run", str(tmp_path), "--data", str(training_records)]) == 2
     assert "not a finished run folder" in capsys.readouterr().err
+
+
+def test_cli_predict_warns_when_labels_per_image_are_far_from_training(
+    runs, training_records, tmp_path, capsys
+):
+    from hpa_keras.cli import main
+
+    training = json.loads((runs[0] / "input.json").read_text())["labels_per_image"]
+    assert 1 <= training <= 2  # the synthetic data's figure: one label per image stays within 2x
+    argv = ["predict", "--run", str(runs[0]), "--data", str(training_records)]
+    for value, per_image in ((0.0, 28.0), (1.0, 1.0)):  # every class; only the top class
+        thresholds = tmp_path / f"thresholds{value}.json"
+        thresholds.write_text(json.dumps({"thresholds": [value] * 28}))
+        out = tmp_path / f"submission{value}.csv"
+        assert main([*argv, "--thresholds", str(thresholds), "--out", str(out)]) == 0
+        printed = capsys.readouterr()
+        assert f"({per_image:.2f} per image, 0 empty)" in printed.out
+        warning = f"warning: {per_image:.2f} labels per image predicted, {training:.2f} in the"
+        assert (warning in printed.err) == (per_image == 28.0), printed.err
 
 
 def test_one_run_given_as_a_string_is_that_run(runs, training_records):

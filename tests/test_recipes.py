@@ -50,6 +50,30 @@ def test_flags_override_a_recipe_and_a_local_file_wins(tmp_path, monkeypatch):
     assert resolve_config({"data": "records"}, "recipes/gapnet").epochs == 7
 
 
+def test_a_recipe_larger_than_the_records_is_refused_unless_the_size_is_given(
+    training_records, tmp_path, capsys
+):
+    data = {"data": str(training_records)}  # 32 px records; the gapnet recipe says 512
+    with pytest.raises(InputError) as refused:
+        resolve_config(data, "recipes/gapnet")
+    assert str(refused.value) == (
+        f"recipes/gapnet: image_size 512 is larger than the records of {training_records} "
+        "(32 px): training would upsample every field (256x the compute, no new detail); give "
+        "--image-size 32 to train at the stored size, or --image-size 512 to upsample anyway"
+    )
+    assert resolve_config({**data, "image_size": 512}, "recipes/gapnet").image_size == 512
+    assert resolve_config({**data, "image_size": 32}, "recipes/gapnet").image_size == 32
+    (tmp_path / "small.yaml").write_text("image_size: 32\n")  # not larger: no complaint
+    assert resolve_config(data, tmp_path / "small.yaml").image_size == 32
+    assert resolve_config({**data, "image_size": 64}).image_size == 64  # no file: as asked
+    from hpa_keras.cli import main
+
+    argv = ["fit", "--data", str(training_records), "--config", "recipes/gapnet"]
+    assert main([*argv, "--out", str(tmp_path / "run")]) == 2
+    assert "image_size 512 is larger than the records" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 def test_unknown_recipes_and_missing_files_list_the_recipes(capsys):
     with pytest.raises(InputError, match="recipes/nope: no such recipe; shipped recipes: "):
         resolve_config({"data": "records"}, "recipes/nope")

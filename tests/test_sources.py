@@ -184,7 +184,7 @@ def fit_settings(data, out, **extra):
 
 
 def test_validation_on_one_source(two_sources, tmp_path):
-    from hpa_keras.inference.evaluate import evaluate_runs
+    from hpa_keras.inference.evaluate import evaluate_runs, summary_line
     from hpa_keras.training.config import resolve_config
     from hpa_keras.training.fit import fit
 
@@ -200,6 +200,54 @@ def test_validation_on_one_source(two_sources, tmp_path):
     evaluation = evaluate_runs([run], data=records)  # the run's fold and source by default
     assert evaluation.ids == kaggle_fold0
     assert evaluation.summary()["macro_f1"] == pytest.approx(document["macro_f1_tuned"], abs=1e-9)
+    # The fold named: still the source fit scored, so fold 0 has one figure, not two.
+    named = evaluate_runs([run], data=records, folds=[0])
+    assert named.ids == kaggle_fold0 and len(dataset_ids(records, folds=[0])) > len(kaggle_fold0)
+    assert named.summary()["macro_f1"] == pytest.approx(document["macro_f1_tuned"], abs=1e-9)
+    assert f"{len(kaggle_fold0)} images (fold 0; kaggle only)" in summary_line(named)
+    every_source = evaluate_runs([run], data=records, folds=[0], sources=["kaggle", "hpa-v18"])
+    assert every_source.ids == dataset_ids(records, folds=[0])
+
+
+def test_fit_says_what_it_trains_and_reports_a_source_left_to_validation(
+    two_sources, tmp_path, capsys
+):
+    from hpa_keras.training.config import resolve_config
+    from hpa_keras.training.fit import fit, sources_only_in_fold
+
+    one_antibody = as_v18(two_sources["root"] / "second", tmp_path / "v18", fields_per_antibody=18)
+    sources = [Source(*two_sources["first"], name="kaggle"), Source(*one_antibody)]
+    records = tmp_path / "records"
+    manifest = make_tfrecords(
+        out=records, sources=sources, workers=1, progress=False,
+        settings=ConversionSettings(image_size=64, num_folds=3),
+    )  # fmt: skip
+    fold = next(entry for entry in manifest["folds"] if "hpa-v18" in entry["sources"])
+    assert fold["sources"]["hpa-v18"]["num_records"] == 18  # grouped: one antibody, one fold
+    assert sources_only_in_fold(manifest, fold["fold"]) == [("hpa-v18", 18)]
+    others = [entry["fold"] for entry in manifest["folds"] if entry is not fold]
+    assert all(sources_only_in_fold(manifest, other) == [] for other in others)
+    run = tmp_path / "run"
+    settings = fit_settings(records, run, fold=fold["fold"], validate_source="kaggle", verbose=2)
+    capsys.readouterr()
+    fit(resolve_config(settings), config_file="my-settings.yaml")
+    printed = capsys.readouterr()
+    training = sum(entry["num_records"] for entry in manifest["folds"] if entry is not fold)
+    validation = fold["sources"]["kaggle"]["num_records"]
+    assert printed.out.splitlines()[0] == (
+        f"fit: gapnet at 64 px; {training} training images (folds {others[0]}, {others[1]}), "
+        f"{validation} validation images (fold {fold['fold']}, kaggle only); settings from "
+        f"my-settings.yaml; into {run}"
+    )
+    assert (
+        f"warning: all 18 hpa-v18 records are in fold {fold['fold']}, the validation fold: "
+        "training sees none of that source, and validation leaves them out "
+        "(--validate-source kaggle)"
+    ) in printed.err
+    assert json.loads((run / "input.json").read_text())["labels_per_image"] == pytest.approx(
+        sum(sum(entry["class_counts"]) for entry in manifest["folds"] if entry is not fold)
+        / training
+    )
 
 
 @pytest.fixture(scope="module")

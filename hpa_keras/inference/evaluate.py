@@ -26,6 +26,7 @@ import pandas as pd
 from hpa_keras.classes import CLASS_NAMES
 from hpa_keras.errors import InputError
 from hpa_keras.training.metrics import f1_per_class
+from hpa_keras.training.thresholds import labels_per_image_warning
 
 THRESHOLD_GRID = np.round(np.linspace(0.0, 1.0, 101), 2)
 
@@ -145,6 +146,9 @@ class Evaluation:
         return {
             "samples": int(len(self.labels)),
             "labels_per_image": float(self.labels.sum(axis=1).mean()) if len(self.labels) else 0.0,
+            "predicted_labels_per_image": (
+                float(self.predicted.sum(axis=1).mean()) if len(self.labels) else 0.0
+            ),
             "macro_f1": float(table["f1"].mean()),
             "macro_f1_at_0.5": float(table["f1_at_0.5"].mean()),
             "micro_f1": micro_f1(self.labels, self.predicted),
@@ -158,6 +162,15 @@ class Evaluation:
             **self.details,
         }
 
+    def warnings(self) -> list[str]:
+        """What makes the figures suspect: labels per image predicted more than a factor of
+        two from the training data's (``details["training_labels_per_image"]``, when known)."""
+        summary = self.summary()
+        message = labels_per_image_warning(
+            summary["predicted_labels_per_image"], self.details.get("training_labels_per_image")
+        )
+        return [message] if message else []
+
     def threshold_curves(self, grid=THRESHOLD_GRID) -> np.ndarray:
         return f1_threshold_curves(self.labels, self.probabilities, grid)
 
@@ -165,10 +178,14 @@ class Evaluation:
 def summary_line(evaluation: Evaluation, what: str = "images") -> str:
     """One line: how many images (which folds), macro F1 (tuned and at 0.5), micro F1, AUC."""
     summary = evaluation.summary()
-    folds = summary.get("folds")
-    where = f" (fold {', '.join(map(str, folds))})" if folds else ""
-    if summary.get("out_of_fold"):
-        where = f" (out of fold, folds {', '.join(map(str, folds))})"
+    folds, sources = summary.get("folds"), summary.get("sources")
+    parts = []
+    if folds:
+        kind = "out of fold, folds" if summary.get("out_of_fold") else "fold"
+        parts.append(f"{kind} {', '.join(map(str, folds))}")
+    if sources:
+        parts.append(f"{', '.join(sources)} only")
+    where = f" ({'; '.join(parts)})" if parts else ""
     return (
         f"{summary['samples']} {what}{where}: macro F1 {summary['macro_f1']:.3f} "
         f"(at 0.5: {summary['macro_f1_at_0.5']:.3f}), micro F1 {summary['micro_f1']:.3f}, "
@@ -206,12 +223,18 @@ def default_folds(runs: Sequence[str | os.PathLike], data: str | os.PathLike):
     return default_selection(runs, data)[0]
 
 
-def default_selection(runs: Sequence[str | os.PathLike], data: str | os.PathLike):
-    """``(folds, sources)`` to evaluate when no fold is given: the runs' validation fold (and
-    validation source) if they were trained on ``data``, else everything."""
+def default_selection(runs: Sequence[str | os.PathLike], data: str | os.PathLike, folds=None):
+    """``(folds, sources)`` to evaluate: ``folds`` when given, else the runs' validation fold
+    if they were trained on ``data``, else everything (``None``); and the runs' validation
+    source if they were trained on ``data`` with one (``--validate-source``: the folds are
+    scored on the images ``fit`` scored), else every source (``None``)."""
     found = {_run_validation(Path(folder), Path(data)) for folder in runs}
     if found == {None}:
-        return None, None
+        return folds, None
+    sources = {entry[1] for entry in found if entry}
+    source = sources.pop() if len(sources) == 1 else None
+    if folds is not None:
+        return folds, source
     folds = {entry[0] if entry else None for entry in found}
     if len(folds) > 1:
         raise InputError(
@@ -219,8 +242,7 @@ def default_selection(runs: Sequence[str | os.PathLike], data: str | os.PathLike
             f"({', '.join(str(fold) for fold in sorted(folds, key=str))}): every fold is "
             "training data for one of them; give --fold, or evaluate on held-out data"
         )
-    sources = {entry[1] for entry in found if entry}
-    return [folds.pop()], (sources.pop() if len(sources) == 1 else None)
+    return [folds.pop()], source
 
 
 def _cv_trained_on(runs, data) -> bool:
@@ -290,7 +312,7 @@ def evaluate_runs(
         thresholds: a ``thresholds.json`` to judge with (needed by several
             plain runs).
     """
-    from hpa_keras.inference.predict import predict_ids, predict_runs
+    from hpa_keras.inference.predict import predict_ids, predict_runs, training_labels_per_image
     from hpa_keras.inference.runs import class_names_of, default_views, expand_runs, run_paths
 
     runs = run_paths(runs)
@@ -305,9 +327,8 @@ def evaluate_runs(
         if out_of_fold:
             ids, labels, probabilities, chosen, folds = _out_of_fold(Path(runs[0]), data, sources)
         else:
-            if folds is None:
-                folds, default_sources = default_selection(expand_runs(runs)[0], data)
-                sources = sources if sources is not None else default_sources
+            folds, default_sources = default_selection(expand_runs(runs)[0], data, folds)
+            sources = sources if sources is not None else default_sources
             ids, labels = dataset_labels(data, folds, sources)
             if not ids:
                 raise InputError(f"{data}: nothing to evaluate (no samples)")
@@ -342,6 +363,7 @@ def evaluate_runs(
         "folds": None if folds is None else [int(fold) for fold in np.atleast_1d(folds)],
         "sources": None if sources is None else sorted(np.atleast_1d(sources).tolist()),
         "tta": tta,
+        "training_labels_per_image": training_labels_per_image(runs),
         **({"out_of_fold": True} if out_of_fold else {}),
     }
     return Evaluation(ids, labels, probabilities, chosen, class_names=names, details=details)

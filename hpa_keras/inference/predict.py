@@ -59,6 +59,17 @@ def check_prediction_settings(runs, tta: int) -> None:
         raise InputError("give at least one run folder (--run)")
 
 
+def training_labels_per_image(runs) -> float | None:
+    """The mean labels per image of the runs' training folds (their ``input.json``), to
+    compare predictions with; ``None`` for runs made before it was recorded."""
+    from hpa_keras.inference.runs import expand_runs, read_input_settings
+
+    folders, _ = expand_runs(runs)
+    values = [read_input_settings(folder).get("labels_per_image") for folder in folders]
+    values = [value for value in values if value is not None]
+    return float(np.mean(values)) if values else None
+
+
 def predict_run(
     run, ids, data=None, index=None, folds=None, tta: int = 1, batch_size: int = 16, sources=None
 ):

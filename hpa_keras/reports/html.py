@@ -91,6 +91,8 @@ th, td { padding: 3px 8px; border-bottom: 1px solid #eee; text-align: right; }
 td.name, th.name { text-align: left; } th { background: #f5f5f5; position: sticky; top: 0; }
 figure { margin: 1.5em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { color: #666; font-size: 0.9em; }
+.warning { background: #fff3cd; border: 1px solid #e0b000; border-radius: 6px;
+           padding: 0.5em 1em; }
 """
 
 
@@ -132,6 +134,16 @@ def report_html(evaluation: Evaluation, figures: dict[Path, str], title: str) ->
         )
     )
     figure_html = "\n".join(_figure_html(path, caption) for path, caption in figures.items())
+    warning_html = "".join(
+        f"<p class='warning'><b>warning:</b> {html.escape(message)}</p>"
+        for message in evaluation.warnings()
+    )
+    training = summary.get("training_labels_per_image")
+    per_image = (
+        f"Labels per image: {summary['predicted_labels_per_image']:.2f} predicted, "
+        f"{summary['labels_per_image']:.2f} true"
+        + (f", {training:.2f} in the training data." if training is not None else ".")
+    )
     zero = summary["classes_f1_zero"]
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
@@ -139,6 +151,8 @@ def report_html(evaluation: Evaluation, figures: dict[Path, str], title: str) ->
 <h1>{html.escape(title)}</h1>
 <p class="meta">{" &middot; ".join(described)}</p>
 <div class="cards">{card_html}</div>
+{warning_html}
+<p>{per_image}</p>
 <p>{summary["classes_present"]} of {len(evaluation.thresholds)} classes occur in this set;
 {zero} class{"es score" if zero != 1 else " scores"} F1 = 0 with the run's thresholds
 (a class absent from the set and never predicted scores 0, as in the challenge).</p>

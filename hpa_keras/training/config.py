@@ -354,7 +354,33 @@ def resolve_config(overrides: dict | None = None, config_file=None) -> TrainingC
             raise InputError(
                 f"{source}: unknown setting {key!r}; settings: {', '.join(sorted(names))}"
             )
-    values.update({key: value for key, value in (overrides or {}).items() if value is not None})
+    given = {key: value for key, value in (overrides or {}).items() if value is not None}
+    values.update(given)
     config = TrainingConfig(**values)
     config.validate()
+    if config_file is not None and "image_size" not in given:
+        check_file_image_size(source, config)
     return config
+
+
+def check_file_image_size(source: str, config: TrainingConfig) -> None:
+    """InputError when a config file's ``image_size`` is larger than the records' stored
+    size: a recipe written for 512 px records would silently upsample 128 px ones (16x the
+    compute, no new detail). An explicit ``image_size`` (``--image-size``) is obeyed. Records
+    that cannot be read are left to ``fit``, which names the problem."""
+    if config.image_size is None or not config.data:
+        return
+    from hpa_keras.data.tfrecords import read_manifest
+
+    try:
+        stored = read_manifest(config.data)["image_size"]
+    except InputError:
+        return
+    if config.image_size > stored:
+        raise InputError(
+            f"{source}: image_size {config.image_size} is larger than the records of "
+            f"{config.data} ({stored} px): training would upsample every field "
+            f"({(config.image_size / stored) ** 2:.3g}x the compute, no new detail); give "
+            f"--image-size {stored} to train at the stored size, or --image-size "
+            f"{config.image_size} to upsample anyway"
+        )

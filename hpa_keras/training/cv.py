@@ -35,7 +35,7 @@ import pandas as pd
 import yaml
 
 from hpa_keras.atomic import write_text_atomic
-from hpa_keras.errors import InputError
+from hpa_keras.errors import InputError, warn
 from hpa_keras.training.config import DISPLAY_SETTINGS, TrainingConfig
 
 CV_FILE = "cv.yaml"
@@ -152,25 +152,24 @@ def fold_predictions(out: Path, config: TrainingConfig, fold: int) -> dict:
 
 
 def tune_all_strategies(labels, probabilities, class_frequencies) -> dict:
-    """Every threshold strategy on the pooled out-of-fold predictions: thresholds and the
-    macro F1 they give there (optimistic: tuned and scored on the same rows)."""
+    """Every threshold strategy on the pooled out-of-fold predictions: thresholds, the
+    macro F1 they give there (optimistic: tuned and scored on the same rows) and the classes
+    that fell back (``fallbacks``, as in a run's ``thresholds.json``)."""
     from hpa_keras.training.metrics import macro_f1
     from hpa_keras.training.thresholds import (
         THRESHOLD_STRATEGIES,
-        search_thresholds,
         shrunk_thresholds,
+        tune_thresholds,
     )
 
     results = {}
     for strategy in THRESHOLD_STRATEGIES:
-        if strategy == "shrunk":
-            thresholds, details = shrunk_thresholds(labels, probabilities)
-        else:
-            thresholds = search_thresholds(strategy, labels, probabilities, class_frequencies)
-            details = None
+        thresholds, fallbacks = tune_thresholds(strategy, labels, probabilities, class_frequencies)
+        details = shrunk_thresholds(labels, probabilities)[1] if strategy == "shrunk" else None
         results[strategy] = {
             "thresholds": [float(value) for value in thresholds],
             "oof_macro_f1": macro_f1(labels, probabilities >= thresholds),
+            "fallbacks": fallbacks,
             **({"shrinkage": details} if details else {}),
         }
     return results
@@ -192,8 +191,11 @@ def cross_fitted_macro_f1(labels, probabilities, fold_of, strategy, class_freque
     return macro_f1(labels, decided)
 
 
-def cross_validate(config: TrainingConfig, out, folds=None, callbacks=()) -> dict:
+def cross_validate(config: TrainingConfig, out, folds=None, callbacks=(), config_file=None) -> dict:
     """Train every fold of ``config.data`` (or ``folds``) into ``out``; see the module docstring.
+
+    ``config_file``: the ``--config`` file or recipe the settings came from (each fold's
+    opening line names it).
 
     Returns the summary (also ``cv_summary.json``); ``None`` in the processes other than
     0 of a ``distributed`` cv, which train the folds with process 0 and write nothing.
@@ -203,8 +205,10 @@ def cross_validate(config: TrainingConfig, out, folds=None, callbacks=()) -> dic
     from hpa_keras.distributed import barrier, process_index
     from hpa_keras.inference.evaluate import Evaluation
     from hpa_keras.reports.html import write_report
-    from hpa_keras.training.fit import fit, training_folds
+    from hpa_keras.reports.tables import fallback_lines
+    from hpa_keras.training.fit import fit, labels_per_image, training_folds
     from hpa_keras.training.metrics import macro_f1
+    from hpa_keras.training.thresholds import MIN_TUNING_POSITIVES
 
     if storage.is_url(out):  # trained in a local copy, uploaded after every epoch
         from hpa_keras.training.callbacks import UploadEachEpoch
@@ -212,7 +216,7 @@ def cross_validate(config: TrainingConfig, out, folds=None, callbacks=()) -> dic
         chief = process_index() == 0
         with storage.staged_folder(os.fspath(out), upload=chief) as staged:
             extra = [UploadEachEpoch(staged), *callbacks] if chief else list(callbacks)
-            return cross_validate(config, staged.local, folds, extra)
+            return cross_validate(config, staged.local, folds, extra, config_file)
     config.validate()
     out = Path(out)
     manifest = read_manifest(config.data)
@@ -231,7 +235,7 @@ def cross_validate(config: TrainingConfig, out, folds=None, callbacks=()) -> dic
             _say(config, f"fold {fold}: finished already ({run})")
             continue
         _say(config, f"fold {fold} of {chosen}: training into {run}")
-        fit(dataclasses.replace(config, fold=fold, out=str(run)), callbacks)
+        fit(dataclasses.replace(config, fold=fold, out=str(run)), callbacks, config_file)
         barrier(f"hpa-keras cv: fold {fold} saved")
     if not chief:
         return None
@@ -263,9 +267,15 @@ def cross_validate(config: TrainingConfig, out, folds=None, callbacks=()) -> dic
         "folds": chosen,
         "num_oof_samples": len(ids),
         "macro_f1_tuned": strategies[strategy]["oof_macro_f1"],
+        "min_positives": MIN_TUNING_POSITIVES,
+        "fallbacks": [
+            {**entry, "name": names[entry["index"]]} for entry in strategies[strategy]["fallbacks"]
+        ],
         "by_strategy": strategies,
     }
     write_text_atomic(out / THRESHOLDS_FILE, json.dumps(document, indent=1) + "\n")
+    for line in fallback_lines(document, "out-of-fold images"):
+        warn(f"out-of-fold thresholds: {line}")
 
     per_fold = []
     for part, fold in zip(parts, chosen, strict=True):
@@ -300,7 +310,10 @@ def cross_validate(config: TrainingConfig, out, folds=None, callbacks=()) -> dic
     write_text_atomic(out / SUMMARY_FILE, json.dumps(summary, indent=1) + "\n")
     evaluation = Evaluation(
         ids, labels, probabilities, thresholds, class_names=names,
-        details={"runs": [str(out)], "data": str(config.data), "folds": chosen, "tta": config.tta},
+        details={
+            "runs": [str(out)], "data": str(config.data), "folds": chosen, "tta": config.tta,
+            "training_labels_per_image": labels_per_image(manifest, chosen),
+        },
     )  # fmt: skip
     write_report(evaluation, out / REPORT_FOLDER, title="hpa-keras cv: out-of-fold predictions")
     return summary

@@ -37,7 +37,7 @@ import yaml
 
 from hpa_keras.atomic import atomic_path, write_text_atomic
 from hpa_keras.distributed import barrier, make_placement
-from hpa_keras.errors import InputError
+from hpa_keras.errors import InputError, warn
 from hpa_keras.storage import is_url
 from hpa_keras.training.config import DISPLAY_SETTINGS, TrainingConfig, resolve_config
 
@@ -95,6 +95,50 @@ def class_counts_of(manifest: dict, folds) -> tuple[np.ndarray, int]:
     return np.asarray(counts, dtype=np.int64), int(sum(fold["num_records"] for fold in chosen))
 
 
+def labels_per_image(manifest: dict, folds) -> float:
+    """The mean number of labels per record in ``folds`` (from the manifest's class counts)."""
+    counts, records = class_counts_of(manifest, folds)
+    return float(counts.sum() / records) if records else 0.0
+
+
+def sources_only_in_fold(manifest: dict, fold: int) -> list[tuple[str, int]]:
+    """``(name, records)`` of each source whose every record is in ``fold``: with ``fold``
+    validating, training sees none of it (grouped folds can put a small source in one)."""
+    entry = next((item for item in manifest["folds"] if item["fold"] == fold), None)
+    if entry is None:
+        return []
+    found = []
+    for source in manifest["sources"]:
+        in_fold = entry.get("sources", {}).get(source["name"], {}).get("num_records", 0)
+        if source["num_records"] and in_fold == source["num_records"]:
+            found.append((source["name"], source["num_records"]))
+    return found
+
+
+def opening_line(config: TrainingConfig, manifest: dict, config_file=None) -> str:
+    """What a run trains, in one line: model, size, training and validation images, settings."""
+    what = "cells" if manifest.get("kind", "fields") == "cells" else "images"
+    folds = training_folds(manifest, config.fold)
+    _, train_count = class_counts_of(manifest, folds)
+    fold = next(entry for entry in manifest["folds"] if entry["fold"] == config.fold)
+    where = f"fold {config.fold}"
+    validation_count = fold["num_records"]
+    if config.validate_source is not None:
+        validation_count = fold["sources"][config.validate_source]["num_records"]
+        where += f", {config.validate_source} only"
+    size, stored = field_size(config, manifest), manifest["image_size"]
+    seen = f"{size} px" + (f" (stored at {stored})" if size != stored else "")
+    if config.crop is not None:
+        seen += f", {config.crop} px crops"
+    return (
+        f"fit: {config.model} at {seen}; {train_count} training {what} "
+        f"(fold{'s' if len(folds) > 1 else ''} {', '.join(map(str, folds))}), "
+        f"{validation_count} validation {what} ({where}); "
+        + (f"settings from {config_file}" if config_file else "default settings")
+        + f"; into {config.run_dir}"
+    )
+
+
 def field_size(config: TrainingConfig, manifest: dict) -> int:
     """The side of the fields the model sees whole (the stored size unless resized)."""
     return config.image_size or manifest["image_size"]
@@ -122,6 +166,9 @@ def input_settings(config: TrainingConfig, manifest: dict) -> dict:
         "class_names": list(manifest["class_names"]),
         "sources": [source["name"] for source in manifest["sources"]],
         "validate_source": config.validate_source,
+        # The training folds' mean labels per image: predict, evaluate and the report warn
+        # when a run's decisions give far more or fewer.
+        "labels_per_image": labels_per_image(manifest, training_folds(manifest, config.fold)),
     }
 
 
@@ -414,13 +461,15 @@ class _Run:
         return callbacks
 
 
-def fit(config: TrainingConfig, callbacks=()) -> dict:
+def fit(config: TrainingConfig, callbacks=(), config_file=None) -> dict:
     """Train as configured; returns a summary of the best epoch.
 
     Args:
         config: the settings (see :func:`resolve_config`).
         callbacks: extra Keras callbacks, called after the built-in ones in
             every stage (so they see ``val_macro_f1_tuned`` and friends).
+        config_file: the ``--config`` file or recipe the settings came from,
+            named in the opening line.
 
     Raises InputError for bad settings or data, before anything is written.
     """
@@ -432,7 +481,7 @@ def fit(config: TrainingConfig, callbacks=()) -> dict:
     from hpa_keras.data.tfrecords import read_manifest, record_set_fingerprint
 
     if config.out is not None and is_url(config.out):
-        return _fit_at_url(config, callbacks)
+        return _fit_at_url(config, callbacks, config_file)
     config.validate()
     manifest = read_manifest(config.data)
     training_folds(manifest, config.fold)
@@ -449,6 +498,18 @@ def fit(config: TrainingConfig, callbacks=()) -> dict:
             "TensorFlow"
         )
     check_batch_division(config, placement)
+    if placement.is_chief:
+        _say(config, opening_line(config, manifest, config_file))
+        for name, count in sources_only_in_fold(manifest, config.fold):
+            warn(
+                f"all {count} {name} records are in fold {config.fold}, the validation fold: "
+                f"training sees none of that source"
+                + (
+                    f", and validation leaves them out (--validate-source {config.validate_source})"
+                    if config.validate_source not in (None, name)
+                    else ""
+                )
+            )
     folder = config.run_dir
     # Every process checks the folder (so a refusal stops them all) before process 0 writes.
     resuming = _check_run_folder(folder, config, record_set_fingerprint(manifest))
@@ -487,7 +548,7 @@ def fit(config: TrainingConfig, callbacks=()) -> dict:
     return summary
 
 
-def _fit_at_url(config: TrainingConfig, callbacks) -> dict:
+def _fit_at_url(config: TrainingConfig, callbacks, config_file=None) -> dict:
     """``fit`` with ``out`` a URL: the run trains in a local copy of the folder (what an
     interrupted run left there comes down first), uploaded after every epoch and at the end."""
     from hpa_keras.distributed import process_index
@@ -497,7 +558,7 @@ def _fit_at_url(config: TrainingConfig, callbacks) -> dict:
     chief = process_index() == 0  # the others keep their copy to themselves
     with staged_folder(config.out, upload=chief) as staged:
         extra = [UploadEachEpoch(staged), *callbacks] if chief else list(callbacks)
-        summary = fit(dataclasses.replace(config, out=str(staged.local)), extra)
+        summary = fit(dataclasses.replace(config, out=str(staged.local)), extra, config_file)
     summary["run"] = config.out
     return summary
 
@@ -518,7 +579,7 @@ def _fit(
     import keras
 
     from hpa_keras.models import freeze_backbone, unfreeze
-    from hpa_keras.reports.tables import threshold_table
+    from hpa_keras.reports.tables import fallback_lines, threshold_table
     from hpa_keras.training.callbacks import ThresholdSearch
 
     started = time.perf_counter()
@@ -596,6 +657,9 @@ def _fit(
     if config.verbose:
         print(f"best epoch {document['epoch']}, validation fold {config.fold}:")
         print(threshold_table(document))
+    if placement.is_chief:
+        for line in fallback_lines(document, "validation images"):
+            warn(f"thresholds: {line}")
     return {
         "run": str(folder),
         "epochs": int(len(history)),
