@@ -21,6 +21,7 @@ from importlib import metadata
 
 from hpa_keras._lazy import lazy_exports
 from hpa_keras.registration import register_when_keras_loads
+from hpa_keras.tensorflow_setup import quiet_tensorflow_import
 
 try:  # the version lives in pyproject.toml alone; an installed package knows it
     __version__ = metadata.version("hpa-keras")
@@ -37,3 +38,4 @@ __getattr__, __dir__, __all__ = lazy_exports(
 )
 
 register_when_keras_loads()
+quiet_tensorflow_import()

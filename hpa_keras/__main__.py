@@ -1,5 +1,5 @@
 """``python -m hpa_keras`` runs the command-line interface."""
 
-from hpa_keras.cli import main
+from hpa_keras.cli import console_main
 
-raise SystemExit(main())
+raise SystemExit(console_main())

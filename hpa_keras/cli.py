@@ -16,6 +16,7 @@ reason, and exits with status 2, without a traceback. Heavy modules
 
 import argparse
 import dataclasses
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -23,9 +24,10 @@ from pathlib import Path
 from hpa_keras import __version__
 from hpa_keras.errors import InputError, warn
 from hpa_keras.settings import add_setting_arguments, given_settings, positive_int
-from hpa_keras.tensorflow_setup import import_tensorflow_quietly
+from hpa_keras.tensorflow_setup import NativeLogFilter, import_tensorflow_quietly
 
 EXIT_VERIFY_FAILED = 1
+EXIT_FAILURE = 1
 EXIT_INPUT_ERROR = 2
 EXIT_INTERRUPTED = 130
 
@@ -394,7 +396,7 @@ def _sources(arguments) -> list:
 
 
 def run_make_tfrecords(arguments) -> None:
-    import_tensorflow_quietly()
+    # TensorFlow is imported by the writing phase, after the labels and files are checked.
     from hpa_keras.data.conversion import ConversionSettings, make_tfrecords
     from hpa_keras.data.tfrecords import summarize_folds
 
@@ -633,6 +635,16 @@ def _training_config(arguments):
     return config
 
 
+def _check_records_before_tensorflow(data) -> None:
+    """The records folder of fit or cv exists (settings may name it in a YAML file, so the
+    argument check cannot); a URL waits for TensorFlow's file system."""
+    from hpa_keras.data.tfrecords import read_manifest
+    from hpa_keras.storage import is_url
+
+    if data and not is_url(data):
+        read_manifest(data)
+
+
 def add_fit(commands) -> None:
     fit = commands.add_parser(
         "fit",
@@ -653,8 +665,9 @@ def add_fit(commands) -> None:
 
 
 def run_fit(arguments) -> None:
-    import_tensorflow_quietly()  # before the settings check imports Keras
     config = _training_config(arguments)
+    _check_records_before_tensorflow(config.data)
+    import_tensorflow_quietly()
     if arguments.find_lr:
         from hpa_keras.training.fit import find_learning_rate_for
 
@@ -703,10 +716,11 @@ def add_cv(commands) -> None:
 
 
 def run_cv(arguments) -> None:
+    config = _training_config(arguments)
+    _check_records_before_tensorflow(config.data)
     import_tensorflow_quietly()
     from hpa_keras.training.cv import cross_validate, format_summary
 
-    config = _training_config(arguments)
     summary = cross_validate(
         config, arguments.out, folds=arguments.folds, config_file=arguments.config
     )
@@ -1206,31 +1220,144 @@ def build_parser() -> argparse.ArgumentParser:
         description="Protein localization in Human Protein Atlas images with Keras 3.",
     )
     parser.add_argument("--version", action="version", version=f"hpa-keras {__version__}")
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in COMMANDS:
         add(commands)
+    for command in commands.choices.values():  # before or after the command's name
+        command.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP
+        )
     return parser
+
+
+DEBUG_HELP = "show the Python traceback of an unexpected error (and TensorFlow's start-up log)"
+
+
+def console_main() -> int:
+    """The ``hpa-keras`` command: :func:`main` with native libraries' start-up log lines
+    (TensorFlow's oneDNN, CUDA and CPU-feature notes) kept off stderr; ``--debug`` or
+    ``HPA_KERAS_TF_LOGS=1`` shows them."""
+    arguments = sys.argv[1:]
+    log_filter = NativeLogFilter()
+    if "--debug" not in arguments and os.environ.get("HPA_KERAS_TF_LOGS") != "1":
+        log_filter.start()
+    try:
+        return main(arguments)
+    finally:
+        log_filter.stop()
 
 
 def main(argv=None) -> int:
     """Run the command line; returns the exit status."""
     arguments = build_parser().parse_args(argv)
+    if arguments.debug:
+        os.environ.setdefault("HPA_KERAS_TF_LOGS", "1")
     staging = tempfile.TemporaryDirectory(prefix="hpa-keras-runs-")
     try:
+        _check_input_paths(arguments)
         _download_run_urls(arguments, Path(staging.name))
         status = arguments.handler(arguments)
     except InputError as error:
-        print(f"hpa-keras {arguments.command}: error: {error}", file=sys.stderr)
+        _print_error(arguments.command, str(error), error)
         return EXIT_INPUT_ERROR
-    except KeyboardInterrupt:
-        print(f"hpa-keras {arguments.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as error:
+        _print_error(arguments.command, "interrupted", error)
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # output piped into head or a closed pager: not an error
         sys.stderr.close()
         return 0
+    except Exception as error:  # a bug, or a failure no check foresaw: one line, not a traceback
+        if arguments.debug:
+            raise
+        _print_error(
+            arguments.command,
+            f"{_first_line(error)} (unexpected; rerun with --debug for the traceback)",
+            error,
+        )
+        return EXIT_FAILURE
     finally:
         staging.cleanup()
     return status or 0
+
+
+def _first_line(error: Exception, limit: int = 300) -> str:
+    """``Type: the first line of its message``, cut to ``limit`` characters (TensorFlow's
+    errors run to pages of graph context)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _print_error(command: str, message: str, error: BaseException) -> None:
+    print(f"hpa-keras {command}: error: {message}", file=sys.stderr)
+    for note in getattr(error, "__notes__", ()):  # what the failure left behind, and what to do
+        print(f"hpa-keras {command}: {note}", file=sys.stderr)
+
+
+# Inputs named by the arguments, checked before TensorFlow loads (6-8 s) so that a typo is
+# answered at once. URLs are left to the commands (reaching them needs TensorFlow's file
+# system). Outputs (--out) are the commands' own to check.
+_INPUT_FILES = ("labels", "cell_labels", "submission", "ids", "thresholds")
+_INPUT_FOLDERS = ("images", "masks")
+_RECORD_FOLDERS = ("data",)
+
+
+def _check_input_paths(arguments) -> None:
+    from hpa_keras import storage
+    from hpa_keras.data.tfrecords import read_manifest
+
+    def given(name):
+        value = getattr(arguments, name, None)
+        values = value if isinstance(value, list) else [value]
+        return [item for item in values if item is not None and not storage.is_url(str(item))]
+
+    def flag(name):
+        return "--" + name.replace("_", "-")
+
+    for name in _RUN_ARGUMENTS:
+        for path in map(Path, given(name)):
+            _check_run_folder(flag(name), path)
+    for path in given("config"):
+        _check_config_file(path)
+    training = hasattr(arguments, "model_option")  # fit and cv check records after settings
+    for name in () if training else _RECORD_FOLDERS:
+        for path in given(name):
+            read_manifest(path)  # names the folder and what is missing
+    for name in _INPUT_FOLDERS:
+        for path in map(Path, given(name)):
+            if not path.is_dir():
+                reason = "a file, not a folder" if path.is_file() else "no such folder"
+                raise InputError(f"{flag(name)} {path}: {reason}")
+    for name in _INPUT_FILES:
+        for path in map(Path, given(name)):
+            if not path.is_file():
+                reason = "a folder, not a file" if path.is_dir() else "no such file"
+                raise InputError(f"{flag(name)} {path}: {reason}")
+
+
+def _check_run_folder(flag: str, path: Path) -> None:
+    from hpa_keras.inference.runs import MODEL_FILE
+    from hpa_keras.training.cv import CV_FILE
+
+    if not path.is_dir():
+        raise InputError(f"{flag} {path}: no such run folder")
+    if not (path / MODEL_FILE).is_file() and not (path / CV_FILE).is_file():
+        raise InputError(
+            f"{flag} {path}: neither a finished run ({MODEL_FILE}) nor a cv folder ({CV_FILE}); "
+            "an interrupted fit or cv finishes when its command is run again"
+        )
+
+
+def _check_config_file(path: str) -> None:
+    from hpa_keras.training.recipes import RECIPE_PREFIX, recipe_path
+
+    if Path(path).is_file():
+        return
+    if path.startswith(RECIPE_PREFIX):
+        recipe_path(path.removeprefix(RECIPE_PREFIX))  # names the shipped recipes
+        return
+    raise InputError(f"--config {path}: no such file (or a shipped recipe: {RECIPE_PREFIX}NAME)")
 
 
 # Arguments naming run or cv folders to read: a URL is copied into a local folder first
@@ -1257,4 +1384,4 @@ def _download_run_urls(arguments, staging: Path) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console_main())

@@ -9,8 +9,8 @@ registration, ``keras.saving.load_model`` fails on the first of them.
 Importing those modules imports Keras, and with it TensorFlow (several
 seconds), which ``hpa-keras --help`` and the data commands must not pay.
 So ``import hpa_keras`` calls :func:`register_when_keras_loads`: if Keras is
-already imported, everything is registered at once; otherwise a one-shot
-import hook waits for the first ``import keras`` (by the user, by
+already imported, everything is registered at once; otherwise an import
+hook (:mod:`hpa_keras.import_hooks`) waits for the first ``import keras`` (by the user, by
 TensorFlow's ``tf.keras``, or by hpa-keras itself) and registers everything
 right after Keras has finished loading. Either way, after ``import
 hpa_keras`` a plain ``keras.saving.load_model(path)`` works.
@@ -20,10 +20,11 @@ package, so importing them from inside the hook cannot loop back into a
 half-imported hpa-keras module.
 """
 
+import contextlib
 import importlib
-import importlib.abc
-import importlib.util
 import sys
+
+from hpa_keras.import_hooks import around_first_import
 
 # Every module with a @keras.saving.register_keras_serializable object (a test checks
 # this list against the source tree).
@@ -70,67 +71,16 @@ def finish_registration(caller: str) -> None:
         register_keras_objects(caller)
 
 
-class _RegisteringLoader(importlib.abc.Loader):
-    """Keras' own loader, registering hpa-keras' objects once Keras has executed."""
-
-    def __init__(self, loader):
-        self._loader = loader
-
-    def __getattr__(self, name):  # resource readers and the like: Keras' loader answers
-        return getattr(self._loader, name)
-
-    def create_module(self, spec):
-        return self._loader.create_module(spec)
-
-    def exec_module(self, module):
-        _remove_hook()
-        self._loader.exec_module(module)
-        # From here on the module looks exactly as if imported without the hook.
-        module.__loader__ = self._loader
-        if module.__spec__ is not None:
-            module.__spec__.loader = self._loader
-        register_keras_objects()
-
-
-class _KerasImportHook(importlib.abc.MetaPathFinder):
-    """Finds ``keras`` through the other finders and wraps its loader.
-
-    It stays in place until Keras is executed, not merely looked up: TensorFlow's
-    ``import tensorflow`` calls ``importlib.util.find_spec("keras")`` to locate
-    ``tf.keras`` without importing it, and a hook that left at the first look-up
-    missed the import that followed.
-    """
-
-    def find_spec(self, fullname, path=None, target=None):
-        if fullname != "keras" or fullname in sys.modules:
-            return None
-        others = [finder for finder in sys.meta_path if not isinstance(finder, _KerasImportHook)]
-        spec = _find_with(others, fullname, path, target)
-        if spec is None or spec.loader is None:
-            return spec
-        spec.loader = _RegisteringLoader(spec.loader)
-        return spec
-
-
-def _find_with(finders, fullname, path, target):
-    """The spec the first of ``finders`` that knows ``fullname`` gives (None if none does)."""
-    for finder in finders:
-        find_spec = getattr(finder, "find_spec", None)
-        spec = find_spec(fullname, path, target) if find_spec is not None else None
-        if spec is not None:
-            return spec
-    return None
-
-
-def _remove_hook() -> None:
-    sys.meta_path[:] = [
-        finder for finder in sys.meta_path if not isinstance(finder, _KerasImportHook)
-    ]
+@contextlib.contextmanager
+def _registering_after(module):
+    """Keras executes, then hpa-keras' objects are registered."""
+    yield
+    register_keras_objects()
 
 
 def register_when_keras_loads() -> None:
     """Register now if Keras is loaded, else as soon as it is (see the module docstring)."""
     if "keras" in sys.modules:
         register_keras_objects()
-    elif not any(isinstance(finder, _KerasImportHook) for finder in sys.meta_path):
-        sys.meta_path.insert(0, _KerasImportHook())
+    else:
+        around_first_import("keras", _registering_after)

@@ -1,5 +1,8 @@
+import json
+import re
 import subprocess
 import sys
+import textwrap
 
 import cv2
 import numpy as np
@@ -198,3 +201,123 @@ def test_fit_refuses_settings_of_another_schedule(tmp_path, capsys):
     ):
         assert main(["fit", "--data", str(tmp_path), *argv]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_an_unexpected_error_is_one_line_exit_1_and_a_pointer_to_debug(monkeypatch, capsys):
+    import hpa_keras.cli as cli
+
+    def broken(arguments):
+        error = RuntimeError("nothing checked for this\n  and pages of TensorFlow context")
+        error.add_note("run: the finished epochs are kept; run the same command again to resume")
+        raise error
+
+    monkeypatch.setattr(cli, "run_models", broken)
+    monkeypatch.setenv("HPA_KERAS_TF_LOGS", "0")
+    assert cli.main(["models"]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "hpa-keras models: error: RuntimeError: nothing checked for this "
+        "(unexpected; rerun with --debug for the traceback)",
+        "hpa-keras models: run: the finished epochs are kept; run the same command again to resume",
+    ]
+    for argv in (["models", "--debug"], ["--debug", "models"]):
+        with pytest.raises(RuntimeError, match="nothing checked"):
+            cli.main(argv)
+
+
+# Typos answered before TensorFlow loads: (arguments, the error line's pattern). {tmp} is an
+# empty folder, {run} a folder that looks like a finished run.
+TYPOS = (
+    (["fit", "--data", "{tmp}/nosuch", "--out", "{tmp}/run"], r"nosuch/manifest.json: not found"),
+    (["fit", "--data", "{tmp}/nosuch", "--model", "GAPnt"], r"did you mean gapnet"),
+    (["cv", "--config", "{tmp}/nosuch.yaml", "--out", "{tmp}/cv"], r"--config \S+: no such file"),
+    (["fit", "--config", "recipes/gapnett"], r"no such recipe; shipped recipes: .*gapnet"),
+    (["predict", "--run", "{tmp}/nosuch", "--data", "{tmp}"], r"--run \S+nosuch: no such run"),
+    (["predict", "--run", "{tmp}", "--data", "{tmp}"], r"neither a finished run"),
+    (["evaluate", "--run", "{run}", "--data", "{tmp}"], r"manifest.json: not found"),
+    (["cam", "--run", "{run}", "--images", "{tmp}/nosuch", "--id", "x"], r"no such folder"),
+    (["predict", "--run", "{run}", "--images", "{tmp}", "--ids", "{tmp}/ids.csv"], r"--ids"),
+    (["predict", "--run", "{run}", "--images", "{tmp}", "--thresholds", "{tmp}"], r"a folder"),
+    (["make-tfrecords", "--images", "{tmp}", "--labels", "{tmp}/t.csv"], r"--labels \S+: no such"),
+    (["segment", "--images", "{run}/model.keras", "--out", "{tmp}/m"], r"a file, not a folder"),
+)
+
+
+def test_typos_are_answered_before_tensorflow_loads(tmp_path):
+    """A wrong path, recipe or model name costs well under a second, not TensorFlow's 6-8 s:
+    every case runs in one fresh interpreter, which must never import TensorFlow."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.keras").write_bytes(b"")
+    cases = [
+        ([part.format(tmp=tmp_path, run=run) for part in argv], pattern) for argv, pattern in TYPOS
+    ]
+    code = textwrap.dedent(
+        f"""
+        import contextlib, io, json, sys, time
+        from hpa_keras.cli import main
+        results = []
+        for argv, _ in {cases!r}:
+            error = io.StringIO()
+            started = time.perf_counter()
+            with contextlib.redirect_stderr(error):
+                status = main(argv)
+            results.append((status, error.getvalue(), time.perf_counter() - started))
+        print(json.dumps([results, "tensorflow" in sys.modules, "keras" in sys.modules]))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    results, tensorflow_loaded, keras_loaded = json.loads(result.stdout.splitlines()[-1])
+    for (argv, pattern), (status, error, _) in zip(cases, results, strict=True):
+        assert status == 2, (argv, error)
+        assert len(error.splitlines()) == 1 and re.search(pattern, error), (argv, error)
+    assert not tensorflow_loaded and not keras_loaded
+    assert max(seconds for _, _, seconds in results) < 2
+
+
+def test_the_command_keeps_native_log_lines_off_stderr_and_passes_the_rest():
+    """The console command filters descriptor 2 for its whole run (TensorFlow also logs after
+    import: CPU features at the first operation, cuInit when a backend loads)."""
+    code = textwrap.dedent(
+        """
+        import os, sys
+        from hpa_keras.tensorflow_setup import NativeLogFilter
+        log_filter = NativeLogFilter()
+        log_filter.start()
+        os.write(2, b"I0000 00:00:1796608784.614982   13412 cudart_stub.cc:31] no cuda\\n"
+                    b"a native line of another kind\\n"
+                    b"WARNING: All log messages before absl::InitializeLog() is called\\n"
+                    b"E0000 00:00:1796608918.013422   14980 cuda_platform.cc:52] cuInit\\n"
+                    b"To enable the following instructions: AVX2 FMA, in other operations\\n"
+                    b"W1207 02:03:04.123456 1 cpu_feature_guard.cc:1] x\\n"
+                    b"no newline at the end")
+        print("python's own stderr", file=sys.stderr)
+        log_filter.stop()
+        print("after stop", file=sys.stderr)
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
+    assert result.returncode == 0
+    assert sorted(result.stderr.decode().splitlines()) == sorted(
+        [
+            "python's own stderr",
+            "a native line of another kind",
+            "no newline at the endafter stop",
+        ]
+    )
+
+
+def test_a_training_command_prints_no_tensorflow_start_up_lines(training_records, tmp_path):
+    from hpa_keras.tensorflow_setup import _NATIVE_LOG_LINE
+
+    argv = ["fit", "--data", str(training_records), "--out", str(tmp_path / "run"), "--tiny"]
+    argv += ["--epochs", "1", "--batch-size", "8", "--quiet", "--no-tensorboard"]
+    result = subprocess.run(
+        [sys.executable, "-m", "hpa_keras", *argv], capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr
+    assert "best epoch 1 of 1" in result.stdout
+    native = [line for line in result.stderr.splitlines() if _NATIVE_LOG_LINE.match(line.encode())]
+    assert native == []

@@ -145,3 +145,27 @@ def test_one_module_draws_figures_and_one_formats_tables():
             assert "matplotlib.use(" not in text, relative
         if not relative.startswith("reports/"):
             assert "plt.subplots" not in text, relative
+
+
+def test_import_hpa_keras_first_keeps_tensorflow_s_start_up_lines_out_of_a_notebook():
+    """TensorFlow writes its oneDNN / CUDA-stub / cuInit lines from C++ to descriptor 2, where
+    a notebook shows them as red text; imported after hpa_keras, it is silenced while it loads.
+    """
+    from hpa_keras.tensorflow_setup import _NATIVE_LOG_LINE
+
+    environment = {"PATH": "/usr/bin:/bin", "HOME": str(Path.home())}  # no TF_CPP_MIN_LOG_LEVEL
+    code = "{}import tensorflow as tf\nprint(int(tf.constant(2) + 1))"
+    quiet, noisy = (
+        subprocess.run(
+            [sys.executable, "-c", code.format(first)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=environment,
+        )
+        for first in ("import hpa_keras\n", "")
+    )
+    assert quiet.returncode == 0 and quiet.stdout.strip() == "3", quiet.stderr
+    assert not [line for line in quiet.stderr.splitlines() if _NATIVE_LOG_LINE.match(line.encode())]
+    # The check can fail: without hpa_keras first, this TensorFlow does print such lines.
+    assert [line for line in noisy.stderr.splitlines() if _NATIVE_LOG_LINE.match(line.encode())]

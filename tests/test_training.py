@@ -665,3 +665,67 @@ def test_ema_is_refused_on_jax_with_the_reason(training_records, tmp_path):
     with pytest.raises(InputError, match="SwapEMAWeights.*JAX.*swa_epochs"):
         fit(tiny_config(training_records, tmp_path / "run", ema=True))
     assert not (tmp_path / "run").exists()
+
+
+class _CrashAt(keras.callbacks.Callback):
+    """A failure no check foresaw, in the first batch or at the end of an epoch."""
+
+    def __init__(self, epoch=None):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.epoch is None:
+            raise RuntimeError("crashed in the first batch")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise RuntimeError(f"crashed after epoch {epoch}")
+
+
+@pytest.mark.parametrize("existed", [False, True])
+def test_a_crash_before_any_epoch_leaves_no_run_folder(training_records, tmp_path, existed):
+    from hpa_keras.training.fit import fit
+
+    out = tmp_path / "run"
+    if existed:
+        out.mkdir()  # an empty folder the user gave stays, empty
+    with pytest.raises(RuntimeError, match="first batch"):
+        fit(tiny_config(training_records, out), callbacks=[_CrashAt()])
+    assert out.exists() == existed
+    assert not existed or not any(out.iterdir())
+    fit(tiny_config(training_records, out))  # a rerun starts cleanly
+    assert (out / "model.keras").is_file()
+
+
+def test_a_crash_after_an_epoch_keeps_a_resumable_run_and_says_so(training_records, tmp_path):
+    from hpa_keras.training.fit import fit
+
+    out = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="after epoch 0") as raised:
+        fit(tiny_config(training_records, out, epochs=2), callbacks=[_CrashAt(epoch=0)])
+    assert raised.value.__notes__ == [
+        f"{out}: the finished epochs are kept; run the same command again to resume"
+    ]
+    recorder = _RecordEpochs()
+    fit(tiny_config(training_records, out, epochs=2), callbacks=[recorder])
+    assert recorder.epochs == [1] and (out / "model.keras").is_file()
+
+
+def test_tensorboard_missing_is_refused_before_anything_is_written(
+    training_records, tmp_path, monkeypatch
+):
+    """pip install of the package once lacked tensorboard: fit died after an epoch."""
+    import importlib.util
+
+    from hpa_keras.training.fit import fit
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *rest: None if name == "tensorboard" else real_find_spec(name, *rest),
+    )
+    with pytest.raises(InputError, match="tensorboard package .* --no-tensorboard"):
+        fit(tiny_config(training_records, tmp_path / "run", tensorboard=True))
+    assert not (tmp_path / "run").exists()

@@ -25,6 +25,7 @@ run folder is never overwritten.
 """
 
 import dataclasses
+import importlib.util
 import json
 import shutil
 import tempfile
@@ -510,10 +511,16 @@ def fit(config: TrainingConfig, callbacks=(), config_file=None) -> dict:
                     else ""
                 )
             )
+    if config.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        raise InputError(
+            "tensorboard: TensorBoard logs need the tensorboard package (pip install "
+            "tensorboard), or turn them off with --no-tensorboard"
+        )
     folder = config.run_dir
     # Every process checks the folder (so a refusal stops them all) before process 0 writes.
     resuming = _check_run_folder(folder, config, record_set_fingerprint(manifest))
     barrier("hpa-keras fit: run folder checked")
+    made_folder = placement.is_chief and not resuming and not folder.exists()
     if placement.is_chief:
         if not resuming:
             folder.mkdir(parents=True, exist_ok=True)
@@ -539,6 +546,10 @@ def fit(config: TrainingConfig, callbacks=(), config_file=None) -> dict:
         keras.config.set_dtype_policy(mixed_precision_policy())
     try:
         summary = _fit(config, manifest, resuming, list(callbacks), placement)
+    except BaseException as error:
+        if placement.is_chief:
+            _leave_run_folder_whole(folder, made_folder, resuming, error)
+        raise
     finally:
         keras.config.set_dtype_policy(previous_policy)
         if scratch is not None:
@@ -735,6 +746,31 @@ def _check_run_folder(folder: Path, config: TrainingConfig, fingerprint: str) ->
     if folder.exists() and any(folder.iterdir()):
         raise InputError(f"{folder}: not empty and not an interrupted run; choose another --out")
     return False
+
+
+def _leave_run_folder_whole(folder: Path, made_folder: bool, resuming: bool, error) -> None:
+    """After a crash or an interruption, the run folder is either a resumable run or gone.
+
+    A run with a finished epoch (its backup written, the last callback of an epoch) is an
+    interrupted run that the same command resumes: it stays, and the error says so. A new
+    run that finished no epoch holds nothing worth keeping: its folder is removed (or
+    emptied, when the user gave an existing empty folder), so a rerun starts cleanly.
+    """
+    if (folder / BACKUP_FOLDER).exists() or (folder / STAGE_ONE_WEIGHTS).exists():
+        error.add_note(
+            f"{folder}: the finished epochs are kept; run the same command again to resume"
+        )
+        return
+    if resuming:
+        return
+    if made_folder:
+        shutil.rmtree(folder, ignore_errors=True)
+    else:
+        for entry in folder.iterdir():
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink(missing_ok=True)
 
 
 def _finish_history(folder: Path, config: TrainingConfig):
