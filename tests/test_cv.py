@@ -323,3 +323,19 @@ def test_cli_cv_prints_its_summary_and_refuses_bad_folds(training_records, tmp_p
     assert "an unfinished cv" in capsys.readouterr().err
     assert main(["cv", "--data", str(training_records), "--out", str(tmp_path)]) == 2
     assert "not empty and not a cv folder" in capsys.readouterr().err
+
+
+def test_a_cv_that_crashes_in_its_first_fold_s_first_epoch_leaves_no_folder(
+    training_records, tmp_path
+):
+    import keras
+
+    from hpa_keras.training.cv import cross_validate
+
+    class Crash(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            raise RuntimeError("crashed in the first batch")
+
+    with pytest.raises(RuntimeError, match="first batch"):
+        cross_validate(_config(training_records), tmp_path / "cv", callbacks=[Crash()])
+    assert not (tmp_path / "cv").exists()

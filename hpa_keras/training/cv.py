@@ -28,6 +28,7 @@ thresholds serve the ensemble on new images is measured in the README.
 import dataclasses
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -224,19 +225,27 @@ def cross_validate(config: TrainingConfig, out, folds=None, callbacks=(), config
     training_folds(manifest, available[0])  # labeled, at least two folds
     chosen = parse_folds(folds, available)
     chief = process_index() == 0
+    made_folder = chief and not out.exists()
     if chief:  # in a --distributed cv, process 0 writes and reports; the others train with it
         _prepare(out, config, chosen, record_set_fingerprint(manifest))
     else:
         config = dataclasses.replace(config, verbose=0)
     barrier("hpa-keras cv: folder ready")
-    for fold in chosen:
-        run = fold_folder(out, fold)
-        if (run / "model.keras").is_file():
-            _say(config, f"fold {fold}: finished already ({run})")
-            continue
-        _say(config, f"fold {fold} of {chosen}: training into {run}")
-        fit(dataclasses.replace(config, fold=fold, out=str(run)), callbacks, config_file)
-        barrier(f"hpa-keras cv: fold {fold} saved")
+    try:
+        for fold in chosen:
+            run = fold_folder(out, fold)
+            if (run / "model.keras").is_file():
+                _say(config, f"fold {fold}: finished already ({run})")
+                continue
+            _say(config, f"fold {fold} of {chosen}: training into {run}")
+            fit(dataclasses.replace(config, fold=fold, out=str(run)), callbacks, config_file)
+            barrier(f"hpa-keras cv: fold {fold} saved")
+    except BaseException:
+        # fit removed a fold that finished no epoch; a cv folder made here and left with no
+        # fold in it holds nothing to continue from: it goes too.
+        if made_folder and not any(fold_folder(out, fold).exists() for fold in chosen):
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     if not chief:
         return None
     # Out of every fit's distribution scope, process 0 predicts the folds on its own devices.
