@@ -88,11 +88,13 @@ def _hide_retracing_warnings(tensorflow) -> None:
 # The lines TensorFlow's and XLA's C++ code writes to file descriptor 2 on its own: absl's
 # "I0000 00:00:1796608784.614982   13412 cudart_stub.cc:31] ..." format (oneDNN, CUDA
 # stubs, cuInit, CPU features), absl's note about logging before InitializeLog, and the
-# continuation of the CPU-feature line.
+# continuation of the CPU-feature line; and libpng's "libpng error: ..." about a corrupt PNG,
+# which the image reader reports as an InputError naming the file (hpa_keras.data.images).
 _NATIVE_LOG_LINE = re.compile(
     rb"^(?:[IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ [\w.\-]+:\d+\]"
     rb"|WARNING: All log messages before absl::InitializeLog\(\) is called"
-    rb"|To enable the following instructions: )"
+    rb"|To enable the following instructions: "
+    rb"|libpng (?:error|warning): )"
 )
 
 

@@ -42,7 +42,7 @@ import cv2
 import numpy as np
 
 from hpa_keras.atomic import removed_on_bad_input, write_text_atomic
-from hpa_keras.data.cells import mask_ids, write_mask
+from hpa_keras.data.cells import find_mask_files, mask_ids, read_mask, write_mask
 from hpa_keras.data.images import index_image_folder, read_channel, to_unit_float
 from hpa_keras.errors import InputError
 from hpa_keras.settings import setting
@@ -297,7 +297,9 @@ def segment_folder(
     found gets no mask files and is listed in the summary's ``no_cells``.
     With ``on_error="skip"`` an unreadable field is listed in ``errors``
     instead of stopping the run; stopped by one, it removes the masks it wrote
-    (a new ``out`` entirely). Writes ``segmentation.json``.
+    (a new ``out`` entirely). Writes ``segmentation.json``, which describes every field
+    with masks in ``out``: those kept are counted from their masks, so a rerun after a
+    kill gives the summary an uninterrupted run would have.
     """
     from tqdm.auto import tqdm
 
@@ -315,6 +317,7 @@ def segment_folder(
         done = set() if overwrite else set(mask_ids(out))  # one listing, not a stat per name
         todo = [field_id for field_id in sorted(index) if field_id not in done]
         kept = len(index) - len(todo)
+        kept_fields = _kept_field_records(out, [field_id for field_id in index if field_id in done])
         if kept and progress:
             print(f"{kept} of {len(index)} fields already have masks in {out}; kept")
         tasks = (_FieldTask(field_id, index[field_id], str(out), settings) for field_id in todo)
@@ -337,7 +340,7 @@ def segment_folder(
             results.close()
     elapsed = time.perf_counter() - started
     segmented_now = len(fields)
-    fields = _merged_with_earlier(out, fields, todo)
+    fields = sorted(kept_fields + fields, key=lambda field: field["id"])
     summary = {
         "method": "log-Otsu nuclei, distance-transform split, seeded watershed of red/yellow",
         "settings": asdict(settings),
@@ -356,15 +359,32 @@ def segment_folder(
     return summary
 
 
-def _merged_with_earlier(out: Path, fields: list, redone: list) -> list:
-    """This run's fields and those an earlier run in ``out`` segmented and this one kept."""
-    path = out / SUMMARY_FILE
-    if not path.is_file():
-        return fields
+def _kept_field_records(out: Path, field_ids: list) -> list:
+    """The summary records of fields whose masks an earlier run left in ``out``, rebuilt
+    from the masks themselves: cells counted and size read from each cell mask.
+
+    A run killed before writing its summary (or an earlier summary since overwritten by
+    another run's) cannot then lose or misstate the fields it finished: the summary of a
+    rerun describes every field with masks in the folder, as an uninterrupted run's does.
+    Only the seconds a field took come from the earlier summary, where it has the field
+    with the same cells and size (else None).
+    """
+    earlier = {}
     try:
-        earlier = json.loads(path.read_text()).get("fields", [])
-    except (json.JSONDecodeError, AttributeError):
-        return fields
-    redone = set(redone)
-    kept = [field for field in earlier if field.get("id") not in redone]
-    return sorted(kept + fields, key=lambda field: field["id"])
+        document = json.loads((out / SUMMARY_FILE).read_text())
+        earlier = {field["id"]: field for field in document.get("fields", [])}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        pass  # no summary, or one cut short by hand: the masks say what is needed
+    records = []
+    for field_id in sorted(field_ids):
+        cells = read_mask(find_mask_files(out, field_id)[0])
+        record = {
+            "id": field_id,
+            "cells": int(np.count_nonzero(np.bincount(cells.ravel())[1:])),
+            "size": [int(cells.shape[0]), int(cells.shape[1])],
+        }
+        before = earlier.get(field_id, {})
+        same = before.get("cells") == record["cells"] and before.get("size") == record["size"]
+        record["seconds"] = before.get("seconds") if same else None
+        records.append(record)
+    return records

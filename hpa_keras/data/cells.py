@@ -22,6 +22,8 @@ the file):
 """
 
 import os
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +31,7 @@ import cv2
 import numpy as np
 
 from hpa_keras.atomic import atomic_path
+from hpa_keras.data.images import MAX_IMAGE_SIDE, check_input_file, read_image_file
 from hpa_keras.errors import InputError
 
 CELL_MASK_SUFFIXES = ("_cells", "_predictedmask", "_cell_mask", "_cellmask", "_cp_masks")
@@ -67,15 +70,18 @@ def find_mask_files(folder: str | os.PathLike, field_id: str) -> tuple[Path | No
 
 
 def mask_ids(folder: str | os.PathLike) -> list[str]:
-    """The field Ids that have a cell mask in ``folder``."""
+    """The field Ids that have a cell mask file in ``folder`` (a folder named like a mask,
+    ``x_cells.png/``, is none)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"{folder}: mask folder not found")
     ids = set()
     for path in folder.iterdir():
-        stem = path.name[: -len(path.suffix)] if path.suffix.lower() in MASK_EXTENSIONS else None
+        if path.suffix.lower() not in MASK_EXTENSIONS or not path.is_file():
+            continue
+        stem = path.name[: -len(path.suffix)]
         for suffix in CELL_MASK_SUFFIXES:
-            if stem and stem.endswith(suffix) and len(stem) > len(suffix):
+            if stem.endswith(suffix) and len(stem) > len(suffix):
                 ids.add(stem[: -len(suffix)])
     return sorted(ids)
 
@@ -83,31 +89,18 @@ def mask_ids(folder: str | os.PathLike) -> list[str]:
 def read_mask(path: str | os.PathLike) -> np.ndarray:
     """One mask file as a 2-D label array (uint8, uint16 or int32 as stored).
 
-    Checks the pixel type and the 8-bit rule of this module's docstring; the
-    field-dependent checks are :func:`check_masks`'.
+    PNG and TIFF masks are read by :func:`hpa_keras.data.images.read_image_file`, the
+    package's one image reader, with its checks (header first, size limit, empty,
+    truncated or corrupt files); ``.npy``/``.npz`` arrays by :func:`_read_mask_array`,
+    alike. Then the pixel type, the 8-bit rule of this module's docstring and that the
+    file is a mask at all (not a microscope picture); the field-dependent checks are
+    :func:`check_masks`'.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: mask file not found")
-    suffix = path.suffix.lower()
-    try:
-        if suffix in (".npy", ".npz"):
-            loaded = np.load(path, allow_pickle=False)
-            if isinstance(loaded, np.lib.npyio.NpzFile):
-                with loaded:
-                    if len(loaded.files) != 1:
-                        raise InputError(
-                            f"{path}: holds {len(loaded.files)} arrays "
-                            f"({', '.join(loaded.files)}); a mask file holds one"
-                        )
-                    loaded = loaded[loaded.files[0]]
-            array = np.asarray(loaded)
-        else:
-            array = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED)
-            if array is None:
-                raise InputError(f"{path}: cannot be decoded as an image (truncated or corrupt?)")
-    except (OSError, ValueError) as error:
-        raise InputError(f"{path}: cannot be read as a mask ({error})") from None
+    if path.suffix.lower() in (".npy", ".npz"):
+        array = _read_mask_array(path)
+    else:
+        array = read_image_file(path, "a mask")
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[..., 0]
     if array.ndim != 2:
@@ -127,7 +120,90 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
             "saved as 8-bit wraps its numbers around, so this one may have lost cells; save "
             "masks of 255 cells or more as 16-bit PNG (hpa-keras segment does)"
         )
+    share = _neighbours_differing(array)
+    if share is not None and share > MAX_DIFFERING_NEIGHBOURS:
+        raise InputError(
+            f"{path}: neighbouring pixels differ in {share:.0%} of places; a mask's cells are "
+            "areas of one number each (a microscope image instead of a mask?)"
+        )
     return array
+
+
+# In a mask, side-by-side pixels differ only along cell borders (a few percent of them); in
+# a microscope image, noise makes most of them differ.
+MAX_DIFFERING_NEIGHBOURS = 0.5
+_MIN_NEIGHBOUR_PAIRS = 2000  # fewer (a tiny test mask): too few to judge
+
+
+def _neighbours_differing(array: np.ndarray) -> float | None:
+    """The share of side-by-side pixel pairs, not both 0, that differ; at most about 256
+    rows are looked at. None where there are too few pairs to judge."""
+    rows = array[:: max(1, array.shape[0] // 256)]
+    left, right = rows[:, :-1], rows[:, 1:]
+    pairs = np.count_nonzero((left != 0) | (right != 0))
+    if pairs < _MIN_NEIGHBOUR_PAIRS:
+        return None
+    return np.count_nonzero(left != right) / pairs
+
+
+def _read_mask_array(path: Path) -> np.ndarray:
+    """A ``.npy`` mask, or a ``.npz`` of exactly one array, read with the checks an image
+    file gets: the file exists and is not empty, and the array's header (shape, type) is
+    checked before its data is read: one plane of integers, at most MAX_IMAGE_SIDE a side,
+    no Python objects (nothing is unpickled). Empty, truncated or corrupt files (which
+    ``np.load`` lets through as EOFError or BadZipFile) are an InputError naming the file.
+    """
+    check_input_file(path, "a mask")
+    try:
+        if path.suffix.lower() == ".npz":
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+                if len(names) != 1:
+                    raise InputError(
+                        f"{path}: holds {len(names)} arrays"
+                        f"{' (' + ', '.join(names) + ')' if names else ''}; a mask file holds one"
+                    )
+                with archive.open(names[0]) as stream:
+                    return _read_npy(stream, path)
+        with open(path, "rb") as stream:
+            return _read_npy(stream, path)
+    except InputError:
+        raise
+    except PermissionError:
+        raise InputError(f"{path}: permission denied") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        reason = str(error) or type(error).__name__
+        raise InputError(f"{path}: cannot be read as a mask array ({reason})") from None
+
+
+def _read_npy(stream, path: Path) -> np.ndarray:
+    """One ``.npy`` array from an open stream, its header checked before the data is read."""
+    version = np.lib.format.read_magic(stream)
+    if version == (1, 0):
+        shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(stream)
+    elif version == (2, 0):
+        shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(stream)
+    else:
+        raise InputError(f"{path}: .npy format version {version}; masks are version 1 or 2")
+    if dtype.hasobject:
+        raise InputError(f"{path}: holds Python objects, not cell numbers (not unpickled)")
+    if len(shape) not in (2, 3) or (len(shape) == 3 and shape[2] != 1):
+        raise InputError(
+            f"{path}: a mask is one plane of cell numbers; this has shape {tuple(shape)}"
+        )
+    if dtype.kind not in "iu":
+        raise InputError(f"{path}: pixel type {dtype}; a mask holds integer cell numbers")
+    if max(shape) > MAX_IMAGE_SIDE:
+        raise InputError(
+            f"{path}: {shape[1]}x{shape[0]} pixels is too large to be a real HPA mask "
+            f"(limit {MAX_IMAGE_SIDE} a side)"
+        )
+    size = int(np.prod(shape)) * dtype.itemsize
+    data = stream.read(size)
+    if len(data) < size:
+        raise InputError(f"{path}: a truncated array ({len(data)} of its {size} bytes of data)")
+    array = np.frombuffer(data, dtype).reshape(shape, order="F" if fortran_order else "C")
+    return array.copy()
 
 
 def check_masks(

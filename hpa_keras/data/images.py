@@ -5,7 +5,9 @@ The Kaggle release stores each sample as four 8-bit grayscale PNGs named
 16-bit depth and fields of 2048x2048 pixels or more. :func:`read_channel`
 returns the stored array unchanged (uint8 or uint16); :func:`read_sample`
 checks and stacks a sample's four channels into one uint8 ``(H, W, 4)``
-array at the requested size.
+array at the requested size. Every image file the package opens (channels here, mask
+pictures in :func:`hpa_keras.data.cells.read_mask`) is decoded by :func:`read_image_file`,
+after the checks of its header (:func:`image_dimensions`).
 
 16-bit to 8-bit rule (``sixteen_bit_rule``):
 
@@ -20,6 +22,7 @@ array at the requested size.
 
 import os
 import re
+import warnings
 from pathlib import Path
 
 import cv2
@@ -155,19 +158,129 @@ def index_images(images) -> tuple[list[str], dict[str, dict[str, Path]]]:
 
 
 def image_dimensions(path: str | os.PathLike) -> tuple[int, int]:
-    """``(height, width)`` from the file header, without decoding the pixels."""
-    from PIL import Image  # Pillow reads headers lazily; it comes with matplotlib
+    """``(height, width)`` from the file header, without decoding the pixels.
 
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-    except (OSError, SyntaxError, ValueError) as error:
-        raise InputError(f"{path}: cannot be read as an image ({error})") from None
-    except Image.DecompressionBombError:
-        raise InputError(
-            f"{path}: too large to be a real HPA image (Pillow's decompression-bomb limit)"
-        ) from None
+    The checks every image file gets before it is decoded (:func:`read_image_file`):
+    an existing, readable, non-empty file whose header an image format recognises,
+    at most MAX_IMAGE_SIDE pixels a side.
+    """
+    height, width, _ = _image_header(Path(path))
     return height, width
+
+
+def _image_header(path: Path, what: str = "an image") -> tuple[int, int, str]:
+    """``(height, width, format)`` of an image file, from its header; InputError naming the
+    file for anything that is not a readable image of a sane size."""
+    # Pillow reads headers lazily (it comes with matplotlib); OpenCV decodes the whole file.
+    from PIL import Image, UnidentifiedImageError
+
+    check_input_file(path, what)
+    try:
+        with warnings.catch_warnings():  # Pillow's warnings (bomb size, odd EXIF) on stderr
+            warnings.simplefilter("ignore")
+            with Image.open(path) as image:
+                (width, height), image_format = image.size, image.format or "?"
+    except PermissionError:
+        raise InputError(f"{path}: permission denied") from None
+    except Image.DecompressionBombError as error:
+        claimed = re.search(r"\((\d+) pixels\)", str(error))
+        raise InputError(
+            f"{path}: too large to be a real HPA image (its header claims "
+            f"{claimed[1] if claimed else 'over 178 million'} pixels; limit {MAX_IMAGE_SIDE} "
+            "a side)"
+        ) from None
+    except UnidentifiedImageError:
+        raise InputError(
+            f"{path}: cannot be read as an image (not PNG, TIFF or JPEG data)"
+        ) from None
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
+        raise InputError(f"{path}: cannot be read as an image ({error})") from None
+    if max(height, width) > MAX_IMAGE_SIDE:
+        raise InputError(
+            f"{path}: {width}x{height} pixels is too large to be a real HPA image "
+            f"(limit {MAX_IMAGE_SIDE} a side)"
+        )
+    if min(height, width) < 1:
+        raise InputError(f"{path}: {width}x{height} pixels, an image with no pixels")
+    return height, width, image_format
+
+
+def check_input_file(path: Path, what: str = "an image") -> None:
+    """An InputError naming ``path`` unless it is an existing, non-empty regular file
+    (``what`` names the kind of file expected, for the message)."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except OSError as error:
+        raise InputError(f"{path}: cannot be read ({error.strerror or error})") from None
+    if path.is_dir():
+        raise InputError(f"{path}: a folder, not {what} file")
+    if not path.is_file():
+        raise InputError(f"{path}: not a regular file (expected {what} file)")
+    if size == 0:
+        raise InputError(f"{path}: an empty file (0 bytes); expected {what} file")
+
+
+def read_image_file(path: str | os.PathLike, what: str = "an image") -> np.ndarray:
+    """The one reader of image files (channels and mask pictures alike): the array as stored.
+
+    Before any pixel is decoded, the file is checked as :func:`image_dimensions` does (it
+    exists, is a file, is not empty, has an image header, is at most MAX_IMAGE_SIDE a side);
+    a PNG or JPEG must reach its end marker (OpenCV decodes a truncated JPEG without
+    failing, filling the rest with grey). The pixels are decoded by OpenCV, which reads
+    PNG, JPEG and TIFF (uncompressed, LZW, deflate, PackBits; 8, 16 bit and float) as
+    stored; tifffile would need the imagecodecs package for compressed TIFFs. OpenCV's own
+    failures (None, or ``cv2.error`` for what it refuses) become an InputError naming the
+    file, and its log lines about the file are kept off stderr. A single-channel
+    ``(H, W, 1)`` array comes back as ``(H, W)``; what the pixels must be is the caller's
+    to check (:func:`read_channel`, :func:`hpa_keras.data.cells.read_mask`); ``what``
+    names the kind of file expected, for messages.
+    """
+    path = Path(path)
+    height, width, image_format = _image_header(path, what)
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise InputError(f"{path}: cannot be read ({error.strerror or error})") from None
+    end_marker = _END_MARKERS.get(image_format)
+    if end_marker is not None and end_marker not in data[-_END_MARKER_REACH:]:
+        raise InputError(
+            f"{path}: cannot be decoded as an image: a truncated or damaged {image_format} "
+            "(no end marker)"
+        )
+    array = _opencv_decode(data)
+    if array is None:
+        raise InputError(f"{path}: cannot be decoded as an image (truncated or corrupt?)")
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[..., 0]
+    if array.shape[:2] != (height, width):
+        raise InputError(
+            f"{path}: cannot be decoded as an image: its header says {width}x{height} pixels, "
+            f"its data {array.shape[1]}x{array.shape[0]}"
+        )
+    return array
+
+
+# The bytes a complete PNG (IEND chunk) or JPEG (end-of-image) ends with, and how far from
+# the end of the file they may lie (writers may pad).
+_END_MARKERS = {"PNG": b"IEND", "JPEG": b"\xff\xd9"}
+_END_MARKER_REACH = 64
+
+
+def _opencv_decode(data: bytes) -> np.ndarray | None:
+    """``cv2.imdecode(data, IMREAD_UNCHANGED)``, None where it fails: OpenCV 5 returns None
+    for some bad data and raises ``cv2.error`` for other (an empty buffer, an image over its
+    pixel limit). Its warning lines are silenced meanwhile (the caller names the file)."""
+    logging = cv2.utils.logging
+    level = logging.getLogLevel()
+    logging.setLogLevel(logging.LOG_LEVEL_SILENT)
+    try:
+        return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        return None
+    finally:
+        logging.setLogLevel(level)
 
 
 BIT_DEPTHS = (8, 16)
@@ -222,12 +335,6 @@ def read_sample(
         path = channel_paths.get(channel)
         if path is None:
             raise InputError(f"{_missing_name(channel_paths, channel)}: missing channel file")
-        height, width = image_dimensions(path)
-        if max(height, width) > MAX_IMAGE_SIDE:
-            raise InputError(
-                f"{path}: {width}x{height} pixels is too large to be a real HPA image "
-                f"(limit {MAX_IMAGE_SIDE} a side)"
-            )
         plane, kind = stain_plane(read_channel(path, allow_colour=True), channel, path)
         formats.add(kind)
         if first is None:
@@ -332,7 +439,7 @@ def encode_png(channel: np.ndarray) -> bytes:
 
 def decode_png(data: bytes) -> np.ndarray:
     """The inverse of :func:`encode_png`: a 2-D uint8 or uint16 array."""
-    channel = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    channel = _opencv_decode(data)
     if channel is None or channel.ndim != 2:
         raise ValueError("not a decodable grayscale PNG")
     return channel
@@ -366,24 +473,11 @@ def read_channel(path: str | os.PathLike, allow_colour: bool = False) -> np.ndar
     colour file comes back as ``(H, W, 3 or 4)``, OpenCV's BGR order; see
     :func:`stain_plane`).
 
-    Raises InputError naming the file when it is missing, cannot be decoded
-    (truncated or corrupt), or holds colour (unless allowed) or another pixel
-    type.
+    Raises InputError naming the file for whatever :func:`read_image_file` refuses (a
+    missing, empty, truncated, corrupt or oversized file), colour (unless allowed) or
+    another pixel type.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: file not found")
-    data = path.read_bytes()
-    if path.suffix.lower() in (".jpg", ".jpeg") and not _complete_jpeg(data):
-        # OpenCV decodes a truncated JPEG without failing (libjpeg fills the rest with grey).
-        raise InputError(f"{path}: a truncated or damaged JPEG (no end-of-image marker)")
-    # OpenCV reads PNG, JPEG and TIFF (uncompressed, LZW, deflate, PackBits; 8 and 16 bit)
-    # as stored; tifffile would need the imagecodecs package for compressed TIFFs.
-    array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if array is None:
-        raise InputError(f"{path}: cannot be decoded as an image (truncated or corrupt?)")
-    if array.ndim == 3 and array.shape[2] == 1:
-        array = array[..., 0]
+    array = read_image_file(path)
     if array.ndim == 3 and not allow_colour:
         raise InputError(
             f"{path}: has {array.shape[2]} colour channels; expected one grayscale channel"
@@ -391,12 +485,6 @@ def read_channel(path: str | os.PathLike, allow_colour: bool = False) -> np.ndar
     if array.dtype not in (np.uint8, np.uint16):
         raise InputError(f"{path}: pixel type {array.dtype}; expected 8- or 16-bit integers")
     return array
-
-
-def _complete_jpeg(data: bytes) -> bool:
-    """A JPEG starts with the start-of-image marker and ends with end-of-image (FF D9),
-    allowing for padding after it."""
-    return data[:2] == b"\xff\xd8" and data.rstrip(b"\x00\r\n ")[-2:] == b"\xff\xd9"
 
 
 def to_unit_float(channel: np.ndarray) -> np.ndarray:
