@@ -23,7 +23,7 @@ from pathlib import Path
 
 from hpa_keras import __version__
 from hpa_keras.errors import InputError, warn
-from hpa_keras.settings import add_setting_arguments, given_settings, positive_int
+from hpa_keras.settings import add_setting_arguments, given_settings, positive_int, read_yaml
 from hpa_keras.tensorflow_setup import NativeLogFilter, import_tensorflow_quietly
 
 EXIT_VERIFY_FAILED = 1
@@ -76,12 +76,14 @@ def _add_run_input_arguments(parser, data_help: str, images_help: str, required=
 
 
 def _model_option(text: str) -> tuple[str, object]:
-    import yaml
-
+    """``KEY=VALUE``, the value read as YAML by the settings files' reader (``1e-3`` a number)."""
     key, separator, value = text.partition("=")
     if not separator or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key.replace("-", "_"), yaml.safe_load(value)
+    try:
+        return key.replace("-", "_"), read_yaml(value, key)
+    except InputError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 # ------------------------------------------------------------------ demo
@@ -1325,6 +1327,10 @@ def _check_input_paths(arguments) -> None:
         for path in given(name):
             read_manifest(path)  # names the folder and what is missing
     for name in _INPUT_FOLDERS:
+        value = getattr(arguments, name, None)
+        for item in value if isinstance(value, list) else [value]:
+            if item is not None:  # image folders are local: a URL is refused, naming the flag
+                storage.local_folder(item, flag(name))
         for path in map(Path, given(name)):
             if not path.is_dir():
                 reason = "a file, not a folder" if path.is_file() else "no such folder"

@@ -73,7 +73,7 @@ def test_an_upload_that_fails_leaves_neither_a_half_file_nor_its_temporary(tmp_p
         raise tf.errors.UnavailableError(None, None, "connection reset")
 
     monkeypatch.setattr(tf.io.gfile, "rename", broken_rename)
-    with pytest.raises(tf.errors.UnavailableError):
+    with pytest.raises(InputError, match=f"^{url}/model.keras: could not be reached .connection"):
         storage.upload_file_atomic(tmp_path / "model.keras", f"{url}/model.keras")
     assert remote_files(url) == ["model.keras"]
     assert storage.read_bytes(f"{url}/model.keras") == b"old"
@@ -171,3 +171,99 @@ def test_real_fields_converted_to_a_url_are_the_records_of_a_local_folder(
 
     for expected, got in zip(first_batch(local), first_batch(remote), strict=True):
         np.testing.assert_array_equal(got, expected)
+
+
+# ------------------------------------------------------------------ URLs that cannot be read
+
+# Schemes this TensorFlow has no file system for, and gs:// (no network here: TensorFlow's
+# FailedPreconditionError; with a network, an unknown bucket is denied or not found).
+UNREADABLE_URLS = [
+    "s3://hpa-keras-tests/records",
+    "https://example.com/hpa/records",
+    "hdfs://namenode:8020/hpa/records",
+    "gs://hpa-keras-tests-no-such-bucket/records",
+]
+
+
+def _commands(url, records, data, out):
+    """Each command with one location at ``url``: (argv, what must not have been written)."""
+    make = ["make-tfrecords", "--images", str(data / "train"), "--quiet", "--workers", "1"]
+    return [
+        (["fit", "--data", url, "--out", str(out), "--epochs", "1"], out),
+        (["fit", "--data", str(records), "--out", url, "--epochs", "1"], None),
+        (["predict", "--run", url, "--data", str(records), "--out", str(out)], out),
+        (["evaluate", "--run", url, "--data", str(records), "--out", str(out)], out),
+        ([*make, "--labels", str(data / "train.csv"), "--out", url], None),
+        ([*make, "--labels", f"{url}/train.csv", "--out", str(out)], out),
+        (["verify", url, "--quiet"], None),
+    ]
+
+
+@pytest.mark.parametrize("url", UNREADABLE_URLS)
+def test_an_unreadable_url_is_one_line_naming_it_in_every_command(
+    training_records, tmp_path, capsys, url
+):
+    from hpa_keras.cli import main
+
+    data = training_records.parent / "data"
+    for argv, written in _commands(url, training_records, data, tmp_path / "out"):
+        assert main(argv) == 2, argv
+        error = capsys.readouterr().err
+        assert error.startswith(f"hpa-keras {argv[0]}: error: {url}"), (argv, error)
+        assert error.count("\n") == 1 and "Traceback" not in error and "unexpected" not in error
+        if not url.startswith("gs://"):
+            assert f"no file system for {url.split(':')[0]}://" in error, error
+        assert written is None or not written.exists(), argv
+
+
+@pytest.mark.parametrize("url", [*UNREADABLE_URLS, ram("images")])
+def test_image_folders_given_as_urls_are_refused_naming_the_flag(
+    training_records, tmp_path, capsys, url
+):
+    from hpa_keras.cli import main
+    from hpa_keras.data.conversion import make_tfrecords
+
+    run = tmp_path / "run"  # what the argument check looks for; the URL is refused first
+    run.mkdir()
+    (run / "model.keras").touch()
+    for argv in (
+        ["make-tfrecords", "--images", url, "--out", str(training_records.parent / "x")],
+        ["predict", "--run", str(run), "--images", url],
+        ["cam", "--run", str(run), "--images", url, "--id", "x"],
+    ):
+        assert main(argv) == 2, argv
+        error = capsys.readouterr().err
+        assert f"error: --images {url}: image and mask folders are read from local disk" in error
+        assert error.count("\n") == 1
+    with pytest.raises(InputError, match=f"--images {url}: image and mask"):  # not gs:/...
+        make_tfrecords(url, training_records.parent / "x", progress=False)
+    assert not (training_records.parent / "x").exists()
+
+
+def test_storage_refuses_an_unknown_scheme_before_touching_it():
+    """``gfile.isdir`` answers False for a scheme it has no file system for: the refusal
+    comes first, so no caller mistakes an s3:// folder for a missing one."""
+    for call in (storage.exists, storage.is_file, storage.read_bytes, storage._remote_files):
+        with pytest.raises(InputError, match="^s3://b/x: this TensorFlow has no file system"):
+            call("s3://b/x")
+    with pytest.raises(InputError, match="^https://h/x: .*download the files first"):
+        storage.download_folder("https://h/x", "unused")
+
+
+def test_verify_reads_a_record_set_at_a_url(training_records, capsys):
+    from hpa_keras.cli import main
+    from hpa_keras.data.tfrecords import read_manifest
+
+    data, records = training_records.parent / "data", ram("records")
+    argv = ["make-tfrecords", "--images", str(data / "train"), "--labels", str(data / "train.csv")]
+    assert main([*argv, "--out", records, "--folds", "3", "--quiet", "--workers", "1"]) == 0
+    capsys.readouterr()
+    assert main(["verify", records, "--quiet"]) == 0
+    manifest = read_manifest(records)
+    assert capsys.readouterr().out.startswith(f"ok: {len(manifest['shards'])} shards, 40 records")
+    shard = f"{records}/{manifest['shards'][0]['file']}"
+    data = bytearray(storage.read_bytes(shard))
+    data[len(data) // 2] ^= 0xFF
+    storage.write_bytes_atomic(shard, bytes(data))
+    assert main(["verify", records, "--quiet"]) == 1
+    assert f"{shard}: sha256 differs" in capsys.readouterr().err

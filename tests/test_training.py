@@ -269,6 +269,107 @@ def test_bad_settings_name_the_file_and_key(tmp_path, text, message):
         resolve_config({}, path)
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("lr: 1e-3\n", {"lr": 0.001}),  # PyYAML alone reads this as the string '1e-3'
+        ("lr: 1E-4\nmin_lr: 5e-7\n", {"lr": 1e-4, "min_lr": 5e-7}),
+        ('lr: "0.001"\n', {"lr": 0.001}),
+        ("frozen_lr: 2\n", {"frozen_lr": 2.0}),
+        ("epochs: '3'\n", {"epochs": 3}),
+        ("epochs: 3.0\n", {"epochs": 3}),
+        ('tensorboard: "yes"\n', {"tensorboard": True}),
+        ("tensorboard: on\n", {"tensorboard": True}),
+        ("tensorboard: 1\n", {"tensorboard": True}),
+        ("tensorboard: 'Off'\ncache: 'true'\n", {"tensorboard": False, "cache": True}),
+        ("tta: '4'\n", {"tta": 4}),
+        ("image_size:\nfocal_alpha: 2.5e-1\n", {"image_size": None, "focal_alpha": 0.25}),
+        ("validate_source: 2018\n", {"validate_source": "2018"}),
+        ("model_options:\n  dropout: 1e-1\n", {"model_options": {"dropout": 0.1}}),
+    ],
+)
+def test_yaml_values_are_brought_to_their_settings_types(tmp_path, text, expected):
+    path = tmp_path / "run.yaml"
+    path.write_text("data: records\n" + text)
+    config = resolve_config({}, path)
+    for key, value in expected.items():
+        assert getattr(config, key) == value and type(getattr(config, key)) is type(value), key
+
+
+# A value that cannot be its setting's type: one InputError naming the file, the key and the
+# type expected (the file is named "run.yaml" in these tests).
+BAD_VALUES = [
+    ("lr: ten\n", "run.yaml: lr: expected a number, got 'ten'"),
+    ("lr: [0.1, 0.2]\n", "run.yaml: lr: expected a number, got a list"),
+    ("lr: .nan\n", "run.yaml: lr: expected a number, got nan"),
+    ("epochs: 2.5\n", "run.yaml: epochs: expected an integer, got 2.5"),
+    ("epochs: many\n", "run.yaml: epochs: expected an integer, got 'many'"),
+    ("epochs:\n", "run.yaml: epochs: expected an integer, got an empty value"),
+    ("epochs: true\n", "run.yaml: epochs: expected an integer, got True"),
+    ("epochs: -1\n", "run.yaml: epochs: must be positive, got -1"),
+    ("image_size: big\n", "run.yaml: image_size: expected an integer or nothing, got 'big'"),
+    ("tensorboard: maybe\n", "run.yaml: tensorboard: expected true or false, got 'maybe'"),
+    ("tensorboard: 2\n", "run.yaml: tensorboard: expected true or false, got 2"),
+    ("cache:\n", "run.yaml: cache: expected true or false, got an empty value"),
+    ("loss: [bce]\n", "run.yaml: loss: expected a string, got a list"),
+    ("weights: no\n", "run.yaml: weights: expected a string or nothing, got False (YAML reads"),
+    ("tta: 3\n", "run.yaml: tta: 3 is not one of 1, 2, 4, 8"),
+    ("model_options: 16\n", "run.yaml: model_options: expected a mapping"),
+    ("lr: 0.1\nlr: 0.2\n", "run.yaml: not valid YAML at line 3, column 1: key 'lr' given twice"),
+    ("model_options:\n\twidth: 8\n", "run.yaml: not valid YAML at line 3, column 1: found "),
+    ("data: [\n", "run.yaml: not valid YAML"),
+    ("epoch: 3\n", "run.yaml: unknown setting 'epoch' (did you mean epochs?)"),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), BAD_VALUES)
+def test_bad_values_name_the_file_the_key_and_the_type(tmp_path, text, message):
+    path = tmp_path / "run.yaml"
+    path.write_text("data: records\n" + text)
+    with pytest.raises(InputError) as error:
+        resolve_config({}, path)
+    assert str(error.value).startswith(f"{path}: ")
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(("text", "message"), BAD_VALUES[::3] + BAD_VALUES[7:8] + BAD_VALUES[16:18])
+def test_cli_fit_refuses_bad_values_of_its_config_file_in_one_line(tmp_path, capsys, text, message):
+    from hpa_keras.cli import main
+
+    path, out = tmp_path / "run.yaml", tmp_path / "run"
+    path.write_text(f"data: {tmp_path / 'records'}\n" + text)
+    assert main(["fit", "--config", str(path), "--out", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"hpa-keras fit: error: {path}: ") and error.count("\n") == 1
+    assert message in error
+    assert not out.exists()
+
+
+def test_dict_settings_are_coerced_like_a_file_s_and_a_tab_in_cv_yaml_is_named(tmp_path, capsys):
+    from hpa_keras.cli import _model_option, main
+    from hpa_keras.models import build_model
+    from hpa_keras.training.cv import read_cv
+
+    config = resolve_config({"data": "records", "lr": "1e-3", "epochs": "4", "cache": "yes"})
+    assert (config.lr, config.epochs, config.cache) == (0.001, 4, True)
+    with pytest.raises(InputError, match="settings: batch_size: expected an integer, got 'x'"):
+        resolve_config({"data": "records", "batch_size": "x"})
+    assert _model_option("dropout=1e-3") == ("dropout", 0.001)
+    with pytest.raises(SystemExit):  # argparse's one line, not PyYAML's traceback
+        main(["fit", "--data", "records", "--model-option", "width=[8"])
+    assert "--model-option: width: not valid YAML" in capsys.readouterr().err
+    # Builder options take the type of the builder's default.
+    options = {**TINY_OPTIONS["gapnet"], "width": 8, "dropout": 0.25}
+    as_text = {key: str(value) for key, value in options.items()}  # "8", "0.25", ...
+    model = build_model("gapnet", (32, 32, 4), **as_text)
+    assert model.count_params() == build_model("gapnet", (32, 32, 4), **options).count_params()
+    with pytest.raises(InputError, match="model_options of gapnet: width: expected an integer"):
+        build_model("gapnet", (32, 32, 4), width="ten")
+    (tmp_path / "cv.yaml").write_text("folds: [0, 1]\nsettings:\n\tlr: 0.1\n")
+    with pytest.raises(InputError, match=r"cv.yaml: not valid YAML at line 3.*indent with spaces"):
+        read_cv(tmp_path)
+
+
 # ------------------------------------------------------------------ fit
 
 

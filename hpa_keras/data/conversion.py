@@ -85,6 +85,7 @@ from hpa_keras.data.tfrecords import (
 from hpa_keras.errors import InputError
 from hpa_keras.parallel import default_workers, ordered_map
 from hpa_keras.settings import setting
+from hpa_keras.storage import local_folder
 
 PROGRESS_FOLDER = ".progress"
 ERRORS_FILE = "errors.csv"
@@ -197,7 +198,7 @@ class ConversionSettings:
         if self.masks is None and self.cell_labels is not None:
             raise InputError("--cell-labels needs --masks (the cells they number)")
         if self.masks is not None:
-            if not Path(self.masks).is_dir():
+            if not local_folder(self.masks, "--masks").is_dir():
                 raise InputError(f"{self.masks}: mask folder not found")
             if self.image_size is not None:
                 raise InputError(
@@ -360,7 +361,7 @@ def _default_name(ids, images: Path) -> str:
 
 
 def _load_source(source: Source, group_column: str) -> _LoadedSource:
-    images = Path(source.images)
+    images = local_folder(source.images, "--images")
     if not images.is_dir():
         raise InputError(f"{images}: image folder not found")
     index = index_image_folder(images)

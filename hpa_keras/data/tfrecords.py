@@ -295,9 +295,12 @@ def summarize_folds(manifest: dict) -> dict | None:
     )
 
 
-def sha256_of(path: Path) -> str:
+def sha256_of(path: str | os.PathLike) -> str:
+    """The sha256 of a local file or URL (:func:`hpa_keras.storage.open_binary`)."""
+    from hpa_keras.storage import open_binary
+
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with open_binary(path) as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -312,18 +315,21 @@ def verify_tfrecords(folder: str | os.PathLike, progress: bool = True) -> list[s
     Checks each shard's sha256 and record count, that every record parses and
     its image decodes to the recorded shape, that Ids are unique across
     shards, that each record's fold is its shard's, and the per-fold class
-    counts.
+    counts. ``folder`` may be a URL (``gs://``, ``ram://``): it is read through
+    :mod:`hpa_keras.storage`, whose InputError names a URL that cannot be reached.
     """
     import tensorflow as tf
 
-    folder = Path(folder)
+    from hpa_keras import storage
+
+    folder = os.fspath(folder)
     manifest = read_manifest(folder)
     problems, seen = [], {}
     class_counts: dict[int, np.ndarray] = {}
     shards = manifest["shards"]
     for shard in tqdm(shards, desc="verifying shards", unit="shard", disable=not progress):
-        path = folder / shard["file"]
-        if not path.is_file():
+        path = storage.join(folder, shard["file"])
+        if not storage.is_file(path):
             problems.append(f"{path}: shard missing")
             continue
         if sha256_of(path) != shard["sha256"]:
@@ -331,34 +337,37 @@ def verify_tfrecords(folder: str | os.PathLike, progress: bool = True) -> list[s
         count = 0
         counts = class_counts.setdefault(shard["fold"], np.zeros(manifest["num_classes"], np.int64))
         try:
-            for serialized in tf.data.TFRecordDataset(
-                str(path), buffer_size=READ_BUFFER_BYTES
-            ).as_numpy_iterator():
-                record = parse_example_bytes(serialized)
-                count += 1
-                decode_image(
-                    record["image"], record["format"], record["shape"], record["bit_depth"]
-                )
-                cell = record["cell"]
-                if cell is not None and cell["mask"].shape != tuple(record["shape"][:2]):
-                    problems.append(
-                        f"{path}: record {record['id']} has a {cell['mask'].shape} mask for a "
-                        f"{tuple(record['shape'][:2])} crop"
+            with storage.reaching(path):  # a URL that cannot be reached: InputError
+                for serialized in tf.data.TFRecordDataset(
+                    path, buffer_size=READ_BUFFER_BYTES
+                ).as_numpy_iterator():
+                    record = parse_example_bytes(serialized)
+                    count += 1
+                    decode_image(
+                        record["image"], record["format"], record["shape"], record["bit_depth"]
                     )
-                if record["id"] in seen:
-                    problems.append(f"{path}: Id {record['id']} also in {seen[record['id']]}")
-                seen[record["id"]] = shard["file"]
-                if record["source"] not in (shard["source"], LEGACY_SOURCE):
-                    problems.append(
-                        f"{path}: record {record['id']} is from source {record['source']}, "
-                        f"the shard is {shard['source']}"
-                    )
-                if record["fold"] != shard["fold"]:
-                    problems.append(
-                        f"{path}: record {record['id']} has fold {record['fold']}, the shard "
-                        f"is fold {shard['fold']}"
-                    )
-                counts[record["labels"]] += 1
+                    cell = record["cell"]
+                    if cell is not None and cell["mask"].shape != tuple(record["shape"][:2]):
+                        problems.append(
+                            f"{path}: record {record['id']} has a {cell['mask'].shape} mask for a "
+                            f"{tuple(record['shape'][:2])} crop"
+                        )
+                    if record["id"] in seen:
+                        problems.append(f"{path}: Id {record['id']} also in {seen[record['id']]}")
+                    seen[record["id"]] = shard["file"]
+                    if record["source"] not in (shard["source"], LEGACY_SOURCE):
+                        problems.append(
+                            f"{path}: record {record['id']} is from source {record['source']}, "
+                            f"the shard is {shard['source']}"
+                        )
+                    if record["fold"] != shard["fold"]:
+                        problems.append(
+                            f"{path}: record {record['id']} has fold {record['fold']}, the shard "
+                            f"is fold {shard['fold']}"
+                        )
+                    counts[record["labels"]] += 1
+        except InputError:
+            raise
         except (tf.errors.DataLossError, ValueError, KeyError, IndexError) as error:
             reason = str(error).splitlines()[0]
             problems.append(f"{path}: unreadable after {count} records ({reason})")

@@ -16,6 +16,7 @@ import importlib
 import inspect
 
 from hpa_keras.errors import InputError
+from hpa_keras.settings import coerce_value
 
 # Each builder is recorded as "module:function" and imported on first use (model_builder):
 # the registry's tables load without Keras or TensorFlow, so `hpa-keras models`, settings
@@ -147,6 +148,10 @@ def build_model(
     if unknown:
         choices = [key for key in accepted if key not in ("input_shape", "num_classes", "weights")]
         raise InputError(f"model {name} has no option {unknown[0]!r}; options: {choices}")
+    for key, value in options.items():  # "16" or 1e-3 from a file: the default's type
+        default = accepted[key].default
+        if isinstance(default, (bool, int, float, str)):
+            options[key] = coerce_value(key, type(default), value, f"model_options of {name}")
     return builder(
         input_shape=tuple(input_shape), num_classes=num_classes, weights=weights, **options
     )

@@ -11,10 +11,8 @@ is checked before anything is written (:meth:`TrainingConfig.validate`).
 import dataclasses
 from pathlib import Path
 
-import yaml
-
 from hpa_keras.errors import InputError
-from hpa_keras.settings import setting
+from hpa_keras.settings import coerce_settings, read_yaml, setting, settings_mapping
 from hpa_keras.training.thresholds import THRESHOLD_STRATEGIES
 
 # The vocabularies live here, in a module without Keras, so that `hpa-keras fit --help`
@@ -330,34 +328,28 @@ def resolve_config(overrides: dict | None = None, config_file=None) -> TrainingC
     (:mod:`hpa_keras.training.recipes`).
 
     Keys that are not settings are errors naming the file and key, so a typo
-    in a YAML file is not silently ignored.
+    in a YAML file is not silently ignored; values of the file and of
+    ``overrides`` are brought to their fields' types (``lr: 1e-3``, ``"0.001"``,
+    ``tensorboard: "yes"``) or refused naming the file, the key and the expected
+    type (:func:`hpa_keras.settings.coerce_settings`).
     """
-    values = {}
+    file_values = {}
     if config_file is not None:
         from hpa_keras.training.recipes import resolve_config_file
 
         source, text = resolve_config_file(config_file)
-        try:
-            loaded = yaml.safe_load(text) or {}
-        except yaml.YAMLError as error:
-            raise InputError(f"{source}: not valid YAML ({error})") from None
-        if not isinstance(loaded, dict):
-            raise InputError(
-                f"{source}: expected a mapping of settings, got {type(loaded).__name__}"
-            )
-        values.update(loaded)
-    else:
-        source = "settings"
-    names = {field.name for field in dataclasses.fields(TrainingConfig)}
-    for key in values:
-        if key not in names:
-            raise InputError(
-                f"{source}: unknown setting {key!r}; settings: {', '.join(sorted(names))}"
-            )
+        file_values = settings_mapping(read_yaml(text, source), source)
+        file_values = coerce_settings(TrainingConfig, file_values, source)
     given = {key: value for key, value in (overrides or {}).items() if value is not None}
-    values.update(given)
-    config = TrainingConfig(**values)
-    config.validate()
+    given = coerce_settings(TrainingConfig, given, "settings")
+    config = TrainingConfig(**{**file_values, **given})
+    try:
+        config.validate()
+    except InputError as error:  # a value out of range that the file gave: name the file
+        key = str(error).split(":", 1)[0]
+        if key in file_values and key not in given:
+            raise InputError(f"{source}: {error}") from None
+        raise
     if config_file is not None and "image_size" not in given:
         check_file_image_size(source, config)
     return config

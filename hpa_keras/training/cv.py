@@ -37,6 +37,7 @@ import yaml
 
 from hpa_keras.atomic import write_text_atomic
 from hpa_keras.errors import InputError, warn
+from hpa_keras.settings import read_settings_file
 from hpa_keras.training.config import DISPLAY_SETTINGS, TrainingConfig
 
 CV_FILE = "cv.yaml"
@@ -55,11 +56,8 @@ def is_cv_folder(path) -> bool:
 def read_cv(path) -> dict:
     """The ``cv.yaml`` of a cv folder: ``settings`` and ``folds``."""
     file = Path(path) / CV_FILE
-    try:
-        document = yaml.safe_load(file.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise InputError(f"{file}: not valid YAML ({str(error).splitlines()[0]})") from None
-    if not isinstance(document, dict) or "folds" not in document:
+    document = read_settings_file(file)
+    if "folds" not in document:
         raise InputError(f"{file}: not a cv settings file (no folds)")
     return document
 

@@ -39,6 +39,7 @@ import yaml
 from hpa_keras.atomic import atomic_path, write_text_atomic
 from hpa_keras.distributed import barrier, make_placement
 from hpa_keras.errors import InputError, warn
+from hpa_keras.settings import read_settings_file, read_yaml
 from hpa_keras.storage import is_url
 from hpa_keras.training.config import DISPLAY_SETTINGS, TrainingConfig, resolve_config
 
@@ -725,8 +726,8 @@ def _check_run_folder(folder: Path, config: TrainingConfig, fingerprint: str) ->
     if (folder / MODEL_FILE).exists():
         raise InputError(f"{folder}: holds a finished run ({MODEL_FILE}); choose another --out")
     if config_path.is_file():  # an interrupted run: resume it
-        saved = yaml.safe_load(config_path.read_text()) or {}
-        current = yaml.safe_load(_settings_text(config))
+        saved = read_settings_file(config_path)
+        current = read_yaml(_settings_text(config), CONFIG_FILE)
         # The folder is the run: a run moved or copied elsewhere resumes there (its "out"
         # names where it was started).
         changed = sorted(
