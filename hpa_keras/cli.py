@@ -824,8 +824,6 @@ def run_predict(arguments) -> None:
         if arguments.image_run:
             probabilities = _mixed_with_fields(arguments, ids, probabilities)
         return _write_cell_predictions(arguments, ids, probabilities, thresholds, run_input)
-    if arguments.image_run:
-        raise InputError("--image-run mixes a field run into a cell run's predictions")
     labels = submission_labels(probabilities, thresholds, require_label=not arguments.allow_empty)
     write_submission(arguments.out, ids, labels, scheme=scheme)
     if arguments.probabilities:
@@ -844,28 +842,37 @@ def run_predict(arguments) -> None:
 
 
 def _check_cell_input(arguments, run_input: dict) -> bool:
-    """Whether this is a cell run predicting cell records (then --masks is set); errors for a
-    cell run given fields or images, a field run given cell records, --masks for fields."""
-    from hpa_keras.inference.cells import check_run_and_records
+    """Whether this is a cell run predicting cell records (then --masks is set). Before any
+    model loads, the runs, their input, --ids, --thresholds and --image-run are checked to
+    belong together (check_runs_and_input: one label scheme, cell runs with cell records);
+    errors for --masks or --image-run with a field run."""
+    from hpa_keras.inference.predict import check_runs_and_input
 
-    run_kind = run_input.get("kind", "fields")
-    if arguments.images is not None:
-        if run_kind == "cells":
-            raise InputError(
-                f"{arguments.images}: an image folder, but the run was trained on cells; cut "
-                "the fields into cell records (make-tfrecords --masks) and predict those"
-            )
+    facts = check_runs_and_input(
+        arguments.run, data=arguments.data, images=arguments.images, ids_file=arguments.ids,
+        thresholds=arguments.thresholds,
+    )  # fmt: skip
+    if facts["kind"] != "cells":
         if arguments.masks:
             raise InputError("--masks is for a cell run predicting cell records (--data)")
+        if arguments.image_run:
+            raise InputError("--image-run mixes a field run into a cell run's predictions")
         return False
+    if arguments.image_run:
+        if not (arguments.image_data or arguments.image_images):
+            raise InputError(
+                "--image-run needs the fields to predict: --image-data or --image-images"
+            )
+        image_facts = check_runs_and_input(
+            arguments.image_run, data=arguments.image_data, images=arguments.image_images,
+            scheme=facts["scheme"],
+        )  # fmt: skip
+        if image_facts["kind"] != "fields":
+            raise InputError(f"{arguments.image_run[0]}: --image-run takes a run trained on "
+                             "whole fields")  # fmt: skip
     from hpa_keras.data.tfrecords import read_manifest
 
     manifest = read_manifest(arguments.data)
-    check_run_and_records(run_kind, manifest.get("kind", "fields"), arguments.data)
-    if run_kind != "cells":
-        if arguments.masks:
-            raise InputError("--masks is for a cell run predicting cell records")
-        return False
     arguments.masks = arguments.masks or (manifest.get("cells") or {}).get("masks")
     return True
 
@@ -873,13 +880,8 @@ def _check_cell_input(arguments, run_input: dict) -> bool:
 def _mixed_with_fields(arguments, ids, probabilities):
     from hpa_keras.inference.cells import mix_with_fields
     from hpa_keras.inference.predict import predict_runs
-    from hpa_keras.inference.runs import expand_runs, read_input_settings
 
-    if not (arguments.image_data or arguments.image_images):
-        raise InputError("--image-run needs the fields to predict: --image-data or --image-images")
-    folders, _ = expand_runs(arguments.image_run)
-    if read_input_settings(folders[0]).get("kind", "fields") != "fields":
-        raise InputError(f"{folders[0]}: --image-run takes a run trained on whole fields")
+    # --image-run, its input and its scheme were checked by _check_cell_input
     field_ids, field_probabilities, _ = predict_runs(
         arguments.image_run,
         data=arguments.image_data,
@@ -905,6 +907,7 @@ def _write_cell_predictions(arguments, ids, probabilities, thresholds, run_input
         table,
         run_input["class_names"],
         run_input.get("scheme", "hpa2018"),
+        records=arguments.data,
     )
     print(
         f"wrote {out}: {written['fields']} fields, {written['cells']} cells, every class with "

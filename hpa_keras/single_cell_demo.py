@@ -270,11 +270,11 @@ def _score_test(out, data, records, cell_run, field_run, weight, plan) -> dict:
     truth = read_cell_labels(data / "test_cells.csv", HPA2021.name)
     names = list(HPA2021.class_names)
 
-    def score(ids, probabilities, thresholds, masks, name):
+    def score(ids, probabilities, thresholds, masks, name, cut="cells_test"):
         submission = out / f"submission_{name}.csv"
         table = out / f"submission_{name}_cells.csv"
         write_cell_predictions(ids, probabilities, thresholds, masks, submission, table, names,
-                               HPA2021.name)  # fmt: skip
+                               HPA2021.name, records=records[cut])  # fmt: skip
         predicted = read_submission(submission, HPA2021.num_classes)
         for field_id in truth:  # a field where segmentation found nothing: no cell predicted
             predicted.setdefault(field_id, _empty_field(data, field_id))
@@ -292,7 +292,8 @@ def _score_test(out, data, records, cell_run, field_run, weight, plan) -> dict:
         [cell_run], data=records["cells_test_segmented"]
     )
     scores["cell run on segmented cells"] = score(
-        segmented_ids, segmented, segmented_thresholds, out / "segmented", "segmented"
+        segmented_ids, segmented, segmented_thresholds, out / "segmented", "segmented",
+        "cells_test_segmented",
     )
     every = mix_with_fields(cell_ids, cell_probabilities, field_ids, field_probabilities, 1.0)
     scores["baseline: each cell its field's prediction"] = score(

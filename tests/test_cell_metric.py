@@ -188,3 +188,172 @@ def test_matched_scores_and_field_level_figures():
     # field 1 has class 0 and a class-2 cell, but Negative needs every cell: not Negative
     np.testing.assert_array_equal(truth, [[1, 0, 0], [0, 0, 1]])
     np.testing.assert_allclose(scores, [[0.7, 0.0, 0.2], [0.3, 0.2, 0.6]])  # Negative: minimum
+
+
+# ---- issue 23, point 7: submissions and per-cell truth as evaluate reads them
+
+HEADER = "ID,ImageWidth,ImageHeight,PredictionString\n"
+
+
+def _text(raw: bytes) -> str:
+    import base64
+    import zlib
+
+    return base64.b64encode(zlib.compress(raw)).decode("ascii")
+
+
+def _masks_that_cannot_be_right():
+    """(encoded mask, declared (height, width), what the error must say)."""
+    cell = np.zeros((8, 8), bool)
+    cell[2:4, 2:5] = True
+    encoded = encode_binary_mask(cell)
+    return [
+        (encoded, (16, 16), r"run lengths cover 64 pixels, not the field's 16x16 = 256"),
+        (encoded, (8, 9), r"run lengths cover 64 pixels, not the field's 9x8 = 72"),
+        (encoded, (4, 4), r"run lengths cover 64 pixels, not the field's 4x4"),
+        (_text(b"5:7"), (8, 8), r"run lengths cover 22 pixels, not the field's 8x8 = 64"),
+        (_text(b"0~~"), (8, 8), r"holds '~', not COCO RLE text"),
+        (_text(b"1P"), (8, 8), r"ends in the middle of a run length"),
+        (_text(b"A"), (8, 8), r"negative run length \(-15\)"),
+        ("@@not base64@@", (8, 8), r"not base64 zlib-compressed COCO RLE"),
+        ("aGVsbG8=", (8, 8), r"not base64 zlib-compressed COCO RLE"),  # base64, not zlib
+    ]
+
+
+@pytest.mark.parametrize("case", range(9))
+def test_masks_whose_runs_do_not_fill_the_field_are_refused(case):
+    encoded, shape, message = _masks_that_cannot_be_right()[case]
+    with pytest.raises(InputError, match=message):
+        decode_binary_mask(encoded, *shape)
+
+
+def test_run_lengths_parse_as_pycocotools_writes_them():
+    from pycocotools import mask as coco_mask
+
+    from hpa_keras.cells.submission import rle_counts
+
+    rng = np.random.default_rng(0)
+    for shape, share in (((8, 8), 0.0), ((37, 53), 0.02), ((64, 48), 0.5), ((30, 20), 1.0)):
+        mask = rng.random(shape) < share
+        encoded = coco_mask.encode(np.asfortranarray(mask.astype(np.uint8)))
+        counts = rle_counts(encoded["counts"])
+        assert sum(counts) == mask.size
+        flat, start = mask.ravel(order="F"), 0
+        for index, count in enumerate(counts):  # runs alternate 0, 1, 0, ... from 0
+            assert (flat[start : start + count] == bool(index % 2)).all()
+            start += count
+
+
+def _bad_rows(cells):
+    encoded = encode_binary_mask(cells == 1)
+    return [
+        (f"f1,30,24,0 nan {encoded}", r"triple 1: confidence nan of class 0"),
+        (f"f1,30,24,0 0.5 {encoded} 1 -0.1 {encoded}", r"triple 2: confidence -0.1 of class 1"),
+        (f"f1,30,24,2 1.5 {encoded}", r"confidence 1.5 of class 2; confidences are prob"),
+        (f"f1,30,24,0 inf {encoded}", r"confidence inf"),
+        (f"f1,0,24,0 0.5 {encoded}", r"a field of 0x24 pixels"),
+        (f"f1,30,24,0 0.5 {encoded} 1", r"4 values in PredictionString"),
+        (f"f1,30,24,19 0.5 {encoded}", r"class 19 outside 0..18"),
+        (f"f1,30,24,x 0.5 {encoded}", r"does not start with a class number"),
+        (f"f1,30,x,0 0.5 {encoded}", r"ImageWidth/ImageHeight are not integers"),
+        (f"f1,40,24,0 0.5 {encoded}", r"run lengths cover 720 pixels, not the field's 40x24"),
+        (f"f1,30,24,0 0.5 {_text(b'hello world')}", r"a mask whose"),
+        (f"f1,30,24,0 0.5 {encoded}\nf1,30,24,", r"field f1 appears twice"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(12))
+def test_submission_rows_that_cannot_be_scored_are_refused(tmp_path, case):
+    cells, _ = _truth(tmp_path)
+    row, message = _bad_rows(cells)[case]
+    (tmp_path / "s.csv").write_text(HEADER + row + "\n")
+    with pytest.raises(InputError, match=r"s.csv, line \d: .*" + message):
+        read_submission(tmp_path / "s.csv")
+
+
+def _cell_label_files():
+    """(scheme, cells.csv text, what the error must say)."""
+    return [
+        ("hpa2021", "ID,cell,Label\nf1,1,0\nf1,2,\n",
+         r"line 3: cell 2 of f1 has an empty Label; .* Negative: write 18"),
+        ("hpa2021", "ID,cell,Label\nf1,1,0\nf1,1,2\n", r"line 3: cell 1 of f1 is listed twice"),
+        ("hpa2021", "ID,cell,Label\nf1,1.5,0\n", r"line 2: cell '1.5' is not a cell number"),
+        ("hpa2021", "ID,cell,Label\nf1,x,0\n", r"line 2: cell 'x' is not a cell number"),
+        ("hpa2021", "ID,cell,Label\nf1,0,0\n", r"line 2: cell 0; cells are numbered from 1"),
+        ("hpa2021", "ID,cell,Label\nf1,1,19\n", r"line 2: .*class index 19 is out of range"),
+        ("hpa2021", "ID,cell,Label\n,1,0\n", r"line 2: no field ID"),
+        ("hpa2018", "Id,cell,Label\nf1,1,28\n", r"line 2: .*class index 28 is out of range"),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", range(8))
+def test_cell_label_rows_that_cannot_be_truth_are_refused(tmp_path, case):
+    from hpa_keras.data.cell_records import read_cell_labels
+
+    scheme, text, message = _cell_label_files()[case]
+    (tmp_path / "cells.csv").write_text(text)
+    with pytest.raises(InputError, match=r"cells.csv, " + message):
+        read_cell_labels(tmp_path / "cells.csv", scheme)
+
+
+def test_an_empty_label_is_no_class_in_2018_and_a_prediction_table_may_have_it(tmp_path):
+    from hpa_keras.data.cell_records import read_cell_labels
+
+    (tmp_path / "a.csv").write_text("Id,cell,Label\nf1,1,\nf1,2,3 4\n")
+    assert read_cell_labels(tmp_path / "a.csv", "hpa2018") == {"f1": {1: [], 2: [3, 4]}}
+    (tmp_path / "b.csv").write_text("ID,cell,Label\nf1,1,\nf1,2,18\n")
+    table = read_cell_labels(tmp_path / "b.csv", "hpa2021", truth=False)
+    assert table == {"f1": {1: [], 2: [18]}}
+
+
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        ({1: [0], 2: [0, 2], 3: [18], 999: [1]}, r"f1: cell label rows for cell 999 of field f1, "
+         r"which its mask does not have \(3 cells, numbers 1-3\)"),
+        ({1: [0], 3: [18]}, r"f1: cell 2 of field f1 has no cell label row \(1 cells without"),
+        ({}, r"cell 1 of field f1 has no cell label row \(3 cells without one\)"),
+    ],
+)  # fmt: skip
+def test_truth_rows_must_be_the_masks_cells(tmp_path, rows, message):
+    cells, _ = _truth(tmp_path)
+    text = prediction_string(cells, {number: np.full(19, 0.5) for number in (1, 2, 3)})
+    write_submission(tmp_path / "s.csv", [("f1", 30, 24, text)])
+    with pytest.raises(InputError, match=message):
+        submission_fields(read_submission(tmp_path / "s.csv"), tmp_path, {"f1": rows}, 19)
+
+
+def _cli_cases(tmp_path, cells):
+    """(submission text, cells.csv text, what stderr must name)."""
+    good = prediction_string(cells, {number: np.full(19, 0.5) for number in (1, 2, 3)})
+    truth = "ID,cell,Label\nf1,1,0\nf1,2,0|2\nf1,3,18\n"
+    return [
+        (f"f1,30,24,0 nan {encode_binary_mask(cells == 1)}", truth, "s.csv, line 2: triple 1"),
+        (f"f1,60,24,0 0.5 {encode_binary_mask(cells == 1)}", truth, "s.csv, line 2: a mask"),
+        (f"f1,30,24,{good}", truth + "f1,4,1\n", "cell label rows for cell 4 of field f1"),
+        (f"f1,30,24,{good}", "ID,cell,Label\nf1,1,0\nf1,2,\nf1,3,18\n", "cells.csv, line 3"),
+        (f"f1,30,24,{good}", "ID,cell,Label\nf1,1,0\nf1,3,18\n", "cell 2 of field f1 has no"),
+        (f"f1,30,24,{good}\nf2,30,24,", truth, "1 fields not in the truth"),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", range(6))
+def test_cli_evaluate_cells_refuses_in_one_line_and_writes_nothing(tmp_path, capsys, case):
+    from hpa_keras.cli import main
+
+    cells, _ = _truth(tmp_path)
+    submission, truth, message = _cli_cases(tmp_path, cells)[case]
+    (tmp_path / "s.csv").write_text(HEADER + submission + "\n")
+    (tmp_path / "cells.csv").write_text(truth)
+    argv = ["evaluate", "--cells", "--submission", str(tmp_path / "s.csv"), "--masks",
+            str(tmp_path), "--cell-labels", str(tmp_path / "cells.csv"), "--out",
+            str(tmp_path / "report")]  # fmt: skip
+    assert main(argv) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith("hpa-keras evaluate: error: ")
+    assert message in error[0]
+    assert not (tmp_path / "report").exists()
+    good = prediction_string(cells, {number: np.full(19, 0.5) for number in (1, 2, 3)})
+    write_submission(tmp_path / "s.csv", [("f1", 30, 24, good)])
+    (tmp_path / "cells.csv").write_text("ID,cell,Label\nf1,1,0\nf1,2,0|2\nf1,3,18\n")
+    assert main(argv) == 0  # the same files, corrected, are scored

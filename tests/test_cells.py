@@ -632,3 +632,98 @@ def test_real_fields_segmented_trained_on_and_labelled_cell_by_cell(real_2021_fo
         for mask in masks.values():
             numbers = np.unique(cells[mask])
             assert numbers.size == 1 and np.array_equal(cells == numbers[0], mask)
+
+
+# ---- issue 23, point 6: a cell run's masks and mixed runs must belong to its records
+
+
+def _other_masks(cell_demo, out, change):
+    import shutil
+
+    shutil.copytree(cell_demo / "masks", out)
+    for path in sorted(out.glob("*_cells.png")):
+        write_mask(path, change(read_mask(path)))
+    return out
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda cells: np.kron(cells, np.ones((2, 2), cells.dtype)),
+         r"is 192x192, but its cells were cut from a 96x96 field"),
+        (lambda cells: cells[:90, :90], r"is 90x90, but its cells were cut from a 96x96 field"),
+        (lambda cells: np.roll(cells, 3, axis=1), r"cell \d+ lies at .* but at .* in the records"),
+    ],
+)  # fmt: skip
+def test_predict_refuses_masks_the_cell_records_were_not_cut_from(
+    cell_run, cell_demo, tmp_path, capsys, change, message
+):
+    masks = _other_masks(cell_demo, tmp_path / "masks", change)
+    out = tmp_path / "submission.csv"
+    assert main(["predict", "--run", str(cell_run / "run"), "--data", str(cell_run / "records"),
+                 "--masks", str(masks), "--out", str(out)]) == 2  # fmt: skip
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith("hpa-keras predict: error: field ")
+    assert __import__("re").search(message, error[0])
+    assert not out.exists() and not (tmp_path / "submission_cells.csv").exists()
+
+
+def test_the_python_api_refuses_a_cell_run_on_images_or_field_records(
+    cell_run, cell_demo, training_records
+):
+    from hpa_keras.inference.predict import predict_images, predict_runs
+
+    with pytest.raises(InputError, match="an image folder, but the run was trained on cells"):
+        predict_images(cell_run / "run", cell_demo / "test")
+    with pytest.raises(InputError, match="an image folder, but the run was trained on cells"):
+        predict_runs([cell_run / "run"], images=cell_demo / "test")
+    with pytest.raises(InputError, match="field records, but the run was trained on cells"):
+        predict_runs([cell_run / "run"], data=training_records)
+
+
+def test_image_run_of_another_scheme_is_refused_before_predicting(
+    cell_run, runs, training_records, tmp_path, capsys
+):
+    import json
+    import shutil
+
+    from hpa_keras.classes import HPA2021
+
+    field_run = tmp_path / "run2021"
+    shutil.copytree(runs[0], field_run)
+    settings = json.loads((field_run / "input.json").read_text())
+    settings.update(scheme="hpa2021", class_names=list(HPA2021.class_names))
+    (field_run / "input.json").write_text(json.dumps(settings))
+    argv = ["predict", "--run", str(cell_run / "run"), "--data", str(cell_run / "records"),
+            "--out", str(tmp_path / "s.csv"), "--image-data", str(training_records)]  # fmt: skip
+    assert main([*argv, "--image-run", str(field_run)]) == 2
+    assert "run2021: predicts the hpa2021 scheme's 19 classes, the run it is mixed with the " \
+           "hpa2018 scheme's" in capsys.readouterr().err  # fmt: skip
+    assert main([*argv, "--image-run", str(cell_run / "run")]) == 2
+    assert "field records, but the run was trained on cells" in capsys.readouterr().err
+    assert not (tmp_path / "s.csv").exists()
+
+
+def test_make_tfrecords_and_evaluate_read_an_empty_2021_cell_label_alike(tmp_path):
+    from hpa_keras.data.conversion import ConversionSettings, make_tfrecords
+    from hpa_keras.synthetic.generator import DemoDataSettings, make_demo_data
+
+    make_demo_data(tmp_path / "d", DemoDataSettings(num_samples=6, image_size=64, seed=1,
+                   cells=True, scheme="hpa2021", test_fraction=0.0), workers=1,
+                   progress=False)  # fmt: skip
+    rows = (tmp_path / "d" / "cells.csv").read_text().splitlines()
+    field_id, number, _ = rows[1].split(",")
+    rows[1] = f"{field_id},{number},"  # a cell without a pattern written as no class
+    (tmp_path / "cells.csv").write_text("\n".join(rows) + "\n")
+    expected = rf"cells.csv, line 2: cell {number} of {field_id} has an empty Label; .* write 18"
+    settings = ConversionSettings(masks=str(tmp_path / "d" / "masks"), num_folds=2,
+                                  cell_labels=str(tmp_path / "cells.csv"))  # fmt: skip
+    with pytest.raises(InputError, match=expected):
+        make_tfrecords(tmp_path / "d" / "train", tmp_path / "records",
+                       labels=tmp_path / "d" / "train.csv", settings=settings, workers=1,
+                       progress=False)  # fmt: skip
+    assert not (tmp_path / "records" / "manifest.json").exists()
+    from hpa_keras.data.cell_records import read_cell_labels
+
+    with pytest.raises(InputError, match=expected):
+        read_cell_labels(tmp_path / "cells.csv", "hpa2021")  # what evaluate --cells reads

@@ -154,8 +154,12 @@ def submission_fields(
     masks and each true cell's classes, as :class:`FieldCells`.
 
     The submission must list exactly the fields of ``cell_labels``, at their
-    masks' size; a true cell without a row in the cell labels has no class.
+    masks' size, and the cell labels must give exactly the cells of each
+    mask: a row for a cell the mask lacks, or a cell without a row, is an
+    error (:func:`hpa_keras.data.cell_records.check_cell_rows`, the check
+    make-tfrecords makes), since a truth made for other masks cannot score.
     """
+    from hpa_keras.data.cell_records import check_cell_rows
     from hpa_keras.data.cells import find_mask_files, read_mask
 
     extra = sorted(set(submission) - set(cell_labels))
@@ -192,7 +196,8 @@ def submission_fields(
             for label, confidence in entry["scores"].items():
                 scores[row, label] = confidence
         known = cell_labels[field_id]
-        true_classes = [set(known.get(int(number), ())) for number in numbers]
+        check_cell_rows(known, numbers, field_id, masks, every_cell=True)
+        true_classes = [set(known[int(number)]) for number in numbers]
         fields.append(FieldCells(iou, scores, true_classes, field_id))
     return fields
 

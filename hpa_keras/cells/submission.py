@@ -48,12 +48,53 @@ def encode_binary_mask(mask: np.ndarray) -> str:
     return base64.b64encode(zlib.compress(counts, zlib.Z_BEST_COMPRESSION)).decode("ascii")
 
 
+def rle_counts(counts: bytes) -> list[int]:
+    """The run lengths of COCO's compressed RLE text (pycocotools' ``rleFrString``): each
+    count in 5-bit groups of the characters ``0``-``o``, a set 0x20 bit continuing it, the
+    sign in 0x10 of its last group, counts from the fourth on stored as differences from the
+    count two before. InputError for a character outside the alphabet, a count cut off at
+    the end, or a negative run length."""
+    values, value, shift = [], 0, 0
+    for character in counts:
+        group = character - 48
+        if not 0 <= group < 64:
+            raise InputError(f"a mask whose RLE holds {chr(character)!r}, not COCO RLE text")
+        value |= (group & 0x1F) << shift
+        shift += 5
+        if group & 0x20:
+            continue
+        if group & 0x10:
+            value -= 1 << shift
+        if len(values) > 2:
+            value += values[-2]
+        if value < 0:
+            raise InputError(f"a mask whose RLE has a negative run length ({value})")
+        values.append(value)
+        value, shift = 0, 0
+    if shift:
+        raise InputError("a mask whose RLE text ends in the middle of a run length")
+    return values
+
+
 def decode_binary_mask(text: str, height: int, width: int) -> np.ndarray:
-    """The inverse of :func:`encode_binary_mask`: a boolean ``(height, width)`` mask."""
+    """The inverse of :func:`encode_binary_mask`: a boolean ``(height, width)`` mask.
+
+    The run lengths must add up to ``width x height`` exactly: pycocotools
+    decodes runs that fall short or run over into an array of that size
+    without a word (what it leaves unset is whatever memory held), so a mask
+    of another size, or junk that happens to decompress, would be scored as
+    some other shape. Checked here, it is an InputError saying both sizes.
+    """
     try:
         counts = zlib.decompress(base64.b64decode(text, validate=True))
     except (ValueError, zlib.error) as error:
         raise InputError(f"a mask that is not base64 zlib-compressed COCO RLE ({error})") from None
+    pixels = sum(rle_counts(counts))
+    if pixels != int(height) * int(width):
+        raise InputError(
+            f"a mask whose run lengths cover {pixels} pixels, not the field's {width}x{height} "
+            f"= {int(width) * int(height)} (a mask of another size?)"
+        )
     rle = {"size": [int(height), int(width)], "counts": counts}
     try:
         with warnings.catch_warnings():  # pycocotools 2.0.11 calls np.array(copy=False)
@@ -101,7 +142,14 @@ class FieldPrediction:
 
 
 def read_submission(path: str | os.PathLike, num_classes: int = 19) -> dict[str, FieldPrediction]:
-    """A 2021 submission, masks decoded; every problem is an error naming the line."""
+    """A 2021 submission, masks decoded; every problem is an error naming the line.
+
+    Refused: a missing column, a field listed twice, a size that is not two
+    positive integers, a PredictionString that is not ``class confidence
+    mask`` triples, a class outside ``0..num_classes - 1``, a confidence that
+    is not a number in [0, 1] (NaN included: it would sort anywhere), and a
+    mask that is not base64 zlib COCO RLE of exactly the row's size.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: submission not found")
@@ -132,6 +180,8 @@ def _read_rows(path: Path, num_classes: int) -> dict[str, FieldPrediction]:
                 width, height = int(row["ImageWidth"]), int(row["ImageHeight"])
             except (TypeError, ValueError):
                 raise InputError(f"{where}: ImageWidth/ImageHeight are not integers") from None
+            if width < 1 or height < 1:
+                raise InputError(f"{where}: a field of {width}x{height} pixels")
             tokens = (row["PredictionString"] or "").split()
             if len(tokens) % 3:
                 raise InputError(
@@ -150,6 +200,11 @@ def _read_rows(path: Path, num_classes: int) -> dict[str, FieldPrediction]:
                     ) from None
                 if not 0 <= label < num_classes:
                     raise InputError(f"{where}: class {label} outside 0..{num_classes - 1}")
+                if not 0.0 <= confidence <= 1.0:  # NaN fails too
+                    raise InputError(
+                        f"{where}: triple {start // 3 + 1}: confidence {confidence_text} of class "
+                        f"{label}; confidences are probabilities in [0, 1]"
+                    )
                 if encoded not in decoded:
                     try:
                         decoded[encoded] = decode_binary_mask(encoded, height, width)

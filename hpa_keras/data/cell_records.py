@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hpa_keras.classes import parse_target
+from hpa_keras.classes import HPA2021, parse_target
 from hpa_keras.data.cells import (
     cell_geometry,
     crop_window,
@@ -54,10 +54,25 @@ def cell_label_scheme(path: str | os.PathLike) -> str:
     return "hpa2021" if header and header[0] == "ID" else "hpa2018"
 
 
-def read_cell_labels(path: str | os.PathLike, scheme: str) -> dict[str, dict[int, list[int]]]:
+def read_cell_labels(
+    path: str | os.PathLike, scheme: str, truth: bool = True
+) -> dict[str, dict[int, list[int]]]:
     """``{field Id: {cell number: classes}}`` from a ``cells.csv`` (``ID,cell,Label``; the
-    2018 scheme's ``Id`` and space-separated labels are read too). An empty Label is a cell
-    that shows none of the classes (2018 scheme)."""
+    2018 scheme's ``Id`` and space-separated labels are read too).
+
+    An empty Label is a cell that shows none of the classes in the 2018
+    scheme, which has no class for that. In the 2021 scheme it is refused,
+    with a message saying to write 18: there a cell without a pattern is
+    Negative (18), a class scored like any other, so "no class" cannot be
+    true of a 2021 cell, and reading the empty field as Negative would guess
+    at what may as well be a cell nobody labelled. make-tfrecords
+    ``--cell-labels`` and ``evaluate --cells`` both read cells.csv here, so
+    they accept and refuse the same rows. Also refused: a missing column, an
+    empty ID, a cell number that is not a positive integer, a class out of
+    range and a (field, cell) pair listed twice. ``truth=False`` reads a table of
+    predictions (``predict``'s ``_cells.csv``, for ``show``), where an empty 2021 Label
+    is a cell with no class over its threshold.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: cell label file not found")
@@ -79,7 +94,14 @@ def read_cell_labels(path: str | os.PathLike, scheme: str) -> dict[str, dict[int
                 ) from None
             if number < 1:
                 raise InputError(f"{path}, line {line}: cell {number}; cells are numbered from 1")
+            if not (row[id_column] or "").strip():
+                raise InputError(f"{path}, line {line}: no field {id_column}")
             label_text = (row["Label"] or "").strip()
+            if not label_text and truth and scheme == HPA2021.name:
+                raise InputError(
+                    f"{path}, line {line}: cell {number} of {row[id_column]} has an empty "
+                    "Label; in the 2021 scheme a cell without a pattern is Negative: write 18"
+                )
             try:
                 labels = parse_target(
                     label_text.replace(" ", "|") if scheme == "hpa2021" else label_text,
@@ -95,6 +117,32 @@ def read_cell_labels(path: str | os.PathLike, scheme: str) -> dict[str, dict[int
                 )
             cells[number] = labels
     return table
+
+
+def check_cell_rows(
+    rows: dict[int, list[int]], present, field_id: str, masks, every_cell: bool = False
+) -> None:
+    """The rows a cells.csv gives one field against the cells its mask has: a row for a cell
+    the mask lacks is an error (the labels were made for other masks), for make-tfrecords
+    and evaluate alike. ``every_cell``: a mask cell without a row is one too (scoring needs
+    the truth of every cell; a record may leave its cell's labels unknown)."""
+    present = set(int(number) for number in present)
+    where = Path(masks) / field_id
+    unknown = sorted(set(rows) - present)
+    if unknown:
+        numbers = f"numbers {min(present)}-{max(present)}" if present else "none"
+        raise InputError(
+            f"{where}: cell label rows for cell {unknown[0]} of field {field_id}, which its "
+            f"mask does not have ({len(present)} cells, {numbers}); were the labels made "
+            "for other masks?"
+        )
+    unlabeled = sorted(present - set(rows))
+    if every_cell and unlabeled:
+        raise InputError(
+            f"{where}: cell {unlabeled[0]} of field {field_id} has no cell label row "
+            f"({len(unlabeled)} cells without one); every true cell needs its classes "
+            "(2018: an empty Label for none; 2021: 18 for Negative)"
+        )
 
 
 @dataclass(frozen=True)
@@ -129,15 +177,7 @@ def cut_cells(
     cells, _ = read_field_masks(settings.masks, field_id, image.shape[:2])
     geometry = cell_geometry(cells)
     if cell_labels is not None:
-        present = {cell.number for cell in geometry}
-        unknown = sorted(set(cell_labels) - present)
-        if unknown:
-            raise InputError(
-                f"{Path(settings.masks) / field_id}: cell label rows for cell "
-                f"{unknown[0]} of field {field_id}, which its mask does not have "
-                f"({len(present)} cells, numbers {min(present)}-{max(present)}); were the "
-                "labels made for other masks?"
-            )
+        check_cell_rows(cell_labels, {cell.number for cell in geometry}, field_id, settings.masks)
     crops = []
     for cell in geometry:
         top, left, side = crop_window(cell.box, settings.margin)

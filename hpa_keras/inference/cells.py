@@ -19,7 +19,7 @@ import numpy as np
 from hpa_keras.atomic import write_text_atomic
 from hpa_keras.cells.submission import prediction_string, write_submission
 from hpa_keras.classes import format_target, get_scheme
-from hpa_keras.data.cells import check_masks, find_mask_files, read_mask
+from hpa_keras.data.cells import cell_geometry, check_masks, find_mask_files, read_mask
 from hpa_keras.errors import InputError
 
 
@@ -84,6 +84,58 @@ def check_run_and_records(run_kind: str, data_kind: str, data) -> None:
     )
 
 
+def record_geometry(data: str | os.PathLike) -> dict[str, dict]:
+    """``{field Id: {"size": (height, width), "boxes": {cell: box}}}`` of a cell record set:
+    the size of the field each cell was cut from and its box there (y0, x0, y1, x1), read
+    from the records without decoding their images."""
+    import tensorflow as tf
+
+    from hpa_keras.data.pipeline import shard_paths
+    from hpa_keras.data.tfrecords import read_manifest
+
+    spec = {
+        "field_id": tf.io.FixedLenFeature([], tf.string),
+        "cell": tf.io.FixedLenFeature([], tf.int64),
+        "box": tf.io.FixedLenFeature([4], tf.int64),
+        "original_height": tf.io.FixedLenFeature([], tf.int64),
+        "original_width": tf.io.FixedLenFeature([], tf.int64),
+    }
+    dataset = tf.data.TFRecordDataset(shard_paths(data, read_manifest(data)))
+    dataset = dataset.batch(4096).map(lambda batch: tf.io.parse_example(batch, spec))
+    fields: dict[str, dict] = {}
+    for batch in dataset.as_numpy_iterator():
+        for field_id, number, box, height, width in zip(
+            batch["field_id"], batch["cell"], batch["box"], batch["original_height"],
+            batch["original_width"], strict=True,
+        ):  # fmt: skip
+            entry = fields.setdefault(
+                field_id.decode("utf-8"), {"size": (int(height), int(width)), "boxes": {}}
+            )
+            entry["boxes"][int(number)] = tuple(int(value) for value in box)
+    return fields
+
+
+def _check_mask_fits_records(field_id, mask, geometry, masks) -> None:
+    """A field's mask against the records cut from it: the field's size and each cell's box."""
+    if geometry is None:
+        raise InputError(f"field {field_id}: predicted, but the records have no such field")
+    height, width = geometry["size"]
+    if mask.shape != (height, width):
+        raise InputError(
+            f"field {field_id}: its mask in {masks} is {mask.shape[1]}x{mask.shape[0]}, but "
+            f"its cells were cut from a {width}x{height} field; give the masks the records "
+            "were cut from (--masks)"
+        )
+    for cell in cell_geometry(mask):
+        recorded = geometry["boxes"].get(cell.number)
+        if recorded is not None and tuple(recorded) != tuple(cell.box):
+            raise InputError(
+                f"field {field_id}: cell {cell.number} lies at {cell.box} in its mask in {masks} "
+                f"but at {tuple(recorded)} in the records (y0, x0, y1, x1); were the records "
+                "cut from these masks?"
+            )
+
+
 def write_cell_predictions(
     ids,
     probabilities,
@@ -93,18 +145,26 @@ def write_cell_predictions(
     table: str | os.PathLike,
     class_names,
     scheme: str,
+    records: str | os.PathLike | None = None,
 ) -> dict:
     """Write the 2021-format submission (``out``) and the per-cell table (``table``).
 
     Every field's cells must all have been predicted, and every predicted
     cell must be in its field's mask: records cut from other masks are an
-    error naming the field.
+    error naming the field. With ``records`` (the cell records predicted),
+    each mask must also be of the size of the field its records were cut
+    from, with every cell where the records say it was: masks of another size
+    would give the submission a wrong ImageWidth/ImageHeight and masks no
+    true cell could match. Nothing is written when a field fails.
     """
     fields = cells_by_field(ids, probabilities)
+    geometry = record_geometry(records) if records is not None else None
     thresholds = np.asarray(thresholds)
     rows, table_rows, labeled = [], [], 0
     for field_id, cells in fields.items():
         mask = _cell_mask(masks, field_id)
+        if geometry is not None:
+            _check_mask_fits_records(field_id, mask, geometry.get(field_id), masks)
         numbers = set(int(number) for number in np.unique(mask) if number)
         if set(cells) != numbers:
             extra, absent = sorted(set(cells) - numbers), sorted(numbers - set(cells))

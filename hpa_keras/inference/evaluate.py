@@ -351,12 +351,9 @@ def evaluate_runs(
         )  # fmt: skip
     else:
         raise InputError("give --data (labeled TFRecords) or --images with --labels")
+    # predict_ids refused labels of another scheme than the runs' before predicting
+    # (hpa_keras.inference.predict.check_runs_and_input, shared with predict)
     names = class_names_of(expand_runs(runs)[0][0])
-    if labels.shape[1] != len(names):
-        raise InputError(
-            f"the labels have {labels.shape[1]} classes but {runs[0]} predicts {len(names)}; "
-            "evaluate a run on data of its own label scheme"
-        )
     details = {
         "runs": [str(folder) for folder in runs],
         "data": str(data if data is not None else images),

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from hpa_keras.classes import SCHEMES
 from hpa_keras.errors import InputError
 
 
@@ -57,6 +58,119 @@ def check_prediction_settings(runs, tta: int) -> None:
         raise InputError(f"--tta must be 1, 2, 4 or 8, got {tta}")
     if not runs:
         raise InputError("give at least one run folder (--run)")
+
+
+def _run_facts(run) -> dict:
+    """What a run predicts and reads, without loading its model: a loaded
+    :class:`~hpa_keras.inference.runs.Run`, or a run folder (its ``input.json``)."""
+    from hpa_keras.inference.runs import (
+        Run,
+        check_finished_run,
+        class_names_of,
+        read_input_settings,
+    )
+
+    if isinstance(run, Run):
+        return {"folder": run.folder, "scheme": run.scheme, "kind": run.kind,
+                "class_names": tuple(run.class_names)}  # fmt: skip
+    check_finished_run(run)
+    settings = read_input_settings(run)
+    names = class_names_of(run)
+    scheme = settings.get("scheme") or next(
+        (name for name, known in SCHEMES.items() if known.class_names == names), None
+    )
+    return {"folder": run, "scheme": scheme, "kind": settings.get("kind", "fields"),
+            "class_names": names}  # fmt: skip
+
+
+def _described(facts: dict) -> str:
+    """``the hpa2021 scheme's 19 classes``: what a run predicts, for messages."""
+    count = len(facts["class_names"])
+    if not facts["scheme"]:
+        return f"{count} classes"
+    return f"the {facts['scheme']} scheme's {count} classes"
+
+
+def check_runs_and_input(
+    runs, data=None, images=None, ids_file=None, thresholds=None, scheme: str | None = None
+) -> dict:
+    """The one check that runs and their input belong together, made before a model loads;
+    returns the runs' facts (``scheme``, ``kind``, ``class_names``).
+
+    ``runs``: run folders, a cv folder or a loaded Run. Refused: runs that predict different
+    classes (an average of a 2018 and a 2021 run means nothing); records or a label or Id
+    file (``ids_file``: a labels file, a sample submission) of another label scheme than
+    the runs' (their class indices would be written or scored as the other scheme's); a
+    cell run given field records or images and a field run given cell records; a
+    ``thresholds`` file tuned for other classes; runs of another ``scheme`` than a run they
+    are mixed with (``predict --image-run``). Records that carry no labels and no Id file
+    say nothing of their scheme and pass.
+    """
+    from hpa_keras.inference.cells import check_run_and_records
+    from hpa_keras.inference.runs import Run, expand_runs
+
+    document = None  # the thresholds to judge with, where a file gives them
+    if isinstance(runs, Run):
+        facts = [_run_facts(runs)]
+    else:
+        folders, document = expand_runs(runs)
+        facts = [_run_facts(folder) for folder in folders]
+    first = facts[0]
+    for other in facts[1:]:
+        if (other["class_names"], other["kind"]) != (first["class_names"], first["kind"]):
+            raise InputError(
+                f"{other['folder']}: predicts {_described(other)} from {other['kind']}, "
+                f"{first['folder']} {_described(first)} from {first['kind']}; "
+                "runs averaged together must predict the same classes from the same input"
+            )
+    predicts = _described(first)
+    if scheme is not None and first["scheme"] != scheme:
+        raise InputError(
+            f"{first['folder']}: predicts {predicts}, the run it is mixed with the {scheme} "
+            "scheme's; both must use one label scheme"
+        )
+    given = []  # (where, scheme) of what the input says of its classes
+    if data is not None:
+        from hpa_keras.data.tfrecords import read_manifest
+
+        manifest = read_manifest(data)
+        check_run_and_records(first["kind"], manifest.get("kind", "fields"), data)
+        named = manifest.get("labeled") or any(s.get("labels") for s in manifest["sources"])
+        if named:
+            given.append((f"{data}: records", manifest["scheme"]))
+    if images is not None and first["kind"] == "cells":
+        raise InputError(
+            f"{images}: an image folder, but the run was trained on cells ({first['folder']}); "
+            "cut the fields into cell records (make-tfrecords --masks) and predict those"
+        )
+    if ids_file is not None:
+        from hpa_keras.data.labels import read_id_file
+
+        given.append((f"{ids_file}: Ids", read_id_file(ids_file).scheme))
+    for where, input_scheme in given:
+        if first["scheme"] and input_scheme != first["scheme"]:
+            count = SCHEMES[input_scheme].num_classes
+            raise InputError(
+                f"{where} in the {input_scheme} scheme ({count} classes), but "
+                f"{first['folder']} predicts {predicts}; predict with a run of the "
+                f"{input_scheme} scheme"
+            )
+    source = runs if document is not None else None
+    if thresholds is not None and not (isinstance(thresholds, str) and thresholds == "own"):
+        from hpa_keras.training.callbacks import read_thresholds_document
+
+        document, source = read_thresholds_document(thresholds), thresholds
+    if document is not None:
+        names = tuple(document.get("class_names") or ())
+        if len(document["thresholds"]) != len(first["class_names"]) or (
+            names and names != first["class_names"]
+        ):
+            raise InputError(
+                f"{source}: {len(document['thresholds'])} thresholds"
+                f"{' of other classes' if names else ''}, but {first['folder']} predicts "
+                f"{predicts}"
+            )
+    return first
 
 
 def training_labels_per_image(runs) -> float | None:
@@ -135,6 +249,7 @@ def predict_ids(
     batch_size: int = 16,
     sources=None,
     thresholds=None,
+    ids_file=None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(probabilities, thresholds)`` of Ids already known, averaged over ``runs``.
 
@@ -150,11 +265,14 @@ def predict_ids(
     without a cv folder or a file are refused: averaged probabilities need
     thresholds tuned on averaged probabilities, not the mean of each run's
     own. ``tta`` defaults to the views the thresholds were tuned with (the
-    file's ``views``, else the runs').
+    file's ``views``, else the runs'). ``ids_file``: the label or Id file the
+    Ids came from, whose scheme must be the runs' (see
+    :func:`check_runs_and_input`, made here before any model loads).
     """
     from hpa_keras.inference.runs import default_views, expand_runs, load_run
     from hpa_keras.training.callbacks import read_thresholds_document
 
+    check_runs_and_input(runs, data=data, ids_file=ids_file, thresholds=thresholds)
     folders, document = expand_runs(runs)
     if thresholds == "own":
         if len(folders) != 1:
@@ -172,14 +290,11 @@ def predict_ids(
             "predictions; make it with `hpa-keras cv` (out-of-fold thresholds) or give "
             "--thresholds FILE"
         )
-    probabilities, own, names = [], [], set()
+    probabilities, own = [], []
     for folder in folders:
         run = load_run(folder)
         probabilities.append(predict_run(run, ids, data, index, folds, tta, batch_size, sources))
         own.append(run.thresholds)
-        names.add(run.class_names)
-    if len(names) > 1:
-        raise InputError("the runs predict different classes; they cannot be averaged")
     chosen = np.asarray(document["thresholds"]) if document else own[0]
     if len(chosen) != len(own[0]):
         raise InputError(f"{len(chosen)} thresholds for models of {len(own[0])} classes")
@@ -216,10 +331,11 @@ def predict_runs(
     runs = run_paths(runs)
     if not runs:
         raise InputError("give at least one run folder (--run)")
+    check_runs_and_input(runs, data, images, ids_file, thresholds)
     ids, index = input_ids(data, images, ids_file, folds)
     probabilities, chosen = predict_ids(
         runs, ids, data=data, index=index, folds=folds, tta=tta, batch_size=batch_size,
-        thresholds=thresholds,
+        thresholds=thresholds, ids_file=ids_file,
     )  # fmt: skip
     return ids, probabilities, chosen
 
@@ -270,13 +386,9 @@ def predict_images(
     from hpa_keras.inference.runs import Run, load_run
     from hpa_keras.inference.submission import submission_labels
 
+    check_runs_and_input(run if isinstance(run, Run) else [run], images=images)
     if not isinstance(run, Run):
         run = load_run(run)
-    if run.kind == "cells":
-        raise InputError(
-            f"{run.folder}: trained on single cells; cut the fields into cell records "
-            "(make-tfrecords --masks) and predict those"
-        )
     views = run.views if tta is None else tta
     check_prediction_settings([run], views)
     ids, index = index_images(images)

@@ -291,17 +291,23 @@ def _load_cv(folder: Path) -> Run:
     )
 
 
+def check_finished_run(folder: str | os.PathLike) -> None:
+    """InputError unless ``folder`` is a run folder that finished (it has its model)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: no such run folder")
+    if not (folder / MODEL_FILE).is_file():
+        hint = " (still training, or interrupted?)" if (folder / "backup").exists() else ""
+        raise InputError(f"{folder}: no {MODEL_FILE}; not a finished run folder{hint}")
+
+
 def _load_one(folder: Path) -> Run:
     """One fit run folder as a Run; InputError on any problem."""
     from hpa_keras.data.pipeline import resolve_channels
     from hpa_keras.models.saving import load_model
     from hpa_keras.training.callbacks import read_thresholds_document
 
-    if not folder.is_dir():
-        raise InputError(f"{folder}: no such run folder")
-    if not (folder / MODEL_FILE).is_file():
-        hint = " (still training, or interrupted?)" if (folder / "backup").exists() else ""
-        raise InputError(f"{folder}: no {MODEL_FILE}; not a finished run folder{hint}")
+    check_finished_run(folder)
     document = read_thresholds_document(folder)
     config = read_run_config(folder)
     try:

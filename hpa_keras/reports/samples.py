@@ -246,7 +246,8 @@ def write_sample_figure(
         from hpa_keras.data.cell_records import cell_label_scheme, read_cell_labels
 
         cell_scheme = cell_label_scheme(cell_labels)
-        cell_classes = read_cell_labels(cell_labels, cell_scheme).get(sample_id, {})
+        # truth=False: a predicted table (predict's _cells.csv) is drawn too
+        cell_classes = read_cell_labels(cell_labels, cell_scheme, truth=False).get(sample_id, {})
         scheme = cell_scheme if labels is None else scheme
     names = get_scheme(scheme).class_names
     figure = sample_figure(channels, sample_id, labels, names, cells=cells,
