@@ -102,3 +102,25 @@ def _paths_under(folder: Path) -> set[Path]:
     for parent, folders, files in os.walk(folder):
         paths.update(Path(parent, name) for name in folders + files)
     return paths
+
+
+def check_output_path(path: str | os.PathLike, kind: str, name: str = "--out") -> None:
+    """InputError naming ``name`` and ``path`` unless a ``kind`` ("file" or "folder") can be
+    written there: checked before any work starts, so a command never computes for minutes
+    and then dies on ``FileExistsError`` or ``IsADirectoryError``. Missing parent folders
+    are fine (writers create them) as long as none of them is a file.
+    """
+    path = Path(path)
+    if kind == "file" and (path.is_dir() or os.fspath(path).endswith(os.sep)):
+        raise InputError(f"{name} {path}: a folder; give a file name")
+    if kind == "folder" and path.exists() and not path.is_dir():
+        raise InputError(f"{name} {path}: a file, not a folder")
+    existing = path if kind == "folder" and path.exists() else path.parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(f"{name} {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK) or (
+        path.exists() and not os.access(path, os.W_OK)
+    ):
+        raise InputError(f"{name} {path}: no permission to write in {existing}")

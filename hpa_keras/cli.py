@@ -16,7 +16,9 @@ reason, and exits with status 2, without a traceback. Heavy modules
 
 import argparse
 import dataclasses
+import logging
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -1246,11 +1248,25 @@ def console_main() -> int:
     arguments = sys.argv[1:]
     log_filter = NativeLogFilter()
     if "--debug" not in arguments and os.environ.get("HPA_KERAS_TF_LOGS") != "1":
+        # Native warnings off too: a failed tf.data op logs the error's whole Python
+        # traceback as a warning, and OpenCV warns of the damaged file the error names.
+        if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") in ("0", "1"):
+            os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+        os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
         log_filter.start()
     try:
-        return main(arguments)
+        status = main(arguments)
     finally:
         log_filter.stop()
+    if "tensorflow" in sys.modules:
+        # After a failed tf.data op (a damaged file read inside the pipeline), TensorFlow's
+        # threads can abort (std::terminate) or hang while the interpreter shuts down. All
+        # that the command writes is written by now: flush and leave without that shutdown.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    return status
 
 
 def main(argv=None) -> int:
@@ -1261,6 +1277,7 @@ def main(argv=None) -> int:
     staging = tempfile.TemporaryDirectory(prefix="hpa-keras-runs-")
     try:
         _check_input_paths(arguments)
+        _check_output_paths(arguments)
         _download_run_urls(arguments, Path(staging.name))
         status = arguments.handler(arguments)
     except InputError as error:
@@ -1275,11 +1292,12 @@ def main(argv=None) -> int:
     except Exception as error:  # a bug, or a failure no check foresaw: one line, not a traceback
         if arguments.debug:
             raise
-        _print_error(
-            arguments.command,
-            f"{_first_line(error)} (unexpected; rerun with --debug for the traceback)",
-            error,
+        hint = (
+            "a corrupt record; hpa-keras verify names the shard"
+            if type(error).__name__ == "DataLossError"  # tf.errors, without importing TensorFlow
+            else "unexpected; rerun with --debug for the traceback"
         )
+        _print_error(arguments.command, f"{_first_line(error)} ({hint})", error)
         return EXIT_FAILURE
     finally:
         staging.cleanup()
@@ -1289,7 +1307,8 @@ def main(argv=None) -> int:
 def _first_line(error: Exception, limit: int = 300) -> str:
     """``Type: the first line of its message``, cut to ``limit`` characters (TensorFlow's
     errors run to pages of graph context)."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:\w+\].*", "", str(error))
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
     text = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -1302,8 +1321,9 @@ def _print_error(command: str, message: str, error: BaseException) -> None:
 
 # Inputs named by the arguments, checked before TensorFlow loads (6-8 s) so that a typo is
 # answered at once. URLs are left to the commands (reaching them needs TensorFlow's file
-# system). Outputs (--out) are the commands' own to check.
+# system). Outputs: _OUTPUTS, below.
 _INPUT_FILES = ("labels", "cell_labels", "submission", "ids", "thresholds")
+_RUN_ARGUMENTS = ("run", "image_run")
 _INPUT_FOLDERS = ("images", "masks")
 _RECORD_FOLDERS = ("data",)
 
@@ -1345,6 +1365,59 @@ def _check_input_paths(arguments) -> None:
                 raise InputError(f"{flag(name)} {path}: {reason}")
 
 
+# What each command writes: command -> {argument: "file" or "folder"}. Checked with the
+# inputs, before any work; an output that is one of the command's inputs is refused too
+# (predict --out train.csv would replace the labels).
+_OUTPUTS = {
+    "demo": {"out": "folder"},
+    "make-demo-data": {"out": "folder"},
+    "show": {"out": "file"},
+    "segment": {"out": "folder"},
+    "make-tfrecords": {"out": "folder"},
+    "fit": {"out": "folder"},
+    "cv": {"out": "folder"},
+    "predict": {"out": "file", "probabilities": "file", "cell_table": "file"},
+    "evaluate": {"out": "folder"},
+    "baseline": {"out": "file"},
+    "cam": {"out": "file"},
+}
+_INPUTS = (*_INPUT_FILES, *_INPUT_FOLDERS, *_RECORD_FOLDERS, *_RUN_ARGUMENTS, "config")
+
+
+def _check_output_paths(arguments) -> None:
+    from hpa_keras import storage
+    from hpa_keras.atomic import check_output_path
+
+    inputs = {}
+    for name in _INPUTS:
+        value = getattr(arguments, name, None)
+        for item in value if isinstance(value, list) else [value]:
+            if item is not None and not storage.is_url(str(item)):
+                inputs[Path(item).resolve()] = name
+    written = {}
+    for name, kind in _OUTPUTS.get(arguments.command, {}).items():
+        value = getattr(arguments, name, None)
+        if value is None or storage.is_url(str(value)):
+            continue
+        flag = "--" + name.replace("_", "-") if name != "out" or kind == "file" else "--out"
+        if arguments.command == "make-demo-data":
+            flag = "OUT"
+        check_output_path(value, kind, flag)
+        resolved = Path(value).resolve()
+        if resolved in inputs:
+            raise InputError(
+                f"{flag} {value}: also the {_flag_name(inputs[resolved])} input; writing there "
+                "would replace it"
+            )
+        if resolved in written:
+            raise InputError(f"{flag} {value}: also given as {written[resolved]}")
+        written[resolved] = flag
+
+
+def _flag_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
 def _check_run_folder(flag: str, path: Path) -> None:
     from hpa_keras.inference.runs import MODEL_FILE
     from hpa_keras.training.cv import CV_FILE
@@ -1369,9 +1442,8 @@ def _check_config_file(path: str) -> None:
     raise InputError(f"--config {path}: no such file (or a shipped recipe: {RECIPE_PREFIX}NAME)")
 
 
-# Arguments naming run or cv folders to read: a URL is copied into a local folder first
-# (a run is a few files; records, which may be terabytes, stream from their URL instead).
-_RUN_ARGUMENTS = ("run", "image_run")
+# Run or cv folders to read (_RUN_ARGUMENTS, above) given as URLs are copied into a local
+# folder first (a run is a few files; records, which may be terabytes, stream from their URL).
 
 
 def _download_run_urls(arguments, staging: Path) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from hpa_keras.cli import main
 from hpa_keras.data.labels import read_labels
+from hpa_keras.errors import InputError
 
 
 @pytest.fixture(scope="module")
@@ -321,3 +322,138 @@ def test_a_training_command_prints_no_tensorflow_start_up_lines(training_records
     assert "best epoch 1 of 1" in result.stdout
     native = [line for line in result.stderr.splitlines() if _NATIVE_LOG_LINE.match(line.encode())]
     assert native == []
+
+
+# Outputs that cannot be written, refused before any work: (arguments, the error's pattern).
+# {file} is an existing file, {run} a finished run, {records} labelled records whose images
+# are {images}.
+BAD_OUTPUTS = (
+    (["segment", "--images", "{images}", "--out", "{file}"], r"--out \S+: a file, not a folder"),
+    (["make-tfrecords", "--images", "{images}", "--out", "{file}"], r"a file, not a folder"),
+    (["evaluate", "--run", "{run}", "--data", "{records}", "--out", "{file}"], r"not a folder"),
+    (["fit", "--data", "{records}", "--out", "{file}", "--tiny"], r"--out \S+: a file, not a"),
+    (["cv", "--data", "{records}", "--out", "{file}/cv", "--tiny"], r"\S+ is a file, not a"),
+    (["make-demo-data", "{file}"], r"OUT \S+: a file, not a folder"),
+    (["predict", "--run", "{run}", "--data", "{records}", "--out", "{tmp}"], r"a folder; give"),
+    (["predict", "--run", "{run}", "--data", "{records}", "--probabilities", "{tmp}"], r"--prob"),
+    (["predict", "--run", "{run}", "--data", "{records}", "--out", "{file}/s.csv"], r"is a file"),
+    (["cam", "--run", "{run}", "--images", "{images}", "--id", "x", "--out", "{tmp}"], r"folder"),
+    (["show", "{images}", "--id", "x", "--out", "{file}/x.png"], r"\S+ is a file, not a folder"),
+    (["evaluate", "--run", "{run}", "--data", "{records}", "--out", "{records}"], r"--data inp"),
+    (["predict", "--run", "{run}", "--data", "{records}", "--out", "{run}"], r"a folder"),
+    (["predict", "--run", "{run}", "--images", "{images}", "--ids", "{file}", "--out", "{file}"],
+     r"also the --ids input"),
+    (["predict", "--run", "{run}", "--data", "{records}", "--probabilities", "submission.csv"],
+     r"also given as --out"),
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "argv, pattern", BAD_OUTPUTS, ids=[" ".join(argv)[:60] for argv, _ in BAD_OUTPUTS]
+)
+def test_an_output_that_cannot_be_written_is_refused_before_any_work(
+    runs, training_records, tmp_path, monkeypatch, capsys, argv, pattern
+):
+    monkeypatch.chdir(tmp_path)
+    file = tmp_path / "a-file"
+    file.write_text("keep me\n")
+    before = sorted(path.name for path in tmp_path.iterdir())
+    names = {
+        "file": file,
+        "run": runs[0],
+        "records": training_records,
+        "images": training_records.parent / "data" / "train",
+        "tmp": tmp_path,
+    }
+    assert main([part.format(**names) for part in argv]) == 2
+    error = capsys.readouterr().err
+    assert len(error.splitlines()) == 1 and re.search(pattern, error), error
+    assert sorted(path.name for path in tmp_path.iterdir()) == before  # nothing written
+    assert file.read_text() == "keep me\n"
+
+
+def _training_images(training_records):
+    return training_records.parent / "data" / "train"
+
+
+def test_a_damaged_image_inside_the_pipeline_is_one_line_without_tracebacks(
+    runs, training_records, tmp_path
+):
+    """The header is sound, the data cut short: read inside tf.data, where TensorFlow used to
+    log the error's whole traceback, twice, before the clear line."""
+    import shutil
+
+    images = tmp_path / "images"
+    shutil.copytree(_training_images(training_records), images)
+    damaged = sorted(images.glob("*_green.png"))[3]
+    damaged.write_bytes(damaged.read_bytes()[:-40])
+    argv = ["predict", "--run", str(runs[0]), "--images", str(images), "--out", "s.csv"]
+    result = subprocess.run(
+        [sys.executable, "-m", "hpa_keras", *argv],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"hpa-keras predict: error: {damaged}: cannot be decoded as an image: a truncated or "
+        "damaged PNG (no end marker)"
+    ]
+    assert not (tmp_path / "s.csv").exists()
+
+
+@pytest.mark.parametrize(
+    "damage, pattern",
+    [
+        (lambda path: path.write_bytes(b""), r"an empty file"),
+        (lambda path: path.write_text("not an image"), r"cannot be read as an image"),
+        (lambda path: path.unlink() or path.mkdir(), r"a folder, not an image file"),
+    ],
+)
+def test_files_are_checked_before_the_pipeline_starts(training_records, tmp_path, damage, pattern):
+    import shutil
+
+    from hpa_keras.data.images import index_image_folder
+    from hpa_keras.data.pipeline import check_image_headers
+
+    images = tmp_path / "images"
+    shutil.copytree(_training_images(training_records), images)
+    index = index_image_folder(images)
+    ids = sorted(index)
+    check_image_headers(index, ids)  # sound files pass
+    damaged = index[ids[2]]["yellow"]
+    damage(damaged)
+    with pytest.raises(InputError, match=pattern) as raised:
+        check_image_headers(index, ids)
+    assert str(damaged) in str(raised.value)
+
+
+def test_a_shard_cut_short_is_named_before_reading_and_a_corrupt_one_points_to_verify(
+    runs, training_records, tmp_path, capsys
+):
+    import shutil
+
+    from hpa_keras.data.pipeline import load_dataset
+
+    records = tmp_path / "records"
+    shutil.copytree(training_records, records)
+    shard = sorted(records.glob("*.tfrecord"))[0]
+    data = shard.read_bytes()
+    shard.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match=rf"{shard}: {len(data) // 2} bytes, the manifest says"):
+        load_dataset(records, training=False)
+    shard.unlink()
+    with pytest.raises(InputError, match=rf"{shard}: shard missing"):
+        load_dataset(records, training=False)
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 0xFF  # same size: only reading finds it
+    shard.write_bytes(bytes(flipped))
+    argv = ["predict", "--run", str(runs[0]), "--data", str(records), "--out", str(tmp_path / "s")]
+    assert main(argv) == 1
+    error = capsys.readouterr().err.splitlines()
+    assert len(error) == 1 and re.fullmatch(
+        r"hpa-keras predict: error: DataLossError: corrupted record at \d+ "
+        r"\(a corrupt record; hpa-keras verify names the shard\)",
+        error[0],
+    ), error

@@ -115,7 +115,7 @@ def test_cli_predict_writes_the_submission(runs, training_records, tmp_path, cap
     assert "40 Ids" in printed and "an ensemble of 2 runs" in printed and "4 views" in printed
     assert len(pd.read_csv(out)) == 40
     assert main(["predict", "--run", str(tmp_path), "--data", str(training_records)]) == 2
-    assert "not a finished run folder" in capsys.readouterr().err
+    assert "neither a finished run (model.keras) nor a cv folder" in capsys.readouterr().err
 
 
 def test_cli_predict_warns_when_labels_per_image_are_far_from_training(

@@ -23,6 +23,7 @@ from hpa_keras.data.pipeline import (
     _make_single_decoder,
     resolve_channels,
     select_shards,
+    shard_files,
 )
 from hpa_keras.data.tfrecords import READ_BUFFER_BYTES, read_manifest
 from hpa_keras.errors import InputError
@@ -63,7 +64,7 @@ def load_cell_bags(
     shards = select_shards(manifest, folds, sources)
     if not shards:
         raise InputError(f"{tfrecord_dir}: no records of folds {folds} and sources {sources}")
-    files = [os.path.join(os.fspath(tfrecord_dir), shard["file"]) for shard in shards]
+    files = shard_files(tfrecord_dir, shards)
     names = resolve_channels(channels)
     from hpa_keras.classes import CHANNELS
 

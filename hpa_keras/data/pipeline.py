@@ -43,6 +43,7 @@ from hpa_keras.classes import CHANNELS
 from hpa_keras.data.tfrecords import READ_BUFFER_BYTES, read_manifest, source_names
 from hpa_keras.distributed import process_share
 from hpa_keras.errors import InputError
+from hpa_keras.storage import is_url
 
 AUTOTUNE = tf.data.AUTOTUNE
 CHANNEL_MODES = {"rgby": CHANNELS, "rgb": ("red", "green", "blue"), "g": ("green",)}
@@ -102,10 +103,15 @@ def select_shards(manifest: dict, folds=None, sources=None) -> list[dict]:
 
 def shard_paths(tfrecord_dir: str | os.PathLike, manifest: dict, folds=None, sources=None) -> list:
     """Paths of the shards of ``folds`` and ``sources``, in the manifest's order."""
-    return [
-        os.path.join(os.fspath(tfrecord_dir), shard["file"])
-        for shard in select_shards(manifest, folds, sources)
-    ]
+    return shard_files(tfrecord_dir, select_shards(manifest, folds, sources))
+
+
+def shard_files(tfrecord_dir: str | os.PathLike, shards: list[dict]) -> list[str]:
+    """The files of manifest entries ``shards``, each checked to be there, whole
+    (:func:`check_shard_files`)."""
+    paths = [os.path.join(os.fspath(tfrecord_dir), shard["file"]) for shard in shards]
+    check_shard_files(paths, shards)
+    return paths
 
 
 def load_dataset(
@@ -175,7 +181,7 @@ def load_dataset(
     if not shards:
         raise InputError(f"{tfrecord_dir}: no records of folds {folds} and sources {sources}")
     shards = process_share(shards, process_count, process_index)
-    files = [os.path.join(os.fspath(tfrecord_dir), shard["file"]) for shard in shards]
+    files = shard_files(tfrecord_dir, shards)
     stored = manifest["image_size"]
     size = image_size or stored
     if crop is not None and not 0 < crop <= size:
@@ -304,6 +310,7 @@ def load_image_folder(
     indices = [CHANNELS.index(name) for name in names]
     errors = ImageFolderErrors()
     ids = [str(sample_id) for sample_id in ids]
+    check_image_headers(index, ids)
     dtype = tf.uint16 if bit_depth == 16 else tf.uint8
 
     def read(sample_id) -> np.ndarray:
@@ -327,6 +334,37 @@ def load_image_folder(
         .prefetch(AUTOTUNE)
     )
     return dataset, errors
+
+
+def check_image_headers(index: dict, ids) -> None:
+    """Every file of the samples ``ids`` exists, is not empty and has the header of an image
+    of a sane size: what can be checked before a pipeline starts, in a fraction of a
+    millisecond a file, so that a bad file is named before TensorFlow's threads run (a
+    file damaged past its header is still named from inside the pipeline)."""
+    from hpa_keras.data.images import image_dimensions
+
+    for sample_id in ids:
+        for path in index[sample_id].values():
+            if path is not None:
+                image_dimensions(path)
+
+
+def check_shard_files(paths, shards) -> None:
+    """Every shard exists and has the size the manifest recorded: a copy cut short or a
+    shard replaced is named before training or prediction starts (``hpa-keras verify``
+    reads every record). Local files only: a URL's size costs a request per shard."""
+    for path, shard in zip(paths, shards, strict=True):
+        if is_url(path) or "bytes" not in shard:
+            continue
+        try:
+            size = os.path.getsize(path)
+        except FileNotFoundError:
+            raise InputError(f"{path}: shard missing (listed in the manifest)") from None
+        if size != shard["bytes"]:
+            raise InputError(
+                f"{path}: {size} bytes, the manifest says {shard['bytes']} (cut short or "
+                "changed since make-tfrecords wrote it; hpa-keras verify checks every record)"
+            )
 
 
 def _record_stream(files, training, seed):

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from hpa_keras.atomic import write_text_atomic
+from hpa_keras.atomic import check_output_path, write_text_atomic
 from hpa_keras.errors import InputError, warn
 from hpa_keras.settings import read_settings_file
 from hpa_keras.training.config import DISPLAY_SETTINGS, TrainingConfig
@@ -98,6 +98,7 @@ def _prepare(out: Path, config: TrainingConfig, folds: list[int], fingerprint: s
         "folds": folds,
         "data_fingerprint": fingerprint,
     }
+    check_output_path(out, "folder", "out")
     file = out / CV_FILE
     if file.is_file():
         previous = read_cv(out)

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from hpa_keras.atomic import atomic_path, write_text_atomic
+from hpa_keras.atomic import atomic_path, check_output_path, write_text_atomic
 from hpa_keras.distributed import barrier, make_placement
 from hpa_keras.errors import InputError, warn
 from hpa_keras.settings import read_settings_file, read_yaml
@@ -722,6 +722,7 @@ def _check_run_folder(folder: Path, config: TrainingConfig, fingerprint: str) ->
     ``fingerprint`` identifies the records being trained on: a restart that names the
     same records by another path (started from another folder, the records moved) resumes.
     """
+    check_output_path(folder, "folder", "out")
     config_path = folder / CONFIG_FILE
     if (folder / MODEL_FILE).exists():
         raise InputError(f"{folder}: holds a finished run ({MODEL_FILE}); choose another --out")
