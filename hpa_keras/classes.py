@@ -77,12 +77,13 @@ class LabelScheme:
     Attributes:
         name: ``"hpa2018"`` or ``"hpa2021"``.
         class_names: the classes, by index.
-        id_column, label_column: the label file's columns.
+        id_column: the label file's Id column.
+        label_column: its label column.
         separator: between the indices of a label set (``" "`` or ``"|"``).
         negative: the index of the "no pattern" class, or ``None``.
         training_counts: images with each class in the challenge's own
             training labels (``scripts/derive_label_statistics.py`` counted
-            them from the files in ``../shared``); for frequency-aware
+            them from the challenge's label files); for frequency-aware
             threshold rules and for comparison.
         training_images: the number of images those counts come from.
         collapses_repeats: a class repeated in one label set counts once
@@ -143,7 +144,7 @@ SCHEMES: dict[str, LabelScheme] = {scheme.name: scheme for scheme in (HPA2018, H
 # and cytoplasmic bodies; the HPA's own 34-to-19 mapping puts focal adhesion sites with
 # actin filaments). Microtubule ends, Cytokinetic bridge and Rods & rings have no 2021
 # class (None). A mapped label set is what the classes correspond to, not a re-annotation:
-# the 2021 labels of a field can differ (../shared has a 2018 Aggresome field labelled
+# the 2021 labels of a field can differ (a real 2018 Aggresome field is labelled
 # Negative in 2021).
 CLASSES_2018_TO_2021: dict[int, int | None] = {
     0: 0, 1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 6, 7: 7,

@@ -28,8 +28,8 @@ The method (all of it scikit-image and SciPy, no model to download):
    cell's number. The masks are enlarged back to the field's size
    (nearest neighbour: numbers are not blended).
 
-Measured against the HPA's own segmenter on the five 2048 px fields of
-``../shared/data/hpa-2021-single-cell`` in README.md ("Cells").
+Measured against the HPA's own segmenter on five real 2048 px 2021 fields
+in the manual (docs/cells.md, "Masks").
 """
 
 import json

@@ -204,7 +204,7 @@ def cut_cells(
 
 
 def cell_features(field_id: str, crop: dict, num_classes: int) -> dict:
-    """The record features a cell adds to a field record's (see README, "Cell records")."""
+    """The record features a cell adds to a field record's (docs/cells.md, "Cell records")."""
     own = crop["cell_labels"]
     if own is not None and any(not 0 <= label < num_classes for label in own):
         raise InputError(f"cell {crop['number']} of {field_id}: label out of range")

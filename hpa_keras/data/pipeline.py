@@ -148,7 +148,7 @@ def load_dataset(
             [0, 1]) or ``"none"`` (the stored uint8 or uint16 pixels, to
             standardize on the device with
             :class:`hpa_keras.models.layers.ChannelStandardization`: the
-            fastest, see README).
+            fastest, see the manual's input pipeline).
         cache: keep decoded images in memory after the first pass.
         repeat: repeat forever; defaults to ``training``.
         shuffle_buffer: records in the shuffle buffer (training only).

@@ -1,6 +1,6 @@
 """TFRecords of HPA samples: the record schema, the manifest, reading back and verifying.
 
-One ``tf.train.Example`` per sample (the schema is in README.md, "TFRecords",
+One ``tf.train.Example`` per sample (the schema is in the manual, docs/tfrecords.md,
 so any TFRecord reader can use the shards):
 
     id        bytes    the sample Id

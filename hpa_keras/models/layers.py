@@ -15,7 +15,7 @@ class ChannelStandardization(keras.layers.Layer):
     Feeding uint8 images from ``load_dataset(..., normalization="none")`` and
     standardizing here moves a quarter of the bytes to the GPU and takes the
     float conversion off the CPU, where it cost the input pipeline more than
-    half its throughput (see README, "Input pipeline"). The statistics are
+    half its throughput (see the manual, docs/tfrecords.md, "Input pipeline"). The statistics are
     part of the saved model, so prediction always uses the ones the model was
     trained with.
 

@@ -22,7 +22,7 @@ The thresholds are tuned on predictions made as ``predict`` will make
 them: the same dihedral views (``--tta``) and tiles, one model per image
 (the one that did not train on it). An ensemble then averages five models,
 whose mean is smoother than any one of them; how well out-of-fold
-thresholds serve the ensemble on new images is measured in the README.
+thresholds serve the ensemble on new images is measured in the manual (docs/results.md).
 """
 
 import dataclasses
