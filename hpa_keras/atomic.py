@@ -110,8 +110,9 @@ def check_output_path(path: str | os.PathLike, kind: str, name: str = "--out") -
     and then dies on ``FileExistsError`` or ``IsADirectoryError``. Missing parent folders
     are fine (writers create them) as long as none of them is a file.
     """
+    given = os.fspath(path)  # Path() would drop a trailing slash: "sub/" names a folder
     path = Path(path)
-    if kind == "file" and (path.is_dir() or os.fspath(path).endswith(os.sep)):
+    if kind == "file" and (path.is_dir() or given.endswith(("/", os.sep))):
         raise InputError(f"{name} {path}: a folder; give a file name")
     if kind == "folder" and path.exists() and not path.is_dir():
         raise InputError(f"{name} {path}: a file, not a folder")

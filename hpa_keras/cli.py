@@ -15,12 +15,14 @@ reason, and exits with status 2, without a traceback. Heavy modules
 """
 
 import argparse
+import contextlib
 import dataclasses
 import logging
 import os
 import re
 import sys
 import tempfile
+import traceback
 from pathlib import Path
 
 from hpa_keras import __version__
@@ -1256,6 +1258,11 @@ def console_main() -> int:
         log_filter.start()
     try:
         status = main(arguments)
+    except SystemExit as exit_:  # argparse's usage errors, --help, --version
+        status = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 2)
+    except BaseException:  # --debug's traceback
+        traceback.print_exc()
+        status = EXIT_FAILURE
     finally:
         log_filter.stop()
     if "tensorflow" in sys.modules:
@@ -1263,8 +1270,9 @@ def console_main() -> int:
         # threads can abort (std::terminate) or hang while the interpreter shuts down. All
         # that the command writes is written by now: flush and leave without that shutdown.
         logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):  # a reader that went away
+                stream.flush()
         os._exit(status)
     return status
 
@@ -1287,7 +1295,9 @@ def main(argv=None) -> int:
         _print_error(arguments.command, "interrupted", error)
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # output piped into head or a closed pager: not an error
-        sys.stderr.close()
+        # Python's recipe: the unwritable rest of stdout goes to /dev/null at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
         return 0
     except Exception as error:  # a bug, or a failure no check foresaw: one line, not a traceback
         if arguments.debug:
@@ -1324,7 +1334,7 @@ def _print_error(command: str, message: str, error: BaseException) -> None:
 # system). Outputs: _OUTPUTS, below.
 _INPUT_FILES = ("labels", "cell_labels", "submission", "ids", "thresholds")
 _RUN_ARGUMENTS = ("run", "image_run")
-_INPUT_FOLDERS = ("images", "masks")
+_INPUT_FOLDERS = ("images", "masks", "dir")  # dir: show's positional image folder
 _RECORD_FOLDERS = ("data",)
 
 
@@ -1406,8 +1416,13 @@ def _check_output_paths(arguments) -> None:
         resolved = Path(value).resolve()
         if resolved in inputs:
             raise InputError(
-                f"{flag} {value}: also the {_flag_name(inputs[resolved])} input; writing there "
-                "would replace it"
+                f"{flag} {value}: also the {_flag_name(inputs[resolved])} input; give the "
+                f"output a {kind} of its own"
+            )
+        if kind == "file" and resolved.exists() and resolved.parent in inputs:
+            raise InputError(
+                f"{flag} {value}: a file of the {_flag_name(inputs[resolved.parent])} input "
+                "folder; writing there would replace it"
             )
         if resolved in written:
             raise InputError(f"{flag} {value}: also given as {written[resolved]}")

@@ -4,6 +4,7 @@ import contextlib
 import logging
 import os
 import re
+import select
 import sys
 import threading
 
@@ -113,6 +114,7 @@ class NativeLogFilter:
     def __init__(self):
         self._original = None
         self._thread = None
+        self._stopping = threading.Event()
 
     def start(self) -> None:
         sys.stderr.flush()
@@ -128,7 +130,14 @@ class NativeLogFilter:
 
     def _forward(self, read: int) -> None:
         pending = b""
-        while chunk := os.read(read, 65536):
+        while True:
+            # Other processes may hold the pipe open after the command is done (the
+            # multiprocessing resource tracker inherits descriptor 2 and outlives the
+            # workers), so the end is "stopping and quiet for a moment", not end-of-file.
+            ready, _, _ = select.select([read], [], [], 0.05)
+            chunk = os.read(read, 65536) if ready else b""
+            if not chunk and (self._stopping.is_set() or ready):
+                break
             pending += chunk
             *lines, pending = pending.split(b"\n")
             kept = [line + b"\n" for line in lines if not _NATIVE_LOG_LINE.match(line)]
@@ -138,14 +147,17 @@ class NativeLogFilter:
         os.close(read)
 
     def _write(self, data: bytes) -> None:
-        while data:
-            data = data[os.write(self._original, data) :]
+        with contextlib.suppress(OSError):  # the terminal or pipe reading us went away
+            while data:
+                data = data[os.write(self._original, data) :]
 
     def stop(self) -> None:
         """Descriptor 2 back to the terminal; what is still in the pipe is passed on first."""
         if self._thread is None:
             return
-        sys.stderr.flush()
-        os.dup2(self._original, 2)  # closes the pipe's last writer in this process
+        with contextlib.suppress(OSError, ValueError):  # stderr closed by a broken pipe
+            sys.stderr.flush()
+        os.dup2(self._original, 2)  # this process writes to the terminal again
+        self._stopping.set()
         self._thread.join(timeout=5)
         self._thread = None

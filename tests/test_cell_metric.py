@@ -357,3 +357,19 @@ def test_cli_evaluate_cells_refuses_in_one_line_and_writes_nothing(tmp_path, cap
     write_submission(tmp_path / "s.csv", [("f1", 30, 24, good)])
     (tmp_path / "cells.csv").write_text("ID,cell,Label\nf1,1,0\nf1,2,0|2\nf1,3,18\n")
     assert main(argv) == 0  # the same files, corrected, are scored
+
+
+@pytest.mark.parametrize("data", [b"ID,cell,Label\nab\xff,1,0\n", b"ID,cell,Label\nab\x00,1,0\n"])
+def test_cell_tables_that_are_not_utf8_text_are_named(tmp_path, data):
+    from hpa_keras.cells.submission import read_submission
+    from hpa_keras.data.cell_records import cell_label_scheme, read_cell_labels
+
+    path = tmp_path / "cells.csv"
+    path.write_bytes(data)
+    for read in (
+        lambda: read_cell_labels(path, "hpa2021"),
+        lambda: cell_label_scheme(path),
+        lambda: read_submission(path, 19),
+    ):
+        with pytest.raises(InputError, match=rf"{path}: not (UTF-8|a CSV) text"):
+            read()

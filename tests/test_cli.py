@@ -2,7 +2,9 @@ import json
 import re
 import subprocess
 import sys
+import tempfile
 import textwrap
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -457,3 +459,87 @@ def test_a_shard_cut_short_is_named_before_reading_and_a_corrupt_one_points_to_v
         r"\(a corrupt record; hpa-keras verify names the shard\)",
         error[0],
     ), error
+
+
+# Outputs that are fine, and must stay accepted: an earlier submission, report or records
+# folder, a run folder to resume, a new nested folder.
+GOOD_OUTPUTS = (
+    ["predict", "--run", "{run}", "--data", "{records}", "--out", "{file}"],
+    ["evaluate", "--run", "{run}", "--data", "{records}", "--out", "{tmp}/report"],
+    ["fit", "--data", "{records}", "--out", "{tmp}/new/deeper/run"],
+    ["make-tfrecords", "--images", "{images}", "--out", "{tmp}/report"],
+    ["cam", "--run", "{run}", "--images", "{images}", "--id", "x", "--out", "{tmp}/c.png"],
+)
+
+
+@pytest.mark.parametrize("argv", GOOD_OUTPUTS, ids=[" ".join(argv)[:60] for argv in GOOD_OUTPUTS])
+def test_outputs_that_can_be_written_pass_the_check(runs, training_records, tmp_path, argv):
+    from hpa_keras.cli import _check_output_paths, build_parser
+
+    file = tmp_path / "submission.csv"
+    file.write_text("Id,Predicted\n")
+    (tmp_path / "report").mkdir()
+    (tmp_path / "report" / "report.html").write_text("an earlier report")
+    names = {
+        "file": file,
+        "run": runs[0],
+        "records": training_records,
+        "images": _training_images(training_records),
+        "tmp": tmp_path,
+    }
+    _check_output_paths(build_parser().parse_args([part.format(**names) for part in argv]))
+
+
+def test_a_file_name_with_a_trailing_slash_is_a_folder(tmp_path):
+    from hpa_keras.atomic import check_output_path
+
+    with pytest.raises(InputError, match="a folder; give a file name"):
+        check_output_path(f"{tmp_path}/sub/", "file")
+    check_output_path(f"{tmp_path}/sub", "file")
+
+
+def test_show_refuses_to_write_over_a_file_of_its_image_folder(training_records, capsys):
+    images = _training_images(training_records)
+    channel = sorted(images.glob("*_red.png"))[0]
+    before = channel.read_bytes()
+    assert main(["show", str(images), "--id", "x", "--out", str(channel)]) == 2
+    assert "a file of the --dir input folder" in capsys.readouterr().err
+    assert channel.read_bytes() == before
+
+
+def test_piped_into_head_the_command_exits_0_and_quietly(tmp_path):
+    """head closes the pipe after one line: not an error (it once exited 1 with a traceback)."""
+    result = subprocess.run(
+        f"set -o pipefail; {sys.executable} -m hpa_keras models --tiny | head -1",
+        shell=True,
+        executable="/bin/bash",
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("model") and result.stderr == ""
+
+
+def test_the_log_filter_does_not_wait_for_processes_that_outlive_the_command():
+    """A spawned pool starts multiprocessing's resource tracker, which inherits descriptor 2
+    and outlives the command: stopping the filter must not wait for it to close."""
+    code = textwrap.dedent(
+        """
+        import multiprocessing, time
+        from hpa_keras.tensorflow_setup import NativeLogFilter
+        if __name__ == "__main__":
+            log_filter = NativeLogFilter()
+            log_filter.start()
+            with multiprocessing.get_context("spawn").Pool(1) as pool:
+                pool.map(abs, [-1])
+            started = time.perf_counter()
+            log_filter.stop()
+            print(round(time.perf_counter() - started, 2))
+        """
+    )
+    script = Path(tempfile.mkdtemp()) / "filter_pool.py"
+    script.write_text(code)
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert float(result.stdout) < 1.0

@@ -284,10 +284,12 @@ def test_thresholds_without_support_fall_back_and_say_why(strategy):
     truth, scores = tiny_tuning_fold()
     own, _ = best_thresholds(truth, scores)
     assert own[3] == 0.0  # the exact search keeps every image of class 3
-    shared, _ = global_threshold(truth, scores)
-    assert shared == pytest.approx(0.525)
+    # The fallback is the global threshold of the supported classes alone (class 0 here);
+    # over all five it would be pulled by the unsupported ones.
+    assert global_threshold(truth, scores)[0] == pytest.approx(0.525)
+    assert global_threshold(truth[:, :1], scores[:, :1])[0] == pytest.approx(0.55)
     thresholds, fallbacks = tune_thresholds(strategy, truth, scores)
-    np.testing.assert_allclose(thresholds, [0.55, 0.525, 0.525, 0.525, 0.5])
+    np.testing.assert_allclose(thresholds, [0.55, 0.55, 0.55, 0.55, 0.5])
     assert [entry["index"] for entry in fallbacks] == [1, 2, 3, 4]
     by_class = {entry["index"]: entry for entry in fallbacks}
     assert by_class[1]["cause"] == "few_positives" and by_class[1]["positives"] == 1
@@ -296,6 +298,15 @@ def test_thresholds_without_support_fall_back_and_say_why(strategy):
     assert by_class[3]["cause"] == "marks_every_image" and by_class[3]["tuned"] == 0.0
     # The global threshold marks every image of class 4 too: the untuned default instead.
     assert by_class[4]["fallback"] == "default" and by_class[4]["threshold"] == 0.5
+    # ... and so where it would mark more than half of them with the class.
+    half = scores.copy()
+    half[:5, 2] = 0.97  # 5 of 8 images over the global 0.55
+    assert tune_thresholds(strategy, truth, half)[0][2] == 0.5
+    half[:, 2] = [0.97] * 4 + [0.1] * 4  # 4 of 8: half, still used
+    assert tune_thresholds(strategy, truth, half)[0][2] == pytest.approx(0.55)
+    # No class supported at all: nothing to share, the untuned default everywhere.
+    none_supported = tune_thresholds(strategy, truth[:, 1:3], scores[:, 1:3])[0]
+    np.testing.assert_array_equal(none_supported, [0.5, 0.5])
     np.testing.assert_array_equal(search_thresholds(strategy, truth, scores), thresholds)
     # Enough positives everywhere and separable scores: every class keeps its own.
     keep = tune_thresholds(strategy, truth[:, :1], scores[:, :1])

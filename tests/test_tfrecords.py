@@ -1,4 +1,5 @@
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -574,3 +575,21 @@ def test_sixteen_bit_rules_and_area_resize(tmp_path):
     assert full.max() <= 16  # 12-bit data stays dark under the full-range rule
     per_image = read_sample(paths, None, "per-image")
     assert per_image.shape == (300, 300, 4) and per_image.max() == 255
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[]", "not a manifest (a JSON list, not an object)"),
+        ('{"format_version": 2}', "not a complete manifest (no num_records"),
+        (b"\xff\xfe{}", "not valid JSON"),
+        ("{", "not valid JSON"),
+    ],
+)
+def test_a_manifest_that_is_not_one_is_named(tmp_path, text, message):
+    from hpa_keras.data.tfrecords import read_manifest
+
+    path = tmp_path / "manifest.json"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(InputError, match=re.escape(message)):
+        read_manifest(tmp_path)

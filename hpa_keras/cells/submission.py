@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from hpa_keras.atomic import write_text_atomic
+from hpa_keras.data.labels import open_csv
 from hpa_keras.errors import InputError
 
 COLUMNS = ("ID", "ImageWidth", "ImageHeight", "PredictionString")
@@ -164,7 +165,7 @@ def read_submission(path: str | os.PathLike, num_classes: int = 19) -> dict[str,
 
 def _read_rows(path: Path, num_classes: int) -> dict[str, FieldPrediction]:
     fields = {}
-    with open(path, newline="", encoding="utf-8-sig") as handle:
+    with open_csv(path) as handle:
         reader = csv.DictReader(handle)
         missing = [column for column in COLUMNS if column not in (reader.fieldnames or [])]
         if missing:

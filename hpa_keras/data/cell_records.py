@@ -33,6 +33,7 @@ from hpa_keras.data.cells import (
     resize_window,
 )
 from hpa_keras.data.images import read_sample
+from hpa_keras.data.labels import open_csv
 from hpa_keras.errors import InputError
 
 CELL_CONTEXTS = ("keep", "zero")
@@ -46,11 +47,7 @@ def cell_record_id(field_id: str, number: int) -> str:
 def cell_label_scheme(path: str | os.PathLike) -> str:
     """The scheme of a cells.csv by its header, as make-demo-data writes them: ``ID`` and
     ``|``-separated labels for 2021, ``Id`` and space-separated for 2018."""
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            header = next(csv.reader(handle), [])
-    except FileNotFoundError:
-        raise InputError(f"{path}: cell label file not found") from None
+    header = next(csv.reader(open_csv(path)), [])
     return "hpa2021" if header and header[0] == "ID" else "hpa2018"
 
 
@@ -76,7 +73,7 @@ def read_cell_labels(
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: cell label file not found")
-    with open(path, newline="", encoding="utf-8-sig") as handle:
+    with open_csv(path) as handle:
         reader = csv.DictReader(handle)
         columns = reader.fieldnames or []
         id_column = next((name for name in ("ID", "Id") if name in columns), None)

@@ -172,6 +172,15 @@ def write_labels(
     write_text_atomic(path, buffer.getvalue())
 
 
+def open_csv(path: str | os.PathLike) -> io.StringIO:
+    """A CSV file's text, ready for ``csv.reader``: read once, decoded as UTF-8 (a byte-order
+    mark dropped), with one line naming the file when it is missing, a folder or not text."""
+    text = _read_text(path)
+    if "\0" in text:
+        raise InputError(f"{path}: not a CSV text file (it holds NUL bytes)")
+    return io.StringIO(text, newline="")
+
+
 def _read_text(path: str | os.PathLike) -> str:
     from hpa_keras.storage import read_bytes
 

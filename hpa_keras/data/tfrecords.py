@@ -217,6 +217,17 @@ def channel_statistics(folds: list[dict], exclude_folds=()) -> tuple[list, list]
     return [round(float(value), 4) for value in mean], [round(float(value), 4) for value in std]
 
 
+# What every manifest, of any format version, holds (the rest is read with defaults).
+MANIFEST_KEYS = (
+    "format_version",
+    "num_records",
+    "image_size",
+    "labeled",
+    "shards",
+    "folds",
+)
+
+
 def read_manifest(folder: str | os.PathLike) -> dict:
     """The manifest of a TFRecord folder, with a clear error when there is none.
 
@@ -235,8 +246,14 @@ def read_manifest(folder: str | os.PathLike) -> dict:
         raise InputError(f"{path}: not found; is this a make-tfrecords output folder?{hint}")
     try:
         manifest = json.loads(read_bytes(path).decode("utf-8"))
-    except json.JSONDecodeError as error:
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise InputError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(manifest, dict):
+        kind = type(manifest).__name__
+        raise InputError(f"{path}: not a manifest (a JSON {kind}, not an object)")
+    missing = [key for key in MANIFEST_KEYS if key not in manifest]
+    if missing:
+        raise InputError(f"{path}: not a complete manifest (no {', '.join(missing)})")
     if manifest.get("format_version") not in READABLE_VERSIONS:
         raise InputError(
             f"{path}: format version {manifest.get('format_version')}, this hpa-keras reads "

@@ -181,7 +181,7 @@ def run_baselines(
     names=BASELINES,
 ) -> list[BaselineResult]:
     """Fit each baseline on the training set and return its probabilities for the test set."""
-    from hpa_keras.training.thresholds import best_thresholds
+    from hpa_keras.training.thresholds import tune_thresholds
 
     train_x = np.asarray(train_features, dtype=np.float32)
     train_y = np.asarray(train_labels).astype(np.int64)
@@ -208,7 +208,8 @@ def run_baselines(
         elif name in learned:
             predict = learned[name]
             out_of_fold = _cross_validated(predict, train_x, train_y, seed)
-            thresholds, _ = best_thresholds(train_y, out_of_fold)
+            # the deep runs' rule: classes without support fall back (training/thresholds.py)
+            thresholds, _ = tune_thresholds("per_class", train_y, out_of_fold)
             results.append(BaselineResult(name, predict(train_x, train_y, test_x), thresholds))
         else:
             raise InputError(f"unknown baseline {name!r}; choose from {', '.join(BASELINES)}")

@@ -770,7 +770,7 @@ def _leave_run_folder_whole(folder: Path, made_folder: bool, resuming: bool, err
     else:
         for entry in folder.iterdir():
             if entry.is_dir():
-                shutil.rmtree(entry)
+                shutil.rmtree(entry, ignore_errors=True)  # the crash's error is the one to see
             else:
                 entry.unlink(missing_ok=True)
 

@@ -25,6 +25,9 @@ ABSENT_CLASS_THRESHOLD = 0.5
 # synthetic scores calibrated per class) measures its held-out F1 at 0.038 below the shared
 # threshold's with 1 positive, 0.007 below with 2, and level from 3 on (gaining from about 10).
 MIN_TUNING_POSITIVES = 3
+# A fallback global threshold that would mark more of the tuning images than this with a
+# class is not used for it (see supported_thresholds).
+MAX_FALLBACK_SHARE = 0.5
 
 
 def best_thresholds(y_true, scores, absent_threshold: float = ABSENT_CLASS_THRESHOLD):
@@ -237,9 +240,13 @@ def supported_thresholds(
     tuning image (a threshold of 0, or at or below the class's lowest score:
     the best cut kept everything, which says only that the scores do not
     separate this class here, and would label every new image with it). It is
-    replaced by the global threshold (:func:`global_threshold` on the same
-    rows), or by ``ABSENT_CLASS_THRESHOLD`` (0.5) where that too would mark
-    every tuning image of the class.
+    replaced by the global threshold, tuned (:func:`global_threshold`) on the
+    same rows but on the supported classes only (those that keep their own),
+    since a threshold shared with the others would inherit their noise; or by
+    ``ABSENT_CLASS_THRESHOLD`` (0.5) where no class is supported, or where
+    the global one would mark more than ``MAX_FALLBACK_SHARE`` (half) of the
+    tuning images with the class (a rare class on half the images is a
+    threshold that does not separate it either).
 
     Returns:
         ``(thresholds, fallbacks)``: one entry per replaced class, with its
@@ -256,6 +263,7 @@ def supported_thresholds(
     count = len(truth)
     positives = truth.sum(axis=0)
     lowest = scores.min(axis=0)
+    supported = (positives >= min_positives if per_class else True) & (thresholds > lowest)
     shared = None
     fallbacks = []
     for column in range(len(thresholds)):
@@ -271,8 +279,13 @@ def supported_thresholds(
         else:
             continue
         if shared is None:
-            shared = global_threshold(truth, scores)[0]
-        usable = shared > lowest[column]
+            shared = (
+                global_threshold(truth[:, supported], scores[:, supported])[0]
+                if supported.any()
+                else ABSENT_CLASS_THRESHOLD
+            )
+        marked = float(np.mean(scores[:, column] >= shared))
+        usable = bool(supported.any()) and shared > lowest[column] and marked <= MAX_FALLBACK_SHARE
         fallbacks.append(
             {
                 "index": column,
