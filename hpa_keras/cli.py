@@ -946,8 +946,15 @@ def add_evaluate(commands) -> None:
         nargs="+",
         default=None,
         help="with --data: fold(s) to evaluate (default: the runs' validation fold if they "
-        "trained on --data, else all); runs validated on one source (--validate-source) are "
-        "scored on that source's images",
+        "trained on --data, else all)",
+    )
+    evaluate.add_argument(
+        "--source",
+        nargs="+",
+        metavar="NAME",
+        default=None,
+        help="with --data: the source(s) to score, or all (default: the source the runs were "
+        "validated on with --validate-source, else all)",
     )
     evaluate.add_argument("--out", default="report", help="report folder (default: report)")
     cells = evaluate.add_argument_group(
@@ -983,6 +990,7 @@ def run_evaluate(arguments) -> None:
         arguments.run,
         data=arguments.data,
         folds=arguments.fold,
+        sources=_chosen_sources(arguments),
         images=arguments.images,
         labels_file=arguments.labels,
         tta=arguments.tta,
@@ -998,6 +1006,19 @@ def run_evaluate(arguments) -> None:
     print(f"wrote {written['report.html']} and {len(written) - 1} more files in {arguments.out}")
     for message in evaluation.warnings():
         warn(message)
+
+
+def _chosen_sources(arguments):
+    """evaluate's --source: None (the runs' default), or the names, ``all`` being every one."""
+    if arguments.source is None:
+        return None
+    if not arguments.data:
+        raise InputError("--source chooses among the sources of --data's records")
+    if arguments.source == ["all"]:
+        from hpa_keras.data.tfrecords import read_manifest, source_names
+
+        return source_names(read_manifest(arguments.data))
+    return arguments.source
 
 
 # ------------------------------------------------------------------ baseline

@@ -207,6 +207,15 @@ def test_validation_on_one_source(two_sources, tmp_path):
     assert f"{len(kaggle_fold0)} images (fold 0; kaggle only)" in summary_line(named)
     every_source = evaluate_runs([run], data=records, folds=[0], sources=["kaggle", "hpa-v18"])
     assert every_source.ids == dataset_ids(records, folds=[0])
+    # At the command line: --source all (or names) overrides the run's validation source.
+    from hpa_keras.cli import main
+
+    for choice, count in ((["all"], len(dataset_ids(records, folds=[0]))), (["kaggle"], None)):
+        out = tmp_path / f"report-{choice[0]}"
+        argv = ["evaluate", "--run", str(run), "--data", str(records), "--out", str(out)]
+        assert main([*argv, "--source", *choice]) == 0
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["samples"] == (count or len(kaggle_fold0)), summary
 
 
 def test_fit_says_what_it_trains_and_reports_a_source_left_to_validation(
