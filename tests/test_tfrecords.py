@@ -11,8 +11,8 @@ import pytest
 
 from hpa_keras.classes import CHANNELS
 from hpa_keras.cli import main
-from hpa_keras.data import conversion, tfrecords
-from hpa_keras.data.conversion import ConversionSettings, make_tfrecords
+from hpa_keras.data import tfrecords
+from hpa_keras.data.conversion import ConversionSettings, make_tfrecords, shards
 from hpa_keras.data.images import index_image_folder, read_sample
 from hpa_keras.data.labels import read_labels
 from hpa_keras.data.splits import fold_balance, random_folds, stratified_folds
@@ -193,7 +193,7 @@ def test_stratified_folds_on_a_toy_case():
 
 def test_interrupted_run_resumes_to_identical_shards(dataset, tmp_path, monkeypatch):
     reference = convert(dataset, tmp_path / "reference")
-    original = conversion.serialize_example
+    original = shards.serialize_example  # the shard writer's name for it
     calls = {"count": 0}
 
     def interrupted(*arguments, **options):
@@ -202,7 +202,7 @@ def test_interrupted_run_resumes_to_identical_shards(dataset, tmp_path, monkeypa
             raise KeyboardInterrupt
         return original(*arguments, **options)
 
-    monkeypatch.setattr(conversion, "serialize_example", interrupted)
+    monkeypatch.setattr(shards, "serialize_example", interrupted)
     with pytest.raises(KeyboardInterrupt):
         convert(dataset, tmp_path / "run")
     out = tmp_path / "run"
@@ -211,7 +211,7 @@ def test_interrupted_run_resumes_to_identical_shards(dataset, tmp_path, monkeypa
     finished = sorted(path.name for path in out.glob("*.tfrecord"))
     assert 1 <= len(finished) < 6
 
-    monkeypatch.setattr(conversion, "serialize_example", original)
+    monkeypatch.setattr(shards, "serialize_example", original)
     resumed = convert(dataset, out)
     assert resumed["shards"] == reference["shards"]  # same names, counts, sha256
     assert verify_tfrecords(out, progress=False) == []
@@ -224,14 +224,15 @@ def test_killed_process_resumes_without_loss_or_duplicates(dataset, tmp_path):
     script = textwrap.dedent(f"""
         import os, signal
         from hpa_keras.data import conversion
-        original = conversion.serialize_example
+        from hpa_keras.data.conversion import shards
+        original = shards.serialize_example
         count = [0]
         def dying(*arguments, **options):
             count[0] += 1
             if count[0] == 11:
                 os.kill(os.getpid(), signal.SIGKILL)
             return original(*arguments, **options)
-        conversion.serialize_example = dying
+        shards.serialize_example = dying
         conversion.make_tfrecords(
             {str(dataset / "train")!r}, {str(out)!r}, labels={str(dataset / "train.csv")!r},
             settings=conversion.ConversionSettings(num_folds=3, num_shards=6),
