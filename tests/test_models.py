@@ -51,6 +51,41 @@ def test_registry_names():
     )
 
 
+def test_each_model_is_one_record_and_the_tables_are_views_of_the_records():
+    from hpa_keras.models import (
+        BACKBONE_MODELS,
+        DESCRIPTIONS,
+        FIXED_SIZE_MODELS,
+        MODELS,
+        PARAMETER_COUNTS,
+        REGISTRY,
+        ModelRecord,
+        model_record,
+    )
+    from hpa_keras.models.applications import BACKBONES
+
+    assert list(REGISTRY) == list_models() == list(MODELS) == list(DESCRIPTIONS)
+    for name, record in REGISTRY.items():
+        assert isinstance(record, ModelRecord) and record.name == name
+        assert model_record(name.upper()) is record
+        assert MODELS[name] == record.builder and DESCRIPTIONS[name] == record.description
+        assert TINY_OPTIONS[name] == record.tiny_options
+        assert PARAMETER_COUNTS[name] == record.parameters
+        assert (name in BACKBONE_MODELS) == record.backbone
+        assert (name in FIXED_SIZE_MODELS) == record.fixed_size
+    assert FIXED_SIZE_MODELS == ("capsnet",)
+    # What applications.py knows of a backbone (how to build it, its weight file) agrees
+    # with its record: every backbone model has a trunk there, and "imagenet" is offered
+    # exactly where Keras publishes a weight file.
+    assert set(BACKBONES) == set(BACKBONE_MODELS)
+    for name in BACKBONE_MODELS:
+        assert REGISTRY[name].input_scaling in ("torch", "caffe", "tf")
+        assert ("imagenet" in REGISTRY[name].weights) == (BACKBONES[name].weights_file is not None)
+        assert tiny(name).get_layer("preprocessing").mode == REGISTRY[name].input_scaling
+    with pytest.raises(ValueError, match="only one, has input_scaling"):
+        ModelRecord("x", "m:f", "x", 1, backbone=True)
+
+
 @pytest.mark.parametrize("name", list_models())
 def test_output_shape_range_and_dtype(name):
     model = tiny(name)
@@ -406,3 +441,4 @@ def test_fit_command_names_the_closest_model(tmp_path, capsys):
     assert status == 2
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and "did you mean densenet121?" in error[0] and "capsnet" in error[0]
+

@@ -4,7 +4,8 @@
     >>> model = build_model("gapnet", input_shape=(256, 256, 4))
 
 Every builder is ``build_<name>(input_shape, num_classes, weights, **options)``
-and returns an uncompiled ``keras.Model`` (see :mod:`hpa_keras.models.registry`).
+and returns an uncompiled ``keras.Model``; each model is one record of
+``REGISTRY`` (see :mod:`hpa_keras.models.registry`).
 """
 
 from hpa_keras._lazy import lazy_exports
@@ -12,6 +13,9 @@ from hpa_keras._lazy import lazy_exports
 __getattr__, __dir__, __all__ = lazy_exports(
     __name__,
     {
+        "REGISTRY": "registry",
+        "ModelRecord": "registry",
+        "model_record": "registry",
         "MODELS": "registry",
         "DESCRIPTIONS": "registry",
         "BACKBONE_MODELS": "registry",

@@ -45,6 +45,7 @@ import numpy as np
 
 from hpa_keras.errors import InputError
 from hpa_keras.models.layers import BackbonePreprocessing, ChannelMixing, classification_head
+from hpa_keras.models.registry import REGISTRY
 
 FOURTH_CHANNEL_RULES = ("red", "mean", "zero")
 KERAS_WEIGHTS = "https://storage.googleapis.com/tensorflow/keras-applications/"
@@ -52,10 +53,10 @@ KERAS_WEIGHTS = "https://storage.googleapis.com/tensorflow/keras-applications/"
 
 @dataclass(frozen=True)
 class Backbone:
-    """One pretrained trunk: how to build it and what its weights expect."""
+    """One pretrained trunk: how to build it and where its weights are (the input scaling
+    they expect is the model's registry record's ``input_scaling``)."""
 
     application: str | None  # the keras.applications function, None when built here
-    preprocessing: str  # caffe, torch or tf
     weights_file: str | None  # Keras' notop weight file
     weights_folder: str = ""  # where Keras publishes it, under KERAS_WEIGHTS
     options: tuple = ()  # extra keyword arguments of the application
@@ -69,13 +70,12 @@ class Backbone:
 
 def _densenet(application):
     file = f"{application.lower()}_weights_tf_dim_ordering_tf_kernels_notop.h5"
-    return Backbone(application, "torch", file, "densenet")
+    return Backbone(application, file, "densenet")
 
 
 def _efficientnet(variant):
     return Backbone(
         f"EfficientNetV2{variant.upper()}",
-        "torch",
         f"efficientnetv2-{variant}_notop.h5",
         "efficientnet_v2",
         (("include_preprocessing", False),),
@@ -86,7 +86,7 @@ BACKBONES = {
     "densenet121": _densenet("DenseNet121"),
     "densenet169": _densenet("DenseNet169"),
     "resnet50": Backbone(
-        "ResNet50", "caffe", "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5", "resnet"
+        "ResNet50", "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5", "resnet"
     ),
     "efficientnetv2_b0": _efficientnet("b0"),
     "efficientnetv2_b1": _efficientnet("b1"),
@@ -94,15 +94,13 @@ BACKBONES = {
     "efficientnetv2_b3": _efficientnet("b3"),
     "convnext_tiny": Backbone(
         "ConvNeXtTiny",
-        "torch",
         "convnext_tiny_notop.h5",
         "convnext",
         (("include_preprocessing", False),),
     ),
-    "resnet34": Backbone(None, "torch", None),
+    "resnet34": Backbone(None, None),
     "inception_resnet_v2": Backbone(
         "InceptionResNetV2",
-        "tf",
         "inception_resnet_v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
         "inception_resnet_v2",
     ),
@@ -350,7 +348,7 @@ def _backbone(name, input_shape, weights_path, fourth_channel, variant):
         else:
             twin = _trunk(name, three, weights_path, variant)
         widened = _trunk(name, input_shape, None, variant)
-    bgr = BACKBONES[name].preprocessing == "caffe"
+    bgr = REGISTRY[name].input_scaling == "caffe"
     copy_weights_widening_first_conv(twin, widened, fourth_channel, bgr=bgr)
     return widened
 
@@ -366,7 +364,7 @@ def _four_channel_model(name, input_shape, num_classes, weights, fourth_channel,
     backbone.name = "backbone"
     inputs = keras.Input(input_shape, name="images")
     scaled = BackbonePreprocessing(
-        BACKBONES[name].preprocessing, fourth_channel, name="preprocessing"
+        REGISTRY[name].input_scaling, fourth_channel, name="preprocessing"
     )(inputs)
     outputs = classification_head(backbone(scaled), num_classes, dropout=dropout)
     return keras.Model(inputs, outputs, name=name)
@@ -391,7 +389,7 @@ def _four_channel_builder(name: str, title: str):
     build.__name__ = build.__qualname__ = f"build_{name}"
     build.__doc__ = (
         f"{title} for pixel inputs (0-255, RGBY): its ImageNet input scaling "
-        f"({BACKBONES[name].preprocessing}), a 4-channel first convolution (the fourth "
+        f"({REGISTRY[name].input_scaling}), a 4-channel first convolution (the fourth "
         "channel's filters by ``fourth_channel``), a dropout and sigmoid head; "
         '``variant="tiny"`` for tests.'
     )
@@ -433,7 +431,9 @@ def build_inception_resnet_v2(
         raise InputError(f"variant {variant!r}: use 'full' or 'tiny'")
     weights_path = resolve_weights("inception_resnet_v2", weights)
     inputs = keras.Input(input_shape, name="images")
-    scaled = BackbonePreprocessing("tf", name="preprocessing")(inputs)
+    scaled = BackbonePreprocessing(
+        REGISTRY["inception_resnet_v2"].input_scaling, name="preprocessing"
+    )(inputs)
     mixed = ChannelMixing(mix, trainable=trainable_mix, name="channel_mixing")(scaled)
     if variant == "full":
         backbone = _application_trunk("inception_resnet_v2", (*input_shape[:-1], 3), weights_path)
