@@ -442,3 +442,36 @@ def test_fit_command_names_the_closest_model(tmp_path, capsys):
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and "did you mean densenet121?" in error[0] and "capsnet" in error[0]
 
+
+def task_statistics():
+    return {"channel_mean": [20.0, 30.0, 10.0, 25.0], "channel_std": [30.0, 40.0, 20.0, 35.0]}
+
+
+def test_task_model_wraps_the_core_in_standardization_augmentation_and_pixels():
+    from hpa_keras.models import build_task_model
+
+    model, core = build_task_model(
+        "gapnet", num_classes=28, model_options=TINY_OPTIONS["gapnet"], **task_statistics()
+    )
+    assert model.name == "hpa_gapnet" and model.layers[-1] is core
+    assert [layer.name for layer in model.layers] == [
+        "images", "standardization", "augmentation", "gapnet",
+    ]  # fmt: skip
+    assert model.input.dtype == "uint8" and tuple(model.input.shape) == (None, None, None, 4)
+    # A backbone gets pixel units back (its own input scaling is inside it); the stains it
+    # reads are picked from the four statistics, for the inverse too.
+    model, core = build_task_model(
+        "densenet121", num_classes=19, channels="rgb", bit_depth=16, input_size=32,
+        dihedral=False, brightness=0.0, contrast=0.0, model_options={"variant": "tiny"},
+        **task_statistics(),
+    )  # fmt: skip
+    assert [layer.name for layer in model.layers] == [
+        "images", "standardization", "pixels", core.name,
+    ]  # fmt: skip
+    pixels = model.get_layer("pixels")
+    assert pixels.mean == [20.0, 30.0, 10.0] and pixels.std == [30.0, 40.0, 20.0]
+    assert pixels.scale == pytest.approx(1 / 257) and model.input.dtype == "uint16"
+    images16 = np.random.default_rng(0).integers(0, 65535, (2, 32, 32, 3)).astype("uint16")
+    assert keras.ops.convert_to_numpy(model(images16)).shape == (2, 19)
+    with pytest.raises(InputError, match="capsnet takes one input size"):
+        build_task_model("capsnet", num_classes=28, **task_statistics())

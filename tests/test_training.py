@@ -399,6 +399,64 @@ def test_fit_one_epoch_writes_the_run_folder(training_records, tmp_path):
     assert saved.model_options == TINY_OPTIONS["gapnet"] and saved.epochs == 1
 
 
+def _settings_of_layers(model) -> list:
+    """The configs of the layers before the core, those of a Sequential's one by one (its
+    input layer's name is numbered by Keras per process)."""
+    configs = []
+    for layer in model.layers[:-1]:
+        inner = getattr(layer, "layers", [layer])
+        configs.extend((layer.name, part.get_config()) for part in inner)
+    return configs
+
+
+class _KeepStartingModel(keras.callbacks.Callback):
+    """The model ``fit`` trains, as it starts: its layers and initial weights."""
+
+    def on_train_begin(self, logs=None):
+        self.layers = [(layer.name, type(layer).__name__) for layer in self.model.layers]
+        self.configs = _settings_of_layers(self.model)
+        self.weights = [np.array(value) for value in self.model.get_weights()]
+
+
+def test_fit_trains_the_model_build_task_model_builds_in_a_notebook(training_records, tmp_path):
+    from hpa_keras.data.tfrecords import read_manifest
+    from hpa_keras.models import build_task_model, task_model_settings
+    from hpa_keras.training.fit import fit
+
+    config = tiny_config(training_records, tmp_path / "run", seed=3, rotation=0.1)
+    started = _KeepStartingModel()
+    fit(config, [started])
+    # A notebook: the same settings, from the config and the records' manifest, or spelled
+    # out as keywords, and the same seed.
+    settings = task_model_settings(config, read_manifest(training_records))
+    assert settings["model"] == "gapnet" and settings["input_size"] == 32  # whole fields
+    keras.utils.set_random_seed(config.seed)
+    model, core = build_task_model(**settings)
+    keras.utils.set_random_seed(config.seed)
+    spelled_out, _ = build_task_model(
+        "gapnet",
+        num_classes=28,
+        channel_mean=settings["channel_mean"],
+        channel_std=settings["channel_std"],
+        input_size=32,
+        model_options=TINY_OPTIONS["gapnet"],
+        rotation=0.1,
+        seed=3,
+    )
+    images = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 4)).astype("uint8")
+    for built in (model, spelled_out):
+        assert [(layer.name, type(layer).__name__) for layer in built.layers] == started.layers
+        assert _settings_of_layers(built) == started.configs
+        for value, expected in zip(built.get_weights(), started.weights, strict=True):
+            np.testing.assert_array_equal(value, expected)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(spelled_out(images)),
+        keras.ops.convert_to_numpy(model(images)),
+        rtol=1e-6,
+    )
+    assert core is model.layers[-1]
+
+
 class _StopAfterEpoch(keras.callbacks.Callback):
     """Simulates a kill right after an epoch was backed up."""
 

@@ -14,9 +14,10 @@ A run trains one model on the folds of a make-tfrecords folder other than
       best-epochNNN.weights.h5  the best epoch's weights, named in thresholds.json
       backup/              while running: the state a restarted run resumes from
 
-The saved model contains the per-channel standardization (statistics of the
-training folds only) and the augmentation layers (inactive at inference), so
-it takes the uint8 images of ``load_dataset(..., normalization="none")``
+The saved model (:func:`hpa_keras.models.build_task_model`, which a notebook
+calls with the same settings) contains the per-channel standardization
+(statistics of the training folds only) and the augmentation layers (inactive
+at inference), so it takes the uint8 images of ``load_dataset(..., normalization="none")``
 directly and predicts the same way wherever it is loaded.
 
 Started again with the same command after being killed, a run resumes after
@@ -172,68 +173,6 @@ def input_settings(config: TrainingConfig, manifest: dict) -> dict:
         # when a run's decisions give far more or fewer.
         "labels_per_image": labels_per_image(manifest, training_folds(manifest, config.fold)),
     }
-
-
-def build_training_model(config: TrainingConfig, manifest: dict):
-    """``(model, core)``: images -> standardization -> augmentation -> ``core``.
-
-    The input is the stored pixel type (uint8, or uint16 for 16-bit records).
-    Trained on crops, the model takes fields of any size (``(None, None, C)``),
-    so it can see whole fields at validation and prediction; only models of
-    one input size (capsnet) are built at the crop size. ``core`` is the
-    registry model (its backbone is what two-stage training freezes);
-    standardization uses the statistics of the training folds only.
-    """
-    import keras
-
-    from hpa_keras.data.pipeline import resolve_channels
-    from hpa_keras.data.tfrecords import channel_statistics
-    from hpa_keras.models import build_model
-    from hpa_keras.models.augmentation import make_augmentation
-    from hpa_keras.models.layers import ChannelStandardization
-    from hpa_keras.models.registry import BACKBONE_MODELS, FIXED_SIZE_MODELS
-
-    size = field_size(config, manifest)
-    channels = resolve_channels(config.channels)
-    if config.crop is not None:
-        side = config.crop if config.model in FIXED_SIZE_MODELS else None
-    else:
-        side = size
-    shape = (side, side, len(channels))
-    mean, std = channel_statistics(manifest["folds"], exclude_folds=[config.fold])
-    statistics = {"channel_mean": mean, "channel_std": std}
-    core = build_model(
-        config.model,
-        input_shape=shape,
-        num_classes=manifest["num_classes"],
-        weights=config.weights,
-        **config.model_options,
-    )
-    dtype = "uint16" if manifest["bit_depth"] == 16 else "uint8"
-    inputs = keras.Input(shape, dtype=dtype, name="images")
-    features = ChannelStandardization.from_manifest(statistics, channels, name="standardization")(
-        inputs
-    )
-    augmentation = make_augmentation(
-        dihedral=config.dihedral,
-        rotation=config.rotation,
-        zoom=config.zoom,
-        brightness=config.brightness,
-        contrast=config.contrast,
-        seed=config.seed,
-    )
-    if augmentation.layers:
-        features = augmentation(features)
-    if config.model in BACKBONE_MODELS:
-        # Pretrained backbones scale pixels as their weights expect (BackbonePreprocessing):
-        # back to pixel units (16-bit ones to the 0-255 range), after augmenting in
-        # standard-deviation units like every other model.
-        features = ChannelStandardization(
-            mean, std, inverse=True, scale=1 / 257 if manifest["bit_depth"] == 16 else 1.0,
-            name="pixels",
-        )(features)  # fmt: skip
-    outputs = core(features)
-    return keras.Model(inputs, outputs, name=f"hpa_{config.model}"), core
 
 
 def make_loss(config: TrainingConfig, class_counts, num_samples: int):
@@ -591,6 +530,7 @@ def _fit(
     import keras
 
     from hpa_keras.models import freeze_backbone, unfreeze
+    from hpa_keras.models.task import build_task_model, task_model_settings
     from hpa_keras.reports.tables import fallback_lines, threshold_table
     from hpa_keras.training.callbacks import ThresholdSearch
 
@@ -599,7 +539,7 @@ def _fit(
     run = _Run(config, manifest, resuming, placement)
     folder = run.folder
     with placement.scope():
-        cell_model, core = build_training_model(config, manifest)
+        cell_model, core = build_task_model(**task_model_settings(config, manifest))
         model = _trained_model(cell_model, config, manifest)
         search = ThresholdSearch(
             run.validation_data,
@@ -799,13 +739,14 @@ def find_learning_rate_for(config: TrainingConfig, steps: int = 100) -> dict:
 
     import_tensorflow_quietly()
     from hpa_keras.data.tfrecords import read_manifest
+    from hpa_keras.models.task import build_task_model, task_model_settings
     from hpa_keras.reports.figures import save_figure
     from hpa_keras.training.callbacks import find_learning_rate
 
     config.validate()
     manifest = read_manifest(config.data)
     run = _Run(config, manifest, resuming=False)
-    model, core = build_training_model(config, manifest)
+    model, core = build_task_model(**task_model_settings(config, manifest))
     run.compile(model, core, config.lr, schedule="constant")  # the test sets the rate itself
     finder = find_learning_rate(model, run.train_data, steps=steps)
     path = config.run_dir / LR_FINDER_FILE
