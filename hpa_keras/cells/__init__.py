@@ -2,6 +2,7 @@
 
     >>> from hpa_keras.cells import segment_field, segment_folder, match_cells
     >>> from hpa_keras.cells import read_submission, submission_fields, mean_average_precision
+    >>> from hpa_keras.cells import score_cell_submission
 
 The mask files themselves (names, rules, reading, crops) are
 :mod:`hpa_keras.data.cells`.
@@ -26,5 +27,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "prediction_string": "submission",
         "encode_binary_mask": "submission",
         "decode_binary_mask": "submission",
+        "score_cell_submission": "scoring",
+        "format_cell_score": "scoring",
     },
 )

@@ -1,6 +1,8 @@
-"""Using finished runs: loading, prediction with test-time augmentation, evaluation, Grad-CAM.
+"""Using finished runs: loading, prediction with test-time augmentation (fields and cells),
+evaluation, Grad-CAM.
 
 >>> from hpa_keras.inference import load_run, predict_images, predict_runs, evaluate_runs
+>>> from hpa_keras.inference import predict_cells
 """
 
 from hpa_keras._lazy import lazy_exports
@@ -18,6 +20,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "predict_runs": "predict",
         "predict_ids": "predict",
         "predict_images": "predict",
+        "predict_cells": "cell_prediction",
         "MeanOfModels": "tta",
         "submission_labels": "submission",
         "write_submission": "submission",

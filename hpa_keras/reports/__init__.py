@@ -23,6 +23,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "label_distribution_figure": "evaluation",
         "cam_figure": "cam",
         "format_table": "tables",
+        "manifest_summary": "manifest",
         "write_report": "html",
     },
 )

@@ -1,0 +1,121 @@
+"""Predicting cells: a cell run (``fit`` on cell records) over cell records, optionally
+mixed with a field run's predictions of each cell's field, written as the 2021
+submission and the per-cell table. What ``hpa-keras predict`` does for a cell run."""
+
+import os
+from pathlib import Path
+
+from hpa_keras.data.tfrecords import read_manifest
+from hpa_keras.errors import InputError
+from hpa_keras.inference.cells import mix_with_fields, write_cell_predictions
+from hpa_keras.inference.predict import check_runs_and_input, predict_runs
+
+
+def default_cell_table(out: str | os.PathLike) -> Path:
+    """The per-cell table beside a submission: ``submission.csv`` -> ``submission_cells.csv``."""
+    out = Path(out)
+    return out.with_name(out.stem + "_cells.csv")
+
+
+def check_cell_prediction(
+    runs,
+    data,
+    masks=None,
+    thresholds=None,
+    image_runs=None,
+    image_data=None,
+    image_images=None,
+) -> dict:
+    """Before any model loads: the cell ``runs`` and their cell records ``data`` belong
+    together (:func:`~hpa_keras.inference.predict.check_runs_and_input`), and so do
+    ``image_runs`` (a field run or cv folder of the same label scheme) and their fields
+    (``image_data`` records or an ``image_images`` folder). Returns the runs' facts with
+    ``masks``: the masks given, else those the records were cut from (their manifest's)."""
+    facts = check_runs_and_input(runs, data=data, thresholds=thresholds)
+    if facts["kind"] != "cells":
+        raise InputError(f"{facts['folder']}: predicts whole fields; cells need a cell run")
+    if image_runs:
+        if not (image_data or image_images):
+            raise InputError(
+                "--image-run needs the fields to predict: --image-data or --image-images"
+            )
+        image_facts = check_runs_and_input(
+            image_runs, data=image_data, images=image_images, scheme=facts["scheme"]
+        )
+        if image_facts["kind"] != "fields":
+            raise InputError(f"{image_runs[0]}: --image-run takes a run trained on whole fields")
+    masks = masks or (read_manifest(data).get("cells") or {}).get("masks")
+    if masks is None:
+        raise InputError(f"{data}: the records name no masks; give the masks they were cut from")
+    return {**facts, "masks": masks}
+
+
+def predict_cells(
+    runs,
+    data: str | os.PathLike,
+    out: str | os.PathLike,
+    table: str | os.PathLike | None = None,
+    masks: str | os.PathLike | None = None,
+    tta: int | None = None,
+    batch_size: int = 16,
+    thresholds=None,
+    image_runs=None,
+    image_data=None,
+    image_images=None,
+    image_weight: float = 0.5,
+) -> dict:
+    """Predict every cell of cell records with a cell run (or ensemble) and write the 2021
+    submission (``out``: every cell of every field, every class with its probability) and
+    the per-cell table (``table``; default: ``out``'s name with ``_cells.csv``: each cell's
+    classes over the run's thresholds and its probabilities).
+
+    Args:
+        runs: a cell run folder, several with ``thresholds``, or a cv folder of cell runs.
+        data: the cell records (``make-tfrecords --masks``).
+        masks: the masks the records were cut from (default: the records' manifest's).
+        tta, batch_size, thresholds: as :func:`~hpa_keras.inference.predict.predict_runs`.
+        image_runs: also a field run (or cv folder) whose probabilities for each cell's
+            field are mixed in: ``(1 - image_weight) * cell + image_weight * field``;
+            its fields are ``image_data`` (field records) or ``image_images`` (a folder).
+
+    Returns ``fields``, ``cells``, ``cells_with_a_class``, ``out`` and ``table``, and what
+    was written: the records' ``ids``, their ``probabilities`` (mixed, with ``image_runs``)
+    and the ``thresholds`` they were judged with.
+
+    >>> predict_cells(["runs/cells"], "records_cells", "submission.csv")  # doctest: +SKIP
+    """
+    facts = check_cell_prediction(
+        runs, data, masks, thresholds, image_runs, image_data, image_images
+    )
+    if image_runs and not 0 <= image_weight <= 1:
+        raise InputError(f"--image-weight must be in [0, 1], got {image_weight}")
+    ids, probabilities, chosen = predict_runs(
+        runs, data=data, tta=tta, batch_size=batch_size, thresholds=thresholds
+    )
+    if image_runs:
+        field_ids, field_probabilities, _ = predict_runs(
+            image_runs, data=image_data, images=image_images, batch_size=batch_size
+        )
+        probabilities = mix_with_fields(
+            ids, probabilities, field_ids, field_probabilities, image_weight
+        )
+    table = Path(table) if table is not None else default_cell_table(out)
+    written = write_cell_predictions(
+        ids,
+        probabilities,
+        chosen,
+        facts["masks"],
+        out,
+        table,
+        facts["class_names"],
+        facts["scheme"] or "hpa2018",
+        records=data,
+    )
+    return {
+        **written,
+        "out": Path(out),
+        "table": table,
+        "ids": ids,
+        "probabilities": probabilities,
+        "thresholds": chosen,
+    }
