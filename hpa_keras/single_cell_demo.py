@@ -261,48 +261,51 @@ def choose_mix_weight(cell_run: Path, field_run: Path, records: dict, truth: dic
 
 
 def _score_test(out, data, records, cell_run, field_run, weight, plan) -> dict:
+    """The test fields' mAP of each submission: written by predict_cells (the flow of
+    ``hpa-keras predict`` for a cell run, with and without a field run mixed in) or, for the
+    random forest, from its probabilities."""
     from hpa_keras.cells.average_precision import mean_average_precision, submission_fields
     from hpa_keras.cells.submission import read_submission
     from hpa_keras.data.cell_records import read_cell_labels
-    from hpa_keras.inference.cells import mix_with_fields, write_cell_predictions
-    from hpa_keras.inference.predict import predict_runs
+    from hpa_keras.inference.cell_prediction import predict_cells
+    from hpa_keras.inference.cells import write_cell_predictions
 
     truth = read_cell_labels(data / "test_cells.csv", HPA2021.name)
-    names = list(HPA2021.class_names)
+    written = {}
 
-    def score(ids, probabilities, thresholds, masks, name, cut="cells_test"):
+    def score(name, **settings):
+        """Predict (or write) the submission ``name`` and score it on the true masks."""
         submission = out / f"submission_{name}.csv"
-        table = out / f"submission_{name}_cells.csv"
-        write_cell_predictions(ids, probabilities, thresholds, masks, submission, table, names,
-                               HPA2021.name, records=records[cut])  # fmt: skip
+        settings = {"masks": data / "masks", "data": records["cells_test"], **settings}
+        if "probabilities" in settings:  # not a run's: written from the probabilities
+            write_cell_predictions(
+                settings["ids"], settings["probabilities"], settings["thresholds"],
+                settings["masks"], submission, out / f"submission_{name}_cells.csv",
+                list(HPA2021.class_names), HPA2021.name, records=settings["data"],
+            )  # fmt: skip
+        else:
+            written[name] = predict_cells([cell_run], out=submission, **settings)
         predicted = read_submission(submission, HPA2021.num_classes)
         for field_id in truth:  # a field where segmentation found nothing: no cell predicted
             predicted.setdefault(field_id, _empty_field(data, field_id))
         fields = submission_fields(predicted, data / "masks", truth, HPA2021.num_classes)
         return mean_average_precision(fields, HPA2021.num_classes).mean_average_precision
 
-    cell_ids, cell_probabilities, thresholds = predict_runs([cell_run], data=records["cells_test"])
-    field_ids, field_probabilities, _ = predict_runs([field_run], data=records["fields_test"])
-    scores = {"cell run": score(cell_ids, cell_probabilities, thresholds, data / "masks", "cells")}
-    mixed = mix_with_fields(cell_ids, cell_probabilities, field_ids, field_probabilities, weight)
-    scores[f"cell run + field run, W = {weight:g}"] = score(
-        cell_ids, mixed, thresholds, data / "masks", "mixed"
-    )
-    segmented_ids, segmented, segmented_thresholds = predict_runs(
-        [cell_run], data=records["cells_test_segmented"]
-    )
+    def with_fields(share):
+        return {"image_runs": [field_run], "image_data": records["fields_test"],
+                "image_weight": share}  # fmt: skip
+
+    scores = {"cell run": score("cells")}
+    scores[f"cell run + field run, W = {weight:g}"] = score("mixed", **with_fields(weight))
     scores["cell run on segmented cells"] = score(
-        segmented_ids, segmented, segmented_thresholds, out / "segmented", "segmented",
-        "cells_test_segmented",
+        "segmented", masks=out / "segmented", data=records["cells_test_segmented"]
     )
-    every = mix_with_fields(cell_ids, cell_probabilities, field_ids, field_probabilities, 1.0)
-    scores["baseline: each cell its field's prediction"] = score(
-        cell_ids, every, thresholds, data / "masks", "field_labels"
-    )
-    forest = _random_forest_cells(records, plan)
+    scores["baseline: each cell its field's prediction"] = score("field_labels", **with_fields(1.0))
+    forest_ids, forest_probabilities = _random_forest_cells(records, plan)
     scores["baseline: random forest on cell features"] = score(
-        forest[0], forest[1], thresholds, data / "masks", "random_forest"
-    )
+        "random_forest", ids=forest_ids, probabilities=forest_probabilities,
+        thresholds=written["cells"]["thresholds"],  # the cell run's, for its table
+    )  # fmt: skip
     return scores
 
 
