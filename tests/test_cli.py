@@ -79,7 +79,7 @@ def test_show_on_a_real_hpa_channel(real_channel_folder, tmp_path, capsys):
     ("arguments", "message"),
     [
         (["show", "{folder}", "--id", "no-such-id"], "no image files for Id no-such-id"),
-        (["show", "{folder}/missing", "--id", "x"], "missing: not a folder"),
+        (["show", "{folder}/missing", "--id", "x"], "DIR {folder}/missing: no such folder"),
         (["make-demo-data", "{folder}"], "already holds a synthetic data set"),
         (["make-demo-data", "{tmp}/new", "--image-size", "8"], "--image-size must be between"),
     ],
@@ -88,7 +88,7 @@ def test_bad_input_exits_2_with_one_clear_line(demo_folder, tmp_path, capsys, ar
     filled = [value.format(folder=demo_folder, tmp=tmp_path) for value in arguments]
     assert main(filled) == 2
     error = capsys.readouterr().err
-    assert message in error and "Traceback" not in error
+    assert message.format(folder=demo_folder) in error and "Traceback" not in error
     assert error.startswith(f"hpa-keras {arguments[0]}: error: ")
 
 
@@ -108,11 +108,13 @@ def test_a_colour_file_must_hold_its_own_stain(tmp_path, capsys):
     rng = np.random.default_rng(0)
     colour = np.zeros((8, 8, 3), np.uint8)
     colour[..., 1] = rng.integers(50, 200, (8, 8))  # BGR: signal in G
-    cv2.imwrite(str(tmp_path / "s_green.png"), colour)
-    assert main(["show", str(tmp_path), "--id", "s", "--out", str(tmp_path / "o.png")]) == 0
+    images = tmp_path / "images"  # the figure outside: a file there would be an input's
+    images.mkdir()
+    cv2.imwrite(str(images / "s_green.png"), colour)
+    assert main(["show", str(images), "--id", "s", "--out", str(tmp_path / "o.png")]) == 0
     capsys.readouterr()
-    cv2.imwrite(str(tmp_path / "s_red.png"), colour)  # green signal in a red file
-    assert main(["show", str(tmp_path), "--id", "s", "--out", str(tmp_path / "o.png")]) == 2
+    cv2.imwrite(str(images / "s_red.png"), colour)  # green signal in a red file
+    assert main(["show", str(images), "--id", "s", "--out", str(tmp_path / "o.png")]) == 2
     error = capsys.readouterr().err
     assert "s_red.png: a colour image whose signal is not in the red stain's" in error
 
@@ -199,8 +201,10 @@ def _base_type_is_bool(field):
 
 def test_fit_refuses_settings_of_another_schedule(tmp_path, capsys):
     for argv, message in (
-        (["--schedule", "cosine", "--plateau-factor", "0.2"], "--plateau-factor applies to"),
-        (["--sgdr-epochs", "3"], "--sgdr-epochs applies to --schedule sgdr only, not to plateau"),
+        (["--schedule", "cosine", "--plateau-factor", "0.2"], "plateau_factor: applies to"),
+        (["--sgdr-epochs", "3"], "sgdr_epochs: applies to --schedule sgdr only, not to plateau"),
+        # given, even at its default: the flag is still a mistake
+        (["--schedule", "cosine", "--plateau-factor", "0.5"], "plateau_factor: applies to"),
     ):
         assert main(["fit", "--data", str(tmp_path), *argv]) == 2
         assert message in capsys.readouterr().err
@@ -208,13 +212,14 @@ def test_fit_refuses_settings_of_another_schedule(tmp_path, capsys):
 
 def test_an_unexpected_error_is_one_line_exit_1_and_a_pointer_to_debug(monkeypatch, capsys):
     import hpa_keras.cli as cli
+    import hpa_keras.cli.training as training_commands
 
     def broken(arguments):
         error = RuntimeError("nothing checked for this\n  and pages of TensorFlow context")
         error.add_note("run: the finished epochs are kept; run the same command again to resume")
         raise error
 
-    monkeypatch.setattr(cli, "run_models", broken)
+    monkeypatch.setattr(training_commands, "run_models", broken)
     monkeypatch.setenv("HPA_KERAS_TF_LOGS", "0")
     assert cli.main(["models"]) == 1
     assert capsys.readouterr().err.splitlines() == [
@@ -503,7 +508,7 @@ def test_show_refuses_to_write_over_a_file_of_its_image_folder(training_records,
     channel = sorted(images.glob("*_red.png"))[0]
     before = channel.read_bytes()
     assert main(["show", str(images), "--id", "x", "--out", str(channel)]) == 2
-    assert "a file of the --dir input folder" in capsys.readouterr().err
+    assert "a file of the DIR input folder" in capsys.readouterr().err
     assert channel.read_bytes() == before
 
 

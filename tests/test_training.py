@@ -252,6 +252,29 @@ def test_settings_flags_over_yaml_over_defaults(tmp_path):
     assert config.model_options == {"width": 8} and config.batch_size == 32
 
 
+def test_settings_of_another_schedule_are_refused_from_a_yaml_file_too(tmp_path):
+    from hpa_keras.training.config import TrainingConfig
+
+    path = tmp_path / "cosine.yaml"
+    path.write_text("data: somewhere\nschedule: cosine\nplateau_factor: 0.2\n")
+    with pytest.raises(InputError, match=r"cosine.yaml: plateau_factor: applies to --schedule "
+                       "plateau only, not to cosine"):  # fmt: skip
+        resolve_config({}, path)
+    with pytest.raises(InputError, match="sgdr_epochs: applies to --schedule sgdr only"):
+        TrainingConfig(data="somewhere", sgdr_epochs=3).validate()
+    # a resolved config.yaml lists every setting, the other schedules' at their defaults
+    path.write_text(yaml_text(TrainingConfig(data="somewhere", schedule="cosine").to_dict()))
+    assert resolve_config({}, path).schedule == "cosine"
+    with pytest.raises(InputError, match="plateau_patience: applies to"):  # given: refused
+        resolve_config({"plateau_patience": 2}, path)
+
+
+def yaml_text(values: dict) -> str:
+    import yaml
+
+    return yaml.safe_dump(values)
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -346,7 +369,8 @@ def test_cli_fit_refuses_bad_values_of_its_config_file_in_one_line(tmp_path, cap
 
 
 def test_dict_settings_are_coerced_like_a_file_s_and_a_tab_in_cv_yaml_is_named(tmp_path, capsys):
-    from hpa_keras.cli import _model_option, main
+    from hpa_keras.cli import main
+    from hpa_keras.cli.common import model_option
     from hpa_keras.models import build_model
     from hpa_keras.training.cv import read_cv
 
@@ -354,7 +378,7 @@ def test_dict_settings_are_coerced_like_a_file_s_and_a_tab_in_cv_yaml_is_named(t
     assert (config.lr, config.epochs, config.cache) == (0.001, 4, True)
     with pytest.raises(InputError, match="settings: batch_size: expected an integer, got 'x'"):
         resolve_config({"data": "records", "batch_size": "x"})
-    assert _model_option("dropout=1e-3") == ("dropout", 0.001)
+    assert model_option("dropout=1e-3") == ("dropout", 0.001)
     with pytest.raises(SystemExit):  # argparse's one line, not PyYAML's traceback
         main(["fit", "--data", "records", "--model-option", "width=[8"])
     assert "--model-option: width: not valid YAML" in capsys.readouterr().err

@@ -20,6 +20,13 @@ from hpa_keras.training.thresholds import THRESHOLD_STRATEGIES
 POSITIVE_WEIGHT_RULES = ("none", "ratio", "log", "sqrt")
 LOSSES = ("bce", "weighted_bce", "focal", "lovasz", "focal_lovasz", "soft_f1", "margin")
 SCHEDULES = ("plateau", "cosine", "sgdr", "constant")
+# Settings that only one schedule reads: giving them with another schedule is a mistake.
+SCHEDULE_SETTINGS = {
+    "plateau_patience": "plateau",
+    "plateau_factor": "plateau",
+    "sgdr_epochs": "sgdr",
+    "sgdr_t_mul": "sgdr",
+}
 STRATEGIES = ("default", "mirrored")
 CELL_POOLINGS = ("none", "max", "lse")
 OPTIMIZER_NAMES = ("adam", "adamw", "sgd")
@@ -194,8 +201,14 @@ class TrainingConfig:
     )
     print_table: bool = setting(False, "print the per-class table after every epoch")
 
-    def validate(self) -> None:
-        """Check every value; raise InputError naming the setting."""
+    def validate(self, given=()) -> None:
+        """Check every value; raise InputError naming the setting.
+
+        ``given``: the names of settings given explicitly (command-line flags). A setting
+        that only another schedule reads (``plateau_factor`` with ``schedule: cosine``) is
+        refused when it is given or differs from its default (a YAML file's, or one set in
+        Python), so a resolved ``config.yaml`` that lists every default still passes.
+        """
         from hpa_keras.models.registry import BACKBONE_MODELS, MODELS, canonical_model_name
 
         self.model = canonical_model_name(self.model)  # GapNet -> gapnet; typos: did you mean
@@ -312,6 +325,20 @@ class TrainingConfig:
                 )
         if not isinstance(self.model_options, dict):
             raise InputError(f"model_options: must be a mapping, got {self.model_options!r}")
+        self._check_schedule_settings(given)
+
+    def _check_schedule_settings(self, given) -> None:
+        defaults = {field.name: field.default for field in dataclasses.fields(self)}
+        for name, schedule in SCHEDULE_SETTINGS.items():
+            chosen = name in given or getattr(self, name) != defaults[name]
+            if chosen and self.schedule != schedule:
+                reason = ""
+                if schedule == "plateau":
+                    reason = ": ReduceLROnPlateau cannot change the rate of a schedule"
+                raise InputError(
+                    f"{name}: applies to --schedule {schedule} only, not to {self.schedule}"
+                    + reason
+                )
 
     @property
     def run_dir(self) -> Path:
@@ -344,7 +371,7 @@ def resolve_config(overrides: dict | None = None, config_file=None) -> TrainingC
     given = coerce_settings(TrainingConfig, given, "settings")
     config = TrainingConfig(**{**file_values, **given})
     try:
-        config.validate()
+        config.validate(given=set(given))
     except InputError as error:  # a value out of range that the file gave: name the file
         key = str(error).split(":", 1)[0]
         if key in file_values and key not in given:

@@ -1,0 +1,199 @@
+"""The commands that predict with finished runs: predict (fields, or cells with a cell run)
+and cam; evaluate is :mod:`hpa_keras.cli.evaluate`.
+
+The inference modules are imported inside the commands, after the checks that answer a
+typo at once: they load TensorFlow and Keras (6-8 s)."""
+
+from hpa_keras.cli.common import add_run_input_arguments
+from hpa_keras.errors import InputError, warn
+from hpa_keras.tensorflow_setup import import_tensorflow_quietly
+
+
+def add_predict(commands) -> None:
+    predict = commands.add_parser(
+        "predict",
+        help="write a Kaggle submission from one run or an ensemble of runs",
+        description="Predict every Id of the input with the run's model and thresholds and "
+        "write Id,Predicted (space-separated class indices) in input order. A cv folder "
+        "averages its fold models' probabilities and judges them with the thresholds tuned on "
+        "its out-of-fold predictions; several run folders need --thresholds.",
+    )
+    add_run_input_arguments(
+        predict, data_help="make-tfrecords folder", images_help="folder of <Id>_<channel> images"
+    )
+    predict.add_argument(
+        "--ids", help="with --images: CSV whose Id column fixes the Ids and their order"
+    )
+    predict.add_argument(
+        "--out", default="submission.csv", help="submission to write (default: submission.csv)"
+    )
+    predict.add_argument("--probabilities", help="also write Id + one probability column a class")
+    predict.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="leave rows with no class over its threshold empty (default: the top class)",
+    )
+    predict.add_argument(
+        "--masks",
+        metavar="MASKS",
+        help="a cell run on cell records: the masks they were cut from (default: the records' "
+        "manifest's); writes the 2021 submission (every cell, every class) to --out and each "
+        "cell's classes and probabilities to --cell-table",
+    )
+    predict.add_argument(
+        "--cell-table",
+        metavar="CSV",
+        help="the per-cell table of a cell run (default: --out's name with _cells.csv)",
+    )
+    predict.add_argument(
+        "--image-run",
+        nargs="+",
+        metavar="RUN",
+        help="a cell run: also a field run (or cv folder) whose probabilities for each cell's "
+        "field are mixed in: (1 - W) * cell + W * field",
+    )
+    image_input = predict.add_mutually_exclusive_group()
+    image_input.add_argument("--image-data", metavar="DIR", help="--image-run's field records")
+    image_input.add_argument("--image-images", metavar="DIR", help="--image-run's image folder")
+    predict.add_argument(
+        "--image-weight",
+        type=float,
+        default=0.5,
+        metavar="W",
+        help="the field run's share W in [0, 1] (default: 0.5; choose it on validation cells, "
+        "see README)",
+    )
+    predict.set_defaults(handler=run_predict)
+
+
+def run_predict(arguments) -> None:
+    from hpa_keras.inference.predict import check_runs_and_input
+
+    # The runs, their input, --ids, --thresholds and (a cell run) --image-run are checked to
+    # belong together before TensorFlow and any model load.
+    facts = check_runs_and_input(
+        arguments.run, data=arguments.data, images=arguments.images, ids_file=arguments.ids,
+        thresholds=arguments.thresholds,
+    )  # fmt: skip
+    if facts["kind"] == "cells":
+        return _predict_cells(arguments)
+    if arguments.masks:
+        raise InputError("--masks is for a cell run predicting cell records (--data)")
+    if arguments.image_run:
+        raise InputError("--image-run mixes a field run into a cell run's predictions")
+    import_tensorflow_quietly()
+    from hpa_keras.inference.predict import predict_runs, training_labels_per_image
+    from hpa_keras.inference.runs import default_views, expand_runs
+    from hpa_keras.inference.submission import (
+        submission_labels,
+        write_probabilities,
+        write_submission,
+    )
+    from hpa_keras.training.thresholds import labels_per_image_warning
+
+    ids, probabilities, thresholds = predict_runs(
+        arguments.run,
+        data=arguments.data,
+        images=arguments.images,
+        ids_file=arguments.ids,
+        tta=arguments.tta,
+        batch_size=arguments.batch_size,
+        thresholds=arguments.thresholds,
+    )
+    views = arguments.tta or default_views(arguments.run)
+    labels = submission_labels(probabilities, thresholds, require_label=not arguments.allow_empty)
+    write_submission(arguments.out, ids, labels, scheme=facts["scheme"] or "hpa2018")
+    if arguments.probabilities:
+        write_probabilities(arguments.probabilities, ids, probabilities)
+    folders, _ = expand_runs(arguments.run)
+    runs = f"an ensemble of {len(folders)} runs" if len(folders) > 1 else "1 run"
+    empty = sum(not row for row in labels)
+    print(
+        f"wrote {arguments.out}: {len(ids)} Ids, {sum(map(len, labels))} labels "
+        f"({len(ids) and sum(map(len, labels)) / len(ids):.2f} per image, {empty} empty), "
+        f"{runs}, {views} view{'s' if views > 1 else ''} per image"
+    )
+    per_image = sum(map(len, labels)) / max(len(ids), 1)
+    message = labels_per_image_warning(per_image, training_labels_per_image(arguments.run))
+    if message:
+        warn(message)
+
+
+def _predict_cells(arguments) -> None:
+    from hpa_keras.inference.cell_prediction import check_cell_prediction, predict_cells
+
+    cell_arguments = dict(
+        masks=arguments.masks, thresholds=arguments.thresholds, image_runs=arguments.image_run,
+        image_data=arguments.image_data, image_images=arguments.image_images,
+    )  # fmt: skip
+    check_cell_prediction(arguments.run, arguments.data, **cell_arguments)
+    import_tensorflow_quietly()
+    written = predict_cells(
+        arguments.run, arguments.data, arguments.out, table=arguments.cell_table,
+        tta=arguments.tta, batch_size=arguments.batch_size,
+        image_weight=arguments.image_weight, **cell_arguments,
+    )  # fmt: skip
+    print(
+        f"wrote {written['out']}: {written['fields']} fields, {written['cells']} cells, every "
+        f"class with its probability (the 2021 format); {written['table']}: each cell's "
+        f"classes over the run's thresholds ({written['cells_with_a_class']} cells with at "
+        "least one)"
+    )
+
+
+# ------------------------------------------------------------------ cam
+
+
+def add_cam(commands) -> None:
+    cam = commands.add_parser(
+        "cam",
+        help="draw class activation maps (Grad-CAM) of one image",
+        description="Grad-CAM of the predicted classes (or --classes) of one sample, overlaid "
+        "on its composite and on each channel at the image's own size.",
+    )
+    cam.add_argument(
+        "--run",
+        required=True,
+        help="run folder from fit, or a cv folder (maps and probabilities averaged over its "
+        "fold models, classes chosen by its out-of-fold thresholds)",
+    )
+    cam.add_argument("--images", required=True, help="folder of <Id>_<channel> images")
+    cam.add_argument("--id", required=True, help="sample Id")
+    cam.add_argument(
+        "--classes",
+        type=int,
+        nargs="+",
+        default=None,
+        help="class indices to explain (default: the predicted classes, at most 4)",
+    )
+    cam.add_argument("--labels", help="CSV with Id,Target: name the true labels in the title")
+    cam.add_argument("--out", default="cam.png", help="PNG to write (default: cam.png)")
+    cam.set_defaults(handler=run_cam)
+
+
+def run_cam(arguments) -> None:
+    import_tensorflow_quietly()
+    from hpa_keras.inference.cam import write_cam
+
+    true_labels = None
+    if arguments.labels:
+        from hpa_keras.data.labels import read_labels
+
+        table = read_labels(arguments.labels)
+        if arguments.id in set(table.ids):
+            true_labels = table.labels_of(arguments.id)
+    result = write_cam(
+        arguments.run,
+        arguments.images,
+        arguments.id,
+        arguments.out,
+        classes=arguments.classes,
+        true_labels=true_labels,
+    )
+    names = result["class_names"]
+    described = ", ".join(
+        f"{index} {names[index]} (p={result['probabilities'][index]:.2f})"
+        for index in result["classes"]
+    )
+    height, width = result["image"].shape[:2]
+    print(f"wrote {arguments.out}: Grad-CAM of {described} over the {width}x{height} image")
