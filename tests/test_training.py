@@ -97,7 +97,7 @@ def test_threshold_search_writes_thresholds_that_reproduce_its_logged_f1(tmp_pat
 def test_threshold_search_on_a_tiny_fold_records_the_fallbacks_and_prints_only_if_asked(
     tmp_path, capsys
 ):
-    from hpa_keras.training.thresholds import global_threshold
+    from hpa_keras.training.thresholds import best_thresholds, global_threshold
 
     keras.utils.set_random_seed(0)
     features, labels = toy_problem(samples=8)  # 8 validation images: most classes have < 3
@@ -110,7 +110,10 @@ def test_threshold_search_on_a_tiny_fold_records_the_fallbacks_and_prints_only_i
     few = {index for index in range(28) if support[index] < 3}
     assert document["min_positives"] == 3 and few
     scores = model.predict(features, verbose=0)
-    shared, _ = global_threshold(labels, scores)
+    # The fallback: the global threshold of the classes that keep their own.
+    own, _ = best_thresholds(labels, scores)
+    supported = (support >= 3) & (own > scores.min(axis=0))
+    shared, _ = global_threshold(labels[:, supported], scores[:, supported])
     for entry in document["fallbacks"]:
         index = entry["index"]
         assert entry["name"] == document["classes"][index]["name"]

@@ -17,7 +17,13 @@ from hpa_keras.training.recipes import RECIPE_PREFIX, recipe_path
 # system). Outputs: _OUTPUTS, below.
 _INPUT_FILES = ("labels", "cell_labels", "submission", "ids", "thresholds")
 _RUN_ARGUMENTS = ("run", "image_run")
-_INPUT_FOLDERS = ("images", "masks", "dir")  # dir: show's positional image folder
+_INPUT_FOLDERS = ("images", "masks")
+
+
+def _input_folders(arguments) -> tuple[str, ...]:
+    """Image and mask folders: show's positional DIR is one too (verify's DIR is records,
+    which may be a URL, and verify reads them itself)."""
+    return (*_INPUT_FOLDERS, "dir") if arguments.command == "show" else _INPUT_FOLDERS
 _RECORD_FOLDERS = ("data",)
 
 
@@ -38,7 +44,7 @@ def _check_input_paths(arguments) -> None:
     for name in () if training else _RECORD_FOLDERS:
         for path in given(name):
             read_manifest(path)  # names the folder and what is missing
-    for name in _INPUT_FOLDERS:
+    for name in _input_folders(arguments):
         value = getattr(arguments, name, None)
         for item in value if isinstance(value, list) else [value]:
             if item is not None:  # image folders are local: a URL is refused, naming the flag
@@ -70,12 +76,22 @@ _OUTPUTS = {
     "baseline": {"out": "file"},
     "cam": {"out": "file"},
 }
-_INPUTS = (*_INPUT_FILES, *_INPUT_FOLDERS, *_RECORD_FOLDERS, *_RUN_ARGUMENTS, "config")
+_INPUTS = (*_INPUT_FILES, *_RECORD_FOLDERS, *_RUN_ARGUMENTS, "config")
+
+
+# Name endings of the files an image or mask folder is read for: a channel or a mask.
+_INPUT_FILE_ENDINGS = ("_red", "_green", "_blue", "_yellow", "_cells", "_nuclei")
+
+
+def _an_input_file(path: Path) -> bool:
+    """An existing file that an image or mask folder holds as input (not an earlier output
+    written beside them, which may be replaced)."""
+    return path.is_file() and path.stem.lower().endswith(_INPUT_FILE_ENDINGS)
 
 
 def _check_output_paths(arguments) -> None:
     inputs = {}
-    for name in _INPUTS:
+    for name in (*_INPUTS, *_input_folders(arguments)):
         value = getattr(arguments, name, None)
         for item in value if isinstance(value, list) else [value]:
             if item is not None and not storage.is_url(str(item)):
@@ -95,7 +111,7 @@ def _check_output_paths(arguments) -> None:
                 f"{flag} {value}: also the {_flag_name(inputs[resolved])} input; give the "
                 f"output a {kind} of its own"
             )
-        if kind == "file" and resolved.exists() and resolved.parent in inputs:
+        if kind == "file" and resolved.parent in inputs and _an_input_file(resolved):
             raise InputError(
                 f"{flag} {value}: a file of the {_flag_name(inputs[resolved.parent])} input "
                 "folder; writing there would replace it"
