@@ -113,7 +113,7 @@ def check_output_path(path: str | os.PathLike, kind: str, name: str = "--out") -
     given = os.fspath(path)  # Path() would drop a trailing slash: "sub/" names a folder
     path = Path(path)
     if kind == "file" and (path.is_dir() or given.endswith(("/", os.sep))):
-        raise InputError(f"{name} {path}: a folder; give a file name")
+        raise InputError(f"{name} {given}: a folder; give a file name")
     if kind == "folder" and path.exists() and not path.is_dir():
         raise InputError(f"{name} {path}: a file, not a folder")
     existing = path if kind == "folder" and path.exists() else path.parent

@@ -239,6 +239,7 @@ TYPOS = (
     (["fit", "--data", "{tmp}/nosuch", "--model", "GAPnt"], r"did you mean gapnet"),
     (["cv", "--config", "{tmp}/nosuch.yaml", "--out", "{tmp}/cv"], r"--config \S+: no such file"),
     (["fit", "--config", "recipes/gapnett"], r"no such recipe; shipped recipes: .*gapnet"),
+    (["fit", "--config", "/dev/null"], r"--config /dev/null: not a regular file"),
     (["predict", "--run", "{tmp}/nosuch", "--data", "{tmp}"], r"--run \S+nosuch: no such run"),
     (["predict", "--run", "{tmp}", "--data", "{tmp}"], r"neither a finished run"),
     (["evaluate", "--run", "{run}", "--data", "{tmp}"], r"manifest.json: not found"),
@@ -498,7 +499,7 @@ def test_outputs_that_can_be_written_pass_the_check(runs, training_records, tmp_
 def test_a_file_name_with_a_trailing_slash_is_a_folder(tmp_path):
     from hpa_keras.atomic import check_output_path
 
-    with pytest.raises(InputError, match="a folder; give a file name"):
+    with pytest.raises(InputError, match=f"{tmp_path}/sub/: a folder; give a file name"):
         check_output_path(f"{tmp_path}/sub/", "file")
     check_output_path(f"{tmp_path}/sub", "file")
 

@@ -146,6 +146,8 @@ def _check_config_file(path: str) -> None:
     if path.startswith(RECIPE_PREFIX):
         recipe_path(path.removeprefix(RECIPE_PREFIX))  # names the shipped recipes
         return
+    if Path(path).exists():
+        raise InputError(f"--config {path}: not a regular file; expected a YAML settings file")
     raise InputError(f"--config {path}: no such file (or a shipped recipe: {RECIPE_PREFIX}NAME)")
 
 
