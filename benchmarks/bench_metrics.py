@@ -6,7 +6,7 @@ On 31,072 x 28 labels (the real train.csv from ../shared when present,
 else label sets drawn from its distribution) with noisy scores, prints the
 seconds per call (best of ``--repeats``) and the ratio, for:
 
-- per-class F1 at one threshold: ``hpa_keras.training.metrics.f1_per_class``
+- per-class F1 at one threshold: ``hpa_keras.scoring.metrics.f1_per_class``
   against ``sklearn.metrics.f1_score(average=None, zero_division=0)``;
 - the report's F1-against-threshold curves, F1 of every class at 101
   thresholds: ``f1_threshold_curves`` (the numpy count 101 times) against
@@ -60,13 +60,13 @@ def main() -> None:
     options = parser.parse_args()
     from sklearn.metrics import f1_score
 
-    from hpa_keras.inference.evaluate import (
+    from hpa_keras.scoring.evaluation import (
         THRESHOLD_GRID,
         f1_threshold_curves,
         precision_recall_f1,
         roc_auc_per_class,
     )
-    from hpa_keras.training.metrics import f1_per_class
+    from hpa_keras.scoring.metrics import f1_per_class
 
     labels, scores = labels_and_scores()
     truth = labels.astype(bool)

@@ -11,7 +11,7 @@ gain). On each draw every class gets its F1-best threshold
 tuning set: the mean held-out F1 of its own threshold minus the shared
 one's. Below the smallest count from which the own threshold no longer
 loses on average, a class falls back to the shared one:
-``MIN_TUNING_POSITIVES`` in ``hpa_keras/training/thresholds.py``. (With
+``MIN_TUNING_POSITIVES`` in ``hpa_keras/scoring/thresholds.py``. (With
 class levels half as far apart, ``LEVEL = 0.5``, the shared threshold wins
 at every count: the answer depends on how differently calibrated the
 classes are, and real models' rare classes seldom reach 0.5.)
@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from hpa_keras.data.labels import read_labels
+from hpa_keras.scoring.metrics import f1_per_class
+from hpa_keras.scoring.thresholds import best_thresholds, global_threshold
 from hpa_keras.synthetic.label_sampler import sample_label_sets
-from hpa_keras.training.metrics import f1_per_class
-from hpa_keras.training.thresholds import best_thresholds, global_threshold
 
 REAL = Path(__file__).resolve().parents[2] / "shared/data/hpa-kaggle-2018/train.csv"
 TUNING_SIZES = (8, 40, 200, 1000)

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from hpa_keras.data.labels import read_labels
+from hpa_keras.scoring.thresholds import best_thresholds, grid_thresholds
 from hpa_keras.synthetic.label_sampler import sample_label_sets
-from hpa_keras.training.thresholds import best_thresholds, grid_thresholds
 
 REAL = Path(__file__).resolve().parents[2] / "shared/data/hpa-kaggle-2018/train.csv"
 

@@ -76,8 +76,8 @@ def test_probabilities(cv_folder: Path, test: Path) -> dict:
 
 def score_rows(found: dict) -> dict[str, float]:
     """Test macro F1 of every way of judging (see the module docstring)."""
-    from hpa_keras.training.metrics import macro_f1
-    from hpa_keras.training.thresholds import best_thresholds
+    from hpa_keras.scoring.metrics import macro_f1
+    from hpa_keras.scoring.thresholds import best_thresholds
 
     labels, probabilities, own, oof = (
         found["labels"],

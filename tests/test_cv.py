@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from hpa_keras.errors import InputError
-from hpa_keras.training.metrics import macro_f1
+from hpa_keras.scoring.metrics import macro_f1
 
 VIEWS = 2  # not the default, so that every consumer must take the cv's views
 
@@ -33,7 +33,7 @@ def _config(records, **changes):
 @pytest.fixture(scope="session")
 def cv_folder(training_records, tmp_path_factory):
     """A finished 3-fold cv of tiny one-epoch GAP-Nets on ``training_records``."""
-    from hpa_keras.training.cv import cross_validate
+    from hpa_keras.workflows.cv import cross_validate
 
     out = tmp_path_factory.mktemp("cv") / "cv"
     cross_validate(_config(training_records), out)
@@ -71,7 +71,7 @@ def test_oof_covers_every_training_image_once_from_the_model_that_did_not_train_
 def test_thresholds_are_tuned_on_all_out_of_fold_predictions(cv_folder, training_records):
     from hpa_keras.data.pipeline import dataset_labels
     from hpa_keras.data.tfrecords import read_manifest
-    from hpa_keras.training.thresholds import (
+    from hpa_keras.scoring.thresholds import (
         MIN_TUNING_POSITIVES,
         THRESHOLD_STRATEGIES,
         search_thresholds,
@@ -129,8 +129,8 @@ def test_summary_figures_are_recomputable(cv_folder, training_records):
 
 
 def test_cross_fitted_score_uses_other_folds_thresholds_only():
-    from hpa_keras.training.cv import cross_fitted_macro_f1
-    from hpa_keras.training.thresholds import best_thresholds
+    from hpa_keras.scoring.thresholds import best_thresholds
+    from hpa_keras.workflows.cv import cross_fitted_macro_f1
 
     rng = np.random.default_rng(3)
     labels = rng.random((60, 4)) < 0.3
@@ -227,7 +227,8 @@ def test_several_plain_runs_need_thresholds_tuned_for_them(cv_folder, training_r
 
 
 def test_evaluate_a_cv_on_its_records_is_its_out_of_fold_evaluation(cv_folder, training_records):
-    from hpa_keras.inference.evaluate import evaluate_runs, summary_line
+    from hpa_keras.inference.evaluate import evaluate_runs
+    from hpa_keras.scoring.evaluation import summary_line
 
     evaluation = evaluate_runs([cv_folder], data=training_records)
     table = _oof(cv_folder).set_index("Id")
@@ -265,7 +266,7 @@ def test_cam_of_a_cv_folder_averages_its_fold_models(cv_folder, training_records
 def test_a_restarted_cv_keeps_finished_folds_and_finishes_the_rest(
     cv_folder, training_records, tmp_path
 ):
-    from hpa_keras.training.cv import cross_validate
+    from hpa_keras.workflows.cv import cross_validate
 
     copy = tmp_path / "cv"
     shutil.copytree(cv_folder, copy)
@@ -330,7 +331,7 @@ def test_a_cv_that_crashes_in_its_first_fold_s_first_epoch_leaves_no_folder(
 ):
     import keras
 
-    from hpa_keras.training.cv import cross_validate
+    from hpa_keras.workflows.cv import cross_validate
 
     class Crash(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):

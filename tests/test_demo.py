@@ -7,7 +7,7 @@ import pandas as pd
 
 from hpa_keras.cli import main
 from hpa_keras.data.labels import read_labels
-from hpa_keras.demo import ENSEMBLE_NAME, SINGLE_NAME
+from hpa_keras.workflows.demo import ENSEMBLE_NAME, SINGLE_NAME
 
 
 def test_quick_demo_writes_every_result(tmp_path, capsys):

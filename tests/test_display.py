@@ -35,7 +35,7 @@ def _pairs_overlapping(boxes):
 
 
 def _evaluation(labels, probabilities):
-    from hpa_keras.inference.evaluate import Evaluation
+    from hpa_keras.scoring.evaluation import Evaluation
 
     labels = np.asarray(labels, np.float32)
     ids = [str(index) for index in range(len(labels))]

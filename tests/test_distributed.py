@@ -128,7 +128,7 @@ def test_distributed_is_refused_on_the_tensorflow_backend_with_the_reason(
 def test_two_processes_train_the_loss_curve_of_one_with_the_global_batch(sharded_records, tmp_path):
     from hpa_keras.data.pipeline import dataset_labels
     from hpa_keras.inference.predict import predict_ids
-    from hpa_keras.training.metrics import macro_f1
+    from hpa_keras.scoring.metrics import macro_f1
 
     environment = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3"}
     single = subprocess.run(

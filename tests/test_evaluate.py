@@ -13,17 +13,17 @@ from hpa_keras.classes import NUM_CLASSES
 from hpa_keras.cli import main
 from hpa_keras.data.pipeline import dataset_labels, load_dataset
 from hpa_keras.errors import InputError
-from hpa_keras.inference.evaluate import (
+from hpa_keras.inference.evaluate import evaluate_runs
+from hpa_keras.inference.predict import predict_runs
+from hpa_keras.reports.html import write_report
+from hpa_keras.reports.tables import evaluation_table
+from hpa_keras.scoring.evaluation import (
     Evaluation,
-    evaluate_runs,
     f1_threshold_curves,
     micro_f1,
     precision_recall_f1,
     roc_auc_per_class,
 )
-from hpa_keras.inference.predict import predict_runs
-from hpa_keras.reports.html import write_report
-from hpa_keras.reports.tables import evaluation_table
 
 
 def random_case(seed=0, samples=300, classes=NUM_CLASSES):

@@ -3,15 +3,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from hpa_keras.training.losses import (
-    CapsuleMarginLoss,
-    SoftF1Loss,
-    WeightedBinaryCrossentropy,
-    inverse_log_class_weights,
-    positive_weights,
-)
-from hpa_keras.training.metrics import f1_per_class, macro_f1, macro_f1_metric
-from hpa_keras.training.thresholds import (
+from hpa_keras.scoring.metrics import f1_per_class, macro_f1, macro_f1_metric
+from hpa_keras.scoring.thresholds import (
     apply_thresholds,
     best_thresholds,
     bucket_thresholds,
@@ -21,6 +14,13 @@ from hpa_keras.training.thresholds import (
     rate_matching_thresholds,
     search_thresholds,
     tune_thresholds,
+)
+from hpa_keras.training.losses import (
+    CapsuleMarginLoss,
+    SoftF1Loss,
+    WeightedBinaryCrossentropy,
+    inverse_log_class_weights,
+    positive_weights,
 )
 
 RNG = np.random.default_rng(0)
@@ -234,7 +234,7 @@ def test_lovasz_hinge_against_numpy():
 
 
 def test_shrinkage_is_chosen_by_cross_validation_and_lies_between_the_extremes():
-    from hpa_keras.training.thresholds import shrink_thresholds, shrunk_thresholds
+    from hpa_keras.scoring.thresholds import shrink_thresholds, shrunk_thresholds
 
     rng = np.random.default_rng(3)
     labels = (rng.random((600, 6)) < [0.3, 0.2, 0.1, 0.03, 0.01, 0.005]).astype(np.float32)

@@ -171,7 +171,7 @@ def test_cv_of_real_samples_predicts_every_image_out_of_fold(real_four_channel_f
 
     from hpa_keras.inference.evaluate import evaluate_runs
     from hpa_keras.training.config import resolve_config
-    from hpa_keras.training.cv import cross_validate
+    from hpa_keras.workflows.cv import cross_validate
 
     records = tmp_path / "records"
     make_tfrecords(

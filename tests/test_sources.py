@@ -184,7 +184,8 @@ def fit_settings(data, out, **extra):
 
 
 def test_validation_on_one_source(two_sources, tmp_path):
-    from hpa_keras.inference.evaluate import evaluate_runs, summary_line
+    from hpa_keras.inference.evaluate import evaluate_runs
+    from hpa_keras.scoring.evaluation import summary_line
     from hpa_keras.training.config import resolve_config
     from hpa_keras.training.fit import fit
 

@@ -14,6 +14,8 @@ import pytest
 
 from hpa_keras.errors import InputError
 from hpa_keras.models import TINY_OPTIONS, load_model
+from hpa_keras.scoring.metrics import macro_f1
+from hpa_keras.scoring.thresholds import apply_thresholds
 from hpa_keras.training.callbacks import (
     LRFinder,
     ThresholdSearch,
@@ -21,9 +23,7 @@ from hpa_keras.training.callbacks import (
     read_thresholds,
 )
 from hpa_keras.training.fit import resolve_config
-from hpa_keras.training.metrics import macro_f1
 from hpa_keras.training.optimizers import DifferentialAdam, DifferentialSGD, backbone_multipliers
-from hpa_keras.training.thresholds import apply_thresholds
 
 RUN_FILES = (
     "config.yaml",
@@ -97,7 +97,7 @@ def test_threshold_search_writes_thresholds_that_reproduce_its_logged_f1(tmp_pat
 def test_threshold_search_on_a_tiny_fold_records_the_fallbacks_and_prints_only_if_asked(
     tmp_path, capsys
 ):
-    from hpa_keras.training.thresholds import best_thresholds, global_threshold
+    from hpa_keras.scoring.thresholds import best_thresholds, global_threshold
 
     keras.utils.set_random_seed(0)
     features, labels = toy_problem(samples=8)  # 8 validation images: most classes have < 3
@@ -375,7 +375,7 @@ def test_dict_settings_are_coerced_like_a_file_s_and_a_tab_in_cv_yaml_is_named(t
     from hpa_keras.cli import main
     from hpa_keras.cli.common import model_option
     from hpa_keras.models import build_model
-    from hpa_keras.training.cv import read_cv
+    from hpa_keras.workflows.cv import read_cv
 
     config = resolve_config({"data": "records", "lr": "1e-3", "epochs": "4", "cache": "yes"})
     assert (config.lr, config.epochs, config.cache) == (0.001, 4, True)

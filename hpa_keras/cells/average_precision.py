@@ -254,8 +254,8 @@ def cell_f1_figures(fields: list[FieldCells], iou_threshold: float, scheme) -> d
     figure: there is no other data to tune them on here). Classes without a true cell are
     left out, as in the mAP."""
     from hpa_keras.classes import get_scheme
-    from hpa_keras.training.metrics import f1_per_class
-    from hpa_keras.training.thresholds import best_thresholds
+    from hpa_keras.scoring.metrics import f1_per_class
+    from hpa_keras.scoring.thresholds import best_thresholds
 
     scheme = get_scheme(scheme)
     negative = scheme.class_names.index("Negative") if "Negative" in scheme.class_names else None

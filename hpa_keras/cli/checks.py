@@ -129,7 +129,7 @@ def _flag_name(name: str) -> str:
 
 def _check_run_folder(flag: str, path: Path) -> None:
     from hpa_keras.inference.runs import MODEL_FILE
-    from hpa_keras.training.cv import CV_FILE
+    from hpa_keras.workflows.cv import CV_FILE
 
     if not path.is_dir():
         raise InputError(f"{flag} {path}: no such run folder")

@@ -55,8 +55,8 @@ def add_demo(commands) -> None:
 
 def run_demo(arguments) -> None:
     import_tensorflow_quietly()
-    from hpa_keras.demo import DEMO_PLAN, QUICK_PLAN
-    from hpa_keras.demo import run_demo as demo
+    from hpa_keras.workflows.demo import DEMO_PLAN, QUICK_PLAN
+    from hpa_keras.workflows.demo import run_demo as demo
 
     if arguments.single_cell:
         return _run_single_cell_demo(arguments)
@@ -69,7 +69,7 @@ def run_demo(arguments) -> None:
 
 
 def _run_single_cell_demo(arguments) -> None:
-    from hpa_keras.single_cell_demo import (
+    from hpa_keras.workflows.single_cell_demo import (
         QUICK_SINGLE_CELL_PLAN,
         SINGLE_CELL_PLAN,
         run_single_cell_demo,

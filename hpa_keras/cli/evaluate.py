@@ -70,9 +70,10 @@ def run_evaluate(arguments) -> None:
         raise InputError("give --run and one of --data, --images (or --cells to score cells)")
     import_tensorflow_quietly()
 
-    from hpa_keras.inference.evaluate import evaluate_runs, summary_line
+    from hpa_keras.inference.evaluate import evaluate_runs
     from hpa_keras.reports.html import write_report
     from hpa_keras.reports.tables import evaluation_table
+    from hpa_keras.scoring.evaluation import summary_line
 
     evaluation = evaluate_runs(
         arguments.run,

@@ -89,7 +89,7 @@ def run_predict(arguments) -> None:
         write_probabilities,
         write_submission,
     )
-    from hpa_keras.training.thresholds import labels_per_image_warning
+    from hpa_keras.scoring.thresholds import labels_per_image_warning
 
     ids, probabilities, thresholds = predict_runs(
         arguments.run,

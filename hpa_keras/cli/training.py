@@ -214,7 +214,7 @@ def run_cv(arguments) -> None:
     config = training_config(arguments)
     _check_records_before_tensorflow(config.data)
     import_tensorflow_quietly()
-    from hpa_keras.training.cv import cross_validate, format_summary
+    from hpa_keras.workflows.cv import cross_validate, format_summary
 
     summary = cross_validate(
         config, arguments.out, folds=arguments.folds, config_file=arguments.config

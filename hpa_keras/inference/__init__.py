@@ -25,7 +25,6 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "submission_labels": "submission",
         "write_submission": "submission",
         "write_probabilities": "submission",
-        "Evaluation": "evaluate",
         "evaluate_runs": "evaluate",
         "grad_cam": "cam",
         "explain_sample": "cam",

@@ -179,7 +179,7 @@ def expand_runs(paths) -> tuple[list[Path], dict | None]:
     ``paths`` is a list of folders or one folder.
     """
     from hpa_keras.training.callbacks import read_thresholds_document
-    from hpa_keras.training.cv import fold_folder, is_cv_folder, read_cv
+    from hpa_keras.workflows.cv import fold_folder, is_cv_folder, read_cv
 
     paths = run_paths(paths)
     cv_folders = [path for path in paths if is_cv_folder(path)]
@@ -199,7 +199,7 @@ def expand_runs(paths) -> tuple[list[Path], dict | None]:
 
 def default_views(paths) -> int:
     """The dihedral views the runs' thresholds were tuned with (1 for older runs)."""
-    from hpa_keras.training.cv import is_cv_folder
+    from hpa_keras.workflows.cv import is_cv_folder
 
     first = run_paths(paths)[0]
     if is_cv_folder(first):
@@ -253,7 +253,7 @@ def load_run(folder: str | os.PathLike) -> Run:
         >>> labels = probabilities >= run.thresholds
         >>> table = hpa_keras.predict_images(run, "test/")   # files in, DataFrame out
     """
-    from hpa_keras.training.cv import is_cv_folder
+    from hpa_keras.workflows.cv import is_cv_folder
 
     if is_cv_folder(folder):
         return _load_cv(Path(folder))

@@ -1,14 +1,14 @@
 """Evaluation figures: which classes fail, how F1 moves with the threshold, the label mix.
 
-Each function takes an :class:`~hpa_keras.inference.evaluate.Evaluation`
+Each function takes an :class:`~hpa_keras.scoring.evaluation.Evaluation`
 (or labels) and returns a matplotlib figure; :mod:`hpa_keras.reports.html`
 saves them and embeds them in the report page.
 """
 
 import numpy as np
 
-from hpa_keras.inference.evaluate import THRESHOLD_GRID, Evaluation
 from hpa_keras.reports.figures import plt
+from hpa_keras.scoring.evaluation import THRESHOLD_GRID, Evaluation
 
 
 def f1_frequency_figure(evaluation: Evaluation, label_worst: int = 8):

@@ -26,7 +26,6 @@ from pathlib import Path
 import numpy as np
 
 from hpa_keras.atomic import write_text_atomic
-from hpa_keras.inference.evaluate import Evaluation
 from hpa_keras.reports.evaluation import (
     f1_frequency_figure,
     f1_threshold_figure,
@@ -34,6 +33,7 @@ from hpa_keras.reports.evaluation import (
 )
 from hpa_keras.reports.figures import save_figure
 from hpa_keras.reports.tables import evaluation_table
+from hpa_keras.scoring.evaluation import Evaluation
 
 FIGURES = {
     "f1_vs_frequency.png": "F1 against class frequency",

@@ -1,4 +1,6 @@
-"""Training: losses, metrics, threshold search, callbacks, optimizers, ``fit`` and baselines.
+"""Training: losses, callbacks, optimizers, ``fit`` and baselines.
+
+Scores and threshold search live in :mod:`hpa_keras.scoring`.
 
     >>> from hpa_keras.training import ThresholdSearch, WeightedBinaryCrossentropy
     >>> from hpa_keras.training import TrainingConfig, fit
@@ -26,13 +28,6 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "CapsuleMarginLoss": "losses",
         "positive_weights": "losses",
         "inverse_log_class_weights": "losses",
-        "f1_per_class": "metrics",
-        "macro_f1": "metrics",
-        "macro_f1_metric": "metrics",
-        "search_thresholds": "thresholds",
-        "tune_thresholds": "thresholds",
-        "best_thresholds": "thresholds",
-        "apply_thresholds": "thresholds",
         "DifferentialAdam": "optimizers",
         "DifferentialAdamW": "optimizers",
         "DifferentialSGD": "optimizers",

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from hpa_keras.errors import InputError
-from hpa_keras.training.metrics import macro_f1
+from hpa_keras.scoring.metrics import macro_f1
 
 BASELINES = ("predict nothing", "most frequent", "logistic regression", "random forest")
 _STATISTICS = ("mean", "std", "median", "p90", "p99", "bright")
@@ -181,7 +181,7 @@ def run_baselines(
     names=BASELINES,
 ) -> list[BaselineResult]:
     """Fit each baseline on the training set and return its probabilities for the test set."""
-    from hpa_keras.training.thresholds import tune_thresholds
+    from hpa_keras.scoring.thresholds import tune_thresholds
 
     train_x = np.asarray(train_features, dtype=np.float32)
     train_y = np.asarray(train_labels).astype(np.int64)
@@ -218,7 +218,7 @@ def run_baselines(
 
 def score_baselines(results: list[BaselineResult], test_labels) -> pd.DataFrame:
     """Macro F1 at 0.5 and with each baseline's thresholds, and micro F1, per baseline."""
-    from hpa_keras.inference.evaluate import micro_f1
+    from hpa_keras.scoring.evaluation import micro_f1
 
     test_labels = np.asarray(test_labels)
     rows = []

@@ -32,8 +32,8 @@ from hpa_keras.atomic import atomic_path, write_text_atomic
 from hpa_keras.classes import CLASS_NAMES
 from hpa_keras.errors import InputError
 from hpa_keras.reports.tables import threshold_table
-from hpa_keras.training.metrics import f1_per_class
-from hpa_keras.training.thresholds import (
+from hpa_keras.scoring.metrics import f1_per_class
+from hpa_keras.scoring.thresholds import (
     MIN_TUNING_POSITIVES,
     apply_thresholds,
     tune_thresholds,
@@ -111,7 +111,7 @@ def thresholds_document(
 ):
     """The content of ``thresholds.json``: thresholds and what they scored.
 
-    ``fallbacks`` (from :func:`hpa_keras.training.thresholds.tune_thresholds`): the
+    ``fallbacks`` (from :func:`hpa_keras.scoring.thresholds.tune_thresholds`): the
     classes whose tuned threshold was not kept, listed with the reason under
     ``fallbacks`` (each named) and marked in their ``classes`` entry (``fallback``:
     ``"global"``, ``"default"`` or ``None``).
@@ -180,7 +180,7 @@ class ThresholdSearch(keras.callbacks.Callback):
             ``tf.data.Dataset`` of ``(images, labels)`` batches (for example
             ``load_dataset(..., training=False)``).
         strategy: how thresholds are chosen (see
-            :func:`hpa_keras.training.thresholds.search_thresholds`): ``"per_class"``
+            :func:`hpa_keras.scoring.thresholds.search_thresholds`): ``"per_class"``
             (default), ``"shrunk"``, ``"global"``, ``"buckets"``, ``"rate"`` or ``"fixed"``;
             a class whose tuned threshold the validation labels do not support falls
             back to the global one (listed under ``fallbacks`` in ``thresholds.json``).

@@ -12,8 +12,8 @@ import dataclasses
 from pathlib import Path
 
 from hpa_keras.errors import InputError
+from hpa_keras.scoring.thresholds import THRESHOLD_STRATEGIES
 from hpa_keras.settings import coerce_settings, read_yaml, setting, settings_mapping
-from hpa_keras.training.thresholds import THRESHOLD_STRATEGIES
 
 # The vocabularies live here, in a module without Keras, so that `hpa-keras fit --help`
 # (generated from this dataclass) does not import TensorFlow.

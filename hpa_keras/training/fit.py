@@ -324,7 +324,7 @@ class _Run:
         """
         import keras
 
-        from hpa_keras.training.metrics import macro_f1_metric
+        from hpa_keras.scoring.metrics import macro_f1_metric
         from hpa_keras.training.optimizers import backbone_multipliers, make_optimizer
 
         config = self.config

@@ -209,8 +209,8 @@ def train_model(records: Path, cv: Path, plan: DemoPlan, progress: bool) -> Path
     validation loss is noisy (BatchNorm at a high rate), so a plateau rule halves the rate
     too early. README, "Measured results", has the comparisons and their spread.
     """
-    from hpa_keras.training.cv import cross_validate, format_summary
     from hpa_keras.training.fit import resolve_config
+    from hpa_keras.workflows.cv import cross_validate, format_summary
 
     folds = "all folds" if plan.folds == "all" else f"folds {plan.folds}"
     _step(
@@ -248,9 +248,10 @@ def evaluate_on_test(cv: Path, test_records: Path, report: Path, smoke_test: str
     ``smoke_test``: the plan's note that it is too small to mean anything, put in the
     report's title.
     """
-    from hpa_keras.inference.evaluate import evaluate_runs, summary_line
+    from hpa_keras.inference.evaluate import evaluate_runs
     from hpa_keras.reports.html import write_report
-    from hpa_keras.training.cv import fold_folder, read_cv
+    from hpa_keras.scoring.evaluation import summary_line
+    from hpa_keras.workflows.cv import fold_folder, read_cv
 
     _step(
         5,

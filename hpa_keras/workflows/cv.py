@@ -155,8 +155,8 @@ def tune_all_strategies(labels, probabilities, class_frequencies) -> dict:
     """Every threshold strategy on the pooled out-of-fold predictions: thresholds, the
     macro F1 they give there (optimistic: tuned and scored on the same rows) and the classes
     that fell back (``fallbacks``, as in a run's ``thresholds.json``)."""
-    from hpa_keras.training.metrics import macro_f1
-    from hpa_keras.training.thresholds import (
+    from hpa_keras.scoring.metrics import macro_f1
+    from hpa_keras.scoring.thresholds import (
         THRESHOLD_STRATEGIES,
         shrunk_thresholds,
         tune_thresholds,
@@ -178,8 +178,8 @@ def tune_all_strategies(labels, probabilities, class_frequencies) -> dict:
 def cross_fitted_macro_f1(labels, probabilities, fold_of, strategy, class_frequencies) -> float:
     """Out-of-fold macro F1 with each fold's thresholds tuned on the other folds only: an
     estimate of what the thresholds give on images they were not tuned on."""
-    from hpa_keras.training.metrics import macro_f1
-    from hpa_keras.training.thresholds import search_thresholds
+    from hpa_keras.scoring.metrics import macro_f1
+    from hpa_keras.scoring.thresholds import search_thresholds
 
     decided = np.zeros(labels.shape, dtype=bool)
     for fold in np.unique(fold_of):
@@ -203,12 +203,12 @@ def cross_validate(config: TrainingConfig, out, folds=None, callbacks=(), config
     from hpa_keras import storage
     from hpa_keras.data.tfrecords import read_manifest, record_set_fingerprint
     from hpa_keras.distributed import barrier, process_index
-    from hpa_keras.inference.evaluate import Evaluation
     from hpa_keras.reports.html import write_report
     from hpa_keras.reports.tables import fallback_lines
+    from hpa_keras.scoring.evaluation import Evaluation
+    from hpa_keras.scoring.metrics import macro_f1
+    from hpa_keras.scoring.thresholds import MIN_TUNING_POSITIVES
     from hpa_keras.training.fit import fit, labels_per_image, training_folds
-    from hpa_keras.training.metrics import macro_f1
-    from hpa_keras.training.thresholds import MIN_TUNING_POSITIVES
 
     if storage.is_url(out):  # trained in a local copy, uploaded after every epoch
         from hpa_keras.training.callbacks import UploadEachEpoch

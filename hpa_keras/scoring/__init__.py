@@ -1,0 +1,25 @@
+"""Scoring: F1 counts, threshold search and :class:`Evaluation`, shared by training and inference.
+
+    >>> from hpa_keras.scoring import macro_f1, tune_thresholds, Evaluation
+
+Training tunes thresholds with these functions and inference scores
+predictions with them; this package imports neither (numpy, pandas and
+scikit-learn only; ``macro_f1_metric`` imports Keras when called).
+"""
+
+from hpa_keras._lazy import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "f1_per_class": "metrics",
+        "macro_f1": "metrics",
+        "macro_f1_metric": "metrics",
+        "search_thresholds": "thresholds",
+        "tune_thresholds": "thresholds",
+        "best_thresholds": "thresholds",
+        "apply_thresholds": "thresholds",
+        "Evaluation": "evaluation",
+        "summary_line": "evaluation",
+    },
+)
