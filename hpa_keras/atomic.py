@@ -11,6 +11,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from hpa_keras import storage
 from hpa_keras.errors import InputError
 
 
@@ -51,7 +52,6 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp"):
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (a URL too: :mod:`hpa_keras.storage`)."""
-    from hpa_keras import storage
 
     if storage.is_url(path):
         storage.write_bytes_atomic(os.fspath(path), data)

@@ -44,7 +44,7 @@ _TENSORFLOW_MULTI_HOST = (
 
 def backend() -> str:
     """The Keras backend of this process: ``tensorflow``, ``jax`` or ``torch``."""
-    import keras
+    import keras  # lazy: imports TensorFlow
 
     return keras.backend.backend()
 
@@ -88,8 +88,8 @@ def make_placement(strategy: str = "default", distributed: bool = False) -> Plac
     if distributed:
         if name != "jax":
             raise InputError(f"distributed: {_TENSORFLOW_MULTI_HOST}")
-        import jax
-        import keras
+        import jax  # lazy: an optional dependency
+        import keras  # lazy: imports TensorFlow
 
         # (strategy mirrored with distributed is refused by TrainingConfig.validate)
         devices = keras.distribution.list_devices()
@@ -99,20 +99,20 @@ def make_placement(strategy: str = "default", distributed: bool = False) -> Plac
         )
     if strategy == "default":
         if name == "tensorflow":
-            import tensorflow as tf
+            import tensorflow as tf  # lazy: imports TensorFlow
 
             return Placement(name, strategy=tf.distribute.get_strategy())
         return Placement(name)
     if name == "tensorflow":
-        import tensorflow as tf
+        import tensorflow as tf  # lazy: imports TensorFlow
 
         # Without GPUs: the logical CPU devices (one unless the process configured more).
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
         mirrored = tf.distribute.MirroredStrategy(devices=[device.name for device in devices])
         return Placement(name, replicas=mirrored.num_replicas_in_sync, strategy=mirrored)
     if name == "jax":
-        import jax
-        import keras
+        import jax  # lazy: an optional dependency
+        import keras  # lazy: imports TensorFlow
 
         devices = [f"{device.platform}:{device.id}" for device in jax.local_devices()]
         distribution = keras.distribution.DataParallel(devices=devices)
@@ -130,8 +130,8 @@ def initialize_processes(coordinator=None, num_processes=None, process_id=None) 
     """
     if backend() != "jax":
         raise InputError(f"--distributed: {_TENSORFLOW_MULTI_HOST}")
-    import jax
-    import keras
+    import jax  # lazy: an optional dependency
+    import keras  # lazy: imports TensorFlow
 
     if jax.distributed.is_initialized():
         return
@@ -165,7 +165,7 @@ def replica_count(model) -> int:
     if strategy is not None:
         return strategy.num_replicas_in_sync
     if backend() == "jax":
-        import keras
+        import keras  # lazy: imports TensorFlow
 
         distribution = keras.distribution.distribution()
         if distribution is not None:
@@ -177,7 +177,7 @@ def process_count() -> int:
     """The processes of this run (1 unless a JAX process group was joined)."""
     if backend() != "jax":
         return 1
-    import jax
+    import jax  # lazy: an optional dependency
 
     return jax.process_count()
 
@@ -186,7 +186,7 @@ def process_index() -> int:
     """This process's index in the run (0 unless a JAX process group was joined)."""
     if backend() != "jax":
         return 0
-    import jax
+    import jax  # lazy: an optional dependency
 
     return jax.process_index()
 
@@ -209,7 +209,7 @@ def predict_across_processes(model, dataset):
     the same program on every process), and the results are all-gathered in
     process order.
     """
-    from jax.experimental import multihost_utils
+    from jax.experimental import multihost_utils  # lazy: an optional dependency
 
     def largest(value: int) -> int:
         return int(np.max(multihost_utils.process_allgather(np.asarray([value], np.int64))))
@@ -255,7 +255,7 @@ def _rows(parts, width: int) -> np.ndarray:
 
 def _gather_rows(rows: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """Every process's ``rows`` (of ``counts`` lengths), concatenated in process order."""
-    from jax.experimental import multihost_utils
+    from jax.experimental import multihost_utils  # lazy: an optional dependency
 
     padded = np.zeros((int(counts.max()), rows.shape[1]), np.float32)
     padded[: len(rows)] = rows
@@ -266,6 +266,6 @@ def _gather_rows(rows: np.ndarray, counts: np.ndarray) -> np.ndarray:
 def barrier(name: str) -> None:
     """Wait until every process of the run reaches this point (no-op in one process)."""
     if process_count() > 1:
-        from jax.experimental import multihost_utils
+        from jax.experimental import multihost_utils  # lazy: an optional dependency
 
         multihost_utils.sync_global_devices(name)

@@ -27,6 +27,7 @@ import uuid
 from pathlib import Path
 
 from hpa_keras.errors import InputError
+from hpa_keras.tensorflow_setup import import_tensorflow_quietly
 
 # Uploaded after everything else: their presence says the folder is whole.
 LAST_FILES = ("thresholds.json", "model.keras", "cv_summary.json", "manifest.json")
@@ -44,7 +45,6 @@ def join(folder, name: str) -> str:
 
 
 def _tensorflow():
-    from hpa_keras.tensorflow_setup import import_tensorflow_quietly
 
     return import_tensorflow_quietly()
 

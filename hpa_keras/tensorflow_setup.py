@@ -23,12 +23,12 @@ def import_tensorflow_quietly():
     # After start-up the variable works: hide INFO lines (warnings and errors still show).
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     if "tensorflow" in sys.modules or os.environ.get("HPA_KERAS_TF_LOGS") == "1":
-        import tensorflow
+        import tensorflow  # lazy: imports TensorFlow
 
         _hide_retracing_warnings(tensorflow)
         return tensorflow
     with _native_stderr_silenced():
-        import tensorflow
+        import tensorflow  # lazy: imports TensorFlow
 
         tensorflow.config.list_physical_devices()  # the CUDA probe logs here
     _hide_retracing_warnings(tensorflow)

@@ -25,7 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
+from hpa_keras.classes import get_scheme
+from hpa_keras.data.cell_records import check_cell_rows
+from hpa_keras.data.cells import find_mask_files, read_mask
 from hpa_keras.errors import InputError
+from hpa_keras.scoring.metrics import f1_per_class
+from hpa_keras.scoring.thresholds import best_thresholds
 
 INTERPOLATIONS = ("envelope", "none")
 CHALLENGE_IOU = 0.6
@@ -159,8 +164,6 @@ def submission_fields(
     error (:func:`hpa_keras.data.cell_records.check_cell_rows`, the check
     make-tfrecords makes), since a truth made for other masks cannot score.
     """
-    from hpa_keras.data.cell_records import check_cell_rows
-    from hpa_keras.data.cells import find_mask_files, read_mask
 
     extra = sorted(set(submission) - set(cell_labels))
     absent = sorted(set(cell_labels) - set(submission))
@@ -253,9 +256,6 @@ def cell_f1_figures(fields: list[FieldCells], iou_threshold: float, scheme) -> d
     field (cells' maximum), at 0.5 and at thresholds tuned on the same data (an optimistic
     figure: there is no other data to tune them on here). Classes without a true cell are
     left out, as in the mAP."""
-    from hpa_keras.classes import get_scheme
-    from hpa_keras.scoring.metrics import f1_per_class
-    from hpa_keras.scoring.thresholds import best_thresholds
 
     scheme = get_scheme(scheme)
     negative = scheme.class_names.index("Negative") if "Negative" in scheme.class_names else None

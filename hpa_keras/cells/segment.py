@@ -40,11 +40,18 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from scipy import ndimage
+from skimage.filters import threshold_otsu
+from skimage.measure import label
+from skimage.morphology import h_maxima
+from skimage.segmentation import watershed
+from tqdm.auto import tqdm
 
 from hpa_keras.atomic import removed_on_bad_input, write_text_atomic
 from hpa_keras.data.cells import find_mask_files, mask_ids, read_mask, write_mask
-from hpa_keras.data.images import index_image_folder, read_channel, to_unit_float
+from hpa_keras.data.images import index_image_folder, read_channel, stain_plane, to_unit_float
 from hpa_keras.errors import InputError
+from hpa_keras.parallel import default_workers, ordered_map
 from hpa_keras.settings import setting
 
 SUMMARY_FILE = "segmentation.json"
@@ -98,7 +105,6 @@ def _log_otsu_threshold(image: np.ndarray) -> float | None:
     exposure or 12-bit data in 16-bit files (values up to 4095) is cut where
     a bright 8-bit one is.
     """
-    from skimage.filters import threshold_otsu
 
     top = float(np.percentile(image, 99.9))
     if top <= 0:
@@ -118,10 +124,6 @@ def _smooth(image: np.ndarray, sigma: float) -> np.ndarray:
 
 def segment_nuclei(blue: np.ndarray, settings: SegmentationSettings, scale: float) -> np.ndarray:
     """Nucleus labels (int32) of a working-size blue channel in [0, 1]."""
-    from scipy import ndimage
-    from skimage.measure import label
-    from skimage.morphology import h_maxima
-    from skimage.segmentation import watershed
 
     smoothed = _smooth(blue, settings.nucleus_smoothing * scale)
     threshold = _log_otsu_threshold(smoothed)
@@ -149,8 +151,6 @@ def grow_cells(
     nuclei: np.ndarray, cytoplasm: np.ndarray, settings: SegmentationSettings, scale: float
 ) -> np.ndarray:
     """Cell labels (int32) grown from ``nuclei`` over a working-size cytoplasm image."""
-    from scipy import ndimage
-    from skimage.segmentation import watershed
 
     smoothed = _smooth(cytoplasm, settings.cell_smoothing * scale)
     threshold = _log_otsu_threshold(smoothed)
@@ -220,7 +220,6 @@ def segment_field(
 def read_segmentation_channels(channel_paths: dict) -> tuple[np.ndarray, np.ndarray | None]:
     """A field's blue channel and the pixelwise maximum of its red and yellow channels (in
     [0, 1]); the field's files are named in any error."""
-    from hpa_keras.data.images import stain_plane
 
     def plane(channel):
         path = channel_paths.get(channel)
@@ -301,9 +300,7 @@ def segment_folder(
     with masks in ``out``: those kept are counted from their masks, so a rerun after a
     kill gives the summary an uninterrupted run would have.
     """
-    from tqdm.auto import tqdm
 
-    from hpa_keras.parallel import default_workers, ordered_map
 
     settings.validate()
     if on_error not in ("fail", "skip"):

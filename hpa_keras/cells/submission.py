@@ -30,7 +30,7 @@ COLUMNS = ("ID", "ImageWidth", "ImageHeight", "PredictionString")
 
 def _coco_mask():
     try:
-        from pycocotools import mask as coco_mask
+        from pycocotools import mask as coco_mask  # lazy: an optional dependency
     except ImportError:
         raise InputError(
             "the 2021 submission format needs pycocotools (pip install pycocotools), the COCO "

@@ -2,7 +2,7 @@
 ``--cells`` a 2021 cell submission against true masks and cell labels.
 
 The inference and report modules are imported inside the command, after the checks that
-answer a typo at once: they load TensorFlow and Keras (6-8 s)."""
+answer a typo at once: they load TensorFlow and Keras."""
 
 from pathlib import Path
 

@@ -2,7 +2,7 @@
 and cam; evaluate is :mod:`hpa_keras.cli.evaluate`.
 
 The inference modules are imported inside the commands, after the checks that answer a
-typo at once: they load TensorFlow and Keras (6-8 s)."""
+typo at once: they load TensorFlow and Keras."""
 
 from hpa_keras.cli.common import add_run_input_arguments
 from hpa_keras.errors import InputError, warn

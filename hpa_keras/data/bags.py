@@ -18,6 +18,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from hpa_keras.classes import CHANNELS
 from hpa_keras.data.pipeline import (
     AUTOTUNE,
     _make_single_decoder,
@@ -66,7 +67,6 @@ def load_cell_bags(
         raise InputError(f"{tfrecord_dir}: no records of folds {folds} and sources {sources}")
     files = shard_files(tfrecord_dir, shards)
     names = resolve_channels(channels)
-    from hpa_keras.classes import CHANNELS
 
     indices = [CHANNELS.index(name) for name in names]
     size, classes = manifest["image_size"], manifest["num_classes"]

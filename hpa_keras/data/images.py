@@ -27,6 +27,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 from hpa_keras.classes import CHANNELS
 from hpa_keras.errors import InputError
@@ -172,7 +173,6 @@ def _image_header(path: Path, what: str = "an image") -> tuple[int, int, str]:
     """``(height, width, format)`` of an image file, from its header; InputError naming the
     file for anything that is not a readable image of a sane size."""
     # Pillow reads headers lazily (it comes with matplotlib); OpenCV decodes the whole file.
-    from PIL import Image, UnidentifiedImageError
 
     check_input_file(path, what)
     try:

@@ -28,6 +28,7 @@ import numpy as np
 from hpa_keras.atomic import write_text_atomic
 from hpa_keras.classes import SCHEMES, format_target, get_scheme, parse_target
 from hpa_keras.errors import InputError
+from hpa_keras.storage import read_bytes
 
 ID_COLUMNS = ("Id", "ID")
 UNLABELED_COLUMNS = {"Predicted": "hpa2018", "PredictionString": "hpa2021"}
@@ -182,7 +183,6 @@ def open_csv(path: str | os.PathLike) -> io.StringIO:
 
 
 def _read_text(path: str | os.PathLike) -> str:
-    from hpa_keras.storage import read_bytes
 
     try:
         data = read_bytes(path)  # a local file or a URL (gs://, ram://)

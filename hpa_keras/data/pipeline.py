@@ -40,9 +40,11 @@ import numpy as np
 import tensorflow as tf
 
 from hpa_keras.classes import CHANNELS
+from hpa_keras.data.images import image_dimensions, read_sample, resize_square
 from hpa_keras.data.tfrecords import READ_BUFFER_BYTES, read_manifest, source_names
 from hpa_keras.distributed import process_share
 from hpa_keras.errors import InputError
+from hpa_keras.parallel import default_workers
 from hpa_keras.storage import is_url
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -222,7 +224,7 @@ def load_dataset(
             num_parallel_calls=AUTOTUNE,
         )
     if data_service is not None and training:
-        from hpa_keras.data.service import distribute_over
+        from hpa_keras.data.service import distribute_over  # lazy: imports TensorFlow
 
         dataset = distribute_over(dataset, data_service)
     return dataset.prefetch(AUTOTUNE)
@@ -303,8 +305,6 @@ def load_image_folder(
     iteration with a TensorFlow error; its file and reason are then in
     ``errors`` (``errors.raise_first()`` raises them as an InputError).
     """
-    from hpa_keras.data.images import read_sample
-    from hpa_keras.parallel import default_workers
 
     names = resolve_channels(channels)
     indices = [CHANNELS.index(name) for name in names]
@@ -341,7 +341,6 @@ def check_image_headers(index: dict, ids) -> None:
     of a sane size: what can be checked before a pipeline starts, in a fraction of a
     millisecond a file, so that a bad file is named before TensorFlow's threads run (a
     file damaged past its header is still named from inside the pipeline)."""
-    from hpa_keras.data.images import image_dimensions
 
     for sample_id in ids:
         for path in index[sample_id].values():
@@ -419,7 +418,6 @@ def _select_channels(images, indices):
 def _resize_like_conversion(image, size: int, dtype):
     """``resize_square`` (OpenCV, area when shrinking) inside tf.data: the same pixels as
     make-tfrecords and predict --images give."""
-    from hpa_keras.data.images import resize_square
 
     channels = image.shape[-1]
     resized = tf.numpy_function(

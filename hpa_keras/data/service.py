@@ -30,7 +30,7 @@ def distribute_over(dataset, address: str, job_name: str | None = None):
     Every call makes a new job unless ``job_name`` is given; consumers sharing a
     job name share its records (each record goes to one of them).
     """
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: imports TensorFlow
 
     if "://" not in address:
         address = f"grpc://{address}"
@@ -56,7 +56,7 @@ class LocalService:
     def __init__(
         self, workers: int = 2, port: int = 0, dispatcher: str | None = None, worker_port: int = 0
     ):
-        import tensorflow as tf
+        import tensorflow as tf  # lazy: imports TensorFlow
 
         service = tf.data.experimental.service
         if workers < 0 or (workers == 0 and dispatcher is not None):

@@ -22,6 +22,7 @@ def stratified_folds(label_matrix: np.ndarray, num_folds: int, seed: int) -> np.
     """
     # Imported here: it pulls in scikit-learn (1.1 s), which worker processes that
     # import this package for reading images should not pay for.
+    # lazy: slow to import; the input checks run first
     from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 
     label_matrix = np.asarray(label_matrix)

@@ -29,10 +29,12 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from hpa_keras import storage
 from hpa_keras.classes import CHANNELS, HPA2018
 from hpa_keras.data.images import decode_png, encode_png
 from hpa_keras.data.splits import balance_of_counts
 from hpa_keras.errors import InputError
+from hpa_keras.storage import exists, is_file, is_url, join, open_binary, read_bytes
 
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
@@ -61,7 +63,7 @@ def serialize_example(
 ) -> bytes:
     """One record, serialized; ``image_parts`` as made by :func:`encode_image`; ``cell`` the
     features of a cell record (:func:`hpa_keras.data.cell_records.cell_features`)."""
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: imports TensorFlow
 
     def int64_list(values):
         return tf.train.Feature(int64_list=tf.train.Int64List(value=list(values)))
@@ -137,7 +139,7 @@ def parse_example_bytes(serialized: bytes) -> dict:
     Records written before sources and bit depths existed read as 8-bit, of
     source ``"default"``, at their stored size.
     """
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: imports TensorFlow
 
     feature = tf.train.Example.FromString(serialized).features.feature
 
@@ -182,7 +184,7 @@ def _cell_fields(feature) -> dict:
 
 def read_shard(path: str | os.PathLike) -> list[dict]:
     """Every record of one shard, parsed and with ``image`` decoded to numpy."""
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: imports TensorFlow
 
     records = []
     for serialized in tf.data.TFRecordDataset(
@@ -234,7 +236,6 @@ def read_manifest(folder: str | os.PathLike) -> dict:
     A manifest of format 1 (before sources, bit depths and label schemes)
     reads as one 8-bit source named ``default`` in the 2018 scheme.
     """
-    from hpa_keras.storage import exists, is_file, is_url, join, read_bytes
 
     path = join(folder, MANIFEST_FILE) if is_url(folder) else Path(folder) / MANIFEST_FILE
     if not is_file(path):
@@ -314,7 +315,6 @@ def summarize_folds(manifest: dict) -> dict | None:
 
 def sha256_of(path: str | os.PathLike) -> str:
     """The sha256 of a local file or URL (:func:`hpa_keras.storage.open_binary`)."""
-    from hpa_keras.storage import open_binary
 
     digest = hashlib.sha256()
     with open_binary(path) as handle:
@@ -335,9 +335,8 @@ def verify_tfrecords(folder: str | os.PathLike, progress: bool = True) -> list[s
     counts. ``folder`` may be a URL (``gs://``, ``ram://``): it is read through
     :mod:`hpa_keras.storage`, whose InputError names a URL that cannot be reached.
     """
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: imports TensorFlow
 
-    from hpa_keras import storage
 
     folder = os.fspath(folder)
     manifest = read_manifest(folder)

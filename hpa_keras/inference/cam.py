@@ -21,7 +21,14 @@ from contextlib import contextmanager
 import cv2
 import numpy as np
 
+from hpa_keras.classes import CHANNELS
+from hpa_keras.data.images import find_sample_files, read_sample, resize_square
+from hpa_keras.distributed import backend
 from hpa_keras.errors import InputError
+from hpa_keras.inference.runs import class_names_of, expand_runs, load_run
+from hpa_keras.inference.submission import submission_labels
+from hpa_keras.reports.cam import cam_figure
+from hpa_keras.reports.figures import save_figure
 
 
 def _output_rank(layer) -> int | None:
@@ -33,7 +40,7 @@ def _output_rank(layer) -> int | None:
 
 def find_feature_layer(model):
     """The last layer with a 4-D output, searching nested models first (depth first, backwards)."""
-    import keras
+    import keras  # lazy: imports TensorFlow
 
     for layer in reversed(model.layers):
         if isinstance(layer, keras.layers.InputLayer):
@@ -78,9 +85,8 @@ def grad_cam(model, image: np.ndarray, classes, layer=None, output_size=None) ->
         output_size: ``(H, W)`` of the maps; default the image's own size.
     A class whose weighted features are nowhere positive gets an all-zero map.
     """
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: imports TensorFlow
 
-    from hpa_keras.distributed import backend
 
     if backend() != "tensorflow":
         # keras.ops has no gradient: Grad-CAM needs the backend's own (tf.GradientTape here).
@@ -127,10 +133,6 @@ def explain_sample(run_folder, images, sample_id, classes=None, max_classes: int
     [0, 1] first, so each has the same say), and the classes are chosen by
     the out-of-fold thresholds, as ``predict --run CV_DIR`` chooses them.
     """
-    from hpa_keras.classes import CHANNELS
-    from hpa_keras.data.images import find_sample_files, read_sample, resize_square
-    from hpa_keras.inference.runs import expand_runs, load_run
-    from hpa_keras.inference.submission import submission_labels
 
     folders, ensemble = expand_runs([run_folder])
     runs = [load_run(folder) for folder in folders]
@@ -170,9 +172,6 @@ def write_cam(
 ) -> dict:
     """Draw :func:`explain_sample` into ``out`` (PNG, written atomically); ``true_labels``,
     when known, are named in the title. Classes are named as the run names them."""
-    from hpa_keras.inference.runs import class_names_of, expand_runs
-    from hpa_keras.reports.cam import cam_figure
-    from hpa_keras.reports.figures import save_figure
 
     image, classes, maps, probabilities = explain_sample(run_folder, images, sample_id, classes)
     names = class_names_of(expand_runs([run_folder])[0][0])

@@ -20,6 +20,7 @@ from hpa_keras.atomic import write_text_atomic
 from hpa_keras.cells.submission import prediction_string, write_submission
 from hpa_keras.classes import format_target, get_scheme
 from hpa_keras.data.cells import cell_geometry, check_masks, find_mask_files, read_mask
+from hpa_keras.data.tfrecords import read_manifest
 from hpa_keras.errors import InputError
 
 
@@ -88,10 +89,9 @@ def record_geometry(data: str | os.PathLike) -> dict[str, dict]:
     """``{field Id: {"size": (height, width), "boxes": {cell: box}}}`` of a cell record set:
     the size of the field each cell was cut from and its box there (y0, x0, y1, x1), read
     from the records without decoding their images."""
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: imports TensorFlow
 
-    from hpa_keras.data.pipeline import shard_paths
-    from hpa_keras.data.tfrecords import read_manifest
+    from hpa_keras.data.pipeline import shard_paths  # lazy: imports TensorFlow
 
     spec = {
         "field_id": tf.io.FixedLenFeature([], tf.string),

@@ -14,7 +14,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from hpa_keras.data.tfrecords import read_manifest, record_set_fingerprint
 from hpa_keras.errors import InputError
+from hpa_keras.inference.predict import predict_ids, predict_runs, training_labels_per_image
+from hpa_keras.inference.runs import (
+    class_names_of,
+    default_views,
+    expand_runs,
+    read_input_settings,
+    read_run_config,
+    run_paths,
+)
 from hpa_keras.scoring.evaluation import Evaluation
 
 
@@ -27,8 +37,6 @@ def _run_validation(folder: Path, data: Path) -> tuple[int, str | None] | None:
     are still recognised; runs made before the fingerprint existed fall back to the path
     of ``config.yaml``.
     """
-    from hpa_keras.data.tfrecords import read_manifest, record_set_fingerprint
-    from hpa_keras.inference.runs import read_input_settings, read_run_config
 
     config = read_run_config(folder)
     fingerprint = read_input_settings(folder).get("data_fingerprint")
@@ -72,8 +80,6 @@ def default_selection(runs: Sequence[str | os.PathLike], data: str | os.PathLike
 
 def _cv_trained_on(runs, data) -> bool:
     """Whether ``runs`` is one cv folder whose folds trained on the records in ``data``."""
-    from hpa_keras.data.tfrecords import read_manifest, record_set_fingerprint
-    from hpa_keras.inference.runs import expand_runs, read_input_settings
     from hpa_keras.workflows.cv import is_cv_folder
 
     if len(runs) != 1 or not is_cv_folder(runs[0]):
@@ -87,8 +93,8 @@ def _cv_trained_on(runs, data) -> bool:
 
 def _out_of_fold(cv_folder: Path, data, sources):
     """``(ids, labels, probabilities, thresholds)`` of a cv's own out-of-fold predictions."""
+    # lazy: imports TensorFlow
     from hpa_keras.data.pipeline import dataset_labels
-    from hpa_keras.inference.runs import expand_runs
     from hpa_keras.workflows.cv import OOF_FILE, read_cv
 
     _, document = expand_runs([cv_folder])
@@ -137,12 +143,11 @@ def evaluate_runs(
         thresholds: a ``thresholds.json`` to judge with (needed by several
             plain runs).
     """
-    from hpa_keras.inference.predict import predict_ids, predict_runs, training_labels_per_image
-    from hpa_keras.inference.runs import class_names_of, default_views, expand_runs, run_paths
 
     runs = run_paths(runs)
     tta = default_views(runs) if tta is None else tta
     if data is not None:
+        # lazy: imports TensorFlow
         from hpa_keras.data.pipeline import dataset_labels
         from hpa_keras.data.tfrecords import read_manifest
 
@@ -162,7 +167,7 @@ def evaluate_runs(
                 sources=sources, thresholds=thresholds,
             )  # fmt: skip
     elif images is not None:
-        from hpa_keras.data.labels import read_labels
+        from hpa_keras.data.labels import read_labels  # lazy: imports TensorFlow
 
         out_of_fold = False
         if labels_file is None:

@@ -15,9 +15,24 @@ import os
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 
 from hpa_keras.classes import SCHEMES
+from hpa_keras.data.images import index_image_folder, index_images
+from hpa_keras.data.labels import read_id_file
 from hpa_keras.errors import InputError
+from hpa_keras.inference.cells import check_run_and_records
+from hpa_keras.inference.runs import (
+    Run,
+    check_finished_run,
+    class_names_of,
+    default_views,
+    expand_runs,
+    load_run,
+    read_input_settings,
+    run_paths,
+)
+from hpa_keras.inference.submission import submission_labels
 
 
 def input_ids(
@@ -30,13 +45,11 @@ def input_ids(
     when given, every listed Id needing its four channel files; otherwise the
     folder's Ids sorted.
     """
-    from hpa_keras.data.images import index_image_folder
-    from hpa_keras.data.labels import read_id_file
 
     if (data is None) == (images is None):
         raise InputError("give exactly one of --data (TFRecords) and --images (an image folder)")
     if data is not None:
-        from hpa_keras.data.pipeline import dataset_ids
+        from hpa_keras.data.pipeline import dataset_ids  # lazy: imports TensorFlow
 
         return dataset_ids(data, folds, sources), None
     index = index_image_folder(images)
@@ -63,12 +76,6 @@ def check_prediction_settings(runs, tta: int) -> None:
 def _run_facts(run) -> dict:
     """What a run predicts and reads, without loading its model: a loaded
     :class:`~hpa_keras.inference.runs.Run`, or a run folder (its ``input.json``)."""
-    from hpa_keras.inference.runs import (
-        Run,
-        check_finished_run,
-        class_names_of,
-        read_input_settings,
-    )
 
     if isinstance(run, Run):
         return {"folder": run.folder, "scheme": run.scheme, "kind": run.kind,
@@ -106,8 +113,6 @@ def check_runs_and_input(
     are mixed with (``predict --image-run``). Records that carry no labels and no Id file
     say nothing of their scheme and pass.
     """
-    from hpa_keras.inference.cells import check_run_and_records
-    from hpa_keras.inference.runs import Run, expand_runs
 
     document = None  # the thresholds to judge with, where a file gives them
     if isinstance(runs, Run):
@@ -131,7 +136,7 @@ def check_runs_and_input(
         )
     given = []  # (where, scheme) of what the input says of its classes
     if data is not None:
-        from hpa_keras.data.tfrecords import read_manifest
+        from hpa_keras.data.tfrecords import read_manifest  # lazy: imports TensorFlow
 
         manifest = read_manifest(data)
         check_run_and_records(first["kind"], manifest.get("kind", "fields"), data)
@@ -144,7 +149,7 @@ def check_runs_and_input(
             "cut the fields into cell records (make-tfrecords --masks) and predict those"
         )
     if ids_file is not None:
-        from hpa_keras.data.labels import read_id_file
+        from hpa_keras.data.labels import read_id_file  # lazy: imports TensorFlow
 
         given.append((f"{ids_file}: Ids", read_id_file(ids_file).scheme))
     for where, input_scheme in given:
@@ -157,6 +162,7 @@ def check_runs_and_input(
             )
     source = runs if document is not None else None
     if thresholds is not None and not (isinstance(thresholds, str) and thresholds == "own"):
+        # lazy: imports TensorFlow
         from hpa_keras.training.callbacks import read_thresholds_document
 
         document, source = read_thresholds_document(thresholds), thresholds
@@ -176,7 +182,6 @@ def check_runs_and_input(
 def training_labels_per_image(runs) -> float | None:
     """The mean labels per image of the runs' training folds (their ``input.json``), to
     compare predictions with; ``None`` for runs made before it was recorded."""
-    from hpa_keras.inference.runs import expand_runs, read_input_settings
 
     folders, _ = expand_runs(runs)
     values = [read_input_settings(folder).get("labels_per_image") for folder in folders]
@@ -192,13 +197,13 @@ def predict_run(
     Fields are resized to the run's field size exactly as its records were
     made, and seen whole or as the run's tiles, in ``tta`` dihedral views.
     """
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: imports TensorFlow
 
-    from hpa_keras.data.pipeline import load_dataset, load_image_folder
+    from hpa_keras.data.pipeline import load_dataset, load_image_folder  # lazy: imports TensorFlow
 
     errors = None
     if data is not None:
-        from hpa_keras.data.tfrecords import read_manifest
+        from hpa_keras.data.tfrecords import read_manifest  # lazy: imports TensorFlow
 
         stored = read_manifest(data)["bit_depth"]
         if stored != run.bit_depth:
@@ -269,8 +274,7 @@ def predict_ids(
     Ids came from, whose scheme must be the runs' (see
     :func:`check_runs_and_input`, made here before any model loads).
     """
-    from hpa_keras.inference.runs import default_views, expand_runs, load_run
-    from hpa_keras.training.callbacks import read_thresholds_document
+    from hpa_keras.training.callbacks import read_thresholds_document  # lazy: imports TensorFlow
 
     check_runs_and_input(runs, data=data, ids_file=ids_file, thresholds=thresholds)
     folders, document = expand_runs(runs)
@@ -326,7 +330,6 @@ def predict_runs(
         folds: with ``data``: the fold or folds to predict (default: all).
         thresholds: a ``thresholds.json`` to judge the probabilities with.
     """
-    from hpa_keras.inference.runs import run_paths
 
     runs = run_paths(runs)
     if not runs:
@@ -380,11 +383,7 @@ def predict_images(
         >>> table[["Id", "label_names"]].head()
         >>> table = hpa_keras.predict_images(run, ["test/x_green.png", "test/y"])
     """
-    import pandas as pd
 
-    from hpa_keras.data.images import index_images
-    from hpa_keras.inference.runs import Run, load_run
-    from hpa_keras.inference.submission import submission_labels
 
     check_runs_and_input(run if isinstance(run, Run) else [run], images=images)
     if not isinstance(run, Run):

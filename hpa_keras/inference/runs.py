@@ -19,6 +19,7 @@ model, a malformed thresholds or config file) is an InputError naming the
 file and the reason.
 """
 
+import json
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -28,6 +29,7 @@ import yaml
 
 from hpa_keras.classes import SCHEMES
 from hpa_keras.errors import InputError
+from hpa_keras.models.saving import load_model
 
 MODEL_FILE = "model.keras"
 THRESHOLDS_FILE = "thresholds.json"  # written by hpa_keras.training.callbacks.ThresholdSearch
@@ -103,7 +105,7 @@ class Run:
         with one run traces the wrapper once (about a second for 8 views of a
         512 px GAP-Net on 2 cores).
         """
-        from hpa_keras.inference.tta import with_tta
+        from hpa_keras.inference.tta import with_tta  # lazy: imports TensorFlow
 
         cache = self.__dict__.setdefault("_predictors", {})
         if views not in cache:
@@ -120,7 +122,6 @@ class Run:
 
 def read_input_settings(folder: str | os.PathLike) -> dict:
     """A run's ``input.json`` (empty for runs made before it existed)."""
-    import json
 
     path = Path(folder) / INPUT_FILE
     if not path.is_file():
@@ -150,7 +151,7 @@ def read_run_config(folder: str | os.PathLike) -> dict:
 
 def class_names_of(folder: str | os.PathLike) -> tuple[str, ...]:
     """A run's class names without loading its model (``input.json``, else ``thresholds.json``)."""
-    from hpa_keras.training.callbacks import read_thresholds_document
+    from hpa_keras.training.callbacks import read_thresholds_document  # lazy: imports TensorFlow
 
     names = read_input_settings(folder).get("class_names")
     if names:
@@ -178,6 +179,7 @@ def expand_runs(paths) -> tuple[list[Path], dict | None]:
     with other runs (their thresholds would no longer fit the mean).
     ``paths`` is a list of folders or one folder.
     """
+    # lazy: imports TensorFlow
     from hpa_keras.training.callbacks import read_thresholds_document
     from hpa_keras.workflows.cv import fold_folder, is_cv_folder, read_cv
 
@@ -203,6 +205,7 @@ def default_views(paths) -> int:
 
     first = run_paths(paths)[0]
     if is_cv_folder(first):
+        # lazy: imports TensorFlow
         from hpa_keras.training.callbacks import read_thresholds_document
 
         return int(read_thresholds_document(first / THRESHOLDS_FILE).get("views", 1))
@@ -262,7 +265,7 @@ def load_run(folder: str | os.PathLike) -> Run:
 
 def _load_cv(folder: Path) -> Run:
     """A cv folder's fold runs as one Run: the mean model with the out-of-fold thresholds."""
-    from hpa_keras.inference.tta import MeanOfModels
+    from hpa_keras.inference.tta import MeanOfModels  # lazy: imports TensorFlow
 
     folders, document = expand_runs([folder])
     members = tuple(_load_one(member) for member in folders)
@@ -303,8 +306,8 @@ def check_finished_run(folder: str | os.PathLike) -> None:
 
 def _load_one(folder: Path) -> Run:
     """One fit run folder as a Run; InputError on any problem."""
+    # lazy: imports TensorFlow
     from hpa_keras.data.pipeline import resolve_channels
-    from hpa_keras.models.saving import load_model
     from hpa_keras.training.callbacks import read_thresholds_document
 
     check_finished_run(folder)

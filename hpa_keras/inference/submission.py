@@ -9,6 +9,7 @@ import pandas as pd
 
 from hpa_keras.atomic import write_text_atomic
 from hpa_keras.classes import NUM_CLASSES
+from hpa_keras.data.labels import write_labels
 
 
 def submission_labels(probabilities, thresholds, require_label: bool = True) -> list[list[int]]:
@@ -32,7 +33,6 @@ def write_submission(path, ids, labels, scheme="hpa2018") -> None:
     """Image-level predictions: the 2018 Kaggle submission (``Id,Predicted``, space-separated
     indices); in the 2021 scheme, whose submissions are per cell, the image-level labels in
     its label-file format (``ID,Label``, ``|``-separated)."""
-    from hpa_keras.data.labels import write_labels
 
     column = "Predicted" if scheme == "hpa2018" else None
     write_labels(path, ids, labels, column=column, scheme=scheme)

@@ -34,7 +34,7 @@ def _spatial_elements(shape) -> int:
 
 
 def _layer_macs(layer) -> int:
-    import keras
+    import keras  # lazy: imports TensorFlow
 
     layers = keras.layers
     try:
@@ -63,7 +63,7 @@ def _layer_macs(layer) -> int:
 
 
 def _walk(model):
-    import keras
+    import keras  # lazy: imports TensorFlow
 
     for layer in model.layers:
         if isinstance(layer, keras.Model):
@@ -79,7 +79,7 @@ def multiply_adds(model) -> int:
 
 def activation_elements(model) -> int:
     """Output elements of every layer for one image: what a training step keeps."""
-    import keras
+    import keras  # lazy: imports TensorFlow
 
     total = 0
     for layer in _walk(model):

@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from hpa_keras.classes import CHANNELS
+from hpa_keras.data.pipeline import resolve_channels
 from hpa_keras.registration import finish_registration
 
 PACKAGE = "hpa_keras"
@@ -47,8 +49,6 @@ class ChannelStandardization(keras.layers.Layer):
     @classmethod
     def from_manifest(cls, manifest: dict, channels="rgby", **kwargs):
         """The statistics of a make-tfrecords manifest, for the chosen channels."""
-        from hpa_keras.classes import CHANNELS
-        from hpa_keras.data.pipeline import resolve_channels
 
         indices = [CHANNELS.index(name) for name in resolve_channels(channels)]
         return cls(

@@ -14,6 +14,7 @@ import zipfile
 from pathlib import Path
 
 from hpa_keras.errors import InputError
+from hpa_keras.registration import register_keras_objects
 
 _UNKNOWN_CLASS = re.compile(r"Could not locate (?:class|function) '([^']+)'")
 
@@ -53,9 +54,8 @@ def load_model(path: str | os.PathLike, compile: bool = False):
     a Lambda layer (arbitrary code, which safe mode refuses), or one that
     uses a custom class this package does not define.
     """
-    import keras
+    import keras  # lazy: imports TensorFlow
 
-    from hpa_keras.registration import register_keras_objects
 
     register_keras_objects()
     path = check_keras_archive(path)

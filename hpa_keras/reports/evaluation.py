@@ -6,6 +6,9 @@ saves them and embeds them in the report page.
 """
 
 import numpy as np
+from matplotlib.text import Text
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+from matplotlib.transforms import Bbox
 
 from hpa_keras.reports.figures import plt
 from hpa_keras.scoring.evaluation import THRESHOLD_GRID, Evaluation
@@ -18,7 +21,6 @@ def f1_frequency_figure(evaluation: Evaluation, label_worst: int = 8):
     classes are named beside the plot. Classes absent from the evaluated set
     have no frequency and are listed in the title instead.
     """
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     table = evaluation.class_table()
     count = max(len(evaluation.labels), 1)
@@ -101,8 +103,6 @@ def place_point_labels(axis, points, texts, colours, obstacles=(), fontsize=7):
     figure's layout is final (after ``tight_layout``). Returns the
     annotations.
     """
-    from matplotlib.text import Text
-    from matplotlib.transforms import Bbox
 
     figure = axis.figure
     renderer = figure.canvas.get_renderer()
@@ -215,7 +215,6 @@ def label_distribution_figure(labels, class_names, title="Labels of the evaluate
     A class without images gets no bar (a log axis has no zero), only the
     words "0: no images".
     """
-    from matplotlib.ticker import FuncFormatter
 
     labels = np.asarray(labels)
     counts = labels.sum(axis=0).astype(int)

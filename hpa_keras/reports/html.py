@@ -33,6 +33,7 @@ from hpa_keras.reports.evaluation import (
 )
 from hpa_keras.reports.figures import save_figure
 from hpa_keras.reports.tables import evaluation_table
+from hpa_keras.reports.training import learning_curve_figure, read_history
 from hpa_keras.scoring.evaluation import Evaluation
 
 FIGURES = {
@@ -177,7 +178,6 @@ def write_report(
     ``history``: a run's ``history.csv`` for the learning-curve plot (skipped if ``None``
     or missing).
     """
-    from hpa_keras.reports.training import learning_curve_figure, read_history
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

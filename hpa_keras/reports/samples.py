@@ -10,9 +10,12 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import cv2
 import numpy as np
+from skimage.segmentation import find_boundaries
 
 from hpa_keras.classes import CHANNEL_STAINS, CHANNELS, CLASS_NAMES, get_scheme
+from hpa_keras.data.cells import cell_geometry
 from hpa_keras.data.images import find_sample_files, read_channel, stain_plane, to_unit_float
 from hpa_keras.data.labels import read_labels
 from hpa_keras.errors import InputError
@@ -62,7 +65,7 @@ def _draw_cells(axis, picture: np.ndarray, cells: np.ndarray, cell_classes=None)
     height, width = picture.shape[:2]
     factor = picture_side / max(height, width)  # small fields enlarged: outlines stay thin
     if factor != 1:
-        import cv2
+        import cv2  # lazy: imports TensorFlow
 
         size = (max(1, round(width * factor)), max(1, round(height * factor)))
         smooth = cv2.INTER_AREA if factor < 1 else cv2.INTER_NEAREST
@@ -95,8 +98,6 @@ def mask_outlines(
     ``colour``. A mask of another size is resized to the image's (nearest neighbour), so a
     2048 px field's mask outlines its 512 px picture. Borders are ``width`` pixels (default:
     one per 400 pixels of picture, at least 1)."""
-    import cv2
-    from skimage.segmentation import find_boundaries
 
     height, width_pixels = image.shape[:2]
     if labels.shape != (height, width_pixels):
@@ -117,9 +118,7 @@ def cell_centres(labels: np.ndarray) -> dict[int, tuple[float, float]]:
     """``{cell number: (row, column)}``: the point of each cell deepest inside it, where its
     number can be written without landing on a neighbour (a centroid can fall outside a
     curved cell)."""
-    import cv2
 
-    from hpa_keras.data.cells import cell_geometry
 
     centres = {}
     for cell in cell_geometry(labels):  # boxes from one pass, then each cell in its box
@@ -237,12 +236,13 @@ def write_sample_figure(
                 continue
     cells, cell_classes = None, None
     if masks is not None:
-        from hpa_keras.data.cells import read_field_masks
+        from hpa_keras.data.cells import read_field_masks  # lazy: imports TensorFlow
 
         cells, _ = read_field_masks(masks, sample_id, next(iter(shapes)))
     if cell_labels is not None:
         if cells is None:
             raise InputError("cell labels are drawn on cells: give the masks too")
+        # lazy: imports TensorFlow
         from hpa_keras.data.cell_records import cell_label_scheme, read_cell_labels
 
         cell_scheme = cell_label_scheme(cell_labels)

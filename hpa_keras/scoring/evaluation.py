@@ -32,6 +32,7 @@ THRESHOLD_GRID = np.round(np.linspace(0.0, 1.0, 101), 2)
 
 def precision_recall_f1(labels, predicted) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-class precision, recall and F1 (scikit-learn, ``zero_division=0``)."""
+    # lazy: slow to import; the input checks run first
     from sklearn.metrics import precision_recall_fscore_support
 
     precision, recall, f1, _ = precision_recall_fscore_support(
@@ -45,7 +46,7 @@ def precision_recall_f1(labels, predicted) -> tuple[np.ndarray, np.ndarray, np.n
 
 def micro_f1(labels, predicted) -> float:
     """F1 of all label decisions pooled (scikit-learn): dominated by the frequent classes."""
-    from sklearn.metrics import f1_score
+    from sklearn.metrics import f1_score  # lazy: slow to import; the input checks run first
 
     return float(
         f1_score(
@@ -59,7 +60,7 @@ def micro_f1(labels, predicted) -> float:
 
 def roc_auc_per_class(labels, scores) -> np.ndarray:
     """ROC AUC of each class (scikit-learn); NaN for a class without both label values."""
-    from sklearn.metrics import roc_auc_score
+    from sklearn.metrics import roc_auc_score  # lazy: slow to import; the input checks run first
 
     labels = np.asarray(labels).astype(bool)
     scores = np.asarray(scores, dtype=np.float64)

@@ -15,7 +15,7 @@ reproduces the best cut.
 
 import numpy as np
 
-from hpa_keras.scoring.metrics import f1_per_class
+from hpa_keras.scoring.metrics import f1_per_class, macro_f1
 
 ABSENT_CLASS_THRESHOLD = 0.5
 
@@ -195,7 +195,6 @@ def shrunk_thresholds(y_true, scores, grid=SHRINKAGE_GRID, folds: int = 5, seed:
     Returns ``(thresholds, details)``: ``details`` holds the grid, the mean
     held-out macro F1 of each strength and the strength chosen.
     """
-    from hpa_keras.scoring.metrics import macro_f1
 
     truth = np.asarray(y_true).astype(bool)
     scores = np.asarray(scores, dtype=np.float64)

@@ -25,8 +25,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from hpa_keras.data.tfrecords import read_manifest
 from hpa_keras.errors import InputError
+from hpa_keras.reports.tables import comparison_table
+from hpa_keras.scoring.evaluation import micro_f1
 from hpa_keras.scoring.metrics import macro_f1
+from hpa_keras.scoring.thresholds import tune_thresholds
 
 BASELINES = ("predict nothing", "most frequent", "logistic regression", "random forest")
 _STATISTICS = ("mean", "std", "median", "p90", "p99", "bright")
@@ -90,8 +94,7 @@ def image_features(images: np.ndarray) -> np.ndarray:
 def tfrecord_features(tfrecord_dir, folds=None, batch_size: int = 64):
     """``(features, labels)`` of a labeled make-tfrecords folder (all four channels), in one
     pass over the records."""
-    from hpa_keras.data.pipeline import load_dataset
-    from hpa_keras.data.tfrecords import read_manifest
+    from hpa_keras.data.pipeline import load_dataset  # lazy: imports TensorFlow
 
     manifest = read_manifest(tfrecord_dir)
     if not manifest.get("labeled", False):
@@ -123,6 +126,7 @@ def _constant_probabilities(count: int, classes: int, positive: np.ndarray) -> n
 
 
 def _logistic_regression_probabilities(train_x, train_y, test_x, seed: int) -> np.ndarray:
+    # lazy: slow to import; the input checks run first
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -143,6 +147,7 @@ def _logistic_regression_probabilities(train_x, train_y, test_x, seed: int) -> n
 
 
 def random_forest_probabilities(train_x, train_y, test_x, seed: int, trees: int) -> np.ndarray:
+    # lazy: slow to import; the input checks run first
     from sklearn.ensemble import RandomForestClassifier
 
     forest = RandomForestClassifier(
@@ -163,6 +168,7 @@ def random_forest_probabilities(train_x, train_y, test_x, seed: int, trees: int)
 
 def _cross_validated(predict, train_x, train_y, seed: int, splits: int = 3) -> np.ndarray:
     """Out-of-fold predictions on the training set, to search thresholds without the test set."""
+    # lazy: slow to import; the input checks run first
     from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 
     scores = np.zeros(train_y.shape, dtype=np.float32)
@@ -181,7 +187,6 @@ def run_baselines(
     names=BASELINES,
 ) -> list[BaselineResult]:
     """Fit each baseline on the training set and return its probabilities for the test set."""
-    from hpa_keras.scoring.thresholds import tune_thresholds
 
     train_x = np.asarray(train_features, dtype=np.float32)
     train_y = np.asarray(train_labels).astype(np.int64)
@@ -218,7 +223,6 @@ def run_baselines(
 
 def score_baselines(results: list[BaselineResult], test_labels) -> pd.DataFrame:
     """Macro F1 at 0.5 and with each baseline's thresholds, and micro F1, per baseline."""
-    from hpa_keras.scoring.evaluation import micro_f1
 
     test_labels = np.asarray(test_labels)
     rows = []
@@ -240,7 +244,6 @@ def baselines_on_tfrecords(
 ) -> pd.DataFrame:
     """Score the baselines: trained on the other folds and tested on ``fold`` of ``data``, or
     trained on all of ``data`` and tested on the labeled TFRecords ``test_data``."""
-    from hpa_keras.data.tfrecords import read_manifest
 
     if test_data is None:
         folds = sorted({int(entry["fold"]) for entry in read_manifest(data)["folds"]})
@@ -258,7 +261,6 @@ def baselines_on_tfrecords(
 
 def format_baselines(table: pd.DataFrame) -> str:
     """The baseline table for a terminal."""
-    from hpa_keras.reports.tables import comparison_table
 
     rows = [
         (row["baseline"], row["macro_f1"], row["macro_f1_at_0.5"], row["micro_f1"])

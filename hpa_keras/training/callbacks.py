@@ -27,11 +27,14 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from hpa_keras.atomic import atomic_path, write_text_atomic
 from hpa_keras.classes import CLASS_NAMES
+from hpa_keras.distributed import predict_across_processes, process_count, replica_count
 from hpa_keras.errors import InputError
 from hpa_keras.reports.tables import threshold_table
+from hpa_keras.reports.training import lr_finder_figure
 from hpa_keras.scoring.metrics import f1_per_class
 from hpa_keras.scoring.thresholds import (
     MIN_TUNING_POSITIVES,
@@ -52,7 +55,6 @@ def predict_with_labels(model, validation_data, batch_size: int = 32, labels=Non
     multi-process run the dataset is this process's share, and the result
     every process's, gathered (:func:`hpa_keras.distributed.predict_across_processes`).
     """
-    from hpa_keras.distributed import predict_across_processes, process_count, replica_count
 
     if isinstance(validation_data, (tuple, list)):
         images, labels = validation_data[:2]
@@ -89,7 +91,6 @@ def _predict_evenly(model, dataset, count: int):
     Padding the last batch with zero images to the full batch size gives
     every replica a full slice; the padded rows are dropped afterwards.
     """
-    import tensorflow as tf
 
     spec = dataset.element_spec[0]
     batch_size = next(iter(dataset))[0].shape[0]
@@ -299,6 +300,7 @@ class ThresholdSearch(keras.callbacks.Callback):
     def predictor(self):
         """The model, or its view-and-tile wrapper (built once; it shares the weights)."""
         if self._predictor is None:
+            # lazy: imports TensorFlow
             from hpa_keras.distributed import model_scope
             from hpa_keras.inference.tta import with_tta
 
@@ -456,7 +458,6 @@ class LRFinder(keras.callbacks.Callback):
 
     def figure(self, title: str = "Learning-rate range test"):
         """Smoothed loss against learning rate (log scale), the suggestion marked."""
-        from hpa_keras.reports.training import lr_finder_figure
 
         return lr_finder_figure(self.learning_rates, self.losses, self.suggestion(), title)
 

@@ -11,7 +11,14 @@ is checked before anything is written (:meth:`TrainingConfig.validate`).
 import dataclasses
 from pathlib import Path
 
+from hpa_keras.data.tfrecords import read_manifest
 from hpa_keras.errors import InputError
+from hpa_keras.models.registry import (
+    BACKBONE_MODELS,
+    FIXED_SIZE_MODELS,
+    MODELS,
+    canonical_model_name,
+)
 from hpa_keras.scoring.thresholds import THRESHOLD_STRATEGIES
 from hpa_keras.settings import coerce_settings, read_yaml, setting, settings_mapping
 
@@ -209,7 +216,6 @@ class TrainingConfig:
         refused when it is given or differs from its default (a YAML file's, or one set in
         Python), so a resolved ``config.yaml`` that lists every default still passes.
         """
-        from hpa_keras.models.registry import BACKBONE_MODELS, MODELS, canonical_model_name
 
         self.model = canonical_model_name(self.model)  # GapNet -> gapnet; typos: did you mean
         choices = {"model": MODELS}
@@ -278,7 +284,6 @@ class TrainingConfig:
             raise InputError(f"tiles: must be 0 (whole fields) or more, got {self.tiles}")
         if self.tiles and self.crop is None:
             raise InputError("tiles: tiles are crop-sized; give --crop as well")
-        from hpa_keras.models.registry import FIXED_SIZE_MODELS
 
         if self.crop is not None and self.model in FIXED_SIZE_MODELS and not self.tiles:
             raise InputError(
@@ -362,7 +367,7 @@ def resolve_config(overrides: dict | None = None, config_file=None) -> TrainingC
     """
     file_values = {}
     if config_file is not None:
-        from hpa_keras.training.recipes import resolve_config_file
+        from hpa_keras.training.recipes import resolve_config_file  # lazy: imports TensorFlow
 
         source, text = resolve_config_file(config_file)
         file_values = settings_mapping(read_yaml(text, source), source)
@@ -389,7 +394,6 @@ def check_file_image_size(source: str, config: TrainingConfig) -> None:
     that cannot be read are left to ``fit``, which names the problem."""
     if config.image_size is None or not config.data:
         return
-    from hpa_keras.data.tfrecords import read_manifest
 
     try:
         stored = read_manifest(config.data)["image_size"]

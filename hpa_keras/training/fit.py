@@ -38,10 +38,18 @@ import numpy as np
 import yaml
 
 from hpa_keras.atomic import atomic_path, check_output_path, write_text_atomic
-from hpa_keras.distributed import barrier, make_placement
+from hpa_keras.classes import HPA2021
+from hpa_keras.data.tfrecords import UNLABELED_FOLD, read_manifest, record_set_fingerprint
+from hpa_keras.distributed import Placement, backend, barrier, make_placement, process_index
 from hpa_keras.errors import InputError, warn
+from hpa_keras.models import freeze_backbone, unfreeze
+from hpa_keras.reports.figures import save_figure
+from hpa_keras.reports.tables import fallback_lines, threshold_table
+from hpa_keras.reports.training import learning_curve_figure, read_history
+from hpa_keras.scoring.metrics import macro_f1_metric
 from hpa_keras.settings import read_settings_file, read_yaml
-from hpa_keras.storage import is_url
+from hpa_keras.storage import is_url, staged_folder
+from hpa_keras.tensorflow_setup import import_tensorflow_quietly
 from hpa_keras.training.config import DISPLAY_SETTINGS, TrainingConfig, resolve_config
 
 __all__ = ["TrainingConfig", "find_learning_rate_for", "fit", "resolve_config"]
@@ -79,7 +87,6 @@ def check_validation_source(manifest: dict, config: TrainingConfig) -> None:
 
 def training_folds(manifest: dict, validation_fold: int) -> list[int]:
     """The labeled folds other than ``validation_fold``; errors when the fold is absent."""
-    from hpa_keras.data.tfrecords import UNLABELED_FOLD
 
     if not manifest["labeled"]:
         raise InputError("data: the TFRecords have no labels (made from a test set?)")
@@ -149,8 +156,7 @@ def field_size(config: TrainingConfig, manifest: dict) -> int:
 
 def input_settings(config: TrainingConfig, manifest: dict) -> dict:
     """What a run needs to read new images as it was trained (written as ``input.json``)."""
-    from hpa_keras.data.pipeline import resolve_channels
-    from hpa_keras.data.tfrecords import record_set_fingerprint
+    from hpa_keras.data.pipeline import resolve_channels  # lazy: imports TensorFlow
 
     return {
         "data_fingerprint": record_set_fingerprint(manifest),
@@ -177,8 +183,9 @@ def input_settings(config: TrainingConfig, manifest: dict) -> dict:
 
 def make_loss(config: TrainingConfig, class_counts, num_samples: int):
     """The configured loss, its weights computed from the training folds' counts."""
-    import keras
+    import keras  # lazy: imports TensorFlow
 
+    # lazy: imports TensorFlow
     from hpa_keras.training.losses import (
         CapsuleMarginLoss,
         FocalLovaszLoss,
@@ -217,17 +224,16 @@ def make_loss(config: TrainingConfig, class_counts, num_samples: int):
 
 def mixed_precision_policy() -> str:
     """``mixed_float16`` where a GPU is visible, ``mixed_bfloat16`` on CPU or TPU."""
-    from hpa_keras.distributed import backend
 
     if backend() == "jax":
-        import jax
+        import jax  # lazy: an optional dependency
 
         return "mixed_float16" if jax.default_backend() == "gpu" else "mixed_bfloat16"
     if backend() == "torch":
-        import torch
+        import torch  # lazy: an optional dependency
 
         return "mixed_float16" if torch.cuda.is_available() else "mixed_bfloat16"
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: imports TensorFlow
 
     return "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
 
@@ -239,8 +245,7 @@ class _Run:
     """The state of one ``fit``: paths, data, model and the callbacks of each stage."""
 
     def __init__(self, config: TrainingConfig, manifest: dict, resuming: bool, placement=None):
-        from hpa_keras.data.pipeline import load_dataset
-        from hpa_keras.distributed import Placement, backend
+        from hpa_keras.data.pipeline import load_dataset  # lazy: imports TensorFlow
 
         placement = placement or Placement(backend())
         self.placement = placement
@@ -283,6 +288,7 @@ class _Run:
             )
         self.averaging = None
         if config.swa_epochs:
+            # lazy: imports TensorFlow
             from hpa_keras.training.callbacks import StochasticWeightAveraging
 
             state = self.folder / SWA_STATE_FILE
@@ -293,6 +299,7 @@ class _Run:
 
     def _load_bags(self, config: TrainingConfig) -> None:
         """Multiple-instance data: bags of a field's cells, for training and validation."""
+        # lazy: imports TensorFlow
         from hpa_keras.data.bags import count_bags, load_cell_bags
         from hpa_keras.data.pipeline import select_shards
 
@@ -322,9 +329,9 @@ class _Run:
         ``schedule`` overrides the configured one: the learning-rate range
         test needs ``"constant"``, a rate it can set batch by batch.
         """
-        import keras
+        import keras  # lazy: imports TensorFlow
 
-        from hpa_keras.scoring.metrics import macro_f1_metric
+        # lazy: imports TensorFlow
         from hpa_keras.training.optimizers import backbone_multipliers, make_optimizer
 
         config = self.config
@@ -355,9 +362,9 @@ class _Run:
         )
 
     def callbacks(self, stage: int, search):
-        import keras
+        import keras  # lazy: imports TensorFlow
 
-        from hpa_keras.training.callbacks import LearningRateLogger
+        from hpa_keras.training.callbacks import LearningRateLogger  # lazy: imports TensorFlow
 
         config, folder = self.config, self.folder
         # ThresholdSearch saves the best epoch's weights itself, with its thresholds: a
@@ -414,12 +421,10 @@ def fit(config: TrainingConfig, callbacks=(), config_file=None) -> dict:
 
     Raises InputError for bad settings or data, before anything is written.
     """
-    from hpa_keras.tensorflow_setup import import_tensorflow_quietly
 
     import_tensorflow_quietly()
-    import keras
+    import keras  # lazy: imports TensorFlow
 
-    from hpa_keras.data.tfrecords import read_manifest, record_set_fingerprint
 
     if config.out is not None and is_url(config.out):
         return _fit_at_url(config, callbacks, config_file)
@@ -502,9 +507,7 @@ def fit(config: TrainingConfig, callbacks=(), config_file=None) -> dict:
 def _fit_at_url(config: TrainingConfig, callbacks, config_file=None) -> dict:
     """``fit`` with ``out`` a URL: the run trains in a local copy of the folder (what an
     interrupted run left there comes down first), uploaded after every epoch and at the end."""
-    from hpa_keras.distributed import process_index
-    from hpa_keras.storage import staged_folder
-    from hpa_keras.training.callbacks import UploadEachEpoch
+    from hpa_keras.training.callbacks import UploadEachEpoch  # lazy: imports TensorFlow
 
     chief = process_index() == 0  # the others keep their copy to themselves
     with staged_folder(config.out, upload=chief) as staged:
@@ -527,11 +530,10 @@ def check_batch_division(config: TrainingConfig, placement) -> None:
 def _fit(
     config: TrainingConfig, manifest: dict, resuming: bool, extra_callbacks: list, placement
 ) -> dict:
-    import keras
+    import keras  # lazy: imports TensorFlow
 
-    from hpa_keras.models import freeze_backbone, unfreeze
+    # lazy: imports TensorFlow
     from hpa_keras.models.task import build_task_model, task_model_settings
-    from hpa_keras.reports.tables import fallback_lines, threshold_table
     from hpa_keras.training.callbacks import ThresholdSearch
 
     started = time.perf_counter()
@@ -631,8 +633,7 @@ def _trained_model(cell_model, config: TrainingConfig, manifest: dict):
     (:func:`hpa_keras.models.layers.bag_model`), which shares its weights."""
     if config.cell_pooling == "none":
         return cell_model
-    from hpa_keras.classes import HPA2021
-    from hpa_keras.models.layers import bag_model
+    from hpa_keras.models.layers import bag_model  # lazy: imports TensorFlow
 
     # In the 2021 scheme a field is Negative only when all its cells are
     negative = HPA2021.class_names.index("Negative") if manifest["scheme"] == HPA2021.name else None
@@ -717,8 +718,6 @@ def _leave_run_folder_whole(folder: Path, made_folder: bool, resuming: bool, err
 
 def _finish_history(folder: Path, config: TrainingConfig):
     """One row per epoch in history.csv, and its picture; returns the history."""
-    from hpa_keras.reports.figures import save_figure
-    from hpa_keras.reports.training import learning_curve_figure, read_history
 
     history = read_history(folder / HISTORY_FILE)
     # An epoch re-run after a kill between its CSV row and its backup appears twice: keep one.
@@ -735,12 +734,10 @@ def _say(config: TrainingConfig, message: str) -> None:
 
 def find_learning_rate_for(config: TrainingConfig, steps: int = 100) -> dict:
     """The learning-rate range test for ``config``'s model and data; writes lr_finder.png."""
-    from hpa_keras.tensorflow_setup import import_tensorflow_quietly
 
     import_tensorflow_quietly()
-    from hpa_keras.data.tfrecords import read_manifest
+    # lazy: imports TensorFlow
     from hpa_keras.models.task import build_task_model, task_model_settings
-    from hpa_keras.reports.figures import save_figure
     from hpa_keras.training.callbacks import find_learning_rate
 
     config.validate()

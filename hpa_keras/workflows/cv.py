@@ -35,10 +35,26 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from hpa_keras.atomic import check_output_path, write_text_atomic
+from hpa_keras import storage
+from hpa_keras.atomic import atomic_path, check_output_path, write_text_atomic
+from hpa_keras.data.tfrecords import read_manifest, record_set_fingerprint
+from hpa_keras.distributed import barrier, process_index
 from hpa_keras.errors import InputError, warn
+from hpa_keras.inference.predict import predict_ids
+from hpa_keras.reports.html import write_report
+from hpa_keras.reports.tables import Column, fallback_lines, format_table
+from hpa_keras.scoring.evaluation import Evaluation
+from hpa_keras.scoring.metrics import macro_f1
+from hpa_keras.scoring.thresholds import (
+    MIN_TUNING_POSITIVES,
+    THRESHOLD_STRATEGIES,
+    search_thresholds,
+    shrunk_thresholds,
+    tune_thresholds,
+)
 from hpa_keras.settings import read_settings_file
 from hpa_keras.training.config import DISPLAY_SETTINGS, TrainingConfig
+from hpa_keras.training.fit import fit, labels_per_image, training_folds
 
 CV_FILE = "cv.yaml"
 OOF_FILE = "oof.csv"
@@ -131,9 +147,7 @@ def _say(config: TrainingConfig, message: str) -> None:
 def fold_predictions(out: Path, config: TrainingConfig, fold: int) -> dict:
     """The validation fold's Ids, labels and probabilities from its own run (cached in the
     run folder), predicted with the cv's views and the run's tiles, as predict will."""
-    from hpa_keras.atomic import atomic_path
-    from hpa_keras.data.pipeline import dataset_labels
-    from hpa_keras.inference.predict import predict_ids
+    from hpa_keras.data.pipeline import dataset_labels  # lazy: imports TensorFlow
 
     run = fold_folder(out, fold)
     cache = run / FOLD_OOF_FILE
@@ -155,12 +169,6 @@ def tune_all_strategies(labels, probabilities, class_frequencies) -> dict:
     """Every threshold strategy on the pooled out-of-fold predictions: thresholds, the
     macro F1 they give there (optimistic: tuned and scored on the same rows) and the classes
     that fell back (``fallbacks``, as in a run's ``thresholds.json``)."""
-    from hpa_keras.scoring.metrics import macro_f1
-    from hpa_keras.scoring.thresholds import (
-        THRESHOLD_STRATEGIES,
-        shrunk_thresholds,
-        tune_thresholds,
-    )
 
     results = {}
     for strategy in THRESHOLD_STRATEGIES:
@@ -178,8 +186,6 @@ def tune_all_strategies(labels, probabilities, class_frequencies) -> dict:
 def cross_fitted_macro_f1(labels, probabilities, fold_of, strategy, class_frequencies) -> float:
     """Out-of-fold macro F1 with each fold's thresholds tuned on the other folds only: an
     estimate of what the thresholds give on images they were not tuned on."""
-    from hpa_keras.scoring.metrics import macro_f1
-    from hpa_keras.scoring.thresholds import search_thresholds
 
     decided = np.zeros(labels.shape, dtype=bool)
     for fold in np.unique(fold_of):
@@ -200,18 +206,9 @@ def cross_validate(config: TrainingConfig, out, folds=None, callbacks=(), config
     Returns the summary (also ``cv_summary.json``); ``None`` in the processes other than
     0 of a ``distributed`` cv, which train the folds with process 0 and write nothing.
     """
-    from hpa_keras import storage
-    from hpa_keras.data.tfrecords import read_manifest, record_set_fingerprint
-    from hpa_keras.distributed import barrier, process_index
-    from hpa_keras.reports.html import write_report
-    from hpa_keras.reports.tables import fallback_lines
-    from hpa_keras.scoring.evaluation import Evaluation
-    from hpa_keras.scoring.metrics import macro_f1
-    from hpa_keras.scoring.thresholds import MIN_TUNING_POSITIVES
-    from hpa_keras.training.fit import fit, labels_per_image, training_folds
 
     if storage.is_url(out):  # trained in a local copy, uploaded after every epoch
-        from hpa_keras.training.callbacks import UploadEachEpoch
+        from hpa_keras.training.callbacks import UploadEachEpoch  # lazy: imports TensorFlow
 
         chief = process_index() == 0
         with storage.staged_folder(os.fspath(out), upload=chief) as staged:
@@ -329,7 +326,6 @@ def cross_validate(config: TrainingConfig, out, folds=None, callbacks=(), config
 
 def format_summary(summary: dict) -> str:
     """The cv's per-fold table and pooled figures, for a terminal."""
-    from hpa_keras.reports.tables import Column, format_table
 
     columns = [
         Column("fold", "d"),

@@ -39,11 +39,24 @@ from pathlib import Path
 
 import numpy as np
 
+from hpa_keras.atomic import write_text_atomic
 from hpa_keras.classes import CLASS_NAMES, NUM_CLASSES
+from hpa_keras.data.conversion import ConversionSettings, make_tfrecords
+from hpa_keras.data.images import find_sample_files, read_sample, to_unit_float
 from hpa_keras.data.labels import read_labels
+from hpa_keras.data.tfrecords import summarize_folds, verify_tfrecords
+from hpa_keras.inference.cam import write_cam
+from hpa_keras.inference.evaluate import evaluate_runs
+from hpa_keras.inference.submission import submission_labels, write_submission
 from hpa_keras.reports.figures import save_figure
+from hpa_keras.reports.html import write_report
 from hpa_keras.reports.samples import gallery_figure, write_sample_figure
+from hpa_keras.reports.tables import comparison_table
+from hpa_keras.scoring.evaluation import summary_line
 from hpa_keras.synthetic.generator import DemoDataSettings, make_demo_data, render_sample
+from hpa_keras.training.baselines import baselines_on_tfrecords
+from hpa_keras.training.fit import resolve_config
+from hpa_keras.workflows.cv import cross_validate, fold_folder, format_summary, read_cv
 
 
 @dataclass(frozen=True)
@@ -101,7 +114,6 @@ def class_gallery(path: Path, image_size: int = 256, seed: int = 0) -> None:
 
 def training_gallery(path: Path, data: Path, count: int = 14) -> None:
     """The first ``count`` training samples as written to disk, titled with their labels."""
-    from hpa_keras.data.images import find_sample_files, read_sample, to_unit_float
 
     table = read_labels(data / "train.csv")
     images, titles = [], []
@@ -172,8 +184,6 @@ def convert_to_tfrecords(data: Path, out: Path, workers, progress) -> dict:
     The test split is converted with its true labels (``test_labels.csv``, known
     for built-in data) so that it can be evaluated; prediction ignores them.
     """
-    from hpa_keras.data.conversion import ConversionSettings, make_tfrecords
-    from hpa_keras.data.tfrecords import summarize_folds, verify_tfrecords
 
     _step(3, f"Converting to TFRecords in {out / 'tfrecords'}")
     folders = {}
@@ -209,8 +219,6 @@ def train_model(records: Path, cv: Path, plan: DemoPlan, progress: bool) -> Path
     validation loss is noisy (BatchNorm at a high rate), so a plateau rule halves the rate
     too early. README, "Measured results", has the comparisons and their spread.
     """
-    from hpa_keras.training.fit import resolve_config
-    from hpa_keras.workflows.cv import cross_validate, format_summary
 
     folds = "all folds" if plan.folds == "all" else f"folds {plan.folds}"
     _step(
@@ -248,10 +256,6 @@ def evaluate_on_test(cv: Path, test_records: Path, report: Path, smoke_test: str
     ``smoke_test``: the plan's note that it is too small to mean anything, put in the
     report's title.
     """
-    from hpa_keras.inference.evaluate import evaluate_runs
-    from hpa_keras.reports.html import write_report
-    from hpa_keras.scoring.evaluation import summary_line
-    from hpa_keras.workflows.cv import fold_folder, read_cv
 
     _step(
         5,
@@ -280,8 +284,6 @@ def write_demo_submission(cv: Path, evaluation, data: Path, out: Path) -> dict:
     The submission uses the evaluation's predictions (the same models, views,
     thresholds, images and order as ``hpa-keras predict --run CV --data tfrecords/test``).
     """
-    from hpa_keras.inference.cam import write_cam
-    from hpa_keras.inference.submission import submission_labels, write_submission
 
     _step(6, f"Writing the submission and a class activation map in {out}")
     ids = evaluation.ids
@@ -304,7 +306,6 @@ def write_demo_submission(cv: Path, evaluation, data: Path, out: Path) -> dict:
 
 
 def score_demo_baselines(records: dict, plan: DemoPlan):
-    from hpa_keras.training.baselines import baselines_on_tfrecords
 
     _step(7, "Scoring the baselines (trained on the training split, tested on the test split)")
     return baselines_on_tfrecords(records["train"], test_data=records["test"], trees=plan.trees)
@@ -316,8 +317,6 @@ def summarize(
     """Print the ensemble and the single run beside the baselines; write ``results.json``
     (``smoke_test``: the plan's note that they mean nothing, printed above them and kept
     in ``results.json``)."""
-    from hpa_keras.atomic import write_text_atomic
-    from hpa_keras.reports.tables import comparison_table
 
     summary, alone = evaluation.summary(), single.summary()
     rows = [

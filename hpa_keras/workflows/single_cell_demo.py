@@ -28,8 +28,23 @@ from pathlib import Path
 
 import numpy as np
 
+from hpa_keras.atomic import write_text_atomic
+from hpa_keras.cells.average_precision import FieldCells, mean_average_precision, submission_fields
+from hpa_keras.cells.matching import match_cells
+from hpa_keras.cells.segment import segment_folder
+from hpa_keras.cells.submission import FieldPrediction, read_submission
 from hpa_keras.classes import HPA2021
-from hpa_keras.synthetic.generator import DemoDataSettings
+from hpa_keras.data.cell_records import read_cell_labels
+from hpa_keras.data.cells import find_mask_files, read_mask
+from hpa_keras.data.conversion import ConversionSettings, make_tfrecords
+from hpa_keras.data.images import image_dimensions
+from hpa_keras.inference.cell_prediction import predict_cells
+from hpa_keras.inference.cells import cells_by_field, mix_with_fields, write_cell_predictions
+from hpa_keras.inference.predict import predict_runs
+from hpa_keras.synthetic.generator import DemoDataSettings, make_demo_data
+from hpa_keras.training.baselines import image_features, random_forest_probabilities
+from hpa_keras.training.config import resolve_config
+from hpa_keras.training.fit import fit
 
 STEPS = 6
 MIX_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -88,8 +103,6 @@ def run_single_cell_demo(
     progress: bool = True,
 ) -> dict:
     """Run the steps of the module docstring into ``out``; returns (and writes) the results."""
-    from hpa_keras.atomic import write_text_atomic
-    from hpa_keras.synthetic.generator import make_demo_data
 
     started = time.monotonic()
     out = Path(out)
@@ -115,7 +128,6 @@ def run_single_cell_demo(
     field_run = _fit(records["fields_train"], out / "field-run", plan, cells=False)
 
     _step(5, "Choosing the field run's share W on the validation fold's cells")
-    from hpa_keras.data.cell_records import read_cell_labels
 
     truth = read_cell_labels(data / "cells.csv", settings.scheme)
     weight, validation = choose_mix_weight(cell_run, field_run, records, truth, fold=0)
@@ -141,9 +153,6 @@ def run_single_cell_demo(
 
 
 def _segment_test_fields(data: Path, masks: Path, workers, progress) -> dict:
-    from hpa_keras.cells.matching import match_cells
-    from hpa_keras.cells.segment import segment_folder
-    from hpa_keras.data.cells import find_mask_files, read_mask
 
     summary = segment_folder(data / "test", masks, workers=workers, overwrite=True,
                              progress=progress)  # fmt: skip
@@ -171,7 +180,6 @@ def _segment_test_fields(data: Path, masks: Path, workers, progress) -> dict:
 
 
 def _make_records(data: Path, out: Path, plan: SingleCellPlan, workers, progress) -> dict:
-    from hpa_keras.data.conversion import ConversionSettings, make_tfrecords
 
     def convert(folder, labels, target, masks=None, cell_labels=None, on_error="fail"):
         settings = ConversionSettings(
@@ -200,8 +208,6 @@ def _make_records(data: Path, out: Path, plan: SingleCellPlan, workers, progress
 
 
 def _fit(records: Path, run: Path, plan: SingleCellPlan, cells: bool) -> Path:
-    from hpa_keras.training.config import resolve_config
-    from hpa_keras.training.fit import fit
 
     settings = {
         "data": str(records),
@@ -228,8 +234,6 @@ def _fit(records: Path, run: Path, plan: SingleCellPlan, cells: bool) -> Path:
 def records_map(ids, probabilities, truth: dict) -> float:
     """The challenge's mAP of per-record predictions over cells whose masks are the true
     ones (each record is its own true cell: IoU 1)."""
-    from hpa_keras.cells.average_precision import FieldCells, mean_average_precision
-    from hpa_keras.inference.cells import cells_by_field
 
     fields = []
     for field_id, cells in cells_by_field(ids, probabilities).items():
@@ -244,8 +248,6 @@ def choose_mix_weight(cell_run: Path, field_run: Path, records: dict, truth: dic
     """The field run's share W (of MIX_WEIGHTS) with the best mAP on the validation fold's
     cells (``truth``: the training cells' own classes, from cells.csv), and the mAP of
     each W."""
-    from hpa_keras.inference.cells import mix_with_fields
-    from hpa_keras.inference.predict import predict_runs
 
     cell_ids, cell_probabilities, _ = predict_runs([cell_run], data=records["cells_train"],
                                                    folds=[fold])  # fmt: skip
@@ -264,11 +266,6 @@ def _score_test(out, data, records, cell_run, field_run, weight, plan) -> dict:
     """The test fields' mAP of each submission: written by predict_cells (the flow of
     ``hpa-keras predict`` for a cell run, with and without a field run mixed in) or, for the
     random forest, from its probabilities."""
-    from hpa_keras.cells.average_precision import mean_average_precision, submission_fields
-    from hpa_keras.cells.submission import read_submission
-    from hpa_keras.data.cell_records import read_cell_labels
-    from hpa_keras.inference.cell_prediction import predict_cells
-    from hpa_keras.inference.cells import write_cell_predictions
 
     truth = read_cell_labels(data / "test_cells.csv", HPA2021.name)
     written = {}
@@ -310,9 +307,6 @@ def _score_test(out, data, records, cell_run, field_run, weight, plan) -> dict:
 
 
 def _empty_field(data: Path, field_id: str):
-    from hpa_keras.cells.submission import FieldPrediction
-    from hpa_keras.data.cells import find_mask_files
-    from hpa_keras.data.images import image_dimensions
 
     height, width = image_dimensions(find_mask_files(data / "masks", field_id)[0])
     return FieldPrediction(field_id, width, height, [])
@@ -321,8 +315,7 @@ def _empty_field(data: Path, field_id: str):
 def _random_forest_cells(records: dict, plan: SingleCellPlan):
     """``(ids, probabilities)`` of the test cells from a random forest on cell features,
     trained on the training cells with their fields' labels."""
-    from hpa_keras.data.pipeline import load_dataset
-    from hpa_keras.training.baselines import image_features, random_forest_probabilities
+    from hpa_keras.data.pipeline import load_dataset  # lazy: imports TensorFlow
 
     def features(folder):
         rows, targets = [], []
