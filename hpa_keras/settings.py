@@ -106,8 +106,16 @@ def add_setting_arguments(parser, settings_class, skip=(), group_title=None, pos
     ``--no-x``. ``positive`` names integer settings whose flag refuses values
     below 1 at parse time.
     """
-    target = parser.add_argument_group(group_title) if group_title else parser
-    for field in dataclasses.fields(settings_class):
+    for title, description, fields in setting_groups(settings_class):
+        if title is not None:  # a grouped settings class: one --help section per group
+            target = parser.add_argument_group(f"{title.lower()} settings", description)
+        else:
+            target = parser.add_argument_group(group_title) if group_title else parser
+        _add_flags(target, fields, skip, positive)
+
+
+def _add_flags(target, fields, skip, positive) -> None:
+    for field in fields:
         flag = flag_of(field)
         if field.name in skip or flag is None:
             continue
@@ -146,14 +154,46 @@ def given_settings(arguments, settings_class) -> dict:
     }
 
 
-def markdown_table(settings_class) -> str:
+def setting_groups(settings_class) -> list:
+    """``(title, description, fields)`` for each group of ``settings_class``, in order.
+
+    A class made of groups names them in a ``GROUPS`` class attribute (a tuple of
+    dataclasses, as :class:`~hpa_keras.training.config.TrainingConfig` does): the title is
+    the group's ``TITLE`` (else its class name without ``Settings``), the description the
+    first paragraph of its docstring. Any other class is one group, ``(None, "", its fields)``.
+    """
+    groups = getattr(settings_class, "GROUPS", None)
+    if not groups:
+        return [(None, "", dataclasses.fields(settings_class))]
+    return [
+        (
+            getattr(group, "TITLE", group.__name__.removesuffix("Settings")),
+            " ".join((group.__doc__ or "").strip().split("\n\n")[0].split()),
+            dataclasses.fields(group),
+        )
+        for group in groups
+    ]
+
+
+def markdown_table(settings_class, heading: str = "###") -> str:
     """A Markdown table of the flags of ``settings_class``: flag, default, what it does.
 
-    The README's settings tables are this function's output between
-    ``<!-- settings:NAME -->`` markers, and a test keeps them equal.
+    A class made of groups (:func:`setting_groups`) gets one table per group, each under a
+    ``heading`` with the group's title and its description. The manual's settings tables
+    are this function's output between ``<!-- settings:NAME -->`` markers, and a test
+    keeps them equal.
     """
+    parts = []
+    for title, description, fields in setting_groups(settings_class):
+        if title is not None:
+            parts.append(f"{heading} {title}\n\n{description}")
+        parts.append(_flag_table(fields))
+    return "\n\n".join(parts)
+
+
+def _flag_table(fields) -> str:
     lines = ["| flag | default | what it does |", "|---|---|---|"]
-    for field in dataclasses.fields(settings_class):
+    for field in fields:
         flag = flag_of(field)
         if flag is None:
             continue
