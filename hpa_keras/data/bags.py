@@ -55,13 +55,7 @@ def load_cell_bags(
     normalization="none")`` gives them: the model standardizes them.
     """
     manifest = read_manifest(tfrecord_dir)
-    if manifest.get("kind") != "cells":
-        raise InputError(
-            f"{tfrecord_dir}: field records; multiple-instance training (cell_pooling) needs "
-            "cell records (make-tfrecords --masks)"
-        )
-    if not manifest["labeled"]:
-        raise InputError(f"{tfrecord_dir}: unlabeled records; bags train on field labels")
+    _check_bag_records(tfrecord_dir, manifest)
     shards = select_shards(manifest, folds, sources)
     if not shards:
         raise InputError(f"{tfrecord_dir}: no records of folds {folds} and sources {sources}")
@@ -74,39 +68,8 @@ def load_cell_bags(
     decode = _make_single_decoder(manifest, indices, size, field_id=True)
     repeat = training if repeat is None else repeat
 
-    def records(order):
-        return tf.data.TFRecordDataset(order, buffer_size=READ_BUFFER_BYTES).map(
-            decode,
-            num_parallel_calls=AUTOTUNE,
-            deterministic=True,  # a field's cells must stay together
-        )
-
-    def pack(images, target):
-        # Padding repeats the field's own cells (masked out of the pooling): zero images
-        # would reach BatchNorm's batch statistics and pull them towards black crops.
-        order = np.arange(bag_size) % len(images)
-        bag = np.stack(images)[order].astype(dtype, copy=False)
-        mask = np.zeros(bag_size, np.float32)
-        mask[: len(images)] = 1.0
-        return (bag, mask), target
-
     def bags():
-        rng = np.random.default_rng(seed)
-        while True:
-            order = list(files)
-            if training:
-                rng.shuffle(order)
-            images, current, target = [], None, None
-            for image, labels, field_id in records(order).as_numpy_iterator():
-                if field_id != current or len(images) == bag_size:
-                    if images:
-                        yield pack(images, target)
-                    images, current, target = [], field_id, labels
-                images.append(image)
-            if images:
-                yield pack(images, target)
-            if not repeat:
-                return
+        return _field_bags(files, decode, bag_size, dtype, training, repeat, seed)
 
     signature = (
         (
@@ -124,3 +87,52 @@ def load_cell_bags(
         batches = total // bags_per_batch if training else -(-total // bags_per_batch)
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
     return dataset.prefetch(AUTOTUNE)
+
+
+def _check_bag_records(tfrecord_dir, manifest) -> None:
+    """InputError unless the records are labeled cell records."""
+    if manifest.get("kind") != "cells":
+        raise InputError(
+            f"{tfrecord_dir}: field records; multiple-instance training (cell_pooling) needs "
+            "cell records (make-tfrecords --masks)"
+        )
+    if not manifest["labeled"]:
+        raise InputError(f"{tfrecord_dir}: unlabeled records; bags train on field labels")
+
+
+def _field_bags(files, decode, bag_size, dtype, training, repeat, seed):
+    """Yield ``((bag, mask), field labels)``: the cells of one field in ``files``' order
+    (shuffled per pass in training), at most ``bag_size`` a bag (larger fields are split);
+    passes over the files forever when ``repeat``."""
+    rng = np.random.default_rng(seed)
+    while True:
+        order = list(files)
+        if training:
+            rng.shuffle(order)
+        records = tf.data.TFRecordDataset(order, buffer_size=READ_BUFFER_BYTES).map(
+            decode,
+            num_parallel_calls=AUTOTUNE,
+            deterministic=True,  # a field's cells must stay together
+        )
+        images, current, target = [], None, None
+        for image, labels, field_id in records.as_numpy_iterator():
+            if field_id != current or len(images) == bag_size:
+                if images:
+                    yield _pack_bag(images, target, bag_size, dtype)
+                images, current, target = [], field_id, labels
+            images.append(image)
+        if images:
+            yield _pack_bag(images, target, bag_size, dtype)
+        if not repeat:
+            return
+
+
+def _pack_bag(images, target, bag_size, dtype):
+    """``((bag, mask), target)``: the field's cells padded to ``bag_size``."""
+    # Padding repeats the field's own cells (masked out of the pooling): zero images
+    # would reach BatchNorm's batch statistics and pull them towards black crops.
+    order = np.arange(bag_size) % len(images)
+    bag = np.stack(images)[order].astype(dtype, copy=False)
+    mask = np.zeros(bag_size, np.float32)
+    mask[: len(images)] = 1.0
+    return (bag, mask), target

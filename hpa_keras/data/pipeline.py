@@ -175,14 +175,8 @@ def load_dataset(
     """
     manifest = read_manifest(tfrecord_dir)
     names = resolve_channels(channels)
-    if normalization not in NORMALIZATIONS:
-        raise InputError(f"normalization {normalization!r}: use one of {NORMALIZATIONS}")
-    if batch_size < 1:
-        raise InputError(f"batch_size must be at least 1, got {batch_size}")
-    shards = select_shards(manifest, folds, sources)
-    if not shards:
-        raise InputError(f"{tfrecord_dir}: no records of folds {folds} and sources {sources}")
-    shards = process_share(shards, process_count, process_index)
+    _check_loader_settings(normalization, batch_size)
+    shards = _shards_to_read(tfrecord_dir, manifest, folds, sources, process_count, process_index)
     files = shard_files(tfrecord_dir, shards)
     stored = manifest["image_size"]
     size = image_size or stored
@@ -191,6 +185,38 @@ def load_dataset(
     indices = [CHANNELS.index(name) for name in names]
     repeat = training if repeat is None else repeat
 
+    dataset = _decoded_fields(files, manifest, indices, size, training, cache, shuffle_buffer, seed)
+    if training and crop is not None and crop < size:
+        dataset = _random_crops(dataset, (crop, crop, len(indices)), seed)
+    counted = not repeat and not (data_service is not None and training)
+    dataset = _batched(dataset, batch_size, training, repeat, shards if counted else None)
+    dataset = _finished_batches(dataset, manifest, names, normalization, training, augment)
+    if data_service is not None and training:
+        from hpa_keras.data.service import distribute_over  # lazy: imports TensorFlow
+
+        dataset = distribute_over(dataset, data_service)
+    return dataset.prefetch(AUTOTUNE)
+
+
+def _check_loader_settings(normalization, batch_size) -> None:
+    if normalization not in NORMALIZATIONS:
+        raise InputError(f"normalization {normalization!r}: use one of {NORMALIZATIONS}")
+    if batch_size < 1:
+        raise InputError(f"batch_size must be at least 1, got {batch_size}")
+
+
+def _shards_to_read(tfrecord_dir, manifest, folds, sources, process_count, process_index):
+    """The shards of ``folds`` and ``sources`` that this process reads; InputError if none."""
+    shards = select_shards(manifest, folds, sources)
+    if not shards:
+        raise InputError(f"{tfrecord_dir}: no records of folds {folds} and sources {sources}")
+    return process_share(shards, process_count, process_index)
+
+
+def _decoded_fields(files, manifest, indices, size, training, cache, shuffle_buffer, seed):
+    """The records of ``files`` decoded one by one to ``(image, target)`` at ``size``, with
+    the channels at ``indices``; in training, shuffled (before decoding unless ``cache``,
+    so the buffer holds serialized records) and read without a fixed order."""
     dataset = _record_stream(files, training, seed)
     if not cache:  # shuffle serialized records: the buffer costs their size, no more
         dataset = _shuffle(dataset, training, shuffle_buffer, seed)
@@ -198,23 +224,36 @@ def load_dataset(
     dataset = dataset.map(decoder, num_parallel_calls=AUTOTUNE, deterministic=not training)
     if cache:
         dataset = _shuffle(dataset.cache(), training, shuffle_buffer, seed)
-    if training and crop is not None and crop < size:
-        window = (crop, crop, len(indices))
-        dataset = dataset.map(
-            lambda image, target: (tf.image.random_crop(image, window, seed=seed), target),
-            num_parallel_calls=AUTOTUNE,
-            deterministic=False,
-        )
+    return dataset
+
+
+def _batched(dataset, batch_size, training, repeat, shards):
+    """Batches (in training without the last partial one), repeated forever when ``repeat``;
+    with the length the manifest's ``shards`` give, when given (a finite dataset read here,
+    not a service worker's part)."""
     if repeat:
         dataset = dataset.repeat()
     dataset = dataset.batch(batch_size, drop_remainder=training)
-    if not repeat and not (data_service is not None and training):
-        # The manifest knows the length (of all records: not of a service worker's part):
+    if shards is not None:
         # Keras then shows progress totals and does not warn that a dataset of unknown
         # length "ran out of data".
         records = sum(shard["num_records"] for shard in shards)
         batches = records // batch_size if training else -(-records // batch_size)
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
+    return dataset
+
+
+def _random_crops(dataset, window, seed):
+    """A random ``window`` (height, width, channels) of each decoded field."""
+    return dataset.map(
+        lambda image, target: (tf.image.random_crop(image, window, seed=seed), target),
+        num_parallel_calls=AUTOTUNE,
+        deterministic=False,
+    )
+
+
+def _finished_batches(dataset, manifest, names, normalization, training, augment):
+    """Batches brought to ``normalization`` and, in training, through ``augment``."""
     finish = _make_finisher(manifest, names, normalization)
     if finish is not None:
         dataset = dataset.map(finish, num_parallel_calls=AUTOTUNE, deterministic=not training)
@@ -223,11 +262,7 @@ def load_dataset(
             lambda images, target: (augment(images, training=True), target),
             num_parallel_calls=AUTOTUNE,
         )
-    if data_service is not None and training:
-        from hpa_keras.data.service import distribute_over  # lazy: imports TensorFlow
-
-        dataset = distribute_over(dataset, data_service)
-    return dataset.prefetch(AUTOTUNE)
+    return dataset
 
 
 def dataset_ids(tfrecord_dir: str | os.PathLike, folds=None, sources=None) -> list[str]:
@@ -299,8 +334,8 @@ def load_image_folder(
     prefetched, so ``model.predict(dataset)`` keeps the device busy. The
     parallelism is the core count rather than ``AUTOTUNE``: on a machine
     whose CPU also runs the model, AUTOTUNE started so many decoders that
-    prediction ran at 0.61x the in-memory rate, against 0.97x with one per
-    core (8 views, 512 px GAP-Net, 2 cores; ``benchmarks/bench_predict.py``).
+    prediction fell well below the in-memory rate, and one per core kept up
+    with it (``benchmarks/bench_predict.py``; the figures: docs/results.md).
     A sample that cannot be read (missing channel, corrupt file) stops the
     iteration with a TensorFlow error; its file and reason are then in
     ``errors`` (``errors.raise_first()`` raises them as an InputError).

@@ -184,7 +184,13 @@ def evaluate_runs(
     # predict_ids refused labels of another scheme than the runs' before predicting
     # (hpa_keras.inference.predict.check_runs_and_input, shared with predict)
     names = class_names_of(expand_runs(runs)[0][0])
-    details = {
+    details = _evaluation_details(runs, data, images, folds, sources, tta, out_of_fold)
+    return Evaluation(ids, labels, probabilities, chosen, class_names=names, details=details)
+
+
+def _evaluation_details(runs, data, images, folds, sources, tta, out_of_fold) -> dict:
+    """What an evaluation was of: ``Evaluation.details``, written to its summary."""
+    return {
         "runs": [str(folder) for folder in runs],
         "data": str(data if data is not None else images),
         "folds": None if folds is None else [int(fold) for fold in np.atleast_1d(folds)],
@@ -193,4 +199,3 @@ def evaluate_runs(
         "training_labels_per_image": training_labels_per_image(runs),
         **({"out_of_fold": True} if out_of_fold else {}),
     }
-    return Evaluation(ids, labels, probabilities, chosen, class_names=names, details=details)

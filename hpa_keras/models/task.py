@@ -103,19 +103,26 @@ def build_task_model(
     if augmentation.layers:
         features = augmentation(features)
     if record.backbone:
-        # Pretrained backbones scale pixels as their weights expect (BackbonePreprocessing):
-        # back to pixel units (16-bit ones to the 0-255 range), after augmenting in
-        # standard-deviation units like every other model.
-        indices = [CHANNELS.index(name) for name in channels]
-        features = ChannelStandardization(
-            [statistics["channel_mean"][index] for index in indices],
-            [statistics["channel_std"][index] for index in indices],
-            inverse=True,
-            scale=1 / 257 if bit_depth == 16 else 1.0,
-            name="pixels",
-        )(features)
+        features = _back_to_pixels(statistics, channels, bit_depth)(features)
     outputs = core(features)
     return keras.Model(inputs, outputs, name=f"hpa_{record.name}"), core
+
+
+def _back_to_pixels(statistics, channels, bit_depth):
+    """The layer that undoes the standardization of ``channels`` before a backbone.
+
+    Pretrained backbones scale pixels as their weights expect (BackbonePreprocessing):
+    back to pixel units (16-bit ones to the 0-255 range), after augmenting in
+    standard-deviation units like every other model.
+    """
+    indices = [CHANNELS.index(name) for name in channels]
+    return ChannelStandardization(
+        [statistics["channel_mean"][index] for index in indices],
+        [statistics["channel_std"][index] for index in indices],
+        inverse=True,
+        scale=1 / 257 if bit_depth == 16 else 1.0,
+        name="pixels",
+    )
 
 
 def task_model_settings(config, manifest: dict) -> dict:
