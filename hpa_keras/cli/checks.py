@@ -12,9 +12,9 @@ from hpa_keras.training.recipes import RECIPE_PREFIX, recipe_path
 # The record, run and cv modules are imported inside the checks that read them: they load
 # OpenCV and pandas (most of a second), which hpa-keras --help and typo answers skip.
 
-# Inputs named by the arguments, checked before TensorFlow loads (6-8 s) so that a typo is
-# answered at once. URLs are left to the commands (reaching them needs TensorFlow's file
-# system). Outputs: _OUTPUTS, below.
+# Inputs named by the arguments, checked before TensorFlow loads (seconds: docs/results.md)
+# so that a typo is answered at once. URLs are left to the commands (reaching them needs
+# TensorFlow's file system). Outputs: _OUTPUTS, below.
 _INPUT_FILES = ("labels", "cell_labels", "submission", "ids", "thresholds")
 _RUN_ARGUMENTS = ("run", "image_run")
 _INPUT_FOLDERS = ("images", "masks")

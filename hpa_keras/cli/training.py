@@ -1,8 +1,8 @@
 """The training commands: models, fit, cv, data-service and baseline.
 
 The model registry, training and data-service modules are imported inside the commands:
-most load TensorFlow or Keras (6-8 s), which ``--help`` and the checks before training
-skip."""
+most load TensorFlow or Keras (seconds: docs/results.md), which ``--help`` and the checks
+before training skip."""
 
 import dataclasses
 

@@ -20,7 +20,7 @@ def stratified_folds(label_matrix: np.ndarray, num_folds: int, seed: int) -> np.
         num_folds: K, at least 2 and at most N.
         seed: fixes the assignment (same labels and seed, same folds).
     """
-    # Imported here: it pulls in scikit-learn (1.1 s), which worker processes that
+    # Imported here: it pulls in scikit-learn (a second or two), which worker processes that
     # import this package for reading images should not pay for.
     # lazy: slow to import; the input checks run first
     from iterstrat.ml_stratifiers import MultilabelStratifiedKFold

@@ -21,9 +21,9 @@ ABSENT_CLASS_THRESHOLD = 0.5
 
 # A class with fewer positives than this in the tuning set does not keep its own tuned
 # threshold; it falls back to the threshold shared by all classes. Its own best cut is then
-# set by one or two scores: `python benchmarks/bench_threshold_support.py` (real label matrix,
-# synthetic scores calibrated per class) measures its held-out F1 at 0.038 below the shared
-# threshold's with 1 positive, 0.007 below with 2, and level from 3 on (gaining from about 10).
+# set by one or two scores, and `python benchmarks/bench_threshold_support.py` measures its
+# held-out F1 below the shared threshold's with 1 or 2 positives and level from 3 on (the
+# figures: docs/results.md).
 MIN_TUNING_POSITIVES = 3
 # A fallback global threshold that would mark more of the tuning images than this with a
 # class is not used for it (see supported_thresholds).

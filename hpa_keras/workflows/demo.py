@@ -21,13 +21,13 @@ training epoch:
    split) and print the model's macro F1 beside them (``results.json``).
 
 Why cross-validation: thresholds tuned on one validation fold (480 images
-here) overfit it, and one model is noisier than the mean of several; README,
-"Measured results", has the comparison over three seeds. Why two folds of 36
-epochs rather than five: within about 10 minutes on a 2-core CPU, epochs per
-fold matter more than the number of folds (measured on the demo's own data:
-5 folds of 12 epochs 0.47 test macro F1, 3 of 25 0.56, 2 of 36 0.61, in the
-same training time; one seed, but the gaps are several times the ~0.03 that
-runs differ by); ``--folds all`` trains all five. ``quick`` (for tests and
+here) overfit it, and one model is noisier than the mean of several; the
+manual's results page (docs/results.md) has the comparison over three seeds.
+Why two folds of 36 epochs rather than five: within the demo's budget of
+about 10 minutes on a 2-core CPU, epochs per fold matter more than the
+number of folds (measured on the demo's own data in the same training time:
+docs/results.md, "Why two folds of 36 epochs"); ``--folds all`` trains all
+five. ``quick`` (for tests and
 a first look) takes a fraction of a minute with a tiny model and two folds.
 """
 
@@ -217,7 +217,8 @@ def train_model(records: Path, cv: Path, plan: DemoPlan, progress: bool) -> Path
 
     One cosine decay from 0.002 per fold rather than ReduceLROnPlateau: GAP-Net's early
     validation loss is noisy (BatchNorm at a high rate), so a plateau rule halves the rate
-    too early. README, "Measured results", has the comparisons and their spread.
+    too early. The manual's results page (docs/results.md) has the comparisons and their
+    spread.
     """
 
     folds = "all folds" if plan.folds == "all" else f"folds {plan.folds}"
