@@ -112,7 +112,7 @@ def pipeline_rate(records: Path, normalization: str) -> float:
     a buffer holding the whole set would have to be refilled, unoverlapped with
     decoding, before the first batch of every pass.
     """
-    count = read_manifest(records)["num_records"]
+    count = read_manifest(records).num_records
     dataset = load_dataset(
         records,
         training=True,
@@ -128,8 +128,8 @@ def pipeline_rate(records: Path, normalization: str) -> float:
 
 def bare_rate(records: Path) -> float:
     manifest = read_manifest(records)
-    files = [str(records / shard["file"]) for shard in manifest["shards"]]
-    size, encoding = manifest["image_size"], manifest["encoding"]
+    files = [str(records / shard["file"]) for shard in manifest.shards]
+    size, encoding = manifest.image_size, manifest.encoding
     spec = {"image": tf.io.VarLenFeature(tf.string)}
 
     def decode(record):

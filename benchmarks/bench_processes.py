@@ -85,7 +85,7 @@ def main() -> None:
         make_tfrecords(folder / "data" / "train", records, labels=folder / "data" / "train.csv",
                        progress=False, settings=ConversionSettings(num_shards=12))  # fmt: skip
         # fit validates on fold 0 and trains on the others
-        train = sum(f["num_records"] for f in read_manifest(records)["folds"] if f["fold"] != 0)
+        train = sum(f["num_records"] for f in read_manifest(records).folds if f["fold"] != 0)
         steps = train // BATCH
         rows = []
         for processes in (1, 2):

@@ -49,16 +49,16 @@ def convert(folder: Path, out: Path, encoding: str, workers: int) -> tuple[float
         workers=workers,
         progress=False,
     )
-    return manifest["num_records"] / (time.perf_counter() - start), manifest
+    return manifest.num_records / (time.perf_counter() - start), manifest
 
 
 def read_back(out: Path, manifest: dict) -> float:
     """Records per second through tf.data: parse, decode all four channels, batch."""
     import tensorflow as tf
 
-    files = [str(out / shard["file"]) for shard in manifest["shards"]]
-    size = manifest["image_size"]
-    encoding = manifest["encoding"]
+    files = [str(out / shard["file"]) for shard in manifest.shards]
+    size = manifest.image_size
+    encoding = manifest.encoding
     spec = {"image": tf.io.VarLenFeature(tf.string)}
 
     def decode(serialized):
@@ -143,7 +143,7 @@ def main() -> None:
                 for workers in (1, 2):
                     out = folder / f"out-{name}-{encoding}-{workers}".replace(" ", "_")
                     rate, manifest = convert(data, out, encoding, workers)
-                    megabytes = sum(shard["bytes"] for shard in manifest["shards"]) / 2**20
+                    megabytes = sum(shard["bytes"] for shard in manifest.shards) / 2**20
                     label = f"{workers} worker{'s' if workers > 1 else ' '}"
                     print(
                         f"  make-tfrecords {encoding}, {label}:"

@@ -32,14 +32,14 @@ import numpy as np
 def test_probabilities(cv_folder: Path, test: Path) -> dict:
     """Each fold model's test probabilities (cached), the labels and the thresholds."""
     from hpa_keras.data.pipeline import dataset_labels
-    from hpa_keras.data.tfrecords import read_manifest, record_set_fingerprint
+    from hpa_keras.data.tfrecords import read_manifest
     from hpa_keras.inference.predict import predict_ids
     from hpa_keras.inference.runs import default_views, expand_runs
 
     folders, document = expand_runs([cv_folder])
     views = default_views([cv_folder])
     ids, labels = dataset_labels(test, None, None)
-    fingerprint = record_set_fingerprint(read_manifest(test))
+    fingerprint = read_manifest(test).fingerprint()
     cache = cv_folder / f"test-{test.name}.npz"
     if cache.is_file():
         with np.load(cache, allow_pickle=False) as stored:

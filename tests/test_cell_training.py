@@ -91,7 +91,7 @@ def test_bags_are_the_fields_cells_in_order_padded_and_masked(cell_records):
     records = cell_records / "records"
     manifest = read_manifest(records)
     expected = []  # (field labels, crops) per field, in evaluation order of fold 0
-    for shard in manifest["shards"]:
+    for shard in manifest.shards:
         if shard["fold"] != 0:
             continue
         for record in read_shard(records / shard["file"]):

@@ -351,8 +351,8 @@ def test_demo_cells_in_the_2021_scheme_have_negative_cells(tmp_path):
         tmp_path / "d" / "test", tmp_path / "test-cells", labels=submission,
         settings=settings, workers=1, progress=False,
     )  # fmt: skip
-    assert manifest["scheme"] == "hpa2021" and manifest["split"] == "test"
-    records = read_shard(tmp_path / "test-cells" / manifest["shards"][0]["file"])
+    assert manifest.scheme == "hpa2021" and manifest.split == "test"
+    records = read_shard(tmp_path / "test-cells" / manifest.shards[0]["file"])
     assert all(record["fold"] == -1 and record["labels"] == [] for record in records)
     assert all(record["cell"]["has_cell_labels"] for record in records)
     assert verify_tfrecords(tmp_path / "test-cells", progress=False) == []
@@ -382,13 +382,13 @@ def test_cell_records_one_per_cell_with_mask_box_labels_and_whole_fields_in_a_fo
         cell_demo, tmp_path / "records", cell_size=24, cell_labels=str(cell_demo / "cells.csv")
     )
     rows = _cell_rows(cell_demo / "cells.csv")
-    assert manifest["kind"] == "cells" and manifest["num_records"] == len(rows)
-    assert manifest["image_size"] == 24 and manifest["cells"]["num_with_cell_labels"] == len(rows)
+    assert manifest.kind == "cells" and manifest.num_records == len(rows)
+    assert manifest.image_size == 24 and manifest.cells["num_with_cell_labels"] == len(rows)
     own = {(row["Id"], int(row["cell"])): sorted(map(int, row["Label"].split())) for row in rows}
     table = read_labels(cell_demo / "train.csv")
     index = index_image_folder(cell_demo / "train")
     fold_of_field, seen = {}, 0
-    for shard in manifest["shards"]:
+    for shard in manifest.shards:
         for record in read_shard(tmp_path / "records" / shard["file"]):
             cell = record["cell"]
             field_id, number = cell["field_id"], cell["cell"]
@@ -416,7 +416,7 @@ def test_cell_records_zero_context_blanks_pixels_outside_the_cell(cell_demo, tmp
     from hpa_keras.data.tfrecords import read_shard
 
     manifest = _make_cell_records(cell_demo, tmp_path / "r", cell_size=32, cell_context="zero")
-    record = read_shard(tmp_path / "r" / manifest["shards"][0]["file"])[0]
+    record = read_shard(tmp_path / "r" / manifest.shards[0]["file"])[0]
     outside = record["cell"]["mask"] == 0
     assert outside.any() and not record["image"][outside].any()
     assert not record["cell"]["has_cell_labels"]
@@ -508,9 +508,9 @@ def test_hpa_masks_make_cell_records_of_the_real_fields(real_2021_folder, tmp_pa
         workers=1,
         progress=False,
     )
-    assert manifest["scheme"] == "hpa2021"
-    assert manifest["num_records"] == 19 + 8 + 18 + 10 + 46  # the HPA masks' cells
-    assert manifest["cells"]["num_edge"] > 0
+    assert manifest.scheme == "hpa2021"
+    assert manifest.num_records == 19 + 8 + 18 + 10 + 46  # the HPA masks' cells
+    assert manifest.cells["num_edge"] > 0
 
 
 @pytest.fixture(scope="module")
@@ -614,7 +614,7 @@ def test_real_fields_segmented_trained_on_and_labelled_cell_by_cell(real_2021_fo
         workers=1, progress=False,
     )  # fmt: skip
     manifest = read_manifest(tmp_path / "records")
-    per_field = [count for shard in manifest["shards"] for count in shard["cells_per_field"]]
+    per_field = [count for shard in manifest.shards for count in shard["cells_per_field"]]
     assert sorted(per_field) == sorted(summary["cells_per_field"].values())
     run, out = str(tmp_path / "run"), tmp_path / "submission.csv"
     assert main(["fit", "--data", str(tmp_path / "records"), "--model", "gapnet", "--tiny",

@@ -84,7 +84,7 @@ def test_thresholds_are_tuned_on_all_out_of_fold_predictions(cv_folder, training
     assert document["strategy"] == "per_class" and document["views"] == VIEWS
     assert document["num_oof_samples"] == 40 and document["folds"] == [0, 1, 2]
     manifest = read_manifest(training_records)
-    frequencies = np.asarray(manifest["class_counts"]) / manifest["num_records"]
+    frequencies = np.asarray(manifest.class_counts) / manifest.num_records
     assert set(document["by_strategy"]) == set(THRESHOLD_STRATEGIES)
     for strategy, entry in document["by_strategy"].items():
         expected = search_thresholds(strategy, labels, scores, frequencies)

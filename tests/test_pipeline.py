@@ -50,7 +50,7 @@ def stored_records(folder, folds=None):
     manifest = read_manifest(folder)
     return [
         record
-        for shard in manifest["shards"]
+        for shard in manifest.shards
         if folds is None or shard["fold"] in folds
         for record in read_shard(folder / shard["file"])
     ]
@@ -117,7 +117,7 @@ def test_normalization_matches_the_manifest(records):
     assert raw.dtype == np.uint8  # "none": the stored pixels, for on-device standardization
     normalized, _ = collect(load_dataset(records["raw"], training=False))
     assert normalized.dtype == np.float32
-    mean, std = np.array(manifest["channel_mean"]), np.array(manifest["channel_std"])
+    mean, std = np.array(manifest.channel_mean), np.array(manifest.channel_std)
     np.testing.assert_allclose(normalized, (raw - mean) / std, rtol=1e-5, atol=1e-5)
     # The statistics describe these very records: mean 0, std 1 per channel.
     np.testing.assert_allclose(normalized.mean(axis=(0, 1, 2)), 0, atol=1e-3)
@@ -225,7 +225,7 @@ def test_resolve_channels():
 
 def test_finite_datasets_know_their_length(records):
     manifest = read_manifest(records["raw"])
-    count = sum(fold["num_records"] for fold in manifest["folds"] if fold["fold"] in (0, 1))
+    count = sum(fold["num_records"] for fold in manifest.folds if fold["fold"] in (0, 1))
     evaluation = load_dataset(records["raw"], folds=[0, 1], training=False, batch_size=4)
     assert int(evaluation.cardinality()) == -(-count // 4) == len(list(evaluation))
     once = load_dataset(records["raw"], folds=[0, 1], training=True, batch_size=4, repeat=False)

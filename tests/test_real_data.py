@@ -3,7 +3,6 @@
 Each test skips where ../shared is absent (a clone of the project alone).
 """
 
-import json
 
 import cv2
 import numpy as np
@@ -14,14 +13,14 @@ from hpa_keras.data.conversion import ConversionSettings, Source, make_tfrecords
 from hpa_keras.data.images import index_image_folder, read_sample
 from hpa_keras.data.labels import read_labels
 from hpa_keras.data.splits import groups_across_folds
-from hpa_keras.data.tfrecords import read_shard, verify_tfrecords
+from hpa_keras.data.tfrecords import read_manifest, read_shard, verify_tfrecords
 from hpa_keras.models import TINY_OPTIONS
 
 
 def records_of(folder, manifest):
     return {
         record["id"]: record
-        for shard in manifest["shards"]
+        for shard in manifest.shards
         for record in read_shard(folder / shard["file"])
     }
 
@@ -49,9 +48,9 @@ def test_real_v18_colour_jpegs_convert_to_their_stains(real_v18_folder, tmp_path
     assert "has no image files" in error and "pass --missing ignore" in error
     assert main([*argv, "--missing", "ignore"]) == 0
     printed = capsys.readouterr().out
-    manifest = json.loads((out / "manifest.json").read_text())
-    source = manifest["sources"][0]
-    assert source["name"] == "hpa-v18" and manifest["num_records"] == 7
+    manifest = read_manifest(out)
+    source = manifest.sources[0]
+    assert source["name"] == "hpa-v18" and manifest.num_records == 7
     assert source["formats"] == {"rgb, stain in its display colour": 7}
     assert source["original_sizes"] == {"1728x1728": 1, "2048x2048": 6}  # both occur in v18
     assert source["ignored"] == {
@@ -59,7 +58,7 @@ def test_real_v18_colour_jpegs_convert_to_their_stains(real_v18_folder, tmp_path
     }  # fmt: skip
     assert "ignored 4 image files of 1 Ids" in printed
     assert "74599 Ids of" in printed and source["missing"]["num_ids"] == 74599
-    assert manifest["grouping"]["num_groups"] == 2 and manifest["grouping"]["largest_group"] == 6
+    assert manifest.grouping["num_groups"] == 2 and manifest.grouping["largest_group"] == 6
     records = records_of(out, manifest)
     antibodies = [sample_id.split("_")[0] for sample_id in records]
     assert groups_across_folds(antibodies, [r["fold"] for r in records.values()]) == 0
@@ -86,7 +85,7 @@ def test_real_kaggle_and_v18_images_in_one_record_set(
         workers=2,
         progress=False,
     )
-    names = {source["name"]: source for source in manifest["sources"]}
+    names = {source["name"]: source for source in manifest.sources}
     assert set(names) == {"kaggle", "hpa-v18"}
     assert names["kaggle"]["num_records"] == 80 and names["hpa-v18"]["num_records"] == 7
     assert names["kaggle"]["original_sizes"] == {"512x512": 80}
@@ -113,8 +112,8 @@ def test_real_2021_fields_read_as_the_2021_scheme(real_2021_folder, tmp_path):
         workers=2,
         progress=False,
     )
-    assert manifest["scheme"] == "hpa2021" and manifest["num_classes"] == 19
-    assert manifest["sources"][0]["original_sizes"] == {"2048x2048": 5}
+    assert manifest.scheme == "hpa2021" and manifest.num_classes == 19
+    assert manifest.sources[0]["original_sizes"] == {"2048x2048": 5}
     records = records_of(out, manifest)
     assert records["a34d8680-bb99-11e8-b2b9-ac1f6b6435d0"]["labels"] == [18]  # Negative
     index = index_image_folder(real_2021_folder / "images")

@@ -88,14 +88,14 @@ def convert_two(two_sources, out, **settings):
 
 def test_two_sources_make_one_record_set_with_grouped_folds(two_sources, tmp_path):
     manifest = convert_two(two_sources, tmp_path / "out")
-    assert [source["name"] for source in manifest["sources"]] == ["kaggle", "hpa-v18"]
-    assert manifest["num_records"] == 42 and manifest["fold_method"].startswith("grouped")
-    assert manifest["sources"][1]["original_sizes"] == {"96x96": 18}
-    assert manifest["sources"][0]["original_sizes"] == {"64x64": 24}
-    assert manifest["grouping"]["largest_group"] == 3
+    assert [source["name"] for source in manifest.sources] == ["kaggle", "hpa-v18"]
+    assert manifest.num_records == 42 and manifest.fold_method.startswith("grouped")
+    assert manifest.sources[1]["original_sizes"] == {"96x96": 18}
+    assert manifest.sources[0]["original_sizes"] == {"64x64": 24}
+    assert manifest.grouping["largest_group"] == 3
     records = [
         record
-        for shard in manifest["shards"]
+        for shard in manifest.shards
         for record in read_shard(tmp_path / "out" / shard["file"])
     ]
     by_id = {record["id"]: record for record in records}
@@ -107,7 +107,7 @@ def test_two_sources_make_one_record_set_with_grouped_folds(two_sources, tmp_pat
     folds = [by_id[sample_id]["fold"] for sample_id in v18_ids]
     assert groups_across_folds(antibodies, folds) == 0
     # Shards never mix sources or folds; a source of a fold reads alone.
-    assert all(shard["source"] in shard["file"] for shard in manifest["shards"])
+    assert all(shard["source"] in shard["file"] for shard in manifest.shards)
     only_v18 = dataset_ids(tmp_path / "out", folds=[0], sources="hpa-v18")
     assert only_v18 and all(sample_id in v18_ids for sample_id in only_v18)
     assert verify_tfrecords(tmp_path / "out", progress=False) == []
@@ -131,11 +131,11 @@ def test_a_group_column_overrides_the_rule(two_sources, tmp_path):
         settings=ConversionSettings(num_folds=3), workers=1, progress=False,
     )  # fmt: skip
     assert (
-        manifest["grouping"]["num_groups"] == 4 and "'Group' column" in manifest["grouping"]["rule"]
+        manifest.grouping["num_groups"] == 4 and "'Group' column" in manifest.grouping["rule"]
     )
     records = {
         r["id"]: r["fold"]
-        for s in manifest["shards"]
+        for s in manifest.shards
         for r in read_shard(tmp_path / "out" / s["file"])
     }
     assert (
@@ -223,7 +223,7 @@ def test_fit_says_what_it_trains_and_reports_a_source_left_to_validation(
     two_sources, tmp_path, capsys
 ):
     from hpa_keras.training.config import resolve_config
-    from hpa_keras.training.fit import fit, sources_only_in_fold
+    from hpa_keras.training.fit import fit
 
     one_antibody = as_v18(two_sources["root"] / "second", tmp_path / "v18", fields_per_antibody=18)
     sources = [Source(*two_sources["first"], name="kaggle"), Source(*one_antibody)]
@@ -232,17 +232,17 @@ def test_fit_says_what_it_trains_and_reports_a_source_left_to_validation(
         out=records, sources=sources, workers=1, progress=False,
         settings=ConversionSettings(image_size=64, num_folds=3),
     )  # fmt: skip
-    fold = next(entry for entry in manifest["folds"] if "hpa-v18" in entry["sources"])
+    fold = next(entry for entry in manifest.folds if "hpa-v18" in entry["sources"])
     assert fold["sources"]["hpa-v18"]["num_records"] == 18  # grouped: one antibody, one fold
-    assert sources_only_in_fold(manifest, fold["fold"]) == [("hpa-v18", 18)]
-    others = [entry["fold"] for entry in manifest["folds"] if entry is not fold]
-    assert all(sources_only_in_fold(manifest, other) == [] for other in others)
+    assert manifest.sources_only_in_fold(fold["fold"]) == [("hpa-v18", 18)]
+    others = [entry["fold"] for entry in manifest.folds if entry is not fold]
+    assert all(manifest.sources_only_in_fold(other) == [] for other in others)
     run = tmp_path / "run"
     settings = fit_settings(records, run, fold=fold["fold"], validate_source="kaggle", verbose=2)
     capsys.readouterr()
     fit(resolve_config(settings), config_file="my-settings.yaml")
     printed = capsys.readouterr()
-    training = sum(entry["num_records"] for entry in manifest["folds"] if entry is not fold)
+    training = sum(entry["num_records"] for entry in manifest.folds if entry is not fold)
     validation = fold["sources"]["kaggle"]["num_records"]
     assert printed.out.splitlines()[0] == (
         f"fit: gapnet at 64 px; {training} training images (folds {others[0]}, {others[1]}), "
@@ -255,7 +255,7 @@ def test_fit_says_what_it_trains_and_reports_a_source_left_to_validation(
         "(--validate-source kaggle)"
     ) in printed.err
     assert json.loads((run / "input.json").read_text())["labels_per_image"] == pytest.approx(
-        sum(sum(entry["class_counts"]) for entry in manifest["folds"] if entry is not fold)
+        sum(sum(entry["class_counts"]) for entry in manifest.folds if entry is not fold)
         / training
     )
 
@@ -350,7 +350,7 @@ def test_sixteen_bit_records_train_and_predict(tmp_path):
         data / "train", records, labels=data / "train.csv",
         settings=ConversionSettings(num_folds=3, bit_depth=16), workers=1, progress=False,
     )  # fmt: skip
-    assert manifest["bit_depth"] == 16 and max(manifest["channel_mean"]) > 255
+    assert manifest.bit_depth == 16 and max(manifest.channel_mean) > 255
     images, _ = next(iter(load_dataset(records, training=False, normalization="none")))
     assert images.dtype == "uint16"
     stored = cv2.imread(str(next((data / "train").glob("*_green.png"))), cv2.IMREAD_UNCHANGED)
@@ -427,8 +427,8 @@ def test_the_2021_scheme_end_to_end(tmp_path):
         data / "train", records, labels=labels,
         settings=ConversionSettings(num_folds=3), workers=1, progress=False,
     )  # fmt: skip
-    assert manifest["scheme"] == "hpa2021" and manifest["num_classes"] == 19
-    assert manifest["class_names"][18] == "Negative" and len(manifest["class_counts"]) == 19
+    assert manifest.scheme == "hpa2021" and manifest.num_classes == 19
+    assert manifest.class_names[18] == "Negative" and len(manifest.class_counts) == 19
     _, targets = next(iter(load_dataset(records, training=False)))
     assert targets.shape[1] == 19
     run = tmp_path / "run"

@@ -95,7 +95,7 @@ def test_records_runs_labels_and_submissions_at_urls_end_to_end(training_records
         data / "train", records, labels=labels_url, progress=False, workers=1,
         settings=ConversionSettings(num_folds=3, num_shards=3),
     )  # fmt: skip
-    assert read_manifest(records)["num_records"] == manifest["num_records"] == 40
+    assert read_manifest(records).num_records == manifest.num_records == 40
     assert "manifest.json" in remote_files(records)
     assert not any(name.endswith(".tmp") for name in remote_files(records))  # no temporaries
 
@@ -161,9 +161,9 @@ def test_real_fields_converted_to_a_url_are_the_records_of_a_local_folder(
                    settings=settings, progress=False, workers=1)  # fmt: skip
     remote = ram("records")
     make_tfrecords(images, remote, labels=labels_url, settings=settings, progress=False, workers=1)
-    digests = [shard["sha256"] for shard in read_manifest(local)["shards"]]
-    assert [shard["sha256"] for shard in read_manifest(remote)["shards"]] == digests
-    assert read_manifest(remote)["num_records"] == 80
+    digests = [shard["sha256"] for shard in read_manifest(local).shards]
+    assert [shard["sha256"] for shard in read_manifest(remote).shards] == digests
+    assert read_manifest(remote).num_records == 80
 
     def first_batch(folder):
         images, labels = next(iter(load_dataset(folder, training=False, batch_size=8)))
@@ -260,8 +260,8 @@ def test_verify_reads_a_record_set_at_a_url(training_records, capsys):
     capsys.readouterr()
     assert main(["verify", records, "--quiet"]) == 0
     manifest = read_manifest(records)
-    assert capsys.readouterr().out.startswith(f"ok: {len(manifest['shards'])} shards, 40 records")
-    shard = f"{records}/{manifest['shards'][0]['file']}"
+    assert capsys.readouterr().out.startswith(f"ok: {len(manifest.shards)} shards, 40 records")
+    shard = f"{records}/{manifest.shards[0]['file']}"
     data = bytearray(storage.read_bytes(shard))
     data[len(data) // 2] ^= 0xFF
     storage.write_bytes_atomic(shard, bytes(data))

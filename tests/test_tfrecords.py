@@ -1,4 +1,3 @@
-import json
 import re
 import shutil
 import subprocess
@@ -78,7 +77,7 @@ def all_records(out):
     manifest = read_manifest(out)
     return {
         record["id"]: (record, shard)
-        for shard in manifest["shards"]
+        for shard in manifest.shards
         for record in read_shard(out / shard["file"])
     }
 
@@ -102,8 +101,8 @@ def test_round_trip_ids_labels_and_pixels_exactly(dataset, tmp_path, encoding):
             axis=-1,
         )
         np.testing.assert_array_equal(record["image"], expected)
-    assert manifest["encoding"] == encoding and manifest["num_records"] == 20
-    assert manifest["image_size"] == 64
+    assert manifest.encoding == encoding and manifest.num_records == 20
+    assert manifest.image_size == 64
 
 
 def test_png_records_hold_the_source_files_and_decode_with_tensorflow(dataset, tmp_path):
@@ -111,7 +110,7 @@ def test_png_records_hold_the_source_files_and_decode_with_tensorflow(dataset, t
 
     convert(dataset, tmp_path, encoding="png")
     manifest = read_manifest(tmp_path)
-    serialized = next(iter(tf.data.TFRecordDataset(str(tmp_path / manifest["shards"][0]["file"]))))
+    serialized = next(iter(tf.data.TFRecordDataset(str(tmp_path / manifest.shards[0]["file"]))))
     features = tf.io.parse_single_example(
         serialized,
         {
@@ -134,21 +133,21 @@ def test_manifest_statistics_match_numpy(dataset, tmp_path):
     manifest = convert(dataset, tmp_path)
     records = all_records(tmp_path)
     pixels = np.stack([record["image"] for record, _ in records.values()]).reshape(-1, 4)
-    np.testing.assert_allclose(manifest["channel_mean"], pixels.mean(axis=0), atol=1e-3)
-    np.testing.assert_allclose(manifest["channel_std"], pixels.std(axis=0), atol=1e-3)
+    np.testing.assert_allclose(manifest.channel_mean, pixels.mean(axis=0), atol=1e-3)
+    np.testing.assert_allclose(manifest.channel_std, pixels.std(axis=0), atol=1e-3)
     table = read_labels(dataset / "train.csv")
-    assert manifest["class_counts"] == table.class_counts().tolist()
-    for fold in manifest["folds"]:
+    assert manifest.class_counts == table.class_counts().tolist()
+    for fold in manifest.folds:
         members = [record for record, _ in records.values() if record["fold"] == fold["fold"]]
         assert fold["num_records"] == len(members)
         counts = np.zeros(28, int)
         for record in members:
             counts[record["labels"]] += 1
         assert fold["class_counts"] == counts.tolist()
-    for shard in manifest["shards"]:
+    for shard in manifest.shards:
         assert shard["sha256"] == tfrecords.sha256_of(tmp_path / shard["file"])
         assert shard["file"].startswith(f"train-fold{shard['fold']}-")
-        assert shard["file"].endswith(f"-of-{len(manifest['shards']):05d}.tfrecord")
+        assert shard["file"].endswith(f"-of-{len(manifest.shards):05d}.tfrecord")
 
 
 def test_folds_are_disjoint_cover_everything_and_follow_the_seed(dataset, tmp_path):
@@ -160,8 +159,8 @@ def test_folds_are_disjoint_cover_everything_and_follow_the_seed(dataset, tmp_pa
     }
     assert sorted(set(first.values())) == [0, 1, 2]
     again = read_manifest(tmp_path / "b")
-    assert [shard["sha256"] for shard in again["shards"]] == [
-        shard["sha256"] for shard in read_manifest(tmp_path / "a")["shards"]
+    assert [shard["sha256"] for shard in again.shards] == [
+        shard["sha256"] for shard in read_manifest(tmp_path / "a").shards
     ]
     other = {
         sample_id: record["fold"] for sample_id, (record, _) in all_records(tmp_path / "c").items()
@@ -213,7 +212,7 @@ def test_interrupted_run_resumes_to_identical_shards(dataset, tmp_path, monkeypa
 
     monkeypatch.setattr(shards, "serialize_example", original)
     resumed = convert(dataset, out)
-    assert resumed["shards"] == reference["shards"]  # same names, counts, sha256
+    assert resumed.shards == reference.shards  # same names, counts, sha256
     assert verify_tfrecords(out, progress=False) == []
 
 
@@ -244,10 +243,10 @@ def test_killed_process_resumes_without_loss_or_duplicates(dataset, tmp_path):
     assert not (out / "manifest.json").exists()
 
     assert convert_with_cli(dataset, out) == 0
-    assert read_manifest(out)["shards"] == reference["shards"]
+    assert read_manifest(out).shards == reference.shards
     assert not list(out.glob(".*.tmp"))
     ids = [
-        record["id"] for shard in reference["shards"] for record in read_shard(out / shard["file"])
+        record["id"] for shard in reference.shards for record in read_shard(out / shard["file"])
     ]
     assert len(ids) == len(set(ids)) == 20
 
@@ -270,16 +269,16 @@ def test_unlabeled_test_set_keeps_the_submission_order(dataset, tmp_path):
         workers=1,
         progress=False,
     )
-    assert manifest["split"] == "test" and not manifest["labeled"]
+    assert manifest.split == "test" and not manifest.labeled
     order = [
         record["id"]
-        for shard in manifest["shards"]
+        for shard in manifest.shards
         for record in read_shard(tmp_path / shard["file"])
     ]
     assert order == list(read_labels(dataset / "test_labels.csv").ids)
-    records = read_shard(tmp_path / manifest["shards"][0]["file"])
+    records = read_shard(tmp_path / manifest.shards[0]["file"])
     assert all(record["fold"] == -1 and record["labels"] == [] for record in records)
-    assert manifest["shards"][0]["file"] == "test-00000-of-00002.tfrecord"
+    assert manifest.shards[0]["file"] == "test-00000-of-00002.tfrecord"
 
     bare = make_tfrecords(
         dataset / "test",
@@ -288,14 +287,14 @@ def test_unlabeled_test_set_keeps_the_submission_order(dataset, tmp_path):
         workers=1,
         progress=False,
     )
-    assert bare["num_records"] == 4
+    assert bare.num_records == 4
 
 
 def test_shard_size_is_respected(dataset, tmp_path):
     manifest = convert(dataset, tmp_path, num_shards=None, shard_size_mb=0.05, encoding="raw")
     # raw 64x64x4 = 16 KiB a record: at most 3 per 0.05 MiB shard, folds kept apart.
-    assert all(shard["num_records"] <= 3 for shard in manifest["shards"])
-    assert len(manifest["shards"]) >= 7
+    assert all(shard["num_records"] <= 3 for shard in manifest.shards)
+    assert len(manifest.shards) >= 7
 
 
 # ------------------------------------------------------------------ bad input
@@ -402,12 +401,12 @@ def test_bad_sample_is_skipped_and_listed(dataset, tmp_path, how):
     sample_id, named, reason = break_sample(data, how)
     out = tmp_path / "out"
     manifest = convert(data, out, on_error="skip")
-    assert manifest["num_skipped"] >= 1
-    errors = (out / manifest["errors_file"]).read_text()
+    assert manifest.num_skipped >= 1
+    errors = (out / manifest.errors_file).read_text()
     assert sample_id in errors and reason in errors
     ids = set(all_records(out))
     assert sample_id not in ids
-    assert manifest["num_records"] == len(ids) == 19
+    assert manifest.num_records == len(ids) == 19
     assert verify_tfrecords(out, progress=False) == []
 
 
@@ -417,7 +416,7 @@ def test_bad_sample_is_skipped_and_listed(dataset, tmp_path, how):
 def test_verify_catches_a_flipped_byte(dataset, tmp_path, capsys):
     convert(dataset, tmp_path)
     assert main(["verify", str(tmp_path), "--quiet"]) == 0
-    shard = tmp_path / read_manifest(tmp_path)["shards"][2]["file"]
+    shard = tmp_path / read_manifest(tmp_path).shards[2]["file"]
     data = bytearray(shard.read_bytes())
     data[len(data) // 2] ^= 0x01
     shard.write_bytes(bytes(data))
@@ -430,9 +429,9 @@ def test_verify_catches_a_flipped_byte(dataset, tmp_path, capsys):
 def test_verify_catches_a_missing_shard_and_a_wrong_count(dataset, tmp_path):
     convert(dataset, tmp_path)
     manifest = read_manifest(tmp_path)
-    (tmp_path / manifest["shards"][0]["file"]).unlink()
-    manifest["shards"][1]["num_records"] += 1
-    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    (tmp_path / manifest.shards[0]["file"]).unlink()
+    manifest.shards[1]["num_records"] += 1
+    (tmp_path / "manifest.json").write_text(manifest.to_json())
     problems = verify_tfrecords(tmp_path, progress=False)
     assert any("shard missing" in problem for problem in problems)
     assert any("the manifest says" in problem for problem in problems)
@@ -477,12 +476,12 @@ def test_files_of_ids_the_labels_do_not_list_are_ignored_and_counted(dataset, tm
     printed = capsys.readouterr()
     assert status == 0, printed.err
     manifest = read_manifest(out)
-    assert manifest["num_records"] == 12 and set(all_records(out)) == set(table.ids[:12])
-    ignored = manifest["ignored"]
+    assert manifest.num_records == 12 and set(all_records(out)) == set(table.ids[:12])
+    ignored = manifest.ignored
     assert ignored["num_ids"] == 9 and ignored["num_files"] == 8 * 4 + 1
     assert set(ignored["first_ids"]) <= set(table.ids[12:]) | {"stray-sample"}
     assert "ignored 33 image files of 9 Ids" in printed.out and str(subset) in printed.out
-    assert manifest["num_skipped"] == 0 and not (out / "errors.csv").exists()
+    assert manifest.num_skipped == 0 and not (out / "errors.csv").exists()
 
 
 # ------------------------------------------------------------------ other formats
@@ -537,9 +536,9 @@ def test_sixteen_bit_tiff_jpeg_and_large_fields(tmp_path):
         workers=1,
         progress=False,
     )
-    assert manifest["num_records"] == 2 and manifest["image_size"] == 100
-    assert manifest["sources"][0]["original_sizes"] == {"300x300": 2}
-    assert manifest["sources"][0]["file_bit_depths"] == {"16": 1, "8": 1}
+    assert manifest.num_records == 2 and manifest.image_size == 100
+    assert manifest.sources[0]["original_sizes"] == {"300x300": 2}
+    assert manifest.sources[0]["file_bit_depths"] == {"16": 1, "8": 1}
     records = all_records(tmp_path / "out")
     for sample_id, image in expected.items():
         area = cv2.resize(image, (100, 100), interpolation=cv2.INTER_AREA)
@@ -556,7 +555,7 @@ def test_mixed_sizes_need_image_size(tmp_path, dataset):
     with pytest.raises(InputError, match="80x80 pixels, but the data set's samples are 64x64"):
         convert(data, tmp_path / "out")
     manifest = convert(data, tmp_path / "resized", image_size=64)
-    assert manifest["num_records"] == 20
+    assert manifest.num_records == 20
 
 
 def test_sixteen_bit_rules_and_area_resize(tmp_path):

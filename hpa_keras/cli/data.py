@@ -282,7 +282,7 @@ def run_verify(arguments) -> int:
         return EXIT_VERIFY_FAILED
     manifest = read_manifest(arguments.dir)
     print(
-        f"ok: {len(manifest['shards'])} shards, {manifest['num_records']} records, "
+        f"ok: {len(manifest.shards)} shards, {manifest.num_records} records, "
         "checksums, counts, Ids, folds and images all as in the manifest"
     )
     return 0

@@ -104,9 +104,9 @@ def _chosen_sources(arguments):
     if not arguments.data:
         raise InputError("--source chooses among the sources of --data's records")
     if arguments.source == ["all"]:
-        from hpa_keras.data.tfrecords import read_manifest, source_names
+        from hpa_keras.data.tfrecords import read_manifest
 
-        return source_names(read_manifest(arguments.data))
+        return read_manifest(arguments.data).source_names
     return arguments.source
 
 

@@ -63,8 +63,8 @@ def load_cell_bags(
     names = resolve_channels(channels)
 
     indices = [CHANNELS.index(name) for name in names]
-    size, classes = manifest["image_size"], manifest["num_classes"]
-    dtype = np.uint16 if manifest["bit_depth"] == 16 else np.uint8
+    size, classes = manifest.image_size, manifest.num_classes
+    dtype = np.uint16 if manifest.bit_depth == 16 else np.uint8
     decode = _make_single_decoder(manifest, indices, size, field_id=True)
     repeat = training if repeat is None else repeat
 
@@ -91,12 +91,12 @@ def load_cell_bags(
 
 def _check_bag_records(tfrecord_dir, manifest) -> None:
     """InputError unless the records are labeled cell records."""
-    if manifest.get("kind") != "cells":
+    if not manifest.is_cells:
         raise InputError(
             f"{tfrecord_dir}: field records; multiple-instance training (cell_pooling) needs "
             "cell records (make-tfrecords --masks)"
         )
-    if not manifest["labeled"]:
+    if not manifest.labeled:
         raise InputError(f"{tfrecord_dir}: unlabeled records; bags train on field labels")
 
 

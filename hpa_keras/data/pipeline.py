@@ -41,7 +41,8 @@ import tensorflow as tf
 
 from hpa_keras.classes import CHANNELS
 from hpa_keras.data.images import image_dimensions, read_sample, resize_square
-from hpa_keras.data.tfrecords import READ_BUFFER_BYTES, read_manifest, source_names
+from hpa_keras.data.manifest import Manifest
+from hpa_keras.data.tfrecords import READ_BUFFER_BYTES, read_manifest
 from hpa_keras.distributed import process_share
 from hpa_keras.errors import InputError
 from hpa_keras.parallel import default_workers
@@ -77,12 +78,12 @@ def _as_set(values) -> set | None:
     return set(values)
 
 
-def select_shards(manifest: dict, folds=None, sources=None) -> list[dict]:
+def select_shards(manifest: Manifest, folds=None, sources=None) -> list[dict]:
     """The manifest's shards of ``folds`` (an int, a list, or None for all) and of
     ``sources`` (a name, a list, or None for all)."""
-    shards = list(manifest["shards"])
+    shards = list(manifest.shards)
     wanted_folds = _as_set(folds)
-    if wanted_folds is not None and manifest["labeled"]:
+    if wanted_folds is not None and manifest.labeled:
         wanted_folds = {int(fold) for fold in wanted_folds}
         available = {shard["fold"] for shard in shards}
         missing = sorted(wanted_folds - available)
@@ -93,7 +94,7 @@ def select_shards(manifest: dict, folds=None, sources=None) -> list[dict]:
         shards = [shard for shard in shards if shard["fold"] in wanted_folds]
     wanted_sources = _as_set(sources)
     if wanted_sources is not None:
-        names = source_names(manifest)
+        names = manifest.source_names
         unknown = sorted(wanted_sources - set(names))
         if unknown:
             raise InputError(
@@ -103,7 +104,9 @@ def select_shards(manifest: dict, folds=None, sources=None) -> list[dict]:
     return shards
 
 
-def shard_paths(tfrecord_dir: str | os.PathLike, manifest: dict, folds=None, sources=None) -> list:
+def shard_paths(
+    tfrecord_dir: str | os.PathLike, manifest: Manifest, folds=None, sources=None
+) -> list:
     """Paths of the shards of ``folds`` and ``sources``, in the manifest's order."""
     return shard_files(tfrecord_dir, select_shards(manifest, folds, sources))
 
@@ -178,7 +181,7 @@ def load_dataset(
     _check_loader_settings(normalization, batch_size)
     shards = _shards_to_read(tfrecord_dir, manifest, folds, sources, process_count, process_index)
     files = shard_files(tfrecord_dir, shards)
-    stored = manifest["image_size"]
+    stored = manifest.image_size
     size = image_size or stored
     if crop is not None and not 0 < crop <= size:
         raise InputError(f"crop {crop} must be between 1 and the field's side {size}")
@@ -281,7 +284,7 @@ def dataset_labels(
     """
     manifest = read_manifest(tfrecord_dir)
     files = shard_paths(tfrecord_dir, manifest, folds, sources)
-    num_classes = manifest["num_classes"]
+    num_classes = manifest.num_classes
     spec = {"id": tf.io.FixedLenFeature([], tf.string), "labels": tf.io.VarLenFeature(tf.int64)}
 
     def parse(record):
@@ -467,9 +470,9 @@ def _resize_like_conversion(image, size: int, dtype):
 def _make_single_decoder(manifest, indices, size, field_id: bool = False):
     """One record to ``(image (S, S, C), multi-hot labels or the Id)``, in the stored type;
     with ``field_id`` (cell records) also the cell's field Id, from the same parse."""
-    encoding, stored = manifest["encoding"], manifest["image_size"]
-    labeled, num_classes = manifest["labeled"], manifest["num_classes"]
-    dtype = tf.uint16 if manifest["bit_depth"] == 16 else tf.uint8
+    encoding, stored = manifest.encoding, manifest.image_size
+    labeled, num_classes = manifest.labeled, manifest.num_classes
+    dtype = tf.uint16 if manifest.bit_depth == 16 else tf.uint8
     spec = _spec(encoding)
     if field_id:
         spec["field_id"] = tf.io.FixedLenFeature([], tf.string)
@@ -500,12 +503,10 @@ def _make_finisher(manifest, names, normalization):
         return None
     if normalization == "manifest":
         indices = [CHANNELS.index(name) for name in names]
-        mean = tf.constant([manifest["channel_mean"][index] for index in indices], tf.float32)
-        std = tf.constant(
-            [max(manifest["channel_std"][index], 1e-3) for index in indices], tf.float32
-        )
+        mean = tf.constant([manifest.channel_mean[index] for index in indices], tf.float32)
+        std = tf.constant([max(manifest.channel_std[index], 1e-3) for index in indices], tf.float32)
     else:
-        top = 65535.0 if manifest["bit_depth"] == 16 else 255.0
+        top = 65535.0 if manifest.bit_depth == 16 else 255.0
         mean, std = tf.constant(0.0), tf.constant(top)
 
     def finish(images, target):

@@ -30,19 +30,22 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from hpa_keras import storage
-from hpa_keras.classes import CHANNELS, HPA2018
 from hpa_keras.data.images import decode_png, encode_png
-from hpa_keras.data.splits import balance_of_counts
+from hpa_keras.data.manifest import (  # noqa: F401 (the manifest's names, also read from here)
+    FORMAT_VERSION,
+    LEGACY_SOURCE,
+    MANIFEST_FILE,
+    MANIFEST_KEYS,
+    READABLE_VERSIONS,
+    UNLABELED_FOLD,
+    Manifest,
+    channel_statistics,
+)
 from hpa_keras.errors import InputError
 from hpa_keras.storage import exists, is_file, is_url, join, open_binary, read_bytes
 
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
-MANIFEST_FILE = "manifest.json"
 PLAN_FILE = "plan.json"
 ENCODINGS = ("png", "raw")
-UNLABELED_FOLD = -1
-LEGACY_SOURCE = "default"  # the one source of a record set made before sources existed
 READ_BUFFER_BYTES = 8 * 2**20  # TFRecordDataset read buffer: large sequential reads
 
 
@@ -201,37 +204,9 @@ def read_shard(path: str | os.PathLike) -> list[dict]:
 # ------------------------------------------------------------------ manifest
 
 
-def channel_statistics(folds: list[dict], exclude_folds=()) -> tuple[list, list]:
-    """Per-channel mean and std (in the stored pixel units: 0-255, or 0-65535 for 16-bit
-    records) over the folds not excluded.
-
-    The manifest keeps per-fold sums so that a model validated on fold k can be
-    normalized with statistics of the other folds only.
-    """
-    kept = [fold for fold in folds if fold["fold"] not in set(exclude_folds)]
-    pixels = sum(fold["pixels"] for fold in kept)
-    if pixels == 0:
-        return [0.0] * len(CHANNELS), [1.0] * len(CHANNELS)
-    total = np.sum([fold["channel_sum"] for fold in kept], axis=0)
-    square = np.sum([fold["channel_square_sum"] for fold in kept], axis=0)
-    mean = total / pixels
-    std = np.sqrt(np.maximum(square / pixels - mean**2, 0.0))
-    return [round(float(value), 4) for value in mean], [round(float(value), 4) for value in std]
-
-
-# What every manifest, of any format version, holds (the rest is read with defaults).
-MANIFEST_KEYS = (
-    "format_version",
-    "num_records",
-    "image_size",
-    "labeled",
-    "shards",
-    "folds",
-)
-
-
-def read_manifest(folder: str | os.PathLike) -> dict:
-    """The manifest of a TFRecord folder, with a clear error when there is none.
+def read_manifest(folder: str | os.PathLike) -> Manifest:
+    """The manifest of a TFRecord folder (:class:`~hpa_keras.data.manifest.Manifest`), with
+    a clear error when there is none or it is not one.
 
     A manifest of format 1 (before sources, bit depths and label schemes)
     reads as one 8-bit source named ``default`` in the 2018 scheme.
@@ -249,68 +224,7 @@ def read_manifest(folder: str | os.PathLike) -> dict:
         manifest = json.loads(read_bytes(path).decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise InputError(f"{path}: not valid JSON ({error})") from None
-    if not isinstance(manifest, dict):
-        kind = type(manifest).__name__
-        raise InputError(f"{path}: not a manifest (a JSON {kind}, not an object)")
-    missing = [key for key in MANIFEST_KEYS if key not in manifest]
-    if missing:
-        raise InputError(f"{path}: not a complete manifest (no {', '.join(missing)})")
-    if manifest.get("format_version") not in READABLE_VERSIONS:
-        raise InputError(
-            f"{path}: format version {manifest.get('format_version')}, this hpa-keras reads "
-            f"{', '.join(map(str, READABLE_VERSIONS))}"
-        )
-    return _upgraded(manifest)
-
-
-def _upgraded(manifest: dict) -> dict:
-    """A format-1 manifest with the fields format 2 added, at their format-1 meaning."""
-    if manifest["format_version"] >= 2:
-        return manifest
-    manifest.setdefault("scheme", HPA2018.name)
-    manifest.setdefault("class_names", list(HPA2018.class_names))
-    manifest.setdefault("num_classes", HPA2018.num_classes)
-    manifest.setdefault("bit_depth", 8)
-    manifest.setdefault("fold_method", "stratified")
-    source = dict(manifest.get("source", {}), name=LEGACY_SOURCE)
-    source["num_records"] = manifest["num_records"]
-    manifest.setdefault("sources", [source])
-    for shard in manifest["shards"]:
-        shard.setdefault("source", LEGACY_SOURCE)
-    for fold in manifest["folds"]:
-        fold.setdefault(
-            "sources",
-            {
-                LEGACY_SOURCE: {
-                    "num_records": fold["num_records"],
-                    "class_counts": fold["class_counts"],
-                }
-            },
-        )
-    return manifest
-
-
-def record_set_fingerprint(manifest: dict) -> str:
-    """The identity of a record set's contents: a digest of its shards' own sha256 digests
-    and folds. The same records have the same fingerprint wherever the folder lies (copied,
-    moved, reached by another path); different records, never."""
-    entries = sorted((shard["sha256"], int(shard["fold"])) for shard in manifest["shards"])
-    return hashlib.sha256(json.dumps(entries).encode("ascii")).hexdigest()
-
-
-def source_names(manifest: dict) -> list[str]:
-    """The names of the record set's sources, in conversion order."""
-    return [source["name"] for source in manifest["sources"]]
-
-
-def summarize_folds(manifest: dict) -> dict | None:
-    """Fold balance of a labeled manifest (see :func:`hpa_keras.data.splits.balance_of_counts`)."""
-    folds = [fold for fold in manifest["folds"] if fold["fold"] != UNLABELED_FOLD]
-    if len(folds) < 2:
-        return None
-    return balance_of_counts(
-        [fold["class_counts"] for fold in folds], [fold["num_records"] for fold in folds]
-    )
+    return Manifest.from_dict(manifest, path)
 
 
 def sha256_of(path: str | os.PathLike) -> str:
@@ -342,7 +256,7 @@ def verify_tfrecords(folder: str | os.PathLike, progress: bool = True) -> list[s
     manifest = read_manifest(folder)
     problems, seen = [], {}
     class_counts: dict[int, np.ndarray] = {}
-    shards = manifest["shards"]
+    shards = manifest.shards
     for shard in tqdm(shards, desc="verifying shards", unit="shard", disable=not progress):
         path = storage.join(folder, shard["file"])
         if not storage.is_file(path):
@@ -351,7 +265,7 @@ def verify_tfrecords(folder: str | os.PathLike, progress: bool = True) -> list[s
         if sha256_of(path) != shard["sha256"]:
             problems.append(f"{path}: sha256 differs from the manifest (file changed or corrupt)")
         count = 0
-        counts = class_counts.setdefault(shard["fold"], np.zeros(manifest["num_classes"], np.int64))
+        counts = class_counts.setdefault(shard["fold"], np.zeros(manifest.num_classes, np.int64))
         try:
             with storage.reaching(path):  # a URL that cannot be reached: InputError
                 for serialized in tf.data.TFRecordDataset(
@@ -390,7 +304,7 @@ def verify_tfrecords(folder: str | os.PathLike, progress: bool = True) -> list[s
             continue
         if count != shard["num_records"]:
             problems.append(f"{path}: {count} records, the manifest says {shard['num_records']}")
-    for fold in manifest["folds"]:
+    for fold in manifest.folds:
         found = class_counts.get(fold["fold"])
         if found is not None and found.tolist() != fold["class_counts"]:
             problems.append(f"{folder}: class counts of fold {fold['fold']} differ from manifest")

@@ -44,7 +44,7 @@ def check_cell_prediction(
         )
         if image_facts["kind"] != "fields":
             raise InputError(f"{image_runs[0]}: --image-run takes a run trained on whole fields")
-    masks = masks or (read_manifest(data).get("cells") or {}).get("masks")
+    masks = masks or (read_manifest(data).cells or {}).get("masks")
     if masks is None:
         raise InputError(f"{data}: the records name no masks; give the masks they were cut from")
     return {**facts, "masks": masks}

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hpa_keras.data.tfrecords import read_manifest, record_set_fingerprint
+from hpa_keras.data.tfrecords import read_manifest
 from hpa_keras.errors import InputError
 from hpa_keras.inference.predict import predict_ids, predict_runs, training_labels_per_image
 from hpa_keras.inference.runs import (
@@ -41,7 +41,7 @@ def _run_validation(folder: Path, data: Path) -> tuple[int, str | None] | None:
     config = read_run_config(folder)
     fingerprint = read_input_settings(folder).get("data_fingerprint")
     if fingerprint is not None:
-        trained_here = fingerprint == record_set_fingerprint(read_manifest(data))
+        trained_here = fingerprint == read_manifest(data).fingerprint()
     else:
         trained_on = config.get("data")
         trained_here = bool(trained_on) and Path(trained_on).resolve() == data.resolve()
@@ -85,7 +85,7 @@ def _cv_trained_on(runs, data) -> bool:
     if len(runs) != 1 or not is_cv_folder(runs[0]):
         return False
     folders, _ = expand_runs(runs)
-    fingerprint = record_set_fingerprint(read_manifest(data))
+    fingerprint = read_manifest(data).fingerprint()
     return all(
         read_input_settings(folder).get("data_fingerprint") == fingerprint for folder in folders
     )
@@ -151,7 +151,7 @@ def evaluate_runs(
         from hpa_keras.data.pipeline import dataset_labels
         from hpa_keras.data.tfrecords import read_manifest
 
-        if not read_manifest(data).get("labeled", False):
+        if not read_manifest(data).labeled:
             raise InputError(f"{data}: the TFRecords are unlabeled; evaluation needs labels")
         out_of_fold = folds is None and thresholds is None and _cv_trained_on(runs, data)
         if out_of_fold:

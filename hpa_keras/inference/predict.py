@@ -139,10 +139,10 @@ def check_runs_and_input(
         from hpa_keras.data.tfrecords import read_manifest  # lazy: imports TensorFlow
 
         manifest = read_manifest(data)
-        check_run_and_records(first["kind"], manifest.get("kind", "fields"), data)
-        named = manifest.get("labeled") or any(s.get("labels") for s in manifest["sources"])
+        check_run_and_records(first["kind"], manifest.kind, data)
+        named = manifest.labeled or any(s.get("labels") for s in manifest.sources)
         if named:
-            given.append((f"{data}: records", manifest["scheme"]))
+            given.append((f"{data}: records", manifest.scheme))
     if images is not None and first["kind"] == "cells":
         raise InputError(
             f"{images}: an image folder, but the run was trained on cells ({first['folder']}); "
@@ -205,7 +205,7 @@ def predict_run(
     if data is not None:
         from hpa_keras.data.tfrecords import read_manifest  # lazy: imports TensorFlow
 
-        stored = read_manifest(data)["bit_depth"]
+        stored = read_manifest(data).bit_depth
         if stored != run.bit_depth:
             raise InputError(
                 f"{data}: {stored}-bit records, but {run.folder} was trained on "

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from hpa_keras.classes import CHANNELS
+from hpa_keras.data.manifest import Manifest
 from hpa_keras.data.pipeline import resolve_channels
 from hpa_keras.registration import finish_registration
 
@@ -47,13 +48,17 @@ class ChannelStandardization(keras.layers.Layer):
         self.scale = float(scale)
 
     @classmethod
-    def from_manifest(cls, manifest: dict, channels="rgby", **kwargs):
-        """The statistics of a make-tfrecords manifest, for the chosen channels."""
-
+    def from_manifest(cls, manifest: Manifest | dict, channels="rgby", **kwargs):
+        """The statistics of a make-tfrecords manifest (or of a dict holding its
+        ``channel_mean`` and ``channel_std``), for the chosen channels."""
+        if isinstance(manifest, Manifest):
+            mean, std = manifest.channel_mean, manifest.channel_std
+        else:
+            mean, std = manifest["channel_mean"], manifest["channel_std"]
         indices = [CHANNELS.index(name) for name in resolve_channels(channels)]
         return cls(
-            [manifest["channel_mean"][index] for index in indices],
-            [max(manifest["channel_std"][index], 1e-3) for index in indices],
+            [mean[index] for index in indices],
+            [max(std[index], 1e-3) for index in indices],
             **kwargs,
         )
 

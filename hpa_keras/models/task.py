@@ -21,8 +21,8 @@ that run (before training).
 import keras
 
 from hpa_keras.classes import CHANNELS
+from hpa_keras.data.manifest import Manifest
 from hpa_keras.data.pipeline import resolve_channels
-from hpa_keras.data.tfrecords import channel_statistics
 from hpa_keras.errors import InputError
 from hpa_keras.models.augmentation import make_augmentation
 from hpa_keras.models.layers import ChannelStandardization
@@ -125,7 +125,7 @@ def _back_to_pixels(statistics, channels, bit_depth):
     )
 
 
-def task_model_settings(config, manifest: dict) -> dict:
+def task_model_settings(config, manifest: Manifest) -> dict:
     """The :func:`build_task_model` arguments of the model ``fit`` trains.
 
     Args:
@@ -142,16 +142,16 @@ def task_model_settings(config, manifest: dict) -> dict:
     if config.crop is not None:
         side = config.crop if model_record(config.model).fixed_size else None
     else:
-        side = config.image_size or manifest["image_size"]
-    mean, std = channel_statistics(manifest["folds"], exclude_folds=[config.fold])
+        side = config.image_size or manifest.image_size
+    mean, std = manifest.channel_statistics(exclude_folds=[config.fold])
     return {
         "model": config.model,
-        "num_classes": manifest["num_classes"],
+        "num_classes": manifest.num_classes,
         "channel_mean": mean,
         "channel_std": std,
         "channels": config.channels,
         "input_size": side,
-        "bit_depth": manifest["bit_depth"],
+        "bit_depth": manifest.bit_depth,
         "weights": config.weights,
         "model_options": dict(config.model_options),
         "dihedral": config.dihedral,

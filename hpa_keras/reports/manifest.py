@@ -1,22 +1,22 @@
 """A record set's manifest for people: what ``hpa-keras make-tfrecords`` prints when it
 has written the records."""
 
-from hpa_keras.data.tfrecords import summarize_folds
+from hpa_keras.data.manifest import Manifest
 
 
-def manifest_summary(manifest: dict, out) -> str:
+def manifest_summary(manifest: Manifest, out) -> str:
     """The terminal summary of a record set written to ``out``: records, size, shards and
     megabytes; the cells of cell records; each source's records, formats and field sizes,
     with the Ids left out or ignored; skipped inputs; and the folds' balance.
     """
-    size = manifest["image_size"]
-    megabytes = sum(shard["bytes"] for shard in manifest["shards"]) / 2**20
+    size = manifest.image_size
+    megabytes = manifest.num_bytes / 2**20
     lines = [
-        f"wrote {manifest['num_records']} {manifest['split']} records ({size}x{size}, "
-        f"{manifest['bit_depth']}-bit, {manifest['encoding']}, {manifest['scheme']} labels) in "
-        f"{len(manifest['shards'])} shards, {megabytes:.1f} MB, to {out}"
+        f"wrote {manifest.num_records} {manifest.split} records ({size}x{size}, "
+        f"{manifest.bit_depth}-bit, {manifest.encoding}, {manifest.scheme} labels) in "
+        f"{len(manifest.shards)} shards, {megabytes:.1f} MB, to {out}"
     ]
-    cells = manifest.get("cells")
+    cells = manifest.cells
     if cells:
         lines.append(
             f"  one record per cell: {cells['num_cells']} cells of {cells['num_fields']} fields "
@@ -24,18 +24,16 @@ def manifest_summary(manifest: dict, out) -> str:
             f"kept; {cells['num_with_cell_labels']} with their own labels); folds are drawn per "
             "field, so a field's cells share a fold"
         )
-    for source in manifest["sources"]:
+    for source in manifest.sources:
         lines.extend(_source_lines(source))
-    if manifest["num_skipped"]:
-        lines.append(
-            f"skipped {manifest['num_skipped']} bad inputs; see {out}/{manifest['errors_file']}"
-        )
-    balance = summarize_folds(manifest)
+    if manifest.num_skipped:
+        lines.append(f"skipped {manifest.num_skipped} bad inputs; see {out}/{manifest.errors_file}")
+    balance = manifest.summarize_folds()
     if balance:
-        grouping = manifest["grouping"]
-        names = manifest["class_names"]
+        grouping = manifest.grouping
+        names = manifest.class_names
         lines.append(
-            f"{len(balance['fold_sizes'])} {manifest['fold_method']} folds of "
+            f"{len(balance['fold_sizes'])} {manifest.fold_method} folds of "
             f"{balance['fold_sizes']} records ({grouping['num_groups']} groups, the largest of "
             f"{grouping['largest_group']}); largest per-class deviation from the overall "
             f"frequency: {balance['max_abs_deviation_points']:.2f} points "

@@ -97,7 +97,7 @@ def tfrecord_features(tfrecord_dir, folds=None, batch_size: int = 64):
     from hpa_keras.data.pipeline import load_dataset  # lazy: imports TensorFlow
 
     manifest = read_manifest(tfrecord_dir)
-    if not manifest.get("labeled", False):
+    if not manifest.labeled:
         raise InputError(f"{tfrecord_dir}: the TFRecords are unlabeled; baselines need labels")
     dataset = load_dataset(
         tfrecord_dir, folds=folds, training=False, batch_size=batch_size, normalization="none"
@@ -107,7 +107,7 @@ def tfrecord_features(tfrecord_dir, folds=None, batch_size: int = 64):
         features.append(image_features(images.numpy()))
         labels.append(targets.numpy())
     if not features:
-        empty_labels = np.zeros((0, manifest["num_classes"]), np.float32)
+        empty_labels = np.zeros((0, manifest.num_classes), np.float32)
         return np.zeros((0, len(FEATURE_NAMES)), np.float32), empty_labels
     return np.concatenate(features), np.concatenate(labels)
 
@@ -246,7 +246,7 @@ def baselines_on_tfrecords(
     trained on all of ``data`` and tested on the labeled TFRecords ``test_data``."""
 
     if test_data is None:
-        folds = sorted({int(entry["fold"]) for entry in read_manifest(data)["folds"]})
+        folds = sorted({int(entry["fold"]) for entry in read_manifest(data).folds})
         if fold not in folds:
             raise InputError(f"{data}: no fold {fold}; the folds are {folds}")
         train_x, train_y = tfrecord_features(data, [k for k in folds if k != fold])

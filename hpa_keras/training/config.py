@@ -548,7 +548,7 @@ def check_file_image_size(source: str, config: TrainingConfig) -> None:
         return
 
     try:
-        stored = read_manifest(config.data)["image_size"]
+        stored = read_manifest(config.data).image_size
     except InputError:
         return
     if config.image_size > stored:

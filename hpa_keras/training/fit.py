@@ -34,12 +34,11 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import yaml
 
 from hpa_keras.atomic import atomic_path, check_output_path, write_text_atomic
 from hpa_keras.classes import HPA2021
-from hpa_keras.data.tfrecords import UNLABELED_FOLD, read_manifest, record_set_fingerprint
+from hpa_keras.data.tfrecords import read_manifest
 from hpa_keras.distributed import Placement, backend, barrier, make_placement, process_index
 from hpa_keras.errors import InputError, warn
 from hpa_keras.models import freeze_backbone, unfreeze
@@ -72,71 +71,31 @@ def check_validation_source(manifest: dict, config: TrainingConfig) -> None:
     """The source to validate on exists and has records in the validation fold."""
     if config.validate_source is None:
         return
-    names = [source["name"] for source in manifest["sources"]]
+    names = manifest.source_names
     if config.validate_source not in names:
         raise InputError(
             f"validate_source: {config.validate_source!r} is not a source of {config.data} "
             f"(sources: {', '.join(names)})"
         )
-    fold = next(entry for entry in manifest["folds"] if entry["fold"] == config.fold)
+    fold = manifest.fold_entry(config.fold)
     if not fold["sources"].get(config.validate_source, {}).get("num_records"):
         raise InputError(
             f"validate_source: fold {config.fold} has no {config.validate_source} records"
         )
 
 
-def training_folds(manifest: dict, validation_fold: int) -> list[int]:
-    """The labeled folds other than ``validation_fold``; errors when the fold is absent."""
-
-    if not manifest["labeled"]:
-        raise InputError("data: the TFRecords have no labels (made from a test set?)")
-    folds = [fold["fold"] for fold in manifest["folds"] if fold["fold"] != UNLABELED_FOLD]
-    if validation_fold not in folds:
-        raise InputError(f"fold: {validation_fold} is not in the data's folds {folds}")
-    if len(folds) < 2:
-        raise InputError("data: needs at least two folds (one to validate on)")
-    return [fold for fold in folds if fold != validation_fold]
-
-
-def class_counts_of(manifest: dict, folds) -> tuple[np.ndarray, int]:
-    """Per-class positive counts and the number of records in ``folds``."""
-    chosen = [fold for fold in manifest["folds"] if fold["fold"] in set(folds)]
-    counts = np.sum([fold["class_counts"] for fold in chosen], axis=0)
-    return np.asarray(counts, dtype=np.int64), int(sum(fold["num_records"] for fold in chosen))
-
-
-def labels_per_image(manifest: dict, folds) -> float:
-    """The mean number of labels per record in ``folds`` (from the manifest's class counts)."""
-    counts, records = class_counts_of(manifest, folds)
-    return float(counts.sum() / records) if records else 0.0
-
-
-def sources_only_in_fold(manifest: dict, fold: int) -> list[tuple[str, int]]:
-    """``(name, records)`` of each source whose every record is in ``fold``: with ``fold``
-    validating, training sees none of it (grouped folds can put a small source in one)."""
-    entry = next((item for item in manifest["folds"] if item["fold"] == fold), None)
-    if entry is None:
-        return []
-    found = []
-    for source in manifest["sources"]:
-        in_fold = entry.get("sources", {}).get(source["name"], {}).get("num_records", 0)
-        if source["num_records"] and in_fold == source["num_records"]:
-            found.append((source["name"], source["num_records"]))
-    return found
-
-
 def opening_line(config: TrainingConfig, manifest: dict, config_file=None) -> str:
     """What a run trains, in one line: model, size, training and validation images, settings."""
-    what = "cells" if manifest.get("kind", "fields") == "cells" else "images"
-    folds = training_folds(manifest, config.fold)
-    _, train_count = class_counts_of(manifest, folds)
-    fold = next(entry for entry in manifest["folds"] if entry["fold"] == config.fold)
+    what = "cells" if manifest.is_cells else "images"
+    folds = manifest.training_folds(config.fold)
+    _, train_count = manifest.class_counts_of(folds)
+    fold = manifest.fold_entry(config.fold)
     where = f"fold {config.fold}"
     validation_count = fold["num_records"]
     if config.validate_source is not None:
         validation_count = fold["sources"][config.validate_source]["num_records"]
         where += f", {config.validate_source} only"
-    size, stored = field_size(config, manifest), manifest["image_size"]
+    size, stored = field_size(config, manifest), manifest.image_size
     seen = f"{size} px" + (f" (stored at {stored})" if size != stored else "")
     if config.crop is not None:
         seen += f", {config.crop} px crops"
@@ -151,7 +110,7 @@ def opening_line(config: TrainingConfig, manifest: dict, config_file=None) -> st
 
 def field_size(config: TrainingConfig, manifest: dict) -> int:
     """The side of the fields the model sees whole (the stored size unless resized)."""
-    return config.image_size or manifest["image_size"]
+    return config.image_size or manifest.image_size
 
 
 def input_settings(config: TrainingConfig, manifest: dict) -> dict:
@@ -159,25 +118,25 @@ def input_settings(config: TrainingConfig, manifest: dict) -> dict:
     from hpa_keras.data.pipeline import resolve_channels  # lazy: imports TensorFlow
 
     return {
-        "data_fingerprint": record_set_fingerprint(manifest),
-        "kind": manifest.get("kind", "fields"),  # cells: trained on cell records
+        "data_fingerprint": manifest.fingerprint(),
+        "kind": manifest.kind,  # cells: trained on cell records
         "cell_pooling": config.cell_pooling,
         "fold": config.fold,
         "image_size": field_size(config, manifest),
-        "stored_size": manifest["image_size"],
+        "stored_size": manifest.image_size,
         "crop": config.crop,
         "tiles": config.tiles,
         "tta": config.tta,
         "channels": list(resolve_channels(config.channels)),
-        "bit_depth": manifest["bit_depth"],
-        "sixteen_bit_rule": manifest["sixteen_bit_rule"],
-        "scheme": manifest["scheme"],
-        "class_names": list(manifest["class_names"]),
-        "sources": [source["name"] for source in manifest["sources"]],
+        "bit_depth": manifest.bit_depth,
+        "sixteen_bit_rule": manifest.sixteen_bit_rule,
+        "scheme": manifest.scheme,
+        "class_names": list(manifest.class_names),
+        "sources": manifest.source_names,
         "validate_source": config.validate_source,
         # The training folds' mean labels per image: predict, evaluate and the report warn
         # when a run's decisions give far more or fewer.
-        "labels_per_image": labels_per_image(manifest, training_folds(manifest, config.fold)),
+        "labels_per_image": manifest.labels_per_image(manifest.training_folds(config.fold)),
     }
 
 
@@ -253,8 +212,8 @@ class _Run:
         self.manifest = manifest
         self.resuming = resuming
         self.folder = config.run_dir
-        self.train_folds = training_folds(manifest, config.fold)
-        self.class_counts, self.num_train = class_counts_of(manifest, self.train_folds)
+        self.train_folds = manifest.training_folds(config.fold)
+        self.class_counts, self.num_train = manifest.class_counts_of(self.train_folds)
         self.steps_per_epoch = config.steps_per_epoch or max(1, self.num_train // config.batch_size)
         common = {
             # Each process feeds its share of the global batch; Keras joins them.
@@ -303,7 +262,7 @@ class _Run:
         from hpa_keras.data.bags import count_bags, load_cell_bags
         from hpa_keras.data.pipeline import select_shards
 
-        if config.image_size not in (None, self.manifest["image_size"]):
+        if config.image_size not in (None, self.manifest.image_size):
             raise InputError("cell_pooling: cells are read at their stored size; drop image_size")
         common = {
             "bags_per_batch": config.bags_per_batch,
@@ -430,7 +389,7 @@ def fit(config: TrainingConfig, callbacks=(), config_file=None) -> dict:
         return _fit_at_url(config, callbacks, config_file)
     config.validate()
     manifest = read_manifest(config.data)
-    training_folds(manifest, config.fold)
+    manifest.training_folds(config.fold)
     check_validation_source(manifest, config)
     if config.crop is not None and config.crop > field_size(config, manifest):
         raise InputError(
@@ -446,7 +405,7 @@ def fit(config: TrainingConfig, callbacks=(), config_file=None) -> dict:
     check_batch_division(config, placement)
     if placement.is_chief:
         _say(config, opening_line(config, manifest, config_file))
-        for name, count in sources_only_in_fold(manifest, config.fold):
+        for name, count in manifest.sources_only_in_fold(config.fold):
             warn(
                 f"all {count} {name} records are in fold {config.fold}, the validation fold: "
                 f"training sees none of that source"
@@ -463,7 +422,7 @@ def fit(config: TrainingConfig, callbacks=(), config_file=None) -> dict:
         )
     folder = config.run_dir
     # Every process checks the folder (so a refusal stops them all) before process 0 writes.
-    resuming = _check_run_folder(folder, config, record_set_fingerprint(manifest))
+    resuming = _check_run_folder(folder, config, manifest.fingerprint())
     barrier("hpa-keras fit: run folder checked")
     made_folder = placement.is_chief and not resuming and not folder.exists()
     if placement.is_chief:
@@ -551,7 +510,7 @@ def _fit(
             weights_folder=folder,
             print_table=config.print_table,
             resume=resuming,
-            class_names=manifest["class_names"],
+            class_names=manifest.class_names,
             tiles=config.tiles,
             tile_size=config.crop,
             views=config.tta,
@@ -636,7 +595,7 @@ def _trained_model(cell_model, config: TrainingConfig, manifest: dict):
     from hpa_keras.models.layers import bag_model  # lazy: imports TensorFlow
 
     # In the 2021 scheme a field is Negative only when all its cells are
-    negative = HPA2021.class_names.index("Negative") if manifest["scheme"] == HPA2021.name else None
+    negative = HPA2021.class_names.index("Negative") if manifest.scheme == HPA2021.name else None
     return bag_model(
         cell_model, config.bag_size, config.cell_pooling, config.lse_sharpness, negative
     )

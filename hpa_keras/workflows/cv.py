@@ -37,7 +37,7 @@ import yaml
 
 from hpa_keras import storage
 from hpa_keras.atomic import atomic_path, check_output_path, write_text_atomic
-from hpa_keras.data.tfrecords import read_manifest, record_set_fingerprint
+from hpa_keras.data.tfrecords import read_manifest
 from hpa_keras.distributed import barrier, process_index
 from hpa_keras.errors import InputError, warn
 from hpa_keras.inference.predict import predict_ids
@@ -54,7 +54,7 @@ from hpa_keras.scoring.thresholds import (
 )
 from hpa_keras.settings import read_settings_file
 from hpa_keras.training.config import DISPLAY_SETTINGS, TrainingConfig
-from hpa_keras.training.fit import fit, labels_per_image, training_folds
+from hpa_keras.training.fit import fit
 
 CV_FILE = "cv.yaml"
 OOF_FILE = "oof.csv"
@@ -217,13 +217,13 @@ def cross_validate(config: TrainingConfig, out, folds=None, callbacks=(), config
     config.validate()
     out = Path(out)
     manifest = read_manifest(config.data)
-    available = [entry["fold"] for entry in manifest["folds"] if entry["fold"] >= 0]
-    training_folds(manifest, available[0])  # labeled, at least two folds
+    available = manifest.labeled_folds
+    manifest.training_folds(available[0])  # labeled, at least two folds
     chosen = parse_folds(folds, available)
     chief = process_index() == 0
     made_folder = chief and not out.exists()
     if chief:  # in a --distributed cv, process 0 writes and reports; the others train with it
-        _prepare(out, config, chosen, record_set_fingerprint(manifest))
+        _prepare(out, config, chosen, manifest.fingerprint())
     else:
         config = dataclasses.replace(config, verbose=0)
     barrier("hpa-keras cv: folder ready")
@@ -252,14 +252,14 @@ def cross_validate(config: TrainingConfig, out, folds=None, callbacks=(), config
     fold_of = np.concatenate(
         [np.full(len(part["ids"]), fold) for part, fold in zip(parts, chosen, strict=True)]
     )
-    names = list(manifest["class_names"])
+    names = list(manifest.class_names)
     table = pd.DataFrame(probabilities, columns=[str(index) for index in range(len(names))])
     table.insert(0, "fold", fold_of)
     table.insert(0, "Id", ids)
     write_text_atomic(out / OOF_FILE, table.to_csv(index=False, float_format="%.6f"))
 
-    counts = np.asarray(manifest["class_counts"], dtype=np.float64)
-    frequencies = counts / max(manifest["num_records"], 1)
+    counts = np.asarray(manifest.class_counts, dtype=np.float64)
+    frequencies = counts / max(manifest.num_records, 1)
     strategies = tune_all_strategies(labels, probabilities, frequencies)
     strategy = config.threshold_strategy
     thresholds = np.asarray(strategies[strategy]["thresholds"])
@@ -317,7 +317,7 @@ def cross_validate(config: TrainingConfig, out, folds=None, callbacks=(), config
         ids, labels, probabilities, thresholds, class_names=names,
         details={
             "runs": [str(out)], "data": str(config.data), "folds": chosen, "tta": config.tta,
-            "training_labels_per_image": labels_per_image(manifest, chosen),
+            "training_labels_per_image": manifest.labels_per_image(chosen),
         },
     )  # fmt: skip
     write_report(evaluation, out / REPORT_FOLDER, title="hpa-keras cv: out-of-fold predictions")

@@ -44,7 +44,7 @@ from hpa_keras.classes import CLASS_NAMES, NUM_CLASSES
 from hpa_keras.data.conversion import ConversionSettings, make_tfrecords
 from hpa_keras.data.images import find_sample_files, read_sample, to_unit_float
 from hpa_keras.data.labels import read_labels
-from hpa_keras.data.tfrecords import summarize_folds, verify_tfrecords
+from hpa_keras.data.tfrecords import verify_tfrecords
 from hpa_keras.inference.cam import write_cam
 from hpa_keras.inference.evaluate import evaluate_runs
 from hpa_keras.inference.submission import submission_labels, write_submission
@@ -202,13 +202,13 @@ def convert_to_tfrecords(data: Path, out: Path, workers, progress) -> dict:
         if problems:
             raise RuntimeError("TFRecords failed verification: " + "; ".join(problems))
         folders[split] = folder
-        shards = len(manifest["shards"])
+        shards = len(manifest.shards)
         print(
-            f"      {split}: {manifest['num_records']} records in {shards} "
+            f"      {split}: {manifest.num_records} records in {shards} "
             f"shard{'s' if shards > 1 else ''}, verified"
         )
         if split == "train":
-            print(f"      5 stratified folds of {summarize_folds(manifest)['fold_sizes']} records")
+            print(f"      5 stratified folds of {manifest.summarize_folds()['fold_sizes']} records")
     return folders
 
 

@@ -57,6 +57,7 @@ from hpa_keras.data.conversion.sources import (
     sample_group,
     source_record,
 )
+from hpa_keras.data.manifest import Manifest
 from hpa_keras.data.tfrecords import MANIFEST_FILE, PLAN_FILE
 from hpa_keras.errors import InputError
 from hpa_keras.parallel import default_workers
@@ -81,7 +82,7 @@ def make_tfrecords(
     workers: int | None = None,
     progress: bool = True,
     sources: list[Source] | None = None,
-) -> dict:
+) -> Manifest:
     """Convert image folders (and their labels) into sharded TFRecords; returns the manifest.
 
     Args:
@@ -130,7 +131,7 @@ def make_tfrecords(
         return _convert(sources, out, settings, max(1, workers or default_workers()), progress)
 
 
-def _convert(sources, out: Path, settings: ConversionSettings, workers: int, progress) -> dict:
+def _convert(sources, out: Path, settings: ConversionSettings, workers: int, progress) -> Manifest:
     """make_tfrecords into the local folder ``out``."""
     loaded = [load_source(source, settings.group_column) for source in sources]
     out.mkdir(parents=True, exist_ok=True)
@@ -149,5 +150,5 @@ def _convert(sources, out: Path, settings: ConversionSettings, workers: int, pro
     write_shards(out, plan, index, settings, workers, progress)
 
     manifest = assemble_manifest(out, plan, settings)
-    write_text_atomic(out / MANIFEST_FILE, json.dumps(manifest, indent=1) + "\n")
+    write_text_atomic(out / MANIFEST_FILE, manifest.to_json())
     return manifest

@@ -19,12 +19,12 @@ from hpa_keras.atomic import write_text_atomic
 from hpa_keras.classes import CHANNELS, get_scheme
 from hpa_keras.data.conversion.shards import progress_path
 from hpa_keras.data.conversion.sources import ConversionSettings
-from hpa_keras.data.tfrecords import FORMAT_VERSION, channel_statistics
+from hpa_keras.data.manifest import FORMAT_VERSION, Manifest, channel_statistics
 
 ERRORS_FILE = "errors.csv"
 
 
-def assemble_manifest(out: Path, plan: dict, settings: ConversionSettings) -> dict:
+def assemble_manifest(out: Path, plan: dict, settings: ConversionSettings) -> Manifest:
     """The manifest of the finished record set in ``out``; writes (or removes) errors.csv."""
     shards = [json.loads(progress_path(out, shard).read_text()) for shard in plan["shards"]]
     skipped = list(plan["problems"])
@@ -40,36 +40,36 @@ def assemble_manifest(out: Path, plan: dict, settings: ConversionSettings) -> di
         "num_files": sum(source["ignored"]["num_files"] for source in sources),
         "first_ids": [i for source in sources for i in source["ignored"]["first_ids"]][:5],
     }
-    return {
-        "format_version": FORMAT_VERSION,
-        "created_by": f"hpa-keras {__version__}",
-        "kind": "cells" if settings.per_cell else "fields",
-        "cells": _cell_summary(shards, settings) if settings.per_cell else None,
-        "source": {key: sources[0][key] for key in ("images", "labels", "labels_sha256")},
-        "sources": sources,
-        "split": plan["split"],
-        "labeled": plan["labeled"],
-        "scheme": scheme.name,
-        "class_names": list(scheme.class_names),
-        "num_classes": scheme.num_classes,
-        "image_size": plan["image_size"],
-        "channels": list(CHANNELS),
-        "encoding": settings.encoding,
-        "bit_depth": settings.bit_depth,
-        "sixteen_bit_rule": settings.sixteen_bit_rule,
-        "num_folds": settings.num_folds if plan["labeled"] else 0,
-        "fold_method": plan["fold_method"],
-        "grouping": plan["grouping"],
-        "seed": settings.seed,
-        "num_records": sum(shard["num_records"] for shard in shards),
-        "num_skipped": len(skipped),
-        "errors_file": errors_file,
-        "ignored": ignored,
-        "class_counts": np.sum([fold["class_counts"] for fold in folds], axis=0).tolist(),
-        "channel_mean": mean,
-        "channel_std": std,
-        "folds": folds,
-        "shards": [
+    return Manifest(
+        format_version=FORMAT_VERSION,
+        created_by=f"hpa-keras {__version__}",
+        kind="cells" if settings.per_cell else "fields",
+        cells=_cell_summary(shards, settings) if settings.per_cell else None,
+        source={key: sources[0][key] for key in ("images", "labels", "labels_sha256")},
+        sources=sources,
+        split=plan["split"],
+        labeled=plan["labeled"],
+        scheme=scheme.name,
+        class_names=list(scheme.class_names),
+        num_classes=scheme.num_classes,
+        image_size=plan["image_size"],
+        channels=list(CHANNELS),
+        encoding=settings.encoding,
+        bit_depth=settings.bit_depth,
+        sixteen_bit_rule=settings.sixteen_bit_rule,
+        num_folds=settings.num_folds if plan["labeled"] else 0,
+        fold_method=plan["fold_method"],
+        grouping=plan["grouping"],
+        seed=settings.seed,
+        num_records=sum(shard["num_records"] for shard in shards),
+        num_skipped=len(skipped),
+        errors_file=errors_file,
+        ignored=ignored,
+        class_counts=np.sum([fold["class_counts"] for fold in folds], axis=0).tolist(),
+        channel_mean=mean,
+        channel_std=std,
+        folds=folds,
+        shards=[
             {
                 **{
                     key: shard[key]
@@ -79,7 +79,7 @@ def assemble_manifest(out: Path, plan: dict, settings: ConversionSettings) -> di
             }
             for shard in shards
         ],
-    }
+    )
 
 
 def _write_errors(out: Path, skipped: list) -> str | None:
