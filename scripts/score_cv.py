@@ -34,7 +34,7 @@ def test_probabilities(cv_folder: Path, test: Path) -> dict:
     from hpa_keras.data.pipeline import dataset_labels
     from hpa_keras.data.tfrecords import read_manifest
     from hpa_keras.inference.predict import predict_ids
-    from hpa_keras.inference.runs import default_views, expand_runs
+    from hpa_keras.runs.folders import default_views, expand_runs
 
     folders, document = expand_runs([cv_folder])
     views = default_views([cv_folder])
@@ -48,8 +48,8 @@ def test_probabilities(cv_folder: Path, test: Path) -> dict:
                     "labels": labels,
                     "probabilities": stored["probabilities"],
                     "own": stored["own"],
-                    "oof": np.asarray(document["thresholds"]),
-                    "by_strategy": document["by_strategy"],
+                    "oof": document.thresholds,
+                    "by_strategy": document.by_strategy,
                     "views": views,
                 }
     probabilities, own = [], []
@@ -68,8 +68,8 @@ def test_probabilities(cv_folder: Path, test: Path) -> dict:
         "labels": labels,
         "probabilities": np.stack(probabilities),
         "own": np.stack(own),
-        "oof": np.asarray(document["thresholds"]),
-        "by_strategy": document["by_strategy"],
+        "oof": document.thresholds,
+        "by_strategy": document.by_strategy,
         "views": views,
     }
 

@@ -203,10 +203,10 @@ def test_an_unfinished_cv_folder_is_not_loaded(cv_folder, tmp_path):
 
 def test_a_run_validated_with_views_is_evaluated_with_them(cv_folder, training_records):
     from hpa_keras.inference.evaluate import evaluate_runs
-    from hpa_keras.inference.runs import read_input_settings
+    from hpa_keras.runs import read_input_settings
 
     run = cv_folder / "fold-1"
-    assert read_input_settings(run)["tta"] == VIEWS
+    assert read_input_settings(run).tta == VIEWS
     evaluation = evaluate_runs([run], data=training_records)  # its validation fold
     assert evaluation.details["tta"] == VIEWS and evaluation.details["folds"] == [1]
     tuned = json.loads((run / "thresholds.json").read_text())["macro_f1_tuned"]

@@ -7,6 +7,7 @@ from pathlib import Path
 from hpa_keras import storage
 from hpa_keras.atomic import check_output_path
 from hpa_keras.errors import InputError
+from hpa_keras.runs.files import CV_FILE, MODEL_FILE
 from hpa_keras.training.recipes import RECIPE_PREFIX, recipe_path
 
 # The record, run and cv modules are imported inside the checks that read them: they load
@@ -128,9 +129,6 @@ def _flag_name(name: str) -> str:
 
 
 def _check_run_folder(flag: str, path: Path) -> None:
-    from hpa_keras.inference.runs import MODEL_FILE
-    from hpa_keras.workflows.cv import CV_FILE
-
     if not path.is_dir():
         raise InputError(f"{flag} {path}: no such run folder")
     if not (path / MODEL_FILE).is_file() and not (path / CV_FILE).is_file():

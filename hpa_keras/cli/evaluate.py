@@ -8,6 +8,8 @@ from pathlib import Path
 
 from hpa_keras.cli.common import add_run_input_arguments
 from hpa_keras.errors import InputError, warn
+from hpa_keras.runs.files import HISTORY_FILE
+from hpa_keras.runs.folders import expand_runs
 from hpa_keras.tensorflow_setup import import_tensorflow_quietly
 
 
@@ -87,9 +89,7 @@ def run_evaluate(arguments) -> None:
         thresholds=arguments.thresholds,
     )
     print(evaluation_table(evaluation.class_table(), evaluation.summary()))
-    from hpa_keras.inference.runs import expand_runs
-
-    history = expand_runs(arguments.run)[0][0] / "history.csv"
+    history = expand_runs(arguments.run)[0][0] / HISTORY_FILE
     written = write_report(evaluation, arguments.out, history=history)
     print(summary_line(evaluation))
     print(f"wrote {written['report.html']} and {len(written) - 1} more files in {arguments.out}")

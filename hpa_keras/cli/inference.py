@@ -6,6 +6,7 @@ typo at once: they load TensorFlow and Keras."""
 
 from hpa_keras.cli.common import add_run_input_arguments
 from hpa_keras.errors import InputError, warn
+from hpa_keras.runs.folders import default_views, expand_runs
 from hpa_keras.tensorflow_setup import import_tensorflow_quietly
 
 
@@ -83,7 +84,6 @@ def run_predict(arguments) -> None:
         raise InputError("--image-run mixes a field run into a cell run's predictions")
     import_tensorflow_quietly()
     from hpa_keras.inference.predict import predict_runs, training_labels_per_image
-    from hpa_keras.inference.runs import default_views, expand_runs
     from hpa_keras.inference.submission import (
         submission_labels,
         write_probabilities,

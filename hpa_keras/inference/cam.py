@@ -25,10 +25,11 @@ from hpa_keras.classes import CHANNELS
 from hpa_keras.data.images import find_sample_files, read_sample, resize_square
 from hpa_keras.distributed import backend
 from hpa_keras.errors import InputError
-from hpa_keras.inference.runs import class_names_of, expand_runs, load_run
+from hpa_keras.inference.runs import load_run
 from hpa_keras.inference.submission import submission_labels
 from hpa_keras.reports.cam import cam_figure
 from hpa_keras.reports.figures import save_figure
+from hpa_keras.runs.folders import class_names_of, expand_runs
 
 
 def _output_rank(layer) -> int | None:
@@ -150,7 +151,7 @@ def explain_sample(run_folder, images, sample_id, classes=None, max_classes: int
         ],
         axis=0,
     )
-    thresholds = np.asarray(ensemble["thresholds"]) if ensemble else first.thresholds
+    thresholds = ensemble.thresholds if ensemble is not None else first.thresholds
     if classes is None:
         predicted = submission_labels(probabilities[None], thresholds)[0]
         classes = sorted(predicted, key=lambda k: -probabilities[k])[:max_classes]

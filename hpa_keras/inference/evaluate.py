@@ -17,12 +17,13 @@ import pandas as pd
 from hpa_keras.data.tfrecords import read_manifest
 from hpa_keras.errors import InputError
 from hpa_keras.inference.predict import predict_ids, predict_runs, training_labels_per_image
-from hpa_keras.inference.runs import (
+from hpa_keras.runs.documents import read_cv, read_input_settings, read_run_config
+from hpa_keras.runs.files import OOF_FILE
+from hpa_keras.runs.folders import (
     class_names_of,
     default_views,
     expand_runs,
-    read_input_settings,
-    read_run_config,
+    is_cv_folder,
     run_paths,
 )
 from hpa_keras.scoring.evaluation import Evaluation
@@ -39,7 +40,7 @@ def _run_validation(folder: Path, data: Path) -> tuple[int, str | None] | None:
     """
 
     config = read_run_config(folder)
-    fingerprint = read_input_settings(folder).get("data_fingerprint")
+    fingerprint = read_input_settings(folder).data_fingerprint
     if fingerprint is not None:
         trained_here = fingerprint == read_manifest(data).fingerprint()
     else:
@@ -80,28 +81,22 @@ def default_selection(runs: Sequence[str | os.PathLike], data: str | os.PathLike
 
 def _cv_trained_on(runs, data) -> bool:
     """Whether ``runs`` is one cv folder whose folds trained on the records in ``data``."""
-    from hpa_keras.workflows.cv import is_cv_folder
-
     if len(runs) != 1 or not is_cv_folder(runs[0]):
         return False
     folders, _ = expand_runs(runs)
     fingerprint = read_manifest(data).fingerprint()
-    return all(
-        read_input_settings(folder).get("data_fingerprint") == fingerprint for folder in folders
-    )
+    return all(read_input_settings(folder).data_fingerprint == fingerprint for folder in folders)
 
 
 def _out_of_fold(cv_folder: Path, data, sources):
     """``(ids, labels, probabilities, thresholds)`` of a cv's own out-of-fold predictions."""
-    # lazy: imports TensorFlow
-    from hpa_keras.data.pipeline import dataset_labels
-    from hpa_keras.workflows.cv import OOF_FILE, read_cv
+    from hpa_keras.data.pipeline import dataset_labels  # lazy: imports TensorFlow
 
     _, document = expand_runs([cv_folder])
     table = pd.read_csv(Path(cv_folder) / OOF_FILE, keep_default_na=False)
     folds = sorted(int(fold) for fold in set(table["fold"]))
     if sources is None:
-        sources = read_cv(cv_folder)["settings"].get("validate_source")
+        sources = read_cv(cv_folder).settings.get("validate_source")
     ids, labels = dataset_labels(data, folds, sources)
     missing = sorted(set(ids) - set(table["Id"]))
     if missing:
@@ -111,7 +106,7 @@ def _out_of_fold(cv_folder: Path, data, sources):
         )
     rows = table.set_index("Id").loc[ids]
     probabilities = rows[[str(index) for index in range(labels.shape[1])]].to_numpy(np.float32)
-    return ids, labels, probabilities, np.asarray(document["thresholds"]), folds
+    return ids, labels, probabilities, document.thresholds, folds
 
 
 def evaluate_runs(

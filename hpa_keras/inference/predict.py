@@ -22,17 +22,16 @@ from hpa_keras.data.images import index_image_folder, index_images
 from hpa_keras.data.labels import read_id_file
 from hpa_keras.errors import InputError
 from hpa_keras.inference.cells import check_run_and_records
-from hpa_keras.inference.runs import (
-    Run,
+from hpa_keras.inference.runs import Run, load_run
+from hpa_keras.inference.submission import submission_labels
+from hpa_keras.runs.documents import read_input_settings, read_thresholds_document
+from hpa_keras.runs.folders import (
     check_finished_run,
     class_names_of,
     default_views,
     expand_runs,
-    load_run,
-    read_input_settings,
     run_paths,
 )
-from hpa_keras.inference.submission import submission_labels
 
 
 def input_ids(
@@ -83,10 +82,10 @@ def _run_facts(run) -> dict:
     check_finished_run(run)
     settings = read_input_settings(run)
     names = class_names_of(run)
-    scheme = settings.get("scheme") or next(
+    scheme = settings.scheme or next(
         (name for name, known in SCHEMES.items() if known.class_names == names), None
     )
-    return {"folder": run, "scheme": scheme, "kind": settings.get("kind", "fields"),
+    return {"folder": run, "scheme": scheme, "kind": settings.kind,
             "class_names": names}  # fmt: skip
 
 
@@ -162,17 +161,14 @@ def check_runs_and_input(
             )
     source = runs if document is not None else None
     if thresholds is not None and not (isinstance(thresholds, str) and thresholds == "own"):
-        # lazy: imports TensorFlow
-        from hpa_keras.training.callbacks import read_thresholds_document
-
         document, source = read_thresholds_document(thresholds), thresholds
     if document is not None:
-        names = tuple(document.get("class_names") or ())
-        if len(document["thresholds"]) != len(first["class_names"]) or (
+        names = document.class_names
+        if len(document.thresholds) != len(first["class_names"]) or (
             names and names != first["class_names"]
         ):
             raise InputError(
-                f"{source}: {len(document['thresholds'])} thresholds"
+                f"{source}: {len(document.thresholds)} thresholds"
                 f"{' of other classes' if names else ''}, but {first['folder']} predicts "
                 f"{predicts}"
             )
@@ -184,7 +180,7 @@ def training_labels_per_image(runs) -> float | None:
     compare predictions with; ``None`` for runs made before it was recorded."""
 
     folders, _ = expand_runs(runs)
-    values = [read_input_settings(folder).get("labels_per_image") for folder in folders]
+    values = [read_input_settings(folder).labels_per_image for folder in folders]
     values = [value for value in values if value is not None]
     return float(np.mean(values)) if values else None
 
@@ -274,8 +270,6 @@ def predict_ids(
     Ids came from, whose scheme must be the runs' (see
     :func:`check_runs_and_input`, made here before any model loads).
     """
-    from hpa_keras.training.callbacks import read_thresholds_document  # lazy: imports TensorFlow
-
     check_runs_and_input(runs, data=data, ids_file=ids_file, thresholds=thresholds)
     folders, document = expand_runs(runs)
     if thresholds == "own":
@@ -285,7 +279,7 @@ def predict_ids(
     elif thresholds is not None:
         document = read_thresholds_document(thresholds)
     if tta is None:
-        given_views = (document or {}).get("views")
+        given_views = document.views if document is not None else None
         tta = int(given_views) if given_views else default_views(runs)
     check_prediction_settings(folders, tta)
     if document is None and len(folders) > 1:
@@ -299,7 +293,7 @@ def predict_ids(
         run = load_run(folder)
         probabilities.append(predict_run(run, ids, data, index, folds, tta, batch_size, sources))
         own.append(run.thresholds)
-    chosen = np.asarray(document["thresholds"]) if document else own[0]
+    chosen = document.thresholds if document is not None else own[0]
     if len(chosen) != len(own[0]):
         raise InputError(f"{len(chosen)} thresholds for models of {len(own[0])} classes")
     return np.mean(probabilities, axis=0), chosen

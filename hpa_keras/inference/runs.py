@@ -19,22 +19,22 @@ model, a malformed thresholds or config file) is an InputError naming the
 file and the reason.
 """
 
-import json
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from hpa_keras.classes import SCHEMES
 from hpa_keras.errors import InputError
 from hpa_keras.models.saving import load_model
-
-MODEL_FILE = "model.keras"
-THRESHOLDS_FILE = "thresholds.json"  # written by hpa_keras.training.callbacks.ThresholdSearch
-CONFIG_FILE = "config.yaml"
-INPUT_FILE = "input.json"  # written by hpa_keras.training.fit
+from hpa_keras.runs.documents import (
+    read_input_settings,
+    read_run_config,
+    read_thresholds_document,
+)
+from hpa_keras.runs.files import CONFIG_FILE, INPUT_FILE, MODEL_FILE, THRESHOLDS_FILE
+from hpa_keras.runs.folders import check_finished_run, expand_runs, is_cv_folder
 
 
 @dataclass(repr=False)
@@ -120,98 +120,6 @@ class Run:
         return f"{self.tiles}x{self.tiles} tiles of {self.crop} px over {self.image_size} px fields"
 
 
-def read_input_settings(folder: str | os.PathLike) -> dict:
-    """A run's ``input.json`` (empty for runs made before it existed)."""
-
-    path = Path(folder) / INPUT_FILE
-    if not path.is_file():
-        return {}
-    try:
-        settings = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise InputError(f"{path}: not valid JSON ({error})") from None
-    if not isinstance(settings, dict):
-        raise InputError(f"{path}: expected a mapping of input settings")
-    return settings
-
-
-def read_run_config(folder: str | os.PathLike) -> dict:
-    """A run folder's ``config.yaml`` as a dict (empty if the file is absent)."""
-    path = Path(folder) / CONFIG_FILE
-    if not path.is_file():
-        return {}
-    try:
-        config = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise InputError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
-    if not isinstance(config, dict):
-        raise InputError(f"{path}: expected a mapping of settings, got {type(config).__name__}")
-    return config
-
-
-def class_names_of(folder: str | os.PathLike) -> tuple[str, ...]:
-    """A run's class names without loading its model (``input.json``, else ``thresholds.json``)."""
-    from hpa_keras.training.callbacks import read_thresholds_document  # lazy: imports TensorFlow
-
-    names = read_input_settings(folder).get("class_names")
-    if names:
-        return tuple(names)
-    document = read_thresholds_document(folder)
-    if document.get("class_names"):
-        return tuple(document["class_names"])
-    count = len(document["thresholds"])
-    known = next((scheme for scheme in SCHEMES.values() if scheme.num_classes == count), None)
-    return known.class_names if known else tuple(str(index) for index in range(count))
-
-
-def run_paths(runs) -> list[Path]:
-    """Run folders as a list: one folder, as a string or path, is a list of one."""
-    if isinstance(runs, (str, os.PathLike)):
-        return [Path(runs)]
-    return [Path(run) for run in runs]
-
-
-def expand_runs(paths) -> tuple[list[Path], dict | None]:
-    """Run folders, and the ensemble's thresholds document when ``paths`` is one cv folder.
-
-    A cv folder stands for its fold runs, judged together against the
-    thresholds tuned on their out-of-fold predictions. It cannot be mixed
-    with other runs (their thresholds would no longer fit the mean).
-    ``paths`` is a list of folders or one folder.
-    """
-    # lazy: imports TensorFlow
-    from hpa_keras.training.callbacks import read_thresholds_document
-    from hpa_keras.workflows.cv import fold_folder, is_cv_folder, read_cv
-
-    paths = run_paths(paths)
-    cv_folders = [path for path in paths if is_cv_folder(path)]
-    if not cv_folders:
-        return paths, None
-    if len(paths) > 1:
-        raise InputError(
-            f"{cv_folders[0]}: a cv folder is one ensemble with its own thresholds; give it "
-            "alone as --run"
-        )
-    folder = cv_folders[0]
-    if not (folder / THRESHOLDS_FILE).is_file():
-        raise InputError(f"{folder}: an unfinished cv (no {THRESHOLDS_FILE}); run it again")
-    runs = [fold_folder(folder, fold) for fold in read_cv(folder)["folds"]]
-    return runs, read_thresholds_document(folder / THRESHOLDS_FILE)
-
-
-def default_views(paths) -> int:
-    """The dihedral views the runs' thresholds were tuned with (1 for older runs)."""
-    from hpa_keras.workflows.cv import is_cv_folder
-
-    first = run_paths(paths)[0]
-    if is_cv_folder(first):
-        # lazy: imports TensorFlow
-        from hpa_keras.training.callbacks import read_thresholds_document
-
-        return int(read_thresholds_document(first / THRESHOLDS_FILE).get("views", 1))
-    return int(read_input_settings(first).get("tta") or 1)
-
-
 def load_run(folder: str | os.PathLike) -> Run:
     """Load a finished run folder, or a cv folder as its ensemble, ready to predict.
 
@@ -256,8 +164,6 @@ def load_run(folder: str | os.PathLike) -> Run:
         >>> labels = probabilities >= run.thresholds
         >>> table = hpa_keras.predict_images(run, "test/")   # files in, DataFrame out
     """
-    from hpa_keras.workflows.cv import is_cv_folder
-
     if is_cv_folder(folder):
         return _load_cv(Path(folder))
     return _load_one(Path(folder))
@@ -277,7 +183,7 @@ def _load_cv(folder: Path) -> Run:
                     f"{member.folder}: its {name.replace('_', ' ')} differs from "
                     f"{first.folder.name}'s; the folds of a cv cannot be averaged"
                 )
-    thresholds = np.asarray(document["thresholds"], dtype=np.float64)
+    thresholds = document.thresholds
     if len(thresholds) != first.num_classes:
         raise InputError(
             f"{folder / THRESHOLDS_FILE}: {len(thresholds)} thresholds for models with "
@@ -289,26 +195,14 @@ def _load_cv(folder: Path) -> Run:
         folder=folder,
         model=model,
         thresholds=thresholds,
-        views=int(document.get("views") or 1),
+        views=int(document.views or 1),
         members=members,
     )
 
 
-def check_finished_run(folder: str | os.PathLike) -> None:
-    """InputError unless ``folder`` is a run folder that finished (it has its model)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError(f"{folder}: no such run folder")
-    if not (folder / MODEL_FILE).is_file():
-        hint = " (still training, or interrupted?)" if (folder / "backup").exists() else ""
-        raise InputError(f"{folder}: no {MODEL_FILE}; not a finished run folder{hint}")
-
-
 def _load_one(folder: Path) -> Run:
     """One fit run folder as a Run; InputError on any problem."""
-    # lazy: imports TensorFlow
-    from hpa_keras.data.pipeline import resolve_channels
-    from hpa_keras.training.callbacks import read_thresholds_document
+    from hpa_keras.data.pipeline import resolve_channels  # lazy: imports TensorFlow
 
     check_finished_run(folder)
     document = read_thresholds_document(folder)
@@ -327,17 +221,17 @@ def _load_one(folder: Path) -> Run:
             f"{folder / MODEL_FILE}: takes {input_shape[-1]} channels, but {CONFIG_FILE} says "
             f"{len(channels)} ({', '.join(channels)})"
         )
-    thresholds = document["thresholds"]
+    thresholds = document.thresholds
     if len(thresholds) != output_shape[-1]:
         raise InputError(
             f"{folder / THRESHOLDS_FILE}: {len(thresholds)} thresholds for a model with "
             f"{output_shape[-1]} outputs"
         )
-    scheme = settings.get("scheme") or next(
+    scheme = settings.scheme or next(
         (name for name, known in SCHEMES.items() if known.num_classes == len(thresholds)),
         "hpa2018",
     )
-    names = settings.get("class_names") or document.get("class_names")
+    names = settings.class_names or document.class_names
     if not names or len(names) != len(thresholds):
         known = SCHEMES.get(scheme)
         names = (
@@ -345,10 +239,10 @@ def _load_one(folder: Path) -> Run:
             if known and known.num_classes == len(thresholds)
             else [str(index) for index in range(len(thresholds))]
         )
-    image_size = settings.get("image_size") or input_shape[1]
+    image_size = settings.image_size or input_shape[1]
     if image_size is None:
         raise InputError(f"{folder}: the model takes any size and {INPUT_FILE} is missing")
-    bit_depth = settings.get("bit_depth") or (16 if "16" in str(model.input.dtype) else 8)
+    bit_depth = settings.bit_depth or (16 if "16" in str(model.input.dtype) else 8)
     return Run(
         folder=folder,
         model=model,
@@ -357,11 +251,11 @@ def _load_one(folder: Path) -> Run:
         image_size=int(image_size),
         channels=tuple(channels),
         config=config,
-        crop=settings.get("crop"),
-        tiles=int(settings.get("tiles") or 0),
+        crop=settings.crop,
+        tiles=int(settings.tiles or 0),
         bit_depth=int(bit_depth),
-        sixteen_bit_rule=settings.get("sixteen_bit_rule", "full-range"),
+        sixteen_bit_rule=settings.sixteen_bit_rule,
         scheme=scheme,
-        views=int(settings.get("tta") or 1),
-        kind=settings.get("kind", "fields"),
+        views=int(settings.tta or 1),
+        kind=settings.kind,
     )

@@ -52,11 +52,14 @@ from hpa_keras.reports.figures import save_figure
 from hpa_keras.reports.html import write_report
 from hpa_keras.reports.samples import gallery_figure, write_sample_figure
 from hpa_keras.reports.tables import comparison_table
+from hpa_keras.runs.documents import read_cv
+from hpa_keras.runs.files import CV_FILE
+from hpa_keras.runs.folders import fold_folder
 from hpa_keras.scoring.evaluation import summary_line
 from hpa_keras.synthetic.generator import DemoDataSettings, make_demo_data, render_sample
 from hpa_keras.training.baselines import baselines_on_tfrecords
 from hpa_keras.training.fit import resolve_config
-from hpa_keras.workflows.cv import cross_validate, fold_folder, format_summary, read_cv
+from hpa_keras.workflows.cv import cross_validate, format_summary
 
 
 @dataclass(frozen=True)
@@ -227,7 +230,7 @@ def train_model(records: Path, cv: Path, plan: DemoPlan, progress: bool) -> Path
         f"Cross-validating GAP-Net in {cv}: {plan.epochs} epochs on each of {folds} "
         "(validation: loss, macro F1 at 0.5 and with tuned thresholds)",
     )
-    if (cv / "cv.yaml").is_file():
+    if (cv / CV_FILE).is_file():
         shutil.rmtree(cv)  # the demo's own earlier cv: its data were just regenerated
     config = resolve_config(
         {
@@ -264,7 +267,7 @@ def evaluate_on_test(cv: Path, test_records: Path, report: Path, smoke_test: str
         f"in {report}",
     )
     evaluation = evaluate_runs([cv], data=test_records)
-    first = fold_folder(cv, read_cv(cv)["folds"][0])
+    first = fold_folder(cv, read_cv(cv).folds[0])
     written = write_report(
         evaluation,
         report,
