@@ -285,3 +285,15 @@ def staged_folder(url: str, download: bool = True, upload: bool = True):
                 staged.upload()
     finally:
         shutil.rmtree(local, ignore_errors=True)
+
+
+def work_at_url(url, work, upload: bool = True):
+    """``work(staged)`` for an output folder ``url``: it works in a local copy of the folder
+    (a :class:`StagedFolder`; what an interrupted run left there comes down first), uploaded
+    at the end, also after an error (``upload=False``: never). Returns what ``work`` returns.
+
+    ``make-tfrecords``, ``fit`` and ``cv`` write a URL this way (the two last also upload
+    after every epoch: :func:`hpa_keras.training.fit.train_at_url`).
+    """
+    with staged_folder(os.fspath(url), upload=upload) as staged:
+        return work(staged)

@@ -106,10 +106,12 @@ def make_tfrecords(
     if (images is None) == (sources is None):
         raise InputError("give an image folder, or a list of sources, not both")
     if storage.is_url(out):
-        with storage.staged_folder(os.fspath(out)) as staged:
-            return make_tfrecords(
+        return storage.work_at_url(
+            out,
+            lambda staged: make_tfrecords(
                 images, staged.local, labels, settings, workers, progress, sources
-            )
+            ),
+        )
     sources = sources if sources is not None else [Source(images, labels)]
     if any(source.labels is not None and storage.is_url(source.labels) for source in sources):
         # Label files are small: read a local copy (the digest and error messages name it
