@@ -375,7 +375,7 @@ def test_dict_settings_are_coerced_like_a_file_s_and_a_tab_in_cv_yaml_is_named(t
     from hpa_keras.cli import main
     from hpa_keras.cli.common import model_option
     from hpa_keras.models import build_model
-    from hpa_keras.workflows.cv import read_cv
+    from hpa_keras.runs import read_cv
 
     config = resolve_config({"data": "records", "lr": "1e-3", "epochs": "4", "cache": "yes"})
     assert (config.lr, config.epochs, config.cache) == (0.001, 4, True)
@@ -722,11 +722,12 @@ def test_a_kill_between_weights_and_thresholds_keeps_a_matching_pair(
     between, the previous pair stays whole, and the finished run's model scores exactly
     what its thresholds.json says."""
     from hpa_keras.inference.evaluate import evaluate_runs
+    from hpa_keras.runs import documents
     from hpa_keras.training import callbacks
     from hpa_keras.training.fit import fit
 
     out = tmp_path / "run"
-    original = callbacks.write_text_atomic
+    original = documents.write_text_atomic
     calls = {"count": 0}
 
     def dies_on_the_second_thresholds_file(path, text):
@@ -736,7 +737,7 @@ def test_a_kill_between_weights_and_thresholds_keeps_a_matching_pair(
                 raise KeyboardInterrupt  # after epoch 2's weights, before its thresholds
         return original(path, text)
 
-    monkeypatch.setattr(callbacks, "write_text_atomic", dies_on_the_second_thresholds_file)
+    monkeypatch.setattr(documents, "write_text_atomic", dies_on_the_second_thresholds_file)
     config = tiny_config(training_records, out, epochs=4, lr=0.01, threshold_strategy="global")
     # Epoch 2 has to be a new best for the kill to happen: a steadily growing constant makes
     # every epoch better than the last (and small, so the resumed run's real ones beat it).
@@ -746,7 +747,7 @@ def test_a_kill_between_weights_and_thresholds_keeps_a_matching_pair(
         fit(config)
     document = json.loads((out / "thresholds.json").read_text())
     assert document["epoch"] == 1 and (out / document["weights_file"]).is_file()
-    monkeypatch.setattr(callbacks, "write_text_atomic", original)
+    monkeypatch.setattr(documents, "write_text_atomic", original)
     monkeypatch.undo()
     fit(config)  # resumes and finishes
     document = json.loads((out / "thresholds.json").read_text())
@@ -761,9 +762,8 @@ def _growing(callbacks, scores):
 
     def document(*arguments, **options):
         result = original(*arguments, **options)
-        result["macro_f1_tuned"] = (
-            next(scores) if result["epoch"] is not None else result["macro_f1_tuned"]
-        )
+        if result.epoch is not None:
+            result.macro_f1_tuned = next(scores)
         return result
 
     return document

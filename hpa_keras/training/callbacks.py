@@ -19,7 +19,7 @@ Example:
     >>> model.fit(train, epochs=10, callbacks=[search, checkpoint])
 """
 
-import json
+import dataclasses
 import math
 import os
 import warnings
@@ -29,20 +29,20 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from hpa_keras.atomic import atomic_path, write_text_atomic
+from hpa_keras.atomic import atomic_path
 from hpa_keras.classes import CLASS_NAMES
 from hpa_keras.distributed import predict_across_processes, process_count, replica_count
-from hpa_keras.errors import InputError
 from hpa_keras.reports.tables import threshold_table
 from hpa_keras.reports.training import lr_finder_figure
-from hpa_keras.scoring.metrics import f1_per_class
-from hpa_keras.scoring.thresholds import (
-    MIN_TUNING_POSITIVES,
-    apply_thresholds,
-    tune_thresholds,
+from hpa_keras.runs.documents import (
+    read_thresholds as read_thresholds,  # re-exported: hpa_keras.training.read_thresholds
 )
-
-THRESHOLDS_FILE = "thresholds.json"
+from hpa_keras.runs.documents import (
+    read_thresholds_document,
+    thresholds_document,
+    write_thresholds_document,
+)
+from hpa_keras.scoring.thresholds import tune_thresholds
 
 
 def predict_with_labels(model, validation_data, batch_size: int = 32, labels=None):
@@ -104,73 +104,8 @@ def _predict_evenly(model, dataset, count: int):
 
 def class_table(labels, scores, thresholds, class_names=CLASS_NAMES) -> str:
     """A per-class text table: support, F1 at 0.5, threshold and tuned F1."""
-    return threshold_table(thresholds_document(labels, scores, thresholds, None, None, class_names))
-
-
-def thresholds_document(
-    labels, scores, thresholds, strategy, epoch, class_names=CLASS_NAMES, fallbacks=()
-):
-    """The content of ``thresholds.json``: thresholds and what they scored.
-
-    ``fallbacks`` (from :func:`hpa_keras.scoring.thresholds.tune_thresholds`): the
-    classes whose tuned threshold was not kept, listed with the reason under
-    ``fallbacks`` (each named) and marked in their ``classes`` entry (``fallback``:
-    ``"global"``, ``"default"`` or ``None``).
-    """
-    labels = np.asarray(labels)
-    fallen = {entry["index"]: entry for entry in fallbacks}
-    at_half = f1_per_class(labels, scores >= 0.5)
-    tuned = f1_per_class(labels, apply_thresholds(scores, thresholds))
-    return {
-        "strategy": strategy,
-        "epoch": epoch,
-        "num_validation_samples": int(len(labels)),
-        "macro_f1_at_0.5": float(at_half.mean()),
-        "macro_f1_tuned": float(tuned.mean()),
-        "thresholds": [float(value) for value in thresholds],
-        "class_names": list(class_names),
-        "min_positives": MIN_TUNING_POSITIVES,
-        "fallbacks": [{**entry, "name": class_names[entry["index"]]} for entry in fallbacks],
-        "classes": [
-            {
-                "index": index,
-                "name": name,
-                "support": int(labels[:, index].sum()),
-                "threshold": float(thresholds[index]),
-                "f1_at_0.5": float(at_half[index]),
-                "f1_tuned": float(tuned[index]),
-                "fallback": fallen[index]["fallback"] if index in fallen else None,
-            }
-            for index, name in enumerate(class_names)
-        ],
-    }
-
-
-def read_thresholds_document(path: str | os.PathLike) -> dict:
-    """A ``thresholds.json`` (a file, or a run folder holding one), checked; its
-    ``thresholds`` as a float64 array. InputError naming the file when it is missing or
-    malformed."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / THRESHOLDS_FILE
-    if not path.is_file():
-        raise InputError(f"{path}: no thresholds file")
-    try:
-        document = json.loads(path.read_text())
-        thresholds = np.asarray(document["thresholds"], dtype=np.float64)
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
-        raise InputError(
-            f"{path}: not a thresholds file ({type(error).__name__}: {error})"
-        ) from None
-    if thresholds.ndim != 1 or not np.all((thresholds >= 0) & (thresholds <= 1)):
-        raise InputError(f"{path}: thresholds must be a list of numbers between 0 and 1")
-    document["thresholds"] = thresholds
-    return document
-
-
-def read_thresholds(path: str | os.PathLike) -> np.ndarray:
-    """The thresholds of a ``thresholds.json`` (a file or a run folder holding one)."""
-    return read_thresholds_document(path)["thresholds"]
+    document = thresholds_document(labels, scores, thresholds, None, None, class_names)
+    return threshold_table(document.to_dict())
 
 
 class ThresholdSearch(keras.callbacks.Callback):
@@ -242,11 +177,13 @@ class ThresholdSearch(keras.callbacks.Callback):
         self.last_table = None
         self._labels = None
         if resume and self.out is not None and self.out.is_file():
-            document = json.loads(self.out.read_text())
-            self.best_score = document["macro_f1_tuned"]
-            self.best_epoch = document["epoch"]
-            self.best_thresholds = np.asarray(document["thresholds"])
-            self.best_weights_file = document.get("weights_file")
+            document = read_thresholds_document(self.out)
+            self.best_score = (
+                document.macro_f1_tuned if document.macro_f1_tuned is not None else -math.inf
+            )
+            self.best_epoch = document.epoch
+            self.best_thresholds = document.thresholds
+            self.best_weights_file = document.weights_file
             # Weights of an epoch killed before its thresholds were written: that epoch runs
             # again, and a resumed run with no better epoch would otherwise keep them.
             self._remove_other_weights()
@@ -258,7 +195,7 @@ class ThresholdSearch(keras.callbacks.Callback):
             return None
         return self.weights_folder / self.best_weights_file
 
-    def record_final(self, epoch: int, note: str) -> dict:
+    def record_final(self, epoch: int, note: str):
         """Score the model as it is now and make it the run's result, better or not (the
         weights of stochastic weight averaging, say): thresholds searched on the validation
         predictions, weights and thresholds saved as for a best epoch. Returns the document."""
@@ -271,22 +208,22 @@ class ThresholdSearch(keras.callbacks.Callback):
         document = thresholds_document(
             labels, scores, thresholds, self.strategy, epoch, self.class_names, fallbacks
         )
-        document["weights"] = note
-        self.best_score, self.best_epoch = document["macro_f1_tuned"], epoch
+        document.weights = note
+        self.best_score, self.best_epoch = document.macro_f1_tuned, epoch
         self.best_thresholds = thresholds
         self._save_best(document, epoch, prefix="swa")
         return document
 
-    def _save_best(self, document: dict, epoch: int, prefix: str = "best") -> None:
+    def _save_best(self, document, epoch: int, prefix: str = "best") -> None:
         """Weights first (a new file), then the thresholds naming them, then old weights go."""
         if self.weights_folder is not None:
             name = f"{prefix}-epoch{epoch:03d}.weights.h5"
             with atomic_path(self.weights_folder / name, suffix=".weights.h5") as temporary:
                 self.model.save_weights(temporary)
-            document = {**document, "weights_file": name}
+            document = dataclasses.replace(document, weights_file=name)
             self.best_weights_file = name
         if self.out is not None:
-            write_text_atomic(self.out, json.dumps(document, indent=2) + "\n")
+            write_thresholds_document(self.out, document)
         self._remove_other_weights()
 
     def _remove_other_weights(self) -> None:
@@ -323,13 +260,13 @@ class ThresholdSearch(keras.callbacks.Callback):
         document = thresholds_document(
             labels, scores, thresholds, self.strategy, epoch + 1, self.class_names, fallbacks
         )
-        tuned = document["macro_f1_tuned"]
+        tuned = document.macro_f1_tuned
         loss = self._validation_loss(labels, scores)
         if loss is not None:
             logs["val_loss"] = loss
-        logs["val_macro_f1"] = document["macro_f1_at_0.5"]
+        logs["val_macro_f1"] = document.macro_f1_at_half
         logs["val_macro_f1_tuned"] = tuned
-        self.last_table = threshold_table(document)
+        self.last_table = threshold_table(document.to_dict())
         if tuned > self.best_score:
             self.best_score, self.best_epoch, self.best_thresholds = tuned, epoch + 1, thresholds
             self._save_best(document, epoch + 1)

@@ -25,18 +25,17 @@ its last finished epoch (``keras.callbacks.BackupAndRestore``); a finished
 run folder is never overwritten.
 """
 
+import contextlib
 import dataclasses
 import importlib.util
-import json
 import shutil
 import tempfile
 import time
 import warnings
 from pathlib import Path
 
-import yaml
-
-from hpa_keras.atomic import atomic_path, check_output_path, write_text_atomic
+from hpa_keras import storage
+from hpa_keras.atomic import atomic_path, write_text_atomic
 from hpa_keras.classes import HPA2021
 from hpa_keras.data.tfrecords import read_manifest
 from hpa_keras.distributed import Placement, backend, barrier, make_placement, process_index
@@ -45,23 +44,30 @@ from hpa_keras.models import freeze_backbone, unfreeze
 from hpa_keras.reports.figures import save_figure
 from hpa_keras.reports.tables import fallback_lines, threshold_table
 from hpa_keras.reports.training import learning_curve_figure, read_history
+from hpa_keras.runs.documents import (
+    InputSettings,
+    read_thresholds_document,
+    write_input_settings,
+    write_run_config,
+)
+from hpa_keras.runs.files import (
+    BACKUP_FOLDER,
+    CONFIG_FILE,
+    CURVES_FILE,
+    HISTORY_FILE,
+    LOGS_FOLDER,
+    LR_FINDER_FILE,
+    MODEL_FILE,
+    STAGE_ONE_WEIGHTS,
+    SWA_STATE_FILE,
+    THRESHOLDS_FILE,
+)
+from hpa_keras.runs.folders import claim_run_folder
 from hpa_keras.scoring.metrics import macro_f1_metric
-from hpa_keras.settings import read_settings_file, read_yaml
-from hpa_keras.storage import is_url, staged_folder
 from hpa_keras.tensorflow_setup import import_tensorflow_quietly
 from hpa_keras.training.config import DISPLAY_SETTINGS, TrainingConfig, resolve_config
 
 __all__ = ["TrainingConfig", "find_learning_rate_for", "fit", "resolve_config"]
-
-CONFIG_FILE = "config.yaml"
-MODEL_FILE = "model.keras"
-HISTORY_FILE = "history.csv"
-CURVES_FILE = "learning_curves.png"
-LR_FINDER_FILE = "lr_finder.png"
-BACKUP_FOLDER = "backup"
-STAGE_ONE_WEIGHTS = "stage1.weights.h5"
-INPUT_FILE = "input.json"
-SWA_STATE_FILE = "swa-state.npz"
 
 
 # ------------------------------------------------------------------ building
@@ -113,31 +119,29 @@ def field_size(config: TrainingConfig, manifest: dict) -> int:
     return config.image_size or manifest.image_size
 
 
-def input_settings(config: TrainingConfig, manifest: dict) -> dict:
+def input_settings(config: TrainingConfig, manifest: dict) -> InputSettings:
     """What a run needs to read new images as it was trained (written as ``input.json``)."""
     from hpa_keras.data.pipeline import resolve_channels  # lazy: imports TensorFlow
 
-    return {
-        "data_fingerprint": manifest.fingerprint(),
-        "kind": manifest.kind,  # cells: trained on cell records
-        "cell_pooling": config.cell_pooling,
-        "fold": config.fold,
-        "image_size": field_size(config, manifest),
-        "stored_size": manifest.image_size,
-        "crop": config.crop,
-        "tiles": config.tiles,
-        "tta": config.tta,
-        "channels": list(resolve_channels(config.channels)),
-        "bit_depth": manifest.bit_depth,
-        "sixteen_bit_rule": manifest.sixteen_bit_rule,
-        "scheme": manifest.scheme,
-        "class_names": list(manifest.class_names),
-        "sources": manifest.source_names,
-        "validate_source": config.validate_source,
-        # The training folds' mean labels per image: predict, evaluate and the report warn
-        # when a run's decisions give far more or fewer.
-        "labels_per_image": manifest.labels_per_image(manifest.training_folds(config.fold)),
-    }
+    return InputSettings(
+        data_fingerprint=manifest.fingerprint(),
+        kind=manifest.kind,
+        cell_pooling=config.cell_pooling,
+        fold=config.fold,
+        image_size=field_size(config, manifest),
+        stored_size=manifest.image_size,
+        crop=config.crop,
+        tiles=config.tiles,
+        tta=config.tta,
+        channels=tuple(resolve_channels(config.channels)),
+        bit_depth=manifest.bit_depth,
+        sixteen_bit_rule=manifest.sixteen_bit_rule,
+        scheme=manifest.scheme,
+        class_names=tuple(manifest.class_names),
+        sources=tuple(manifest.source_names),
+        validate_source=config.validate_source,
+        labels_per_image=manifest.labels_per_image(manifest.training_folds(config.fold)),
+    )
 
 
 def make_loss(config: TrainingConfig, class_counts, num_samples: int):
@@ -356,7 +360,7 @@ class _Run:
         if config.tensorboard:
             callbacks.append(
                 keras.callbacks.TensorBoard(
-                    log_dir=str(folder / "logs"), write_graph=False, profile_batch=0
+                    log_dir=str(folder / LOGS_FOLDER), write_graph=False, profile_batch=0
                 )
             )
         # Last, so an epoch counts as done only after everything above recorded it.
@@ -382,13 +386,61 @@ def fit(config: TrainingConfig, callbacks=(), config_file=None) -> dict:
     """
 
     import_tensorflow_quietly()
-    import keras  # lazy: imports TensorFlow
+    if config.out is not None and storage.is_url(config.out):
 
+        def train(local, extra):
+            return fit(dataclasses.replace(config, out=str(local)), extra, config_file)
 
-    if config.out is not None and is_url(config.out):
-        return _fit_at_url(config, callbacks, config_file)
+        summary = train_at_url(config.out, callbacks, train)
+        summary["run"] = config.out
+        return summary
     config.validate()
     manifest = read_manifest(config.data)
+    placement = _checked_placement(config, manifest)
+    if placement.is_chief:
+        _announce(config, manifest, config_file)
+    if config.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        raise InputError(
+            "tensorboard: TensorBoard logs need the tensorboard package (pip install "
+            "tensorboard), or turn them off with --no-tensorboard"
+        )
+    folder = config.run_dir
+    resuming, made_folder = _ready_run_folder(config, manifest, placement)
+    scratch = None if placement.is_chief else _private_copy(folder, placement)
+    if scratch is not None:
+        config = dataclasses.replace(config, out=str(scratch / "run"), verbose=0, tensorboard=False)
+    try:
+        with _dtype_policy(config):
+            summary = _fit(config, manifest, resuming, list(callbacks), placement)
+    except BaseException as error:
+        if placement.is_chief:
+            _leave_run_folder_whole(folder, made_folder, resuming, error)
+        raise
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    if scratch is not None:
+        summary["run"] = str(folder)
+    return summary
+
+
+def train_at_url(url, callbacks, train):
+    """``train(local_folder, callbacks)`` for an output folder ``url`` (``fit``'s, ``cv``'s):
+    it trains in a local copy of the folder (what an interrupted run left there comes down
+    first), uploaded after every epoch and at the end. Returns what ``train`` returns."""
+    from hpa_keras.training.callbacks import UploadEachEpoch  # lazy: imports TensorFlow
+
+    chief = process_index() == 0  # the others keep their copy to themselves
+
+    def work(staged):
+        extra = [UploadEachEpoch(staged), *callbacks] if chief else list(callbacks)
+        return train(staged.local, extra)
+
+    return storage.work_at_url(url, work, upload=chief)
+
+
+def _checked_placement(config: TrainingConfig, manifest) -> Placement:
+    """Where the run trains, once its settings suit the records and the devices."""
     manifest.training_folds(config.fold)
     check_validation_source(manifest, config)
     if config.crop is not None and config.crop > field_size(config, manifest):
@@ -403,77 +455,70 @@ def fit(config: TrainingConfig, callbacks=(), config_file=None) -> dict:
             "TensorFlow"
         )
     check_batch_division(config, placement)
-    if placement.is_chief:
-        _say(config, opening_line(config, manifest, config_file))
-        for name, count in manifest.sources_only_in_fold(config.fold):
-            warn(
-                f"all {count} {name} records are in fold {config.fold}, the validation fold: "
-                f"training sees none of that source"
-                + (
-                    f", and validation leaves them out (--validate-source {config.validate_source})"
-                    if config.validate_source not in (None, name)
-                    else ""
-                )
+    return placement
+
+
+def _announce(config: TrainingConfig, manifest, config_file) -> None:
+    """The opening line, and a warning for each source that only the validation fold holds."""
+    say(config, opening_line(config, manifest, config_file))
+    for name, count in manifest.sources_only_in_fold(config.fold):
+        warn(
+            f"all {count} {name} records are in fold {config.fold}, the validation fold: "
+            f"training sees none of that source"
+            + (
+                f", and validation leaves them out (--validate-source {config.validate_source})"
+                if config.validate_source not in (None, name)
+                else ""
             )
-    if config.tensorboard and importlib.util.find_spec("tensorboard") is None:
-        raise InputError(
-            "tensorboard: TensorBoard logs need the tensorboard package (pip install "
-            "tensorboard), or turn them off with --no-tensorboard"
         )
+
+
+def _ready_run_folder(config: TrainingConfig, manifest, placement) -> tuple[bool, bool]:
+    """``(resuming, made_folder)``: the run folder claimed (a new run, or an interrupted run
+    of these settings to resume), then its ``config.yaml`` and ``input.json`` written."""
     folder = config.run_dir
     # Every process checks the folder (so a refusal stops them all) before process 0 writes.
-    resuming = _check_run_folder(folder, config, manifest.fingerprint())
+    resuming = claim_run_folder(
+        folder, config.to_dict(), manifest.fingerprint(), ignore=(*DISPLAY_SETTINGS, "out")
+    )
     barrier("hpa-keras fit: run folder checked")
     made_folder = placement.is_chief and not resuming and not folder.exists()
     if placement.is_chief:
         if not resuming:
             folder.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(folder / CONFIG_FILE, _settings_text(config))
-        settings = json.dumps(input_settings(config, manifest), indent=1)
-        write_text_atomic(folder / INPUT_FILE, settings)
+            write_run_config(folder, config.to_dict())
+        write_input_settings(folder, input_settings(config, manifest))
     barrier("hpa-keras fit: run folder ready")
-    scratch = None
-    if not placement.is_chief:
-        # The others train in a private copy of the run folder (what BackupAndRestore and
-        # ThresholdSearch resume from), thrown away at the end: one process writes the run.
-        if not (folder / CONFIG_FILE).is_file():
-            raise InputError(
-                f"{folder}: process {placement.process_index} does not see the run folder "
-                "process 0 made; give a folder every host shares (a network file system) or "
-                "a gs:// URL"
-            )
-        scratch = Path(tempfile.mkdtemp(prefix=f"hpa-keras-process{placement.process_index}-"))
-        shutil.copytree(folder, scratch / "run", ignore=shutil.ignore_patterns("logs"))
-        config = dataclasses.replace(config, out=str(scratch / "run"), verbose=0, tensorboard=False)
+    return resuming, made_folder
+
+
+def _private_copy(folder: Path, placement) -> Path:
+    """A scratch folder holding a copy of the run folder as ``run``: the processes other
+    than 0 train there (what BackupAndRestore and ThresholdSearch resume from) and throw it
+    away at the end: one process writes the run."""
+    if not (folder / CONFIG_FILE).is_file():
+        raise InputError(
+            f"{folder}: process {placement.process_index} does not see the run folder "
+            "process 0 made; give a folder every host shares (a network file system) or "
+            "a gs:// URL"
+        )
+    scratch = Path(tempfile.mkdtemp(prefix=f"hpa-keras-process{placement.process_index}-"))
+    shutil.copytree(folder, scratch / "run", ignore=shutil.ignore_patterns(LOGS_FOLDER))
+    return scratch
+
+
+@contextlib.contextmanager
+def _dtype_policy(config: TrainingConfig):
+    """Keras' dtype policy for the run (mixed precision when asked), restored after it."""
+    import keras  # lazy: imports TensorFlow
+
     previous_policy = keras.config.dtype_policy()
     if config.mixed_precision:
         keras.config.set_dtype_policy(mixed_precision_policy())
     try:
-        summary = _fit(config, manifest, resuming, list(callbacks), placement)
-    except BaseException as error:
-        if placement.is_chief:
-            _leave_run_folder_whole(folder, made_folder, resuming, error)
-        raise
+        yield
     finally:
         keras.config.set_dtype_policy(previous_policy)
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
-    if scratch is not None:
-        summary["run"] = str(folder)
-    return summary
-
-
-def _fit_at_url(config: TrainingConfig, callbacks, config_file=None) -> dict:
-    """``fit`` with ``out`` a URL: the run trains in a local copy of the folder (what an
-    interrupted run left there comes down first), uploaded after every epoch and at the end."""
-    from hpa_keras.training.callbacks import UploadEachEpoch  # lazy: imports TensorFlow
-
-    chief = process_index() == 0  # the others keep their copy to themselves
-    with staged_folder(config.out, upload=chief) as staged:
-        extra = [UploadEachEpoch(staged), *callbacks] if chief else list(callbacks)
-        summary = fit(dataclasses.replace(config, out=str(staged.local)), extra, config_file)
-    summary["run"] = config.out
-    return summary
 
 
 def check_batch_division(config: TrainingConfig, placement) -> None:
@@ -487,59 +532,29 @@ def check_batch_division(config: TrainingConfig, placement) -> None:
 
 
 def _fit(
-    config: TrainingConfig, manifest: dict, resuming: bool, extra_callbacks: list, placement
+    config: TrainingConfig, manifest, resuming: bool, extra_callbacks: list, placement
 ) -> dict:
     import keras  # lazy: imports TensorFlow
 
-    # lazy: imports TensorFlow
-    from hpa_keras.models.task import build_task_model, task_model_settings
-    from hpa_keras.training.callbacks import ThresholdSearch
+    from hpa_keras.models.task import build_task_model, task_model_settings  # lazy: TensorFlow
 
     started = time.perf_counter()
     keras.utils.set_random_seed(config.seed)
     run = _Run(config, manifest, resuming, placement)
-    folder = run.folder
     with placement.scope():
         cell_model, core = build_task_model(**task_model_settings(config, manifest))
         model = _trained_model(cell_model, config, manifest)
-        search = ThresholdSearch(
-            run.validation_data,
-            strategy=config.threshold_strategy,
-            class_frequencies=run.class_counts / max(run.num_train, 1),
-            out=folder / "thresholds.json",
-            weights_folder=folder,
-            print_table=config.print_table,
-            resume=resuming,
-            class_names=manifest.class_names,
-            tiles=config.tiles,
-            tile_size=config.crop,
-            views=config.tta,
-        )
+        search = _threshold_search(run, manifest, resuming)
         fit_options = {
             "shuffle": False,  # load_dataset shuffles; Keras would only warn
             "steps_per_epoch": run.steps_per_epoch,
             "verbose": config.verbose,
         }
         if config.frozen_epochs:
-            if (folder / STAGE_ONE_WEIGHTS).is_file():
-                model.load_weights(folder / STAGE_ONE_WEIGHTS)
-                _say(config, f"stage 1 (frozen backbone) already done; loaded {STAGE_ONE_WEIGHTS}")
-            else:
-                freeze_backbone(core)
-                run.compile(model, core, config.frozen_lr, config.frozen_epochs)
-                _say(config, f"stage 1: {config.frozen_epochs} epochs with the backbone frozen")
-                model.fit(
-                    run.train_data,
-                    epochs=config.frozen_epochs,
-                    callbacks=run.callbacks(1, search) + extra_callbacks,
-                    **fit_options,
-                )
-                with atomic_path(folder / STAGE_ONE_WEIGHTS, suffix=".weights.h5") as temporary:
-                    model.save_weights(temporary)
-            unfreeze(core)
+            _train_frozen_stage(run, model, core, search, extra_callbacks, fit_options)
         run.compile(model, core, config.lr, config.epochs)
         if config.frozen_epochs:
-            _say(config, f"stage 2: {config.epochs} epochs, all layers")
+            say(config, f"stage 2: {config.epochs} epochs, all layers")
         model.fit(
             run.train_data,
             initial_epoch=config.frozen_epochs,
@@ -549,36 +564,89 @@ def _fit(
         )
         if run.averaging is not None:
             last = config.frozen_epochs + config.epochs
-            _say(config, f"averaging the weights of epochs {last - config.swa_epochs + 1}-{last}")
+            say(config, f"averaging the weights of epochs {last - config.swa_epochs + 1}-{last}")
             run.averaging.apply(model, run.train_data, run.steps_per_epoch)
             search.record_final(last, f"mean of epochs {last - config.swa_epochs + 1}-{last}")
-        best_weights = search.best_weights_path
-        if best_weights is not None and best_weights.is_file():
-            with warnings.catch_warnings():
-                # A best epoch from the frozen stage saved fewer optimizer variables;
-                # only the model's weights matter from here on.
-                warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-                model.load_weights(best_weights)
-        with atomic_path(folder / MODEL_FILE, suffix=".keras") as temporary:
+        _load_best_weights(model, search)
+        with atomic_path(run.folder / MODEL_FILE, suffix=".keras") as temporary:
             cell_model.save(temporary)  # with cell_pooling: the cells' model, not the bags'
+    return _finish_run(run, placement, started)
 
+
+def _threshold_search(run: "_Run", manifest, resuming: bool):
+    """The ThresholdSearch of the run: validates every epoch, keeps the best epoch's
+    thresholds and weights in the run folder."""
+    from hpa_keras.training.callbacks import ThresholdSearch  # lazy: imports TensorFlow
+
+    config = run.config
+    return ThresholdSearch(
+        run.validation_data,
+        strategy=config.threshold_strategy,
+        class_frequencies=run.class_counts / max(run.num_train, 1),
+        out=run.folder / THRESHOLDS_FILE,
+        weights_folder=run.folder,
+        print_table=config.print_table,
+        resume=resuming,
+        class_names=manifest.class_names,
+        tiles=config.tiles,
+        tile_size=config.crop,
+        views=config.tta,
+    )
+
+
+def _train_frozen_stage(run: "_Run", model, core, search, extra_callbacks, fit_options) -> None:
+    """Stage 1: the backbone frozen for ``frozen_epochs`` (its weights kept for a resume),
+    then unfrozen."""
+    config, folder = run.config, run.folder
+    if (folder / STAGE_ONE_WEIGHTS).is_file():
+        model.load_weights(folder / STAGE_ONE_WEIGHTS)
+        say(config, f"stage 1 (frozen backbone) already done; loaded {STAGE_ONE_WEIGHTS}")
+    else:
+        freeze_backbone(core)
+        run.compile(model, core, config.frozen_lr, config.frozen_epochs)
+        say(config, f"stage 1: {config.frozen_epochs} epochs with the backbone frozen")
+        model.fit(
+            run.train_data,
+            epochs=config.frozen_epochs,
+            callbacks=run.callbacks(1, search) + extra_callbacks,
+            **fit_options,
+        )
+        with atomic_path(folder / STAGE_ONE_WEIGHTS, suffix=".weights.h5") as temporary:
+            model.save_weights(temporary)
+    unfreeze(core)
+
+
+def _load_best_weights(model, search) -> None:
+    """The best epoch's weights (the thresholds' own) into ``model``."""
+    best_weights = search.best_weights_path
+    if best_weights is not None and best_weights.is_file():
+        with warnings.catch_warnings():
+            # A best epoch from the frozen stage saved fewer optimizer variables;
+            # only the model's weights matter from here on.
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            model.load_weights(best_weights)
+
+
+def _finish_run(run: "_Run", placement, started: float) -> dict:
+    """The finished run folder (its history, no resume state) and the run's summary."""
+    config, folder = run.config, run.folder
     history = _finish_history(folder, config)
     shutil.rmtree(folder / BACKUP_FOLDER, ignore_errors=True)
     (folder / STAGE_ONE_WEIGHTS).unlink(missing_ok=True)
     (folder / SWA_STATE_FILE).unlink(missing_ok=True)
-    document = json.loads((folder / "thresholds.json").read_text())
+    document = read_thresholds_document(folder / THRESHOLDS_FILE)
     if config.verbose:
-        print(f"best epoch {document['epoch']}, validation fold {config.fold}:")
-        print(threshold_table(document))
+        print(f"best epoch {document.epoch}, validation fold {config.fold}:")
+        print(threshold_table(document.to_dict()))
     if placement.is_chief:
-        for line in fallback_lines(document, "validation images"):
+        for line in fallback_lines(document.to_dict(), "validation images"):
             warn(f"thresholds: {line}")
     return {
         "run": str(folder),
         "epochs": int(len(history)),
-        "best_epoch": document["epoch"],
-        "val_macro_f1_at_0.5": document["macro_f1_at_0.5"],
-        "val_macro_f1_tuned": document["macro_f1_tuned"],
+        "best_epoch": document.epoch,
+        "val_macro_f1_at_0.5": document.macro_f1_at_half,
+        "val_macro_f1_tuned": document.macro_f1_tuned,
         "seconds": round(time.perf_counter() - started, 1),
         "replicas": placement.replicas,
         "processes": placement.process_count,
@@ -599,55 +667,6 @@ def _trained_model(cell_model, config: TrainingConfig, manifest: dict):
     return bag_model(
         cell_model, config.bag_size, config.cell_pooling, config.lse_sharpness, negative
     )
-
-
-def _same_records_elsewhere(folder: Path, fingerprint: str) -> bool:
-    """True when the interrupted run in ``folder`` trained on records with this fingerprint
-    (its ``input.json``): the same records reached by another path or from another folder."""
-    try:
-        saved = json.loads((folder / INPUT_FILE).read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(saved, dict) and saved.get("data_fingerprint") == fingerprint
-
-
-def _settings_text(config: TrainingConfig) -> str:
-    return yaml.safe_dump(config.to_dict(), sort_keys=False)
-
-
-def _check_run_folder(folder: Path, config: TrainingConfig, fingerprint: str) -> bool:
-    """Whether ``folder`` holds an interrupted run of these settings (True: resume it) or
-    is free for a new one (False); InputError otherwise. Reads only.
-
-    ``fingerprint`` identifies the records being trained on: a restart that names the
-    same records by another path (started from another folder, the records moved) resumes.
-    """
-    check_output_path(folder, "folder", "out")
-    config_path = folder / CONFIG_FILE
-    if (folder / MODEL_FILE).exists():
-        raise InputError(f"{folder}: holds a finished run ({MODEL_FILE}); choose another --out")
-    if config_path.is_file():  # an interrupted run: resume it
-        saved = read_settings_file(config_path)
-        current = read_yaml(_settings_text(config), CONFIG_FILE)
-        # The folder is the run: a run moved or copied elsewhere resumes there (its "out"
-        # names where it was started).
-        changed = sorted(
-            key
-            for key in current
-            if key not in (*DISPLAY_SETTINGS, "out")
-            and saved.get(key, current[key]) != current[key]
-        )
-        if "data" in changed and _same_records_elsewhere(folder, fingerprint):
-            changed.remove("data")
-        if changed:
-            raise InputError(
-                f"{folder}: an interrupted run with other settings ({', '.join(changed)}); "
-                "resume it with the same settings or choose another --out"
-            )
-        return True
-    if folder.exists() and any(folder.iterdir()):
-        raise InputError(f"{folder}: not empty and not an interrupted run; choose another --out")
-    return False
 
 
 def _leave_run_folder_whole(folder: Path, made_folder: bool, resuming: bool, error) -> None:
@@ -686,7 +705,8 @@ def _finish_history(folder: Path, config: TrainingConfig):
     return history
 
 
-def _say(config: TrainingConfig, message: str) -> None:
+def say(config: TrainingConfig, message: str) -> None:
+    """Print ``message`` (at once) unless ``config`` is quiet (``verbose: 0``)."""
     if config.verbose:
         print(message, flush=True)
 

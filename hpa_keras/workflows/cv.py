@@ -26,60 +26,42 @@ thresholds serve the ensemble on new images is measured in the manual (docs/resu
 """
 
 import dataclasses
-import json
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from hpa_keras import storage
-from hpa_keras.atomic import atomic_path, check_output_path, write_text_atomic
+from hpa_keras.atomic import atomic_path, write_text_atomic
 from hpa_keras.data.tfrecords import read_manifest
 from hpa_keras.distributed import barrier, process_index
 from hpa_keras.errors import InputError, warn
 from hpa_keras.inference.predict import predict_ids
 from hpa_keras.reports.html import write_report
 from hpa_keras.reports.tables import Column, fallback_lines, format_table
+from hpa_keras.runs.documents import (
+    CvDocument,
+    CvSummary,
+    ThresholdsDocument,
+    read_thresholds,
+    thresholds_document,
+    write_cv,
+    write_cv_summary,
+    write_thresholds_document,
+)
+from hpa_keras.runs.files import FOLD_OOF_FILE, MODEL_FILE, OOF_FILE, REPORT_FOLDER
+from hpa_keras.runs.folders import claim_cv_folder, fold_folder
 from hpa_keras.scoring.evaluation import Evaluation
 from hpa_keras.scoring.metrics import macro_f1
 from hpa_keras.scoring.thresholds import (
-    MIN_TUNING_POSITIVES,
     THRESHOLD_STRATEGIES,
     search_thresholds,
     shrunk_thresholds,
     tune_thresholds,
 )
-from hpa_keras.settings import read_settings_file
 from hpa_keras.training.config import DISPLAY_SETTINGS, TrainingConfig
-from hpa_keras.training.fit import fit
-
-CV_FILE = "cv.yaml"
-OOF_FILE = "oof.csv"
-FOLD_OOF_FILE = "oof.npz"
-THRESHOLDS_FILE = "thresholds.json"
-SUMMARY_FILE = "cv_summary.json"
-REPORT_FOLDER = "report"
-
-
-def is_cv_folder(path) -> bool:
-    """Whether ``path`` is a ``cv`` output folder."""
-    return (Path(path) / CV_FILE).is_file()
-
-
-def read_cv(path) -> dict:
-    """The ``cv.yaml`` of a cv folder: ``settings`` and ``folds``."""
-    file = Path(path) / CV_FILE
-    document = read_settings_file(file)
-    if "folds" not in document:
-        raise InputError(f"{file}: not a cv settings file (no folds)")
-    return document
-
-
-def fold_folder(path, fold: int) -> Path:
-    return Path(path) / f"fold-{fold}"
+from hpa_keras.training.fit import fit, say, train_at_url
 
 
 def parse_folds(text: str | None, available: list[int]) -> list[int]:
@@ -109,39 +91,12 @@ def _prepare(out: Path, config: TrainingConfig, folds: list[int], fingerprint: s
     The records are compared by ``fingerprint`` (their shards' digests), so a restart that
     names the same records by another path (from another folder, records moved) continues.
     """
-    document = {
-        "settings": _shared_settings(config),
-        "folds": folds,
-        "data_fingerprint": fingerprint,
-    }
-    check_output_path(out, "folder", "out")
-    file = out / CV_FILE
-    if file.is_file():
-        previous = read_cv(out)
-        changed = sorted(
-            key
-            for key, value in document["settings"].items()
-            if previous.get("settings", {}).get(key, value) != value
-        )
-        if "data" in changed and previous.get("data_fingerprint") == fingerprint:
-            changed.remove("data")
-        if previous.get("folds") != folds:
-            changed.append("folds")
-        if changed:
-            raise InputError(
-                f"{out}: a cv with other settings ({', '.join(changed)}); continue it with the "
-                "same settings or choose another --out"
-            )
-        return
-    if out.exists() and any(out.iterdir()):
-        raise InputError(f"{out}: not empty and not a cv folder; choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(file, yaml.safe_dump(document, sort_keys=False))
-
-
-def _say(config: TrainingConfig, message: str) -> None:
-    if config.verbose:
-        print(message, flush=True)
+    document = CvDocument(
+        settings=_shared_settings(config), folds=folds, data_fingerprint=fingerprint
+    )
+    if not claim_cv_folder(out, document):
+        out.mkdir(parents=True, exist_ok=True)
+        write_cv(out, document)
 
 
 def fold_predictions(out: Path, config: TrainingConfig, fold: int) -> dict:
@@ -208,12 +163,11 @@ def cross_validate(config: TrainingConfig, out, folds=None, callbacks=(), config
     """
 
     if storage.is_url(out):  # trained in a local copy, uploaded after every epoch
-        from hpa_keras.training.callbacks import UploadEachEpoch  # lazy: imports TensorFlow
 
-        chief = process_index() == 0
-        with storage.staged_folder(os.fspath(out), upload=chief) as staged:
-            extra = [UploadEachEpoch(staged), *callbacks] if chief else list(callbacks)
-            return cross_validate(config, staged.local, folds, extra, config_file)
+        def train(local, extra):
+            return cross_validate(config, local, folds, extra, config_file)
+
+        return train_at_url(out, callbacks, train)
     config.validate()
     out = Path(out)
     manifest = read_manifest(config.data)
@@ -221,19 +175,52 @@ def cross_validate(config: TrainingConfig, out, folds=None, callbacks=(), config
     manifest.training_folds(available[0])  # labeled, at least two folds
     chosen = parse_folds(folds, available)
     chief = process_index() == 0
-    made_folder = chief and not out.exists()
-    if chief:  # in a --distributed cv, process 0 writes and reports; the others train with it
-        _prepare(out, config, chosen, manifest.fingerprint())
-    else:
+    if not chief:  # in a --distributed cv, process 0 writes and reports; the others train
         config = dataclasses.replace(config, verbose=0)
+    _train_folds(out, config, chosen, manifest.fingerprint(), callbacks, config_file)
+    if not chief:
+        return None
+    # Out of every fit's distribution scope, process 0 predicts the folds on its own devices.
+    parts = [fold_predictions(out, config, fold) for fold in chosen]
+    pooled = _pooled(parts, chosen)
+    names = list(manifest.class_names)
+    _write_oof_table(out, pooled, names)
+    counts = np.asarray(manifest.class_counts, dtype=np.float64)
+    frequencies = counts / max(manifest.num_records, 1)
+    strategies = tune_all_strategies(pooled["labels"], pooled["probabilities"], frequencies)
+    document = _out_of_fold_thresholds(config, chosen, pooled, strategies, names)
+    write_thresholds_document(out, document)
+    for line in fallback_lines(document.to_dict(), "out-of-fold images"):
+        warn(f"out-of-fold thresholds: {line}")
+    summary = _summary(out, config, chosen, parts, pooled, strategies, frequencies)
+    write_cv_summary(out, summary)
+    evaluation = Evaluation(
+        pooled["ids"], pooled["labels"], pooled["probabilities"], document.thresholds,
+        class_names=names,
+        details={
+            "runs": [str(out)], "data": str(config.data), "folds": chosen, "tta": config.tta,
+            "training_labels_per_image": manifest.labels_per_image(chosen),
+        },
+    )  # fmt: skip
+    write_report(evaluation, out / REPORT_FOLDER, title="hpa-keras cv: out-of-fold predictions")
+    return summary.to_dict()
+
+
+def _train_folds(out: Path, config, chosen, fingerprint: str, callbacks, config_file) -> None:
+    """Each chosen fold trained into its run folder (a finished one is kept) in ``out``,
+    claimed for this cv by process 0."""
+    chief = process_index() == 0
+    made_folder = chief and not out.exists()
+    if chief:
+        _prepare(out, config, chosen, fingerprint)
     barrier("hpa-keras cv: folder ready")
     try:
         for fold in chosen:
             run = fold_folder(out, fold)
-            if (run / "model.keras").is_file():
-                _say(config, f"fold {fold}: finished already ({run})")
+            if (run / MODEL_FILE).is_file():
+                say(config, f"fold {fold}: finished already ({run})")
                 continue
-            _say(config, f"fold {fold} of {chosen}: training into {run}")
+            say(config, f"fold {fold} of {chosen}: training into {run}")
             fit(dataclasses.replace(config, fold=fold, out=str(run)), callbacks, config_file)
             barrier(f"hpa-keras cv: fold {fold} saved")
     except BaseException:
@@ -242,86 +229,84 @@ def cross_validate(config: TrainingConfig, out, folds=None, callbacks=(), config
         if made_folder and not any(fold_folder(out, fold).exists() for fold in chosen):
             shutil.rmtree(out, ignore_errors=True)
         raise
-    if not chief:
-        return None
-    # Out of every fit's distribution scope, process 0 predicts the folds on its own devices.
-    parts = [fold_predictions(out, config, fold) for fold in chosen]
-    ids = [sample_id for part in parts for sample_id in part["ids"]]
-    labels = np.concatenate([part["labels"] for part in parts])
-    probabilities = np.concatenate([part["probabilities"] for part in parts]).astype(np.float32)
-    fold_of = np.concatenate(
-        [np.full(len(part["ids"]), fold) for part, fold in zip(parts, chosen, strict=True)]
-    )
-    names = list(manifest.class_names)
-    table = pd.DataFrame(probabilities, columns=[str(index) for index in range(len(names))])
-    table.insert(0, "fold", fold_of)
-    table.insert(0, "Id", ids)
+
+
+def _pooled(parts: list[dict], chosen: list[int]) -> dict:
+    """The folds' predictions as one set: ids, labels, probabilities and each row's fold."""
+    return {
+        "ids": [sample_id for part in parts for sample_id in part["ids"]],
+        "labels": np.concatenate([part["labels"] for part in parts]),
+        "probabilities": np.concatenate([part["probabilities"] for part in parts]).astype(
+            np.float32
+        ),
+        "fold_of": np.concatenate(
+            [np.full(len(part["ids"]), fold) for part, fold in zip(parts, chosen, strict=True)]
+        ),
+    }
+
+
+def _write_oof_table(out: Path, pooled: dict, names: list[str]) -> None:
+    """``oof.csv``: Id, fold and one probability column per class for every image."""
+    columns = [str(index) for index in range(len(names))]
+    table = pd.DataFrame(pooled["probabilities"], columns=columns)
+    table.insert(0, "fold", pooled["fold_of"])
+    table.insert(0, "Id", pooled["ids"])
     write_text_atomic(out / OOF_FILE, table.to_csv(index=False, float_format="%.6f"))
 
-    counts = np.asarray(manifest.class_counts, dtype=np.float64)
-    frequencies = counts / max(manifest.num_records, 1)
-    strategies = tune_all_strategies(labels, probabilities, frequencies)
+
+def _out_of_fold_thresholds(config, chosen, pooled, strategies, names) -> ThresholdsDocument:
+    """The cv's ``thresholds.json``: the chosen strategy's thresholds, scored on the
+    out-of-fold predictions, with every strategy's figures."""
+    strategy = config.threshold_strategy
+    document = thresholds_document(
+        pooled["labels"], pooled["probabilities"], np.asarray(strategies[strategy]["thresholds"]),
+        strategy, None, names, strategies[strategy]["fallbacks"],
+    )  # fmt: skip
+    return dataclasses.replace(
+        document,
+        views=config.tta,
+        tiles=config.tiles,
+        folds=list(chosen),
+        num_oof_samples=len(pooled["ids"]),
+        by_strategy=strategies,
+    )
+
+
+def _summary(out: Path, config, chosen, parts, pooled, strategies, frequencies) -> CvSummary:
+    """Per-fold and pooled macro F1 (``cv_summary.json``)."""
     strategy = config.threshold_strategy
     thresholds = np.asarray(strategies[strategy]["thresholds"])
-    document = {
-        "strategy": strategy,
-        "thresholds": [float(value) for value in thresholds],
-        "class_names": names,
-        "views": config.tta,
-        "tiles": config.tiles,
-        "folds": chosen,
-        "num_oof_samples": len(ids),
-        "macro_f1_tuned": strategies[strategy]["oof_macro_f1"],
-        "min_positives": MIN_TUNING_POSITIVES,
-        "fallbacks": [
-            {**entry, "name": names[entry["index"]]} for entry in strategies[strategy]["fallbacks"]
-        ],
-        "by_strategy": strategies,
-    }
-    write_text_atomic(out / THRESHOLDS_FILE, json.dumps(document, indent=1) + "\n")
-    for line in fallback_lines(document, "out-of-fold images"):
-        warn(f"out-of-fold thresholds: {line}")
-
+    labels, probabilities = pooled["labels"], pooled["probabilities"]
     per_fold = []
     for part, fold in zip(parts, chosen, strict=True):
-        own = json.loads((fold_folder(out, fold) / "thresholds.json").read_text())["thresholds"]
+        own = read_thresholds(fold_folder(out, fold))
         scores = part["probabilities"]
         per_fold.append(
             {
                 "fold": fold,
                 "samples": len(part["ids"]),
-                "macro_f1_own_thresholds": macro_f1(part["labels"], scores >= np.asarray(own)),
+                "macro_f1_own_thresholds": macro_f1(part["labels"], scores >= own),
                 "macro_f1_oof_thresholds": macro_f1(part["labels"], scores >= thresholds),
                 "macro_f1_at_0.5": macro_f1(part["labels"], scores >= 0.5),
             }
         )
     own_scores = np.array([entry["macro_f1_own_thresholds"] for entry in per_fold])
-    summary = {
-        "folds": per_fold,
-        "fold_macro_f1_mean": float(own_scores.mean()),
-        "fold_macro_f1_std": float(own_scores.std(ddof=1)) if len(own_scores) > 1 else 0.0,
-        "oof_macro_f1": strategies[strategy]["oof_macro_f1"],
-        "oof_macro_f1_cross_fitted": cross_fitted_macro_f1(
-            labels, probabilities, fold_of, strategy, frequencies
+    return CvSummary(
+        folds=per_fold,
+        fold_macro_f1_mean=float(own_scores.mean()),
+        fold_macro_f1_std=float(own_scores.std(ddof=1)) if len(own_scores) > 1 else 0.0,
+        oof_macro_f1=strategies[strategy]["oof_macro_f1"],
+        oof_macro_f1_cross_fitted=cross_fitted_macro_f1(
+            labels, probabilities, pooled["fold_of"], strategy, frequencies
         ),
-        "oof_macro_f1_at_0.5": macro_f1(labels, probabilities >= 0.5),
-        "strategy": strategy,
-        "oof_macro_f1_by_strategy": {
+        oof_macro_f1_at_half=macro_f1(labels, probabilities >= 0.5),
+        strategy=strategy,
+        oof_macro_f1_by_strategy={
             name: entry["oof_macro_f1"] for name, entry in strategies.items()
         },
-        "samples": len(ids),
-        "views": config.tta,
-    }
-    write_text_atomic(out / SUMMARY_FILE, json.dumps(summary, indent=1) + "\n")
-    evaluation = Evaluation(
-        ids, labels, probabilities, thresholds, class_names=names,
-        details={
-            "runs": [str(out)], "data": str(config.data), "folds": chosen, "tta": config.tta,
-            "training_labels_per_image": manifest.labels_per_image(chosen),
-        },
-    )  # fmt: skip
-    write_report(evaluation, out / REPORT_FOLDER, title="hpa-keras cv: out-of-fold predictions")
-    return summary
+        samples=len(pooled["ids"]),
+        views=config.tta,
+    )
 
 
 def format_summary(summary: dict) -> str:
