@@ -5,7 +5,7 @@ The figures come from scikit-learn: per-class precision, recall and F1 with
 in the challenge), micro F1 over all label decisions, and ROC AUC per class,
 left undefined (NaN) for a class whose evaluation labels are all one value.
 Only the F1-against-threshold curves of the report keep a numpy count
-(:func:`hpa_keras.training.metrics.f1_per_class`): they need F1 at 101
+(:func:`hpa_keras.scoring.metrics.f1_per_class`): they need F1 at 101
 thresholds for every class, and ``python benchmarks/bench_metrics.py``
 shows the vectorized count to be many times faster than calling
 scikit-learn 101 times.
