@@ -288,3 +288,23 @@ def _checked_index(index, num_classes: int = NUM_CLASSES) -> int:
     if not 0 <= index < num_classes:
         raise InputError(f"class index {index} is out of range 0..{num_classes - 1}")
     return int(index)
+
+
+CHANNEL_MODES = {"rgby": CHANNELS, "rgb": ("red", "green", "blue"), "g": ("green",)}
+
+
+def resolve_channels(channels: str | Sequence[str]) -> tuple[str, ...]:
+    """``"rgby"``, ``"rgb"``, ``"g"``, a list of channel names or a comma-separated string of
+    them (``"green,blue"``), as a tuple of channel names."""
+    if isinstance(channels, str):
+        if channels in CHANNEL_MODES:
+            return CHANNEL_MODES[channels]
+        names = tuple(name.strip() for name in channels.split(","))
+    else:
+        names = tuple(channels)
+    unknown = [name for name in names if name not in CHANNELS]
+    if not names or unknown or len(set(names)) != len(names):
+        raise InputError(
+            f"channels {channels!r}: use 'rgby', 'rgb', 'g' or distinct names from {CHANNELS}"
+        )
+    return names

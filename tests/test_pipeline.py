@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from hpa_keras.classes import CHANNELS
+from hpa_keras.classes import CHANNELS, resolve_channels
 from hpa_keras.data.conversion import ConversionSettings, make_tfrecords
-from hpa_keras.data.pipeline import dataset_ids, load_dataset, resolve_channels
+from hpa_keras.data.pipeline import dataset_ids, load_dataset
 from hpa_keras.data.tfrecords import read_manifest, read_shard
 from hpa_keras.errors import InputError
 from hpa_keras.synthetic.generator import DemoDataSettings, make_demo_data

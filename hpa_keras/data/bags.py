@@ -18,11 +18,10 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from hpa_keras.classes import CHANNELS
+from hpa_keras.classes import CHANNELS, resolve_channels
 from hpa_keras.data.pipeline import (
     AUTOTUNE,
     _make_single_decoder,
-    resolve_channels,
     select_shards,
     shard_files,
 )

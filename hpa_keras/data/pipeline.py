@@ -39,7 +39,7 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-from hpa_keras.classes import CHANNELS
+from hpa_keras.classes import CHANNELS, resolve_channels
 from hpa_keras.data.images import image_dimensions, read_sample, resize_square
 from hpa_keras.data.manifest import Manifest
 from hpa_keras.data.tfrecords import READ_BUFFER_BYTES, read_manifest
@@ -49,25 +49,7 @@ from hpa_keras.parallel import default_workers
 from hpa_keras.storage import is_url
 
 AUTOTUNE = tf.data.AUTOTUNE
-CHANNEL_MODES = {"rgby": CHANNELS, "rgb": ("red", "green", "blue"), "g": ("green",)}
 NORMALIZATIONS = ("manifest", "unit", "none")
-
-
-def resolve_channels(channels: str | Sequence[str]) -> tuple[str, ...]:
-    """``"rgby"``, ``"rgb"``, ``"g"``, a list of channel names or a comma-separated string of
-    them (``"green,blue"``), as a tuple of channel names."""
-    if isinstance(channels, str):
-        if channels in CHANNEL_MODES:
-            return CHANNEL_MODES[channels]
-        names = tuple(name.strip() for name in channels.split(","))
-    else:
-        names = tuple(channels)
-    unknown = [name for name in names if name not in CHANNELS]
-    if not names or unknown or len(set(names)) != len(names):
-        raise InputError(
-            f"channels {channels!r}: use 'rgby', 'rgb', 'g' or distinct names from {CHANNELS}"
-        )
-    return names
 
 
 def _as_set(values) -> set | None:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hpa_keras.classes import SCHEMES
+from hpa_keras.classes import SCHEMES, resolve_channels
 from hpa_keras.errors import InputError
 from hpa_keras.models.saving import load_model
 from hpa_keras.runs.documents import (
@@ -202,7 +202,6 @@ def _load_cv(folder: Path) -> Run:
 
 def _load_one(folder: Path) -> Run:
     """One fit run folder as a Run; InputError on any problem."""
-    from hpa_keras.data.pipeline import resolve_channels  # lazy: imports TensorFlow
 
     check_finished_run(folder)
     document = read_thresholds_document(folder)

@@ -3,9 +3,8 @@
 import keras
 from keras import ops
 
-from hpa_keras.classes import CHANNELS
+from hpa_keras.classes import CHANNELS, resolve_channels
 from hpa_keras.data.manifest import Manifest
-from hpa_keras.data.pipeline import resolve_channels
 from hpa_keras.registration import finish_registration
 
 PACKAGE = "hpa_keras"

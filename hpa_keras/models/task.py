@@ -20,9 +20,8 @@ that run (before training).
 
 import keras
 
-from hpa_keras.classes import CHANNELS
+from hpa_keras.classes import CHANNELS, resolve_channels
 from hpa_keras.data.manifest import Manifest
-from hpa_keras.data.pipeline import resolve_channels
 from hpa_keras.errors import InputError
 from hpa_keras.models.augmentation import make_augmentation
 from hpa_keras.models.layers import ChannelStandardization

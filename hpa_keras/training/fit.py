@@ -36,7 +36,7 @@ from pathlib import Path
 
 from hpa_keras import storage
 from hpa_keras.atomic import atomic_path, write_text_atomic
-from hpa_keras.classes import HPA2021
+from hpa_keras.classes import HPA2021, resolve_channels
 from hpa_keras.data.tfrecords import read_manifest
 from hpa_keras.distributed import Placement, backend, barrier, make_placement, process_index
 from hpa_keras.errors import InputError, warn
@@ -121,7 +121,6 @@ def field_size(config: TrainingConfig, manifest: dict) -> int:
 
 def input_settings(config: TrainingConfig, manifest: dict) -> InputSettings:
     """What a run needs to read new images as it was trained (written as ``input.json``)."""
-    from hpa_keras.data.pipeline import resolve_channels  # lazy: imports TensorFlow
 
     return InputSettings(
         data_fingerprint=manifest.fingerprint(),
