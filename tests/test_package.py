@@ -13,7 +13,10 @@ import hpa_keras
 from hpa_keras.registration import REGISTERING_MODULES
 
 PACKAGE = Path(hpa_keras.__file__).parent
-SUBPACKAGES = ("data", "synthetic", "models", "training", "inference", "reports", "cells")
+SUBPACKAGES = (
+    "data", "synthetic", "models", "scoring", "runs", "training", "inference", "reports", "cells",
+    "workflows",
+)
 
 
 def python(code: str) -> subprocess.CompletedProcess:
@@ -102,6 +105,46 @@ def test_every_registering_module_is_listed():
             module = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
             found.add(module)
     assert found == set(REGISTERING_MODULES)
+
+
+def _module_level_imports(path: Path) -> tuple[set[str], set[str]]:
+    """The package modules and the third-party top-level names ``path`` imports at module
+    level."""
+    own, third = set(), set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.ImportFrom) and node.module:
+            if node.module == "hpa_keras":  # from hpa_keras import storage
+                own.update(f"hpa_keras.{alias.name}" for alias in node.names)
+            elif node.module.startswith("hpa_keras"):
+                own.add(node.module)
+            else:
+                third.add(node.module.split(".")[0])
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                (own if alias.name.startswith("hpa_keras") else third).add(alias.name.split(".")[0])
+    return own, third
+
+
+def test_registering_modules_import_no_module_that_imports_tensorflow():
+    """Registration may run while TensorFlow is being imported by a module of this package
+    (``from hpa_keras.data import load_dataset``): a registering module that imported such a
+    module would find it half-made, and runs would not load."""
+    def path_of(module: str) -> Path:
+        parts = module.split(".")[1:]
+        file = PACKAGE.joinpath(*parts[:-1], f"{parts[-1]}.py") if parts else PACKAGE / "x"
+        return file if file.exists() else PACKAGE.joinpath(*parts, "__init__.py")
+
+    for registering in REGISTERING_MODULES:
+        seen, todo = set(), [registering]
+        while todo:
+            module = todo.pop()
+            if module in seen or not path_of(module).exists():
+                continue
+            seen.add(module)
+            own, third = _module_level_imports(path_of(module))
+            if module != registering:
+                assert "tensorflow" not in third, f"{registering} imports {module}: TensorFlow"
+            todo.extend(own)
 
 
 @pytest.mark.parametrize("package", SUBPACKAGES)
