@@ -26,6 +26,7 @@ def run_helper(backend: str, action: str, folder: Path) -> str:
 
 
 @needs_jax
+@pytest.mark.slow
 @pytest.mark.parametrize("saved_on, loaded_on", [("jax", "tensorflow"), ("tensorflow", "jax")])
 def test_every_model_family_reloads_on_the_other_backend_with_the_same_predictions(
     tmp_path, saved_on, loaded_on

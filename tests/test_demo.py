@@ -4,12 +4,14 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from hpa_keras.cli import main
 from hpa_keras.data.labels import read_labels
 from hpa_keras.workflows.demo import ENSEMBLE_NAME, SINGLE_NAME
 
 
+@pytest.mark.slow
 def test_quick_demo_writes_every_result(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--out", str(out), "--workers", "1", "--quiet"]) == 0
@@ -69,6 +71,7 @@ def test_quick_demo_writes_every_result(tmp_path, capsys):
     np.testing.assert_allclose(table["threshold"].to_numpy()[:28], thresholds, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_quick_single_cell_demo_scores_every_submission(tmp_path, capsys):
     import json
 

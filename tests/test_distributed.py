@@ -125,6 +125,7 @@ def test_distributed_is_refused_on_the_tensorflow_backend_with_the_reason(
 
 
 @needs_jax
+@pytest.mark.slow
 def test_two_processes_train_the_loss_curve_of_one_with_the_global_batch(sharded_records, tmp_path):
     from hpa_keras.data.pipeline import dataset_labels
     from hpa_keras.inference.predict import predict_ids
@@ -161,6 +162,7 @@ def test_two_processes_train_the_loss_curve_of_one_with_the_global_batch(sharded
 
 
 @needs_jax
+@pytest.mark.slow
 def test_a_process_group_killed_mid_run_resumes_when_started_again(sharded_records, tmp_path):
     run = tmp_path / "run"
     epochs = 6
