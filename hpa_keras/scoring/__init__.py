@@ -21,5 +21,10 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "apply_thresholds": "thresholds",
         "Evaluation": "evaluation",
         "summary_line": "evaluation",
+        "ConformalThresholds": "conformal",
+        "EmpiricalCoverage": "conformal",
+        "conformal_thresholds": "conformal",
+        "label_sets": "conformal",
+        "empirical_coverage": "conformal",
     },
 )
