@@ -26,5 +26,10 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "conformal_thresholds": "conformal",
         "label_sets": "conformal",
         "empirical_coverage": "conformal",
+        "Disagreement": "uncertainty",
+        "binary_entropy": "uncertainty",
+        "predictive_entropy": "uncertainty",
+        "ensemble_disagreement": "uncertainty",
+        "most_uncertain": "uncertainty",
     },
 )
