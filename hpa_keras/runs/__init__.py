@@ -11,8 +11,8 @@ readers share one schema per file:
 
 - :mod:`hpa_keras.runs.files`: the file names.
 - :mod:`hpa_keras.runs.documents`: ``thresholds.json``, ``input.json``, ``config.yaml``,
-  ``cv.yaml`` and ``cv_summary.json``: read (checked: a bad file is an InputError naming
-  the file and the field) and written (atomically).
+  ``cv.yaml``, ``cv_summary.json`` and ``calibration.json``: read (checked: a bad file is
+  an InputError naming the file and the field) and written (atomically).
 - :mod:`hpa_keras.runs.folders`: what a folder is (a finished run, a cv folder and its
   folds) and the check before ``fit`` or ``cv`` writes into one.
 
@@ -40,6 +40,8 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "CvSummary": "documents",
         "read_cv_summary": "documents",
         "write_cv_summary": "documents",
+        "read_calibration": "documents",
+        "write_calibration": "documents",
         "is_cv_folder": "folders",
         "fold_folder": "folders",
         "check_finished_run": "folders",

@@ -8,6 +8,8 @@
 - the run config (``config.yaml``): the resolved training settings, a mapping (its keys are
   those of :class:`hpa_keras.training.TrainingConfig`).
 - :class:`CvDocument` (``cv.yaml``) and :class:`CvSummary` (``cv_summary.json``).
+- the calibration maps (``calibration.json``): a
+  :class:`~hpa_keras.scoring.calibration.Calibration`, which checks its own document.
 
 Each reads with ``read_...`` (a folder or the file itself) and writes with ``write_...``.
 Every field a file may lack (written by an older version) has a default; a malformed file
@@ -27,12 +29,14 @@ from hpa_keras.atomic import write_text_atomic
 from hpa_keras.classes import CLASS_NAMES
 from hpa_keras.errors import InputError
 from hpa_keras.runs.files import (
+    CALIBRATION_FILE,
     CONFIG_FILE,
     CV_FILE,
     CV_SUMMARY_FILE,
     INPUT_FILE,
     THRESHOLDS_FILE,
 )
+from hpa_keras.scoring.calibration import Calibration
 from hpa_keras.scoring.metrics import f1_per_class
 from hpa_keras.scoring.thresholds import MIN_TUNING_POSITIVES, apply_thresholds
 from hpa_keras.settings import read_settings_file, read_yaml
@@ -441,4 +445,24 @@ def read_cv_summary(path: str | os.PathLike) -> CvSummary:
 def write_cv_summary(path: str | os.PathLike, summary: CvSummary) -> None:
     write_text_atomic(
         _file_in(path, CV_SUMMARY_FILE), json.dumps(summary.to_dict(), indent=1) + "\n"
+    )
+
+
+# ------------------------------------------------------------------ calibration.json
+
+
+def read_calibration(folder: str | os.PathLike) -> Calibration | None:
+    """A run or cv folder's ``calibration.json``; None when it has none (not calibrated,
+    or made before calibration existed), so callers keep the probabilities as they are.
+    InputError naming the file (and the field) when it is malformed."""
+    path = Path(folder) / CALIBRATION_FILE
+    if not path.is_file():
+        return None
+    return Calibration.from_dict(_read_json(path, "a calibration file"), str(path))
+
+
+def write_calibration(folder: str | os.PathLike, calibration: Calibration) -> None:
+    """Write ``calibration`` to ``folder``'s ``calibration.json``."""
+    write_text_atomic(
+        Path(folder) / CALIBRATION_FILE, json.dumps(calibration.to_dict(), indent=1) + "\n"
     )

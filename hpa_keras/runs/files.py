@@ -7,6 +7,7 @@ A run folder::
       input.json           INPUT_FILE: how the model reads images
       model.keras          MODEL_FILE: the best epoch's model; its presence: the run finished
       thresholds.json      THRESHOLDS_FILE: the best epoch's per-class thresholds and F1
+      calibration.json     CALIBRATION_FILE: per-class calibration maps, when calibrated
       history.csv          HISTORY_FILE: one row per epoch
       learning_curves.png  CURVES_FILE: the history as a picture
       lr_finder.png        LR_FINDER_FILE: the learning-rate range test (``--find-lr``)
@@ -23,6 +24,7 @@ A cv folder::
                            with oof.npz (FOLD_OOF_FILE): its validation fold's predictions
       oof.csv              OOF_FILE: every out-of-fold prediction
       thresholds.json      THRESHOLDS_FILE: thresholds tuned on the out-of-fold predictions
+      calibration.json     CALIBRATION_FILE: calibration maps fitted on them, when calibrated
       cv_summary.json      CV_SUMMARY_FILE: per-fold and pooled figures
       report/              REPORT_FOLDER: the report of the out-of-fold predictions
 """
@@ -32,6 +34,7 @@ CONFIG_FILE = "config.yaml"
 INPUT_FILE = "input.json"
 MODEL_FILE = "model.keras"
 THRESHOLDS_FILE = "thresholds.json"
+CALIBRATION_FILE = "calibration.json"
 HISTORY_FILE = "history.csv"
 CURVES_FILE = "learning_curves.png"
 LR_FINDER_FILE = "lr_finder.png"
