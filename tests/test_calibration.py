@@ -16,6 +16,8 @@ from hpa_keras.runs.files import CALIBRATION_FILE
 from hpa_keras.scoring import Calibration, expected_calibration_error, fit_calibration
 from hpa_keras.scoring.calibration import (
     SHARED_TEMPERATURE,
+    cross_fit_folds,
+    cross_fitted_calibration,
     fit_isotonic,
     fit_platt,
     fit_temperature,
@@ -138,6 +140,54 @@ def test_cross_fitted_calibration_lowers_ece_on_held_out_data():
     before = expected_calibration_error(test_labels, test_probabilities)
     calibration = fit_calibration(fit_labels, fit_probabilities)
     after = expected_calibration_error(test_labels, calibration.apply(test_probabilities))
+    assert before.overall > 0.1
+    assert after.overall < 0.05
+    assert np.all(after.per_class < before.per_class)
+
+
+def test_cross_fit_folds_cut_every_image_into_one_fold():
+    parts = cross_fit_folds(23, folds=5, seed=3)
+    assert len(parts) == 5 and sorted(len(part) for part in parts) == [4, 4, 5, 5, 5]
+    np.testing.assert_array_equal(np.sort(np.concatenate(parts)), np.arange(23))
+    assert [part.tolist() for part in cross_fit_folds(23, 5, seed=3)] == [
+        part.tolist() for part in parts
+    ]
+    assert len(cross_fit_folds(3, folds=5)) == 3  # no more folds than images
+    with pytest.raises(InputError, match="at least 2 images"):
+        cross_fit_folds(1)
+    with pytest.raises(InputError, match="folds must be an integer of at least 2"):
+        cross_fit_folds(10, folds=1)
+
+
+def _miscalibrated(seed, size=900):
+    rng = np.random.default_rng(seed)
+    columns = [_scores(rng, size, rate, 2.0, temperature=0.35) for rate in (0.1, 0.3, 0.5)]
+    labels = np.stack([column[0] for column in columns], axis=1)
+    return labels, np.stack([column[1] for column in columns], axis=1)
+
+
+def test_cross_fitted_calibration_is_fit_calibration_on_the_other_folds():
+    labels, probabilities = _miscalibrated(8)
+    calibrated = cross_fitted_calibration(labels, probabilities, folds=3, seed=2)
+    assert calibrated.shape == probabilities.shape and calibrated.dtype == np.float64
+    for held_out in cross_fit_folds(len(labels), 3, seed=2):
+        others = np.setdiff1d(np.arange(len(labels)), held_out)
+        fitted = fit_calibration(labels[others], probabilities[others], folds=3, seed=2)
+        np.testing.assert_array_equal(calibrated[held_out], fitted.apply(probabilities[held_out]))
+    # An image's calibrated probability does not depend on its own label.
+    flipped = labels.copy()
+    flipped[0] = 1 - flipped[0]
+    again = cross_fitted_calibration(flipped, probabilities, folds=3, seed=2)
+    np.testing.assert_array_equal(again[0], calibrated[0])
+    # Methods pass through: the identity leaves the probabilities as they were.
+    unchanged = cross_fitted_calibration(labels, probabilities, method="identity")
+    np.testing.assert_array_equal(unchanged, probabilities)
+
+
+def test_cross_fitted_calibration_lowers_ece_of_a_miscalibrated_set():
+    labels, probabilities = _miscalibrated(9)
+    before = expected_calibration_error(labels, probabilities)
+    after = expected_calibration_error(labels, cross_fitted_calibration(labels, probabilities))
     assert before.overall > 0.1
     assert after.overall < 0.05
     assert np.all(after.per_class < before.per_class)

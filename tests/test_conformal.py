@@ -12,9 +12,11 @@ from hpa_keras.errors import InputError
 from hpa_keras.scoring import (
     ConformalThresholds,
     conformal_thresholds,
+    cross_fitted_coverage,
     empirical_coverage,
     label_sets,
 )
+from hpa_keras.scoring.calibration import cross_fit_folds
 from hpa_keras.scoring.conformal import conformal_rank
 
 CLASSES = 28
@@ -89,6 +91,39 @@ def test_class_guarantee_holds_per_class(model):
     # allows (1 / (n_k + 1) on average, plus the scatter of few test positives).
     assert np.all(recall[enough] >= coverage - 0.02), recall[enough]
     assert np.all(recall[enough] <= coverage + 1 / (expected_positives[enough] + 1) + 0.03)
+
+
+@pytest.mark.parametrize("model", ["calibrated", "miscalibrated"])
+def test_cross_fitted_coverage_reaches_the_rate_on_a_thousand_images(model):
+    labels, calibrated, miscalibrated = simulated(1000, seed=11)
+    probabilities = calibrated if model == "calibrated" else miscalibrated
+    measured = cross_fitted_coverage(labels, probabilities, 0.9)
+    assert measured.guarantee == "image" and measured.images == 1000
+    # Each fold's thresholds rest on 800 images; the pooled rate of 1000 images scatters
+    # by about sqrt(0.9 * 0.1 / 1000) ~ 0.01 around a mean within 0.9 + 1/801.
+    assert abs(measured.rate - 0.9) <= 0.03
+    assert 0 < measured.mean_set_size < CLASSES
+    rates = [cross_fitted_coverage(labels, probabilities, 0.9, seed=seed).rate for seed in (1, 2)]
+    assert all(abs(rate - 0.9) <= 0.03 for rate in rates)
+
+
+def test_cross_fitted_coverage_is_the_library_on_the_other_folds():
+    labels, _, probabilities = simulated(300, seed=12)
+    for guarantee in ("image", "class"):
+        measured = cross_fitted_coverage(labels, probabilities, 0.8, 4, 5, guarantee)
+        sets = np.zeros(labels.shape, dtype=bool)
+        for held_out in cross_fit_folds(len(labels), 4, seed=5):
+            others = np.setdiff1d(np.arange(len(labels)), held_out)
+            fitted = conformal_thresholds(labels[others], probabilities[others], 0.8, guarantee)
+            sets[held_out] = label_sets(probabilities[held_out], fitted)
+        expected = empirical_coverage(labels, sets, guarantee)
+        assert measured.rate == expected.rate
+        assert measured.mean_set_size == expected.mean_set_size
+        np.testing.assert_array_equal(measured.per_class, expected.per_class)
+    with pytest.raises(InputError, match="coverage must be in"):
+        cross_fitted_coverage(labels, probabilities, 1.5)
+    with pytest.raises(InputError, match="at least 2 images"):
+        cross_fitted_coverage(labels[:1], probabilities[:1])
 
 
 def test_image_threshold_is_the_hand_computed_quantile():

@@ -50,6 +50,10 @@ are from calibrated, per class and over all label decisions: equal-width bins of
 predicted probability of the positive label, each bin's |positive rate - mean
 probability| weighted by its share of the decisions.
 
+:func:`cross_fitted_calibration` calibrates a labelled set with maps fitted on the same
+set, each image by maps fitted without it: what calibration would gain on such data, for
+a report where no calibration was fitted elsewhere.
+
 This module imports numpy only; fitting imports scikit-learn and SciPy when called
 (slow to import, and reading or applying a calibration needs neither).
 """
@@ -619,6 +623,54 @@ def fit_calibration(
         else:
             classes.append(_chosen(name, *column, folds, seed, score, min_isotonic))
     return Calibration(classes=tuple(classes), **settings)
+
+
+def cross_fit_folds(count: int, folds: int = 5, seed: int = 0) -> list[np.ndarray]:
+    """The held-out indices of each fold: ``count`` images shuffled by ``seed`` and cut
+    into ``min(folds, count)`` folds of near-equal size (each image in exactly one).
+
+    Used to measure on a set something fitted on that same set: each image is scored by
+    what was fitted without it, so the figure is an honest guess of what a fit on other
+    images of the same kind would give.
+    """
+    if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or folds < 2:
+        raise InputError(f"folds must be an integer of at least 2, got {folds!r}")
+    if count < 2:
+        raise InputError(f"cross-fitting needs at least 2 images, got {count}")
+    order = np.random.default_rng(seed).permutation(count)
+    return [np.sort(part) for part in np.array_split(order, min(int(folds), count))]
+
+
+def cross_fitted_calibration(
+    labels, probabilities, folds: int = 5, seed: int = 0, **options
+) -> np.ndarray:
+    """Calibrated probabilities of a labelled set, each image's by maps fitted without it.
+
+    Shows what calibration would gain on data like this when no calibration was fitted
+    elsewhere: maps fitted on all images and applied to the same images would score
+    themselves on what they learned. Here the images are cut into folds
+    (:func:`cross_fit_folds`); :func:`fit_calibration` is fitted on all folds but one
+    (with ``options``, e.g. ``method``) and applied to the one left out.
+
+    Returns:
+        ``(N, C)`` float64 calibrated probabilities, in the order of ``probabilities``.
+    """
+    # lazy: comes with scikit-learn, which fitting imports anyway
+    from threadpoolctl import threadpool_limits
+
+    labels, probabilities = _check_pair(labels, probabilities)
+    calibrated = np.empty_like(probabilities)
+    everything = np.arange(len(labels))
+    # Thousands of fits of one or two parameters: threaded BLAS inside SciPy's L-BFGS-B
+    # only adds its start-up cost to each (many times the fit itself on a busy machine).
+    with threadpool_limits(limits=1, user_api="blas"):
+        for held_out in cross_fit_folds(len(labels), folds, seed):
+            fitted = np.setdiff1d(everything, held_out, assume_unique=True)
+            calibration = fit_calibration(
+                labels[fitted], probabilities[fitted], folds=folds, seed=seed, **options
+            )
+            calibrated[held_out] = calibration.apply(probabilities[held_out])
+    return calibrated
 
 
 def _forced(method: str, name: str, labels: np.ndarray, probabilities: np.ndarray):

@@ -55,6 +55,10 @@ Scores are compared in probability space (``p_k >= 1 - q``, the threshold being
 a calibration probability itself), so ``probabilities >= thresholds``
 reproduces the calibration cut exactly, with no rounding of ``1 - (1 - p)``.
 Ties at the cut only add labels, so they keep the promise.
+
+:func:`cross_fitted_coverage` measures the rate on a labelled set with no separate
+calibration set: thresholds fitted on all folds but one, sets of the fold left out,
+pooled (what ``hpa-keras evaluate`` prints).
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hpa_keras.errors import InputError
+from hpa_keras.scoring.calibration import cross_fit_folds
 
 GUARANTEES = ("image", "class")
 # Threshold of a class included on every image: every probability is >= 0.
@@ -302,6 +307,40 @@ def empirical_coverage(labels, sets, guarantee: str = "image") -> EmpiricalCover
         mean_set_size=float(chosen.sum(axis=1).mean()),
         images=len(truth),
     )
+
+
+def cross_fitted_coverage(
+    labels,
+    probabilities,
+    coverage: float = 0.9,
+    folds: int = 5,
+    seed: int = 0,
+    guarantee: str = "image",
+) -> EmpiricalCoverage:
+    """The rate conformal label sets reach on a labelled set, fitted on that same set.
+
+    Thresholds fitted on a set and measured on it would count the set's own images in
+    their quantile; here the images are cut into folds
+    (:func:`~hpa_keras.scoring.calibration.cross_fit_folds`), thresholds are fitted by
+    :func:`conformal_thresholds` on all folds but one and the label sets of the fold left
+    out come from them; the sets of all folds are then measured together by
+    :func:`empirical_coverage`. It says what sets calibrated on images like these would
+    reach on new ones (each fold's thresholds rest on ``(K - 1) / K`` of the images, so
+    slightly fewer than a fit on all of them).
+
+    Returns:
+        :class:`EmpiricalCoverage` of the pooled sets (``images``: all of them).
+    """
+    coverage = _check_coverage(coverage, "coverage")
+    guarantee = _check_guarantee(guarantee, "guarantee")
+    truth, scores = _check_pair(labels, probabilities)
+    sets = np.zeros(truth.shape, dtype=bool)
+    everything = np.arange(len(truth))
+    for held_out in cross_fit_folds(len(truth), folds, seed):
+        fitted = np.setdiff1d(everything, held_out, assume_unique=True)
+        conformal = conformal_thresholds(truth[fitted], scores[fitted], coverage, guarantee)
+        sets[held_out] = label_sets(scores[held_out], conformal)
+    return empirical_coverage(truth, sets, guarantee)
 
 
 def _conformal_cut(conformity: np.ndarray, coverage: float) -> float | None:
