@@ -19,8 +19,10 @@ def add_evaluate(commands) -> None:
         help="score a run on labeled data: per-class table, plots, HTML report",
         description="Predict labeled data with one run (or a cv folder) and its thresholds and "
         "write per-class precision, recall, F1, support, threshold and ROC AUC (classes.csv, "
-        "report.txt), macro and micro F1 (summary.json), plots and one self-contained "
-        "report.html. Without --fold, a run evaluated on the TFRecords it was trained on is "
+        "report.txt), macro and micro F1 and expected calibration error (summary.json), plots "
+        "(a reliability diagram among them), the most uncertain images and one self-contained "
+        "report.html; print the coverage of 90% conformal label sets cross-fitted on the "
+        "set. Without --fold, a run evaluated on the TFRecords it was trained on is "
         "scored on its validation fold, and a cv folder on its out-of-fold predictions.",
     )
     add_run_input_arguments(
@@ -75,7 +77,7 @@ def run_evaluate(arguments) -> None:
     from hpa_keras.inference.evaluate import evaluate_runs
     from hpa_keras.reports.html import write_report
     from hpa_keras.reports.tables import evaluation_table
-    from hpa_keras.scoring.evaluation import summary_line
+    from hpa_keras.scoring.evaluation import coverage_line, summary_line
 
     evaluation = evaluate_runs(
         arguments.run,
@@ -92,6 +94,7 @@ def run_evaluate(arguments) -> None:
     history = expand_runs(arguments.run)[0][0] / HISTORY_FILE
     written = write_report(evaluation, arguments.out, history=history)
     print(summary_line(evaluation))
+    print(coverage_line(evaluation))
     print(f"wrote {written['report.html']} and {len(written) - 1} more files in {arguments.out}")
     for message in evaluation.warnings():
         warn(message)

@@ -10,6 +10,14 @@ thresholds for every class, and ``python benchmarks/bench_metrics.py``
 shows the vectorized count to be many times faster than calling
 scikit-learn 101 times.
 
+How far the probabilities are from meaning what they say is scored too: expected
+calibration error per class and overall (:mod:`hpa_keras.scoring.calibration`).
+No calibration is stored in runs yet, so what calibration and conformal label
+sets would reach on such data is measured by cross-fitting on the evaluated set
+itself (:meth:`Evaluation.cross_fitted_probabilities`,
+:meth:`Evaluation.label_set_coverage`): each image scored by what was fitted
+without it.
+
 :class:`Evaluation` holds the labels and probabilities of one scored set;
 :func:`hpa_keras.inference.evaluate.evaluate_runs` predicts and scores in one
 call, and :mod:`hpa_keras.reports.html` turns an :class:`Evaluation` into
@@ -24,10 +32,23 @@ import numpy as np
 import pandas as pd
 
 from hpa_keras.classes import CLASS_NAMES
+from hpa_keras.scoring.calibration import (
+    CalibrationError,
+    cross_fitted_calibration,
+    expected_calibration_error,
+)
+from hpa_keras.scoring.conformal import EmpiricalCoverage, cross_fitted_coverage
 from hpa_keras.scoring.metrics import f1_per_class
 from hpa_keras.scoring.thresholds import labels_per_image_warning
+from hpa_keras.scoring.uncertainty import most_uncertain, predictive_entropy
 
 THRESHOLD_GRID = np.round(np.linspace(0.0, 1.0, 101), 2)
+# Cross-fitting on the evaluated set itself (calibration maps, conformal thresholds): the
+# folds and their seed, so that a report and a printed line give the same figures.
+CROSS_FIT_FOLDS = 5
+CROSS_FIT_SEED = 0
+LABEL_SET_COVERAGE = 0.9
+UNCERTAIN_IMAGES = 10
 
 
 def precision_recall_f1(labels, predicted) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -91,10 +112,15 @@ class Evaluation:
     details: dict = field(default_factory=dict)
 
     def __setattr__(self, name, value):
-        # Any new labels, probabilities or thresholds invalidate the cached class table.
+        # Any new labels, probabilities or thresholds invalidate what was computed from them.
         super().__setattr__(name, value)
-        if name != "_table":
-            super().__setattr__("_table", None)
+        if not name.startswith("_"):
+            super().__setattr__("_cache", {})
+
+    def _cached(self, key, compute):
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]
 
     def __post_init__(self):
         self.labels = np.asarray(self.labels, dtype=np.float32)
@@ -116,11 +142,9 @@ class Evaluation:
 
     def class_table(self) -> pd.DataFrame:
         """One row per class: support, predicted count, precision, recall, F1, F1 at 0.5,
-        threshold, ROC AUC. Computed once (the report asks for it several times); a copy
-        is returned."""
-        if self._table is None:
-            self._table = self._compute_class_table()
-        return self._table.copy()
+        threshold, ROC AUC, expected calibration error. Computed once (the report asks for
+        it several times); a copy is returned."""
+        return self._cached("table", self._compute_class_table).copy()
 
     def _compute_class_table(self) -> pd.DataFrame:
         precision, recall, f1 = precision_recall_f1(self.labels, self.predicted)
@@ -136,6 +160,67 @@ class Evaluation:
                 "f1_at_0.5": f1_per_class(self.labels, self.probabilities >= 0.5),
                 "threshold": self.thresholds,
                 "roc_auc": roc_auc_per_class(self.labels, self.probabilities),
+                "ece": self._calibration_error().per_class,
+            }
+        )
+
+    def _calibration_error(self) -> CalibrationError:
+        """ECE of the probabilities as predicted, per class and overall."""
+        return self._cached(
+            "ece", lambda: expected_calibration_error(self.labels, self.probabilities)
+        )
+
+    def cross_fitted_probabilities(self) -> np.ndarray | None:
+        """The probabilities calibrated by maps fitted on this same set, each image's by maps
+        fitted without it (:func:`~hpa_keras.scoring.calibration.cross_fitted_calibration`):
+        what calibration could gain on data like this, when the run stores none. ``None``
+        with fewer than two images. Computed once."""
+        if len(self.labels) < 2:
+            return None
+        return self._cached(
+            "calibrated",
+            lambda: cross_fitted_calibration(
+                self.labels, self.probabilities, folds=CROSS_FIT_FOLDS, seed=CROSS_FIT_SEED
+            ),
+        )
+
+    def cross_fitted_ece(self) -> float:
+        """Overall ECE of :meth:`cross_fitted_probabilities` (NaN with fewer than two images)."""
+        calibrated = self.cross_fitted_probabilities()
+        if calibrated is None:
+            return float("nan")
+        return expected_calibration_error(self.labels, calibrated).overall
+
+    def label_set_coverage(self, coverage: float = LABEL_SET_COVERAGE) -> EmpiricalCoverage | None:
+        """The rate conformal label sets promising ``coverage`` of images reach here, cross-
+        fitted on this set (:func:`~hpa_keras.scoring.conformal.cross_fitted_coverage`).
+        ``None`` with fewer than two images."""
+        if len(self.labels) < 2:
+            return None
+        return self._cached(
+            ("coverage", coverage),
+            lambda: cross_fitted_coverage(
+                self.labels, self.probabilities, coverage,
+                folds=CROSS_FIT_FOLDS, seed=CROSS_FIT_SEED,
+            ),
+        )  # fmt: skip
+
+    def uncertain_table(self, count: int = UNCERTAIN_IMAGES) -> pd.DataFrame:
+        """The ``count`` images with the highest predictive entropy (most unsure first): id,
+        entropy (bits, averaged over classes), true and predicted labels as space-separated
+        class numbers (the challenge's ``Target`` form)."""
+        entropy = predictive_entropy(self.probabilities)
+        chosen = most_uncertain(entropy, count)
+
+        def numbers(rows):
+            return [" ".join(map(str, np.flatnonzero(row))) for row in rows]
+
+        return pd.DataFrame(
+            {
+                "id": [self.ids[index] for index in chosen],
+                "entropy": entropy[chosen],
+                "labels": numbers(self.labels[chosen] > 0),
+                "predicted": numbers(self.predicted[chosen]),
             }
         )
 
@@ -159,6 +244,7 @@ class Evaluation:
             "classes_with_auc": int(len(areas)),
             "classes_present": int((table["support"] > 0).sum()),
             "classes_f1_zero": int((table["f1"] == 0).sum()),
+            "ece": self._calibration_error().overall,
             **self.details,
         }
 
@@ -176,7 +262,8 @@ class Evaluation:
 
 
 def summary_line(evaluation: Evaluation, what: str = "images") -> str:
-    """One line: how many images (which folds), macro F1 (tuned and at 0.5), micro F1, AUC."""
+    """One line: how many images (which folds), macro F1 (tuned and at 0.5), micro F1, AUC,
+    expected calibration error."""
     summary = evaluation.summary()
     folds, sources = summary.get("folds"), summary.get("sources")
     parts = []
@@ -189,5 +276,17 @@ def summary_line(evaluation: Evaluation, what: str = "images") -> str:
     return (
         f"{summary['samples']} {what}{where}: macro F1 {summary['macro_f1']:.3f} "
         f"(at 0.5: {summary['macro_f1_at_0.5']:.3f}), micro F1 {summary['micro_f1']:.3f}, "
-        f"mean ROC AUC {summary['mean_roc_auc']:.3f}"
+        f"mean ROC AUC {summary['mean_roc_auc']:.3f}, ECE {summary['ece']:.3f}"
+    )
+
+
+def coverage_line(evaluation: Evaluation, coverage: float = LABEL_SET_COVERAGE) -> str:
+    """What conformal label sets promising ``coverage`` of images reach on this set,
+    cross-fitted on it, and how many labels they hold."""
+    measured = evaluation.label_set_coverage(coverage)
+    if measured is None:
+        return f"label sets at {coverage:.0%}: not measured (fewer than two images)"
+    return (
+        f"label sets at {coverage:.0%}: cover {measured.rate:.2f} of images, "
+        f"{measured.mean_set_size:.1f} labels on average (cross-fitted on this set)"
     )
