@@ -124,3 +124,59 @@ def test_cam_figure_has_a_colour_bar_and_grey_channels_under_the_map():
     row = pixels[top, int(box.x0) + 2 : int(box.x1) - 2]
     assert np.ptp(row[:, 0] - row[:, 2]) > 100  # from grey (R = B) to jet's red (R >> B)
     plt.close(figure)
+
+
+def test_reliability_figure_draws_both_curves_from_the_library():
+    from hpa_keras.reports.evaluation import reliability_figure
+    from hpa_keras.reports.figures import plt
+    from hpa_keras.scoring.calibration import expected_calibration_error, reliability_curve
+
+    rng = np.random.default_rng(4)
+    labels = (rng.random((150, 6)) < np.linspace(0.05, 0.5, 6)).astype(float)
+    probabilities = np.clip(labels * 0.5 + rng.random((150, 6)) * 0.5, 0, 1) ** 2
+    evaluation = _evaluation(labels, probabilities)
+    figure = reliability_figure(evaluation, bins=10)
+    top, bottom = figure.axes
+    names = [text.get_text() for text in top.get_legend().get_texts()]
+    before = expected_calibration_error(labels, probabilities, bins=10).overall
+    calibrated = evaluation.cross_fitted_probabilities()
+    after = expected_calibration_error(labels, calibrated, bins=10).overall
+    assert names == [
+        "perfect calibration",
+        f"as predicted: ECE {before:.3f}",
+        f"calibrated (cross-fitted on this set): ECE {after:.3f}",
+    ]
+    assert f"ECE {before:.3f} as predicted, {after:.3f} calibrated" in top.get_title()
+    for line, values in zip(top.get_lines()[1:], (probabilities, calibrated), strict=True):
+        curve = reliability_curve(labels, values, bins=10)
+        filled = curve.counts > 0
+        np.testing.assert_allclose(line.get_xdata(), curve.mean_predicted[filled])
+        np.testing.assert_allclose(line.get_ydata(), curve.observed[filled])
+    heights = sorted(bar.get_height() for bar in bottom.patches)
+    expected = [reliability_curve(labels, values, bins=10).counts for values in
+                (probabilities, calibrated)]  # fmt: skip
+    assert heights == sorted(count for counts in expected for count in counts if count)
+    assert top.get_ylabel() and bottom.get_xlabel() and bottom.get_ylabel()
+    plt.close(figure)
+    alone = reliability_figure(evaluation, calibrated=False)
+    assert len(alone.axes[0].get_lines()) == 2  # the diagonal and the curve as predicted
+    plt.close(alone)
+
+
+def test_uncertain_table_lists_the_highest_entropy_first():
+    from hpa_keras.scoring.uncertainty import predictive_entropy
+
+    rng = np.random.default_rng(5)
+    labels = (rng.random((30, 4)) < 0.3).astype(float)
+    probabilities = rng.random((30, 4))
+    evaluation = _evaluation(labels, probabilities)
+    table = evaluation.uncertain_table(count=5)
+    assert list(table.columns) == ["id", "entropy", "labels", "predicted"]
+    entropy = predictive_entropy(probabilities)
+    order = np.argsort(-entropy)[:5]
+    assert table["id"].tolist() == [str(index) for index in order]
+    np.testing.assert_allclose(table["entropy"], entropy[order])
+    first = order[0]
+    assert table["labels"][0] == " ".join(map(str, np.flatnonzero(labels[first])))
+    assert table["predicted"][0] == " ".join(map(str, np.flatnonzero(probabilities[first] >= 0.5)))
+    assert len(evaluation.uncertain_table()) == 10

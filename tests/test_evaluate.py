@@ -17,12 +17,16 @@ from hpa_keras.inference.evaluate import evaluate_runs
 from hpa_keras.inference.predict import predict_runs
 from hpa_keras.reports.html import write_report
 from hpa_keras.reports.tables import evaluation_table
+from hpa_keras.scoring.calibration import cross_fitted_calibration, expected_calibration_error
+from hpa_keras.scoring.conformal import cross_fitted_coverage
 from hpa_keras.scoring.evaluation import (
     Evaluation,
+    coverage_line,
     f1_threshold_curves,
     micro_f1,
     precision_recall_f1,
     roc_auc_per_class,
+    summary_line,
 )
 
 
@@ -84,12 +88,37 @@ def test_evaluation_table_and_summary_equal_scikit_learn():
         roc_auc_score(labels[:, present], scores[:, present], average="macro")
     )
     assert summary["classes_with_auc"] == NUM_CLASSES - 2
+    error = expected_calibration_error(labels, scores)
+    np.testing.assert_allclose(table["ece"], error.per_class, rtol=1e-6)
+    assert summary["ece"] == pytest.approx(error.overall, rel=1e-6)
+    assert list(table.columns)[-2:] == ["roc_auc", "ece"]  # the older columns keep their places
     text = evaluation_table(evaluation.class_table(), summary)
     assert f"{summary['macro_f1']:.3f}" in text.splitlines()[-2].split()
     assert text.splitlines()[-1].split()[:2] == ["micro", "F1"]
     assert "n/a" in text.splitlines()[1 + 3]  # class 3 is absent: no ROC AUC
     evaluation.thresholds = np.full(NUM_CLASSES, 0.5)  # a change recomputes the table
     np.testing.assert_allclose(evaluation.class_table()["f1"], table["f1_at_0.5"])
+
+
+def test_cross_fitted_figures_and_printed_lines_come_from_the_library():
+    labels, scores, thresholds = random_case(seed=6, samples=200)
+    evaluation = Evaluation([f"id{i}" for i in range(len(labels))], labels, scores, thresholds)
+    calibrated = cross_fitted_calibration(labels, scores, folds=5, seed=0)
+    np.testing.assert_allclose(evaluation.cross_fitted_probabilities(), calibrated, rtol=1e-6)
+    assert evaluation.cross_fitted_ece() == pytest.approx(
+        expected_calibration_error(labels, calibrated).overall, rel=1e-6
+    )
+    measured = cross_fitted_coverage(labels, scores, 0.9, folds=5, seed=0)
+    assert evaluation.label_set_coverage().rate == measured.rate
+    line = coverage_line(evaluation)
+    assert line == (
+        f"label sets at 90%: cover {measured.rate:.2f} of images, "
+        f"{measured.mean_set_size:.1f} labels on average (cross-fitted on this set)"
+    )
+    assert summary_line(evaluation).endswith(f"ECE {evaluation.summary()['ece']:.3f}")
+    single = Evaluation(["a"], labels[:1], scores[:1], thresholds)
+    assert single.cross_fitted_probabilities() is None and np.isnan(single.cross_fitted_ece())
+    assert "not measured" in coverage_line(single)
 
 
 def test_threshold_curves_are_f1_at_each_threshold():
@@ -117,18 +146,34 @@ def test_report_files_and_embedded_plots(tmp_path):
         }
     ).to_csv(history, index=False)
     written = write_report(evaluation, tmp_path / "report", history=history)
-    for name in ("f1_vs_frequency.png", "f1_vs_threshold.png", "labels.png", "learning_curves.png"):
+    figures = ("f1_vs_frequency.png", "f1_vs_threshold.png", "reliability.png", "labels.png")
+    for name in (*figures, "learning_curves.png"):
         image = cv2.imread(str(written[name]))
         assert image is not None and image.shape[0] > 300 and image.shape[1] > 400, name
     page = written["report.html"].read_text()
     embedded = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
-    assert len(embedded) == 4
+    assert len(embedded) == 5
     assert 'src="http' not in page and "<link" not in page  # self-contained
-    assert page.count("<tr>") == NUM_CLASSES + 1
+    # The per-class table (a header and a row per class) and the 10 most uncertain images.
+    assert page.count("<tr>") == NUM_CLASSES + 1 + 11
+    assert "cross-fitted" in page and "stores no calibration" in page
+    measured = evaluation.label_set_coverage()
+    assert f"cover {measured.rate:.2f} of its images with {measured.mean_set_size:.1f}" in page
     table = pd.read_csv(written["classes.csv"])
     np.testing.assert_allclose(table["f1"], evaluation.class_table()["f1"], atol=1e-6)
+    np.testing.assert_allclose(table["ece"], evaluation.class_table()["ece"], atol=1e-6)
     summary = json.loads(written["summary.json"].read_text())
     assert summary["macro_f1"] == pytest.approx(evaluation.summary()["macro_f1"])
+    assert summary["ece"] == pytest.approx(evaluation.summary()["ece"])
+    cross_fitted = summary["cross_fitted_on_this_set"]
+    assert cross_fitted["ece_calibrated"] == pytest.approx(evaluation.cross_fitted_ece())
+    assert cross_fitted["label_sets"]["rate"] == evaluation.label_set_coverage().rate
+    assert cross_fitted["label_sets"]["promised"] == 0.9
+    uncertain = pd.read_csv(written["most_uncertain.csv"], dtype={"labels": str, "predicted": str})
+    assert list(uncertain.columns) == ["id", "entropy", "labels", "predicted"]
+    assert uncertain["id"].tolist() == evaluation.uncertain_table()["id"].tolist()
+    for identifier in uncertain["id"]:
+        assert f"<td class='name'>{identifier}</td>" in page
     assert not list((tmp_path / "report").glob("*.tmp*"))
 
 
@@ -207,7 +252,14 @@ def test_cli_evaluate_writes_the_report_and_refuses_unlabeled_data(
     )
     output = capsys.readouterr().out
     assert status == 0
-    assert re.search(r"images \(fold 0\): macro F1 \d\.\d{3}", output)
+    assert re.search(r"images \(fold 0\): macro F1 \d\.\d{3}.*, ECE \d\.\d{3}\n", output)
+    assert re.search(
+        r"\nlabel sets at 90%: cover \d\.\d\d of images, \d+\.\d labels on average "
+        r"\(cross-fitted on this set\)\n",
+        output,
+    )
+    assert (tmp_path / "report" / "reliability.png").is_file()
+    assert (tmp_path / "report" / "most_uncertain.csv").is_file()
     assert (tmp_path / "report" / "report.html").is_file()
     assert (tmp_path / "report" / "learning_curves.png").is_file()
     # Thresholds of 0 mark every class of every image: 28 labels per image, warned on stderr.

@@ -1,4 +1,5 @@
-"""Evaluation figures: which classes fail, how F1 moves with the threshold, the label mix.
+"""Evaluation figures: which classes fail, how F1 moves with the threshold, the label mix,
+how far the probabilities are from calibrated.
 
 Each function takes an :class:`~hpa_keras.scoring.evaluation.Evaluation`
 (or labels) and returns a matplotlib figure; :mod:`hpa_keras.reports.html`
@@ -11,6 +12,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from matplotlib.transforms import Bbox
 
 from hpa_keras.reports.figures import plt
+from hpa_keras.scoring.calibration import DEFAULT_BINS, reliability_curve
 from hpa_keras.scoring.evaluation import THRESHOLD_GRID, Evaluation
 
 
@@ -247,5 +249,61 @@ def label_distribution_figure(labels, class_names, title="Labels of the evaluate
     right.set_title(f"Labels per image (mean {per_image.mean():.2f})" if len(per_image) else "")
     right.grid(alpha=0.3, axis="y")
     figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+def reliability_figure(evaluation: Evaluation, bins: int = DEFAULT_BINS, calibrated: bool = True):
+    """Reliability diagram over all label decisions (images x classes), as predicted and,
+    with ``calibrated``, after calibration cross-fitted on the evaluated set.
+
+    Top: in each of ``bins`` equal-width bins of predicted probability, the share of
+    decisions that are true labels against the bin's mean probability; on the diagonal a
+    probability means what it says. Bottom: the decisions in each bin (log scale: most
+    decisions of a multi-label set are confident negatives, and a few points of the curve
+    rest on a handful of decisions). The calibrated curve is
+    :meth:`~hpa_keras.scoring.evaluation.Evaluation.cross_fitted_probabilities`, named as
+    such: it shows what calibration could gain on data like this, not a calibration the
+    run holds.
+    """
+
+    curves = [("as predicted", evaluation.probabilities, "tab:blue", "o")]
+    corrected = evaluation.cross_fitted_probabilities() if calibrated else None
+    if corrected is not None:
+        curves.append(("calibrated (cross-fitted on this set)", corrected, "tab:orange", "s"))
+    figure, (top, bottom) = plt.subplots(
+        2, 1, figsize=(6.4, 7.6), sharex=True, gridspec_kw={"height_ratios": [3, 1.1]}
+    )
+    top.plot([0, 1], [0, 1], color="0.5", linestyle="--", linewidth=1, label="perfect calibration")
+    width = 1.0 / bins / (len(curves) + 0.5)
+    errors = []
+    for number, (name, probabilities, colour, marker) in enumerate(curves):
+        curve = reliability_curve(evaluation.labels, probabilities, bins=bins)
+        errors.append(curve.error)
+        filled = curve.counts > 0
+        top.plot(
+            curve.mean_predicted[filled], curve.observed[filled], marker=marker, markersize=5,
+            color=colour, linewidth=1.4, label=f"{name}: ECE {curve.error:.3f}",
+        )  # fmt: skip
+        offset = (number - (len(curves) - 1) / 2) * width
+        bottom.bar(
+            curve.centers[filled] + offset, curve.counts[filled], width=width, color=colour,
+            alpha=0.8, label=name,
+        )  # fmt: skip
+    top.set_xlim(0, 1)
+    top.set_ylim(-0.02, 1.02)
+    top.set_ylabel("observed share of true labels")
+    top.grid(alpha=0.3)
+    top.legend(loc="upper left", fontsize=8)
+    bottom.set_yscale("log")
+    bottom.set_xlabel(f"mean predicted probability ({bins} equal-width bins)")
+    bottom.set_ylabel("label decisions")
+    bottom.set_title("label decisions per bin", fontsize=9)
+    bottom.grid(alpha=0.3, axis="y", which="major")
+    title = f"Reliability over {evaluation.labels.size:,} label decisions\n"
+    title += f"ECE {errors[0]:.3f} as predicted"
+    if len(errors) > 1:
+        title += f", {errors[1]:.3f} calibrated (cross-fitted on this set)"
+    top.set_title(title, fontsize=10)
     figure.tight_layout()
     return figure
