@@ -3,7 +3,11 @@
 Training: the fold's shard files are shuffled and read in parallel
 (``interleave``, ``deterministic=False``), serialized records are shuffled in
 a bounded buffer, decoded in parallel (``png``: only the channels asked
-for), optionally resized and randomly cropped, and batched. Conversion to
+for), optionally resized and randomly cropped, and batched. With
+``deterministic=True`` (``fit --deterministic``) the parallel steps hand on
+their elements in the order they came in (``tf.data.Options.deterministic``),
+so the same seed gives the same batches, at a cost: a record slow to read or
+decode holds back those behind it. Conversion to
 float and normalization work on whole batches. Every step uses ``AUTOTUNE``
 and the end is prefetched. (Parsing and decoding ``raw`` records a batch at
 a time was measured too: slower than per-record decoding spread over the
@@ -119,6 +123,7 @@ def load_dataset(
     process_count: int = 1,
     process_index: int = 0,
     data_service: str | None = None,
+    deterministic: bool = False,
 ) -> tf.data.Dataset:
     """A dataset of ``(images, multi_hot_labels)``, or ``(images, ids)`` when unlabeled.
 
@@ -153,6 +158,11 @@ def load_dataset(
             the reading, decoding, cropping and ``augment`` of training data on
             its workers (see :mod:`hpa_keras.data.service`); evaluation data is
             read here, in its fixed order.
+        deterministic: training batches in an order fixed by ``seed``: files read in
+            turn and records decoded and cropped in order (evaluation order is always
+            fixed). The crops draw from a stateful random op, so their values repeat
+            only where TensorFlow's op determinism is on too, as ``fit
+            --deterministic`` turns it on: it runs that map serially.
 
     Images are ``(batch, size, size, len(channels))`` (``crop`` in training),
     float32 (uint8 or uint16 with ``normalization="none"``); labels float32
@@ -170,16 +180,23 @@ def load_dataset(
     indices = [CHANNELS.index(name) for name in names]
     repeat = training if repeat is None else repeat
 
-    dataset = _decoded_fields(files, manifest, indices, size, training, cache, shuffle_buffer, seed)
+    ordered = deterministic or not training
+    dataset = _decoded_fields(
+        files, manifest, indices, size, training, cache, shuffle_buffer, seed, ordered
+    )
     if training and crop is not None and crop < size:
-        dataset = _random_crops(dataset, (crop, crop, len(indices)), seed)
+        dataset = _random_crops(dataset, (crop, crop, len(indices)), seed, ordered)
     counted = not repeat and not (data_service is not None and training)
     dataset = _batched(dataset, batch_size, training, repeat, shards if counted else None)
-    dataset = _finished_batches(dataset, manifest, names, normalization, training, augment)
+    dataset = _finished_batches(dataset, manifest, names, normalization, training, ordered, augment)
     if data_service is not None and training:
         from hpa_keras.data.service import distribute_over  # lazy: imports TensorFlow
 
         dataset = distribute_over(dataset, data_service)
+    if deterministic:  # also the steps that take no deterministic argument (augment's map)
+        options = tf.data.Options()
+        options.deterministic = True
+        dataset = dataset.with_options(options)
     return dataset.prefetch(AUTOTUNE)
 
 
@@ -198,15 +215,16 @@ def _shards_to_read(tfrecord_dir, manifest, folds, sources, process_count, proce
     return process_share(shards, process_count, process_index)
 
 
-def _decoded_fields(files, manifest, indices, size, training, cache, shuffle_buffer, seed):
+def _decoded_fields(files, manifest, indices, size, training, cache, shuffle_buffer, seed, ordered):
     """The records of ``files`` decoded one by one to ``(image, target)`` at ``size``, with
     the channels at ``indices``; in training, shuffled (before decoding unless ``cache``,
-    so the buffer holds serialized records) and read without a fixed order."""
-    dataset = _record_stream(files, training, seed)
+    so the buffer holds serialized records) and, unless ``ordered``, read and decoded
+    without a fixed order."""
+    dataset = _record_stream(files, training, seed, ordered)
     if not cache:  # shuffle serialized records: the buffer costs their size, no more
         dataset = _shuffle(dataset, training, shuffle_buffer, seed)
     decoder = _make_single_decoder(manifest, indices, size)
-    dataset = dataset.map(decoder, num_parallel_calls=AUTOTUNE, deterministic=not training)
+    dataset = dataset.map(decoder, num_parallel_calls=AUTOTUNE, deterministic=ordered)
     if cache:
         dataset = _shuffle(dataset.cache(), training, shuffle_buffer, seed)
     return dataset
@@ -228,20 +246,21 @@ def _batched(dataset, batch_size, training, repeat, shards):
     return dataset
 
 
-def _random_crops(dataset, window, seed):
+def _random_crops(dataset, window, seed, ordered):
     """A random ``window`` (height, width, channels) of each decoded field."""
     return dataset.map(
         lambda image, target: (tf.image.random_crop(image, window, seed=seed), target),
         num_parallel_calls=AUTOTUNE,
-        deterministic=False,
+        deterministic=ordered,
     )
 
 
-def _finished_batches(dataset, manifest, names, normalization, training, augment):
-    """Batches brought to ``normalization`` and, in training, through ``augment``."""
+def _finished_batches(dataset, manifest, names, normalization, training, ordered, augment):
+    """Batches brought to ``normalization`` (in their order when ``ordered``) and, in
+    training, through ``augment``."""
     finish = _make_finisher(manifest, names, normalization)
     if finish is not None:
-        dataset = dataset.map(finish, num_parallel_calls=AUTOTUNE, deterministic=not training)
+        dataset = dataset.map(finish, num_parallel_calls=AUTOTUNE, deterministic=ordered)
     if augment is not None and training:
         dataset = dataset.map(
             lambda images, target: (augment(images, training=True), target),
@@ -386,7 +405,10 @@ def check_shard_files(paths, shards) -> None:
             )
 
 
-def _record_stream(files, training, seed):
+def _record_stream(files, training, seed, ordered):
+    """Serialized records: in evaluation the files one after another; in training the files
+    shuffled and read several at once, their records taken in turn when ``ordered``, else
+    as they arrive."""
     if not training:  # one file after another: a fixed order, each record once
         return tf.data.TFRecordDataset(files, buffer_size=READ_BUFFER_BYTES)
     return (
@@ -396,7 +418,7 @@ def _record_stream(files, training, seed):
             lambda path: tf.data.TFRecordDataset(path, buffer_size=READ_BUFFER_BYTES),
             cycle_length=min(len(files), 8),
             num_parallel_calls=AUTOTUNE,
-            deterministic=False,
+            deterministic=ordered,
         )
     )
 
