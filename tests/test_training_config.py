@@ -39,12 +39,14 @@ FLAT_DEFAULTS = {
     "strategy": "default", "distributed": False, "data_service": None, "tensorboard": True,
     "verbose": 2, "print_table": False,
 }  # fmt: skip
+# Settings added since, with the defaults that keep runs as they were.
+ADDED_SINCE = {"deterministic": False}  # issue 25
 
 
 def test_the_grouped_config_has_the_flat_fields_and_defaults_of_before():
     config = TrainingConfig()
-    assert config.to_dict() == FLAT_DEFAULTS
-    assert len(dataclasses.fields(TrainingConfig)) == len(FLAT_DEFAULTS)
+    assert config.to_dict() == {**FLAT_DEFAULTS, **ADDED_SINCE}
+    assert len(dataclasses.fields(TrainingConfig)) == len(FLAT_DEFAULTS) + len(ADDED_SINCE)
     assert config.lr == 0.001 and TrainingConfig(lr=0.01).lr == 0.01  # flat access
 
 

@@ -340,6 +340,11 @@ class RuntimeSettings(_SettingsGroup):
         None, "run folder", default_text="runs/MODEL-foldK", metavar="RUN_DIR"
     )
     seed: int = setting(0, "seed of weights, shuffles and augmentation")
+    deterministic: bool = setting(
+        False,
+        "the same seed repeats the run exactly: TensorFlow's op determinism and an input "
+        "pipeline in a fixed order (slower data)",
+    )
     mixed_precision: bool = setting(False, "mixed_float16 on GPU, mixed_bfloat16 on CPU")
     strategy: str = setting(
         "default",
@@ -479,6 +484,12 @@ class TrainingConfig(
             ),
             "a bag's cells are whole crops, seen once each",
         )  # fmt: skip
+        self._refuse_together(
+            "deterministic",
+            self.deterministic,
+            (("data_service", self.data_service),),
+            "a tf.data service's workers hand out batches in the order they finish them",
+        )
         self._refuse_together(
             "distributed",
             self.distributed,

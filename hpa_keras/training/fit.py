@@ -110,6 +110,7 @@ def opening_line(config: TrainingConfig, manifest: dict, config_file=None) -> st
         f"(fold{'s' if len(folds) > 1 else ''} {', '.join(map(str, folds))}), "
         f"{validation_count} validation {what} ({where}); "
         + (f"settings from {config_file}" if config_file else "default settings")
+        + (f"; deterministic (seed {config.seed}; slower data)" if config.deterministic else "")
         + f"; into {config.run_dir}"
     )
 
@@ -239,6 +240,7 @@ class _Run:
                 seed=config.seed,
                 crop=config.crop,
                 data_service=config.data_service,
+                deterministic=config.deterministic,
                 **common,
             )
             self.validation_data = load_dataset(
@@ -409,7 +411,7 @@ def fit(config: TrainingConfig, callbacks=(), config_file=None) -> dict:
     if scratch is not None:
         config = dataclasses.replace(config, out=str(scratch / "run"), verbose=0, tensorboard=False)
     try:
-        with _dtype_policy(config):
+        with _dtype_policy(config), _op_determinism(config):
             summary = _fit(config, manifest, resuming, list(callbacks), placement)
     except BaseException as error:
         if placement.is_chief:
@@ -518,6 +520,32 @@ def _dtype_policy(config: TrainingConfig):
         yield
     finally:
         keras.config.set_dtype_policy(previous_policy)
+
+
+@contextlib.contextmanager
+def _op_determinism(config: TrainingConfig):
+    """TensorFlow's op determinism for a ``deterministic`` run, as it was again after it.
+
+    On every backend: the input pipeline is tf.data, TensorFlow ops, whichever backend
+    trains. Op determinism orders its parallel steps and runs the maps that draw random
+    numbers (the crops) serially, so each record gets the same draw in every run; on the
+    TensorFlow backend it also makes the model's ops pick deterministic kernels. It is a
+    setting of the whole process, so it is put back after the run: a later run in the same
+    notebook or test session is not slowed by it.
+    """
+    if not config.deterministic:
+        yield
+        return
+    import tensorflow as tf  # lazy: imports TensorFlow
+    from tensorflow.python.framework import config as tf_config  # lazy: imports TensorFlow
+
+    was_on = tf_config.is_op_determinism_enabled()
+    tf.config.experimental.enable_op_determinism()
+    try:
+        yield
+    finally:
+        if not was_on:
+            tf_config.disable_op_determinism()
 
 
 def check_batch_division(config: TrainingConfig, placement) -> None:
