@@ -151,9 +151,8 @@ def _coverage_html(evaluation: Evaluation) -> str:
     )
 
 
-def report_html(evaluation: Evaluation, figures: dict[Path, str], title: str) -> str:
-    """The report page: summary cards, the per-class table, the embedded figures."""
-    summary = evaluation.summary()
+def _cards_html(summary: dict) -> str:
+    """The headline numbers, one card each."""
     cards = [
         ("macro F1", summary["macro_f1"], "with the run's thresholds"),
         ("macro F1 at 0.5", summary["macro_f1_at_0.5"], "one threshold for all"),
@@ -161,19 +160,42 @@ def report_html(evaluation: Evaluation, figures: dict[Path, str], title: str) ->
         ("mean ROC AUC", summary["mean_roc_auc"], f"over {summary['classes_with_auc']} classes"),
         ("ECE", summary["ece"], "calibration error, as predicted"),
     ]
-    card_html = "".join(
+    return "".join(
         f"<div class='card'><div class='value'>{value:.3f}</div>"
         f"<div class='label'>{html.escape(name)}<br>{html.escape(note)}</div></div>"
         for name, value, note in cards
     )
+
+
+def _described(summary: dict) -> list[str]:
+    """What was evaluated: the data, the runs, the views, when."""
     folds = summary.get("folds")
-    described = [
+    return [
         f"{summary['samples']} images from {html.escape(str(summary.get('data', '?')))}"
         + (f" (fold {', '.join(map(str, folds))})" if folds else ""),
         "run: " + ", ".join(html.escape(str(run)) for run in summary.get("runs", [])),
         f"test-time augmentation: {summary.get('tta', 1)} view(s)",
         f"written {datetime.now().strftime('%Y-%m-%d %H:%M')}",
     ]
+
+
+def _calibration_html(evaluation: Evaluation, summary: dict) -> str:
+    """The calibration paragraph: ECE as predicted, what cross-fitted maps would give, coverage."""
+    calibrated = evaluation.cross_fitted_ece()
+    return (
+        f"Expected calibration error (ECE, {summary['ece']:.3f} as predicted): the gap "
+        "between predicted probability and observed share of true labels, averaged over "
+        "all label decisions. Calibrated by maps cross-fitted on this set, it would be "
+        f"{calibrated:.3f}; the run stores no calibration, so this shows what one could "
+        "gain on data like this, not what the run's predictions are. " + _coverage_html(evaluation)
+    )
+
+
+def report_html(evaluation: Evaluation, figures: dict[Path, str], title: str) -> str:
+    """The report page: summary cards, the per-class table, the embedded figures."""
+    summary = evaluation.summary()
+    card_html = _cards_html(summary)
+    described = _described(summary)
     headers = "".join(
         f"<th{' class=name' if name == 'name' else ''}>{name}</th>"
         for name in (
@@ -202,14 +224,7 @@ def report_html(evaluation: Evaluation, figures: dict[Path, str], title: str) ->
         + (f", {training:.2f} in the training data." if training is not None else ".")
     )
     zero = summary["classes_f1_zero"]
-    calibrated = evaluation.cross_fitted_ece()
-    calibration = (
-        f"Expected calibration error (ECE, {summary['ece']:.3f} as predicted): the gap "
-        "between predicted probability and observed share of true labels, averaged over "
-        "all label decisions. Calibrated by maps cross-fitted on this set, it would be "
-        f"{calibrated:.3f}; the run stores no calibration, so this shows what one could "
-        "gain on data like this, not what the run's predictions are. " + _coverage_html(evaluation)
-    )
+    calibration = _calibration_html(evaluation, summary)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>{_STYLE}</style></head><body>
