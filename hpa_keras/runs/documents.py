@@ -410,6 +410,9 @@ class CvSummary:
         oof_macro_f1_by_strategy: ``oof_macro_f1`` of every strategy.
         samples: the out-of-fold predictions.
         views: the dihedral views they were predicted with.
+        stopped_short: the folds whose best epoch was their last, still improving, and the
+            epochs to train instead (:func:`hpa_keras.training.progress.folds_stopped_short`);
+            ``None`` (not written) when none did, or in a summary written before it existed.
     """
 
     folds: list[dict] = field(metadata=_key(_mappings, required=True))
@@ -424,6 +427,7 @@ class CvSummary:
     oof_macro_f1_by_strategy: dict = field(default_factory=dict, metadata=_key(_mapping))
     samples: int | None = field(default=None, metadata=_key(_integer))
     views: int | None = field(default=None, metadata=_key(_integer))
+    stopped_short: str | None = field(default=None, metadata=_key(_text, written="given"))
 
     def to_dict(self) -> dict:
         """The summary as ``cv_summary.json`` holds it."""

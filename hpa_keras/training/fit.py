@@ -66,6 +66,7 @@ from hpa_keras.runs.folders import claim_run_folder
 from hpa_keras.scoring.metrics import macro_f1_metric
 from hpa_keras.tensorflow_setup import import_tensorflow_quietly
 from hpa_keras.training.config import DISPLAY_SETTINGS, TrainingConfig, resolve_config
+from hpa_keras.training.progress import stopped_short
 
 __all__ = ["TrainingConfig", "find_learning_rate_for", "fit", "resolve_config"]
 
@@ -668,6 +669,9 @@ def _finish_run(run: "_Run", placement, started: float) -> dict:
     if placement.is_chief:
         for line in fallback_lines(document.to_dict(), "validation images"):
             warn(f"thresholds: {line}")
+    short = stopped_short(history, epochs=config.epochs)
+    if short and placement.is_chief:
+        warn(short)
     return {
         "run": str(folder),
         "epochs": int(len(history)),
@@ -679,6 +683,7 @@ def _finish_run(run: "_Run", placement, started: float) -> dict:
         "processes": placement.process_count,
         "process_index": placement.process_index,
         "backend": placement.backend,
+        "stopped_short": short,
     }
 
 

@@ -62,6 +62,7 @@ from hpa_keras.scoring.thresholds import (
 )
 from hpa_keras.training.config import DISPLAY_SETTINGS, TrainingConfig
 from hpa_keras.training.fit import fit, say, train_at_url
+from hpa_keras.training.progress import folds_stopped_short
 
 
 def parse_folds(text: str | None, available: list[int]) -> list[int]:
@@ -306,7 +307,25 @@ def _summary(out: Path, config, chosen, parts, pooled, strategies, frequencies) 
         },
         samples=len(pooled["ids"]),
         views=config.tta,
+        stopped_short=_folds_stopped_short(out, config, chosen),
     )
+
+
+def _folds_stopped_short(out: Path, config, chosen) -> str | None:
+    """The folds whose run stopped while still improving, said on stderr (each fold's fit
+    said it of itself) and returned for ``cv_summary.json``; ``None`` when none did."""
+    from hpa_keras.reports.training import read_history
+    from hpa_keras.runs.files import HISTORY_FILE
+
+    histories = {}
+    for fold in chosen:
+        path = fold_folder(out, fold) / HISTORY_FILE
+        if path.is_file():
+            histories[fold] = read_history(path)
+    message = folds_stopped_short(histories, config.epochs)
+    if message:
+        warn(message)
+    return message
 
 
 def format_summary(summary: dict) -> str:
@@ -334,4 +353,6 @@ def format_summary(summary: dict) -> str:
         f"{summary['oof_macro_f1_cross_fitted']:.3f} with thresholds tuned on the other folds, "
         f"{summary['oof_macro_f1_at_0.5']:.3f} at 0.5",
     ]
+    if summary.get("stopped_short"):
+        lines.append(f"warning: {summary['stopped_short']}")
     return "\n".join(lines)
