@@ -340,3 +340,112 @@ def test_a_cv_that_crashes_in_its_first_fold_s_first_epoch_leaves_no_folder(
     with pytest.raises(RuntimeError, match="first batch"):
         cross_validate(_config(training_records), tmp_path / "cv", callbacks=[Crash()])
     assert not (tmp_path / "cv").exists()
+
+
+# ------------------------------------------------------------------ calibration and label sets
+
+
+def test_each_fold_keeps_its_validation_labels_with_its_predictions(cv_folder, training_records):
+    from hpa_keras.data.pipeline import dataset_labels
+    from hpa_keras.runs.documents import read_fold_predictions
+
+    table = _oof(cv_folder).set_index("Id")
+    for fold in (0, 1, 2):
+        stored = read_fold_predictions(cv_folder / f"fold-{fold}")
+        ids, labels = dataset_labels(training_records, [fold])
+        assert stored.ids == ids and stored.views == VIEWS
+        assert stored.labels.dtype == np.uint8
+        np.testing.assert_array_equal(stored.labels, labels)
+        np.testing.assert_allclose(
+            stored.probabilities, table.loc[ids].iloc[:, 1:].to_numpy(), atol=1e-6
+        )
+
+
+def test_the_cv_stores_maps_fitted_on_its_out_of_fold_predictions(cv_folder):
+    from hpa_keras.inference.label_sets import out_of_fold_predictions
+    from hpa_keras.inference.runs import load_run
+    from hpa_keras.runs.documents import read_calibration
+    from hpa_keras.scoring.calibration import fit_calibration
+
+    stored = read_calibration(cv_folder)
+    labels, probabilities, views = out_of_fold_predictions(cv_folder)
+    assert views == VIEWS and labels.shape == probabilities.shape == (len(_oof(cv_folder)), 28)
+    refitted = fit_calibration(labels, probabilities)
+    assert stored.methods == refitted.methods and stored.num_samples == len(labels)
+    grid = np.linspace(0, 1, 11)[:, None].repeat(28, axis=1)
+    np.testing.assert_allclose(stored.apply(grid), refitted.apply(grid), atol=1e-6)
+    run = load_run(cv_folder)
+    np.testing.assert_allclose(run.calibration.apply(grid), stored.apply(grid))
+    assert load_run(cv_folder / "fold-0").calibration is None  # a fold run stores none
+
+
+def test_evaluate_scores_the_stored_calibration_on_images_it_was_not_fitted_on(
+    cv_folder, training_records
+):
+    from hpa_keras.inference.evaluate import evaluate_runs
+    from hpa_keras.scoring.calibration import expected_calibration_error
+    from hpa_keras.scoring.evaluation import summary_line
+
+    # On its own out-of-fold predictions the maps would score their fitting set: left out.
+    out_of_fold = evaluate_runs([cv_folder], data=training_records)
+    assert out_of_fold.calibration is None and "ece_calibrated" not in out_of_fold.summary()
+    chosen = evaluate_runs([cv_folder], data=training_records, folds=[1])
+    expected = expected_calibration_error(
+        chosen.labels, chosen.calibration.apply(chosen.probabilities)
+    ).overall
+    assert chosen.summary()["ece_calibrated"] == pytest.approx(expected)
+    assert f"({expected:.3f} calibrated)" in summary_line(chosen)
+
+
+def test_conformal_thresholds_come_from_the_pooled_out_of_fold_predictions(cv_folder):
+    from hpa_keras.inference.label_sets import conformal_for, out_of_fold_predictions
+    from hpa_keras.scoring.conformal import conformal_thresholds
+
+    labels, probabilities, _ = out_of_fold_predictions(cv_folder)
+    for guarantee in ("image", "class"):
+        fitted = conformal_for([cv_folder], 0.8, guarantee, views=VIEWS)
+        expected = conformal_thresholds(labels, probabilities, 0.8, guarantee)
+        np.testing.assert_array_equal(fitted.thresholds, expected.thresholds)
+        assert fitted.images == len(labels)
+
+
+def test_label_sets_are_refused_without_a_calibration_set(cv_folder, tmp_path):
+    from hpa_keras.inference.label_sets import conformal_for
+
+    with pytest.raises(InputError, match="needs a cv folder"):
+        conformal_for([cv_folder / "fold-0"], 0.9)
+    with pytest.raises(InputError, match=rf"--tta 1: .* {VIEWS} view\(s\); predict with --tta"):
+        conformal_for([cv_folder], 0.9, views=1)
+    with pytest.raises(InputError, match="coverage"):
+        conformal_for([cv_folder], 1.5)
+    copy = tmp_path / "cv"
+    shutil.copytree(cv_folder, copy)
+    (copy / "fold-1" / "oof.npz").unlink()
+    missing = r"fold-1/oof.npz: no out-of-fold predictions; run the same"
+    with pytest.raises(InputError, match=missing):
+        conformal_for([copy], 0.9)
+
+
+def test_a_cv_made_before_labels_were_stored_gets_them_when_run_again(
+    cv_folder, training_records, tmp_path
+):
+    from hpa_keras.inference.label_sets import conformal_for
+    from hpa_keras.runs.documents import (
+        FoldPredictions,
+        read_fold_predictions,
+        write_fold_predictions,
+    )
+    from hpa_keras.workflows.cv import cross_validate
+
+    copy = tmp_path / "cv"
+    shutil.copytree(cv_folder, copy)
+    old = read_fold_predictions(copy / "fold-2")
+    write_fold_predictions(copy / "fold-2", FoldPredictions(old.ids, old.probabilities, old.views))
+    (copy / "calibration.json").unlink()
+    with pytest.raises(InputError, match=r"fold-2/oof.npz: no labels in its out-of-fold"):
+        conformal_for([copy], 0.9)
+    cross_validate(_config(training_records), copy)  # keeps the folds; adds what is missing
+    again = read_fold_predictions(copy / "fold-2")
+    np.testing.assert_array_equal(again.labels, old.labels)
+    np.testing.assert_array_equal(again.probabilities, old.probabilities)
+    assert (copy / "calibration.json").is_file()

@@ -324,3 +324,27 @@ def test_an_output_folder_is_claimed_by_one_check(tmp_path):
         claim_cv_folder(cv, CvDocument(settings={"lr": 0.1}, folds=[0], data_fingerprint="abc"))
     with pytest.raises(InputError, match="not empty and not a cv folder"):
         claim_cv_folder(run, document)
+
+
+def test_fold_predictions_read_back_and_a_bad_file_is_named(tmp_path):
+    from hpa_keras.runs.documents import (
+        FoldPredictions,
+        read_fold_predictions,
+        write_fold_predictions,
+    )
+
+    assert read_fold_predictions(tmp_path) is None
+    probabilities = np.random.default_rng(0).random((3, 28)).astype(np.float32)
+    labels = (probabilities > 0.7).astype(np.uint8)
+    write_fold_predictions(tmp_path, FoldPredictions(["a", "b", "c"], probabilities, 2, labels))
+    back = read_fold_predictions(tmp_path)
+    assert back.ids == ["a", "b", "c"] and back.views == 2
+    np.testing.assert_array_equal(back.probabilities, probabilities)
+    np.testing.assert_array_equal(back.labels, labels)
+    assert not any(path.name.startswith(".") for path in tmp_path.iterdir())  # no temp left
+    write_fold_predictions(tmp_path, FoldPredictions(["a", "b"], probabilities, 2))
+    with pytest.raises(InputError, match=r"oof.npz: \(3, 28\) probabilities for 2 Ids"):
+        read_fold_predictions(tmp_path)
+    (tmp_path / "oof.npz").write_text("not an npz")
+    with pytest.raises(InputError, match="oof.npz: cannot read the fold's predictions"):
+        read_fold_predictions(tmp_path)

@@ -17,7 +17,12 @@ import pandas as pd
 from hpa_keras.data.tfrecords import read_manifest
 from hpa_keras.errors import InputError
 from hpa_keras.inference.predict import predict_ids, predict_runs, training_labels_per_image
-from hpa_keras.runs.documents import read_cv, read_input_settings, read_run_config
+from hpa_keras.runs.documents import (
+    read_calibration,
+    read_cv,
+    read_input_settings,
+    read_run_config,
+)
 from hpa_keras.runs.files import OOF_FILE
 from hpa_keras.runs.folders import (
     class_names_of,
@@ -180,7 +185,15 @@ def evaluate_runs(
     # (hpa_keras.inference.predict.check_runs_and_input, shared with predict)
     names = class_names_of(expand_runs(runs)[0][0])
     details = _evaluation_details(runs, data, images, folds, sources, tta, out_of_fold)
-    return Evaluation(ids, labels, probabilities, chosen, class_names=names, details=details)
+    # The stored maps are scored on images they were not fitted on: not on a cv's own
+    # out-of-fold predictions (their fitting set), and only with the folder's thresholds.
+    calibration = None
+    if len(runs) == 1 and thresholds is None and not out_of_fold:
+        calibration = read_calibration(runs[0])
+    return Evaluation(
+        ids, labels, probabilities, chosen, class_names=names, details=details,
+        calibration=calibration,
+    )  # fmt: skip
 
 
 def _evaluation_details(runs, data, images, folds, sources, tta, out_of_fold) -> dict:

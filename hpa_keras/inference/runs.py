@@ -29,12 +29,14 @@ from hpa_keras.classes import SCHEMES, resolve_channels
 from hpa_keras.errors import InputError
 from hpa_keras.models.saving import load_model
 from hpa_keras.runs.documents import (
+    read_calibration,
     read_input_settings,
     read_run_config,
     read_thresholds_document,
 )
 from hpa_keras.runs.files import CONFIG_FILE, INPUT_FILE, MODEL_FILE, THRESHOLDS_FILE
 from hpa_keras.runs.folders import check_finished_run, expand_runs, is_cv_folder
+from hpa_keras.scoring.calibration import Calibration
 
 
 @dataclass(repr=False)
@@ -62,6 +64,10 @@ class Run:
             prediction uses unless told otherwise.
         kind: ``fields`` (whole images) or ``cells`` (single-cell crops).
         members: a cv folder's fold runs (empty for a single run).
+        calibration: the folder's calibration maps (``calibration.json``; a cv folder's
+            are fitted on its out-of-fold predictions), or ``None``. They map the
+            probabilities a user reads; the thresholds judge the probabilities as
+            predicted, which they were tuned on.
     """
 
     folder: Path
@@ -79,6 +85,7 @@ class Run:
     views: int = 1
     kind: str = "fields"
     members: tuple["Run", ...] = ()
+    calibration: Calibration | None = None
 
     @property
     def num_classes(self) -> int:
@@ -197,6 +204,7 @@ def _load_cv(folder: Path) -> Run:
         thresholds=thresholds,
         views=int(document.views or 1),
         members=members,
+        calibration=read_calibration(folder),
     )
 
 
@@ -257,4 +265,5 @@ def _load_one(folder: Path) -> Run:
         scheme=scheme,
         views=int(settings.tta or 1),
         kind=settings.kind,
+        calibration=read_calibration(folder),
     )

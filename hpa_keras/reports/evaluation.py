@@ -264,13 +264,16 @@ def reliability_figure(evaluation: Evaluation, bins: int = DEFAULT_BINS, calibra
     rest on a handful of decisions). The calibrated curve is
     :meth:`~hpa_keras.scoring.evaluation.Evaluation.cross_fitted_probabilities`, named as
     such: it shows what calibration could gain on data like this, not a calibration the
-    run holds.
+    run holds. An evaluation with the run's stored ``calibration`` adds its curve.
     """
 
     curves = [("as predicted", evaluation.probabilities, "tab:blue", "o")]
     corrected = evaluation.cross_fitted_probabilities() if calibrated else None
     if corrected is not None:
         curves.append(("calibrated (cross-fitted on this set)", corrected, "tab:orange", "s"))
+    if calibrated and evaluation.calibration is not None:
+        stored = evaluation.calibration.apply(evaluation.probabilities)
+        curves.append(("calibrated (the run's calibration.json)", stored, "tab:green", "^"))
     figure, (top, bottom) = plt.subplots(
         2, 1, figsize=(6.4, 7.6), sharex=True, gridspec_kw={"height_ratios": [3, 1.1]}
     )

@@ -182,12 +182,24 @@ def _described(summary: dict) -> list[str]:
 def _calibration_html(evaluation: Evaluation, summary: dict) -> str:
     """The calibration paragraph: ECE as predicted, what cross-fitted maps would give, coverage."""
     calibrated = evaluation.cross_fitted_ece()
+    stored = evaluation.calibrated_ece()
+    if stored is None:
+        after = (
+            f"{calibrated:.3f}; the run stores no calibration, so this shows what one could "
+            "gain on data like this, not what the run's predictions are. "
+        )
+    else:
+        after = (
+            f"{calibrated:.3f}. With the calibration stored with the run (fitted on its "
+            f"out-of-fold predictions), it is {stored:.3f}: the probabilities "
+            "<code>predict</code> writes. "
+        )
     return (
         f"Expected calibration error (ECE, {summary['ece']:.3f} as predicted): the gap "
         "between predicted probability and observed share of true labels, averaged over "
         "all label decisions. Calibrated by maps cross-fitted on this set, it would be "
-        f"{calibrated:.3f}; the run stores no calibration, so this shows what one could "
-        "gain on data like this, not what the run's predictions are. " + _coverage_html(evaluation)
+        + after
+        + _coverage_html(evaluation)
     )
 
 

@@ -119,7 +119,6 @@ def cell_centres(labels: np.ndarray) -> dict[int, tuple[float, float]]:
     number can be written without landing on a neighbour (a centroid can fall outside a
     curved cell)."""
 
-
     centres = {}
     for cell in cell_geometry(labels):  # boxes from one pass, then each cell in its box
         y0, x0, y1, x1 = cell.box

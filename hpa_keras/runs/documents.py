@@ -10,6 +10,8 @@
 - :class:`CvDocument` (``cv.yaml``) and :class:`CvSummary` (``cv_summary.json``).
 - the calibration maps (``calibration.json``): a
   :class:`~hpa_keras.scoring.calibration.Calibration`, which checks its own document.
+- :class:`FoldPredictions` (a cv fold's ``oof.npz``): its validation fold's Ids, labels and
+  probabilities, the calibration set of the cv's calibration maps and conformal sets.
 
 Each reads with ``read_...`` (a folder or the file itself) and writes with ``write_...``.
 Every field a file may lack (written by an older version) has a default; a malformed file
@@ -25,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from hpa_keras.atomic import write_text_atomic
+from hpa_keras.atomic import atomic_path, write_text_atomic
 from hpa_keras.classes import CLASS_NAMES
 from hpa_keras.errors import InputError
 from hpa_keras.runs.files import (
@@ -33,6 +35,7 @@ from hpa_keras.runs.files import (
     CONFIG_FILE,
     CV_FILE,
     CV_SUMMARY_FILE,
+    FOLD_OOF_FILE,
     INPUT_FILE,
     THRESHOLDS_FILE,
 )
@@ -470,3 +473,59 @@ def write_calibration(folder: str | os.PathLike, calibration: Calibration) -> No
     write_text_atomic(
         Path(folder) / CALIBRATION_FILE, json.dumps(calibration.to_dict(), indent=1) + "\n"
     )
+
+
+# ------------------------------------------------------------------ fold-K/oof.npz
+
+
+@dataclass(frozen=True)
+class FoldPredictions:
+    """A cv fold's validation predictions (``fold-K/oof.npz``), made by its own run.
+
+    Attributes:
+        ids: the fold's Ids, in evaluation order.
+        probabilities: float ``(N, C)``, in ``views`` dihedral views.
+        views: the views averaged per image.
+        labels: 0/1 uint8 ``(N, C)``, the true labels; ``None`` in a file written before
+            they were stored (the cv's record set gives them then).
+    """
+
+    ids: list[str]
+    probabilities: np.ndarray
+    views: int
+    labels: np.ndarray | None = None
+
+
+def read_fold_predictions(folder: str | os.PathLike) -> FoldPredictions | None:
+    """A fold run folder's ``oof.npz``; None when it has none. InputError naming the file
+    when it cannot be read or its arrays disagree."""
+    path = Path(folder) / FOLD_OOF_FILE
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            ids = [str(sample_id) for sample_id in stored["ids"]]
+            probabilities = np.asarray(stored["probabilities"])
+            views = int(stored["views"])
+            labels = np.asarray(stored["labels"], dtype=np.uint8) if "labels" in stored else None
+    except (OSError, ValueError, KeyError) as error:
+        raise InputError(f"{path}: cannot read the fold's predictions ({error})") from None
+    rows = len(ids)
+    if probabilities.ndim != 2 or len(probabilities) != rows:
+        raise InputError(f"{path}: {probabilities.shape} probabilities for {rows} Ids")
+    if labels is not None and labels.shape != probabilities.shape:
+        raise InputError(f"{path}: labels {labels.shape} and probabilities disagree")
+    return FoldPredictions(ids, probabilities, views, labels)
+
+
+def write_fold_predictions(folder: str | os.PathLike, predictions: FoldPredictions) -> None:
+    """Write ``predictions`` to ``folder``'s ``oof.npz`` (atomically)."""
+    arrays = {
+        "ids": np.array(predictions.ids),
+        "probabilities": np.asarray(predictions.probabilities),
+        "views": predictions.views,
+    }
+    if predictions.labels is not None:
+        arrays["labels"] = np.asarray(predictions.labels, dtype=np.uint8)
+    with atomic_path(Path(folder) / FOLD_OOF_FILE, suffix=".npz") as temporary:
+        np.savez(temporary, **arrays)

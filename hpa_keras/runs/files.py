@@ -21,10 +21,11 @@ A cv folder::
     CV_DIR/
       cv.yaml              CV_FILE: the shared settings and the folds; marks a cv folder
       fold-K/              one run folder per fold (:func:`hpa_keras.runs.fold_folder`),
-                           with oof.npz (FOLD_OOF_FILE): its validation fold's predictions
+                           with oof.npz (FOLD_OOF_FILE): its validation fold's labels and
+                           predictions
       oof.csv              OOF_FILE: every out-of-fold prediction
       thresholds.json      THRESHOLDS_FILE: thresholds tuned on the out-of-fold predictions
-      calibration.json     CALIBRATION_FILE: calibration maps fitted on them, when calibrated
+      calibration.json     CALIBRATION_FILE: calibration maps fitted on them
       cv_summary.json      CV_SUMMARY_FILE: per-fold and pooled figures
       report/              REPORT_FOLDER: the report of the out-of-fold predictions
 """

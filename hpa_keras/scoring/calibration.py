@@ -65,6 +65,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from hpa_keras.classes import CLASS_NAMES
 from hpa_keras.errors import InputError
@@ -611,6 +612,21 @@ def fit_calibration(
             ),
             **settings,
         )
+    with _one_blas_thread():
+        return _fit_per_class(labels, probabilities, names, settings, folds, seed, score)
+
+
+def _one_blas_thread():
+    """One BLAS thread while many one- or two-parameter maps are fitted: threaded BLAS
+    inside SciPy's L-BFGS-B only adds its start-up cost to each fit (many times the fit
+    itself on a busy machine)."""
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def _fit_per_class(labels, probabilities, names, settings, folds, seed, score) -> Calibration:
+    """The auto method: a rare class gets the rare classes' fallback, every other class
+    the map that cross-fitting chooses."""
+    min_sigmoid, min_isotonic = settings["min_sigmoid"], settings["min_isotonic"]
     positives = labels.sum(axis=0)
     fewest = np.minimum(positives, len(labels) - positives)
     rare = [index for index in range(len(names)) if fewest[index] < min_sigmoid]
@@ -655,15 +671,10 @@ def cross_fitted_calibration(
     Returns:
         ``(N, C)`` float64 calibrated probabilities, in the order of ``probabilities``.
     """
-    # lazy: comes with scikit-learn, which fitting imports anyway
-    from threadpoolctl import threadpool_limits
-
     labels, probabilities = _check_pair(labels, probabilities)
     calibrated = np.empty_like(probabilities)
     everything = np.arange(len(labels))
-    # Thousands of fits of one or two parameters: threaded BLAS inside SciPy's L-BFGS-B
-    # only adds its start-up cost to each (many times the fit itself on a busy machine).
-    with threadpool_limits(limits=1, user_api="blas"):
+    with _one_blas_thread():
         for held_out in cross_fit_folds(len(labels), folds, seed):
             fitted = np.setdiff1d(everything, held_out, assume_unique=True)
             calibration = fit_calibration(

@@ -12,11 +12,13 @@ scikit-learn 101 times.
 
 How far the probabilities are from meaning what they say is scored too: expected
 calibration error per class and overall (:mod:`hpa_keras.scoring.calibration`).
-No calibration is stored in runs yet, so what calibration and conformal label
-sets would reach on such data is measured by cross-fitting on the evaluated set
-itself (:meth:`Evaluation.cross_fitted_probabilities`,
+A cv folder stores calibration maps fitted on its out-of-fold predictions; an
+:class:`Evaluation` given them (``calibration``) scores the calibrated probabilities'
+ECE beside the raw one. What calibration and conformal label sets would reach on
+such data is also measured by cross-fitting on the evaluated set itself
+(:meth:`Evaluation.cross_fitted_probabilities`,
 :meth:`Evaluation.label_set_coverage`): each image scored by what was fitted
-without it.
+without it, which needs no stored maps.
 
 :class:`Evaluation` holds the labels and probabilities of one scored set;
 :func:`hpa_keras.inference.evaluate.evaluate_runs` predicts and scores in one
@@ -33,6 +35,7 @@ import pandas as pd
 
 from hpa_keras.classes import CLASS_NAMES
 from hpa_keras.scoring.calibration import (
+    Calibration,
     CalibrationError,
     cross_fitted_calibration,
     expected_calibration_error,
@@ -102,7 +105,12 @@ def f1_threshold_curves(labels, scores, grid=THRESHOLD_GRID) -> np.ndarray:
 
 @dataclass
 class Evaluation:
-    """Labels, probabilities and thresholds of one evaluation, and everything scored from them."""
+    """Labels, probabilities and thresholds of one evaluation, and everything scored from them.
+
+    ``probabilities`` are the runs' as predicted (the thresholds judge them); ``calibration``,
+    the maps stored with the runs (a cv folder's ``calibration.json``), when given, is
+    scored too: :meth:`calibrated_ece`.
+    """
 
     ids: list[str]
     labels: np.ndarray
@@ -110,6 +118,7 @@ class Evaluation:
     thresholds: np.ndarray
     class_names: Sequence[str] = CLASS_NAMES
     details: dict = field(default_factory=dict)
+    calibration: Calibration | None = None
 
     def __setattr__(self, name, value):
         # Any new labels, probabilities or thresholds invalidate what was computed from them.
@@ -168,6 +177,19 @@ class Evaluation:
         """ECE of the probabilities as predicted, per class and overall."""
         return self._cached(
             "ece", lambda: expected_calibration_error(self.labels, self.probabilities)
+        )
+
+    def calibrated_ece(self) -> float | None:
+        """Overall ECE of the probabilities after the stored ``calibration`` (None without)."""
+        if self.calibration is None:
+            return None
+        return self._cached(
+            "stored_ece",
+            lambda: (
+                expected_calibration_error(
+                    self.labels, self.calibration.apply(self.probabilities)
+                ).overall
+            ),
         )
 
     def cross_fitted_probabilities(self) -> np.ndarray | None:
@@ -245,6 +267,7 @@ class Evaluation:
             "classes_present": int((table["support"] > 0).sum()),
             "classes_f1_zero": int((table["f1"] == 0).sum()),
             "ece": self._calibration_error().overall,
+            **({} if self.calibration is None else {"ece_calibrated": self.calibrated_ece()}),
             **self.details,
         }
 
@@ -277,6 +300,11 @@ def summary_line(evaluation: Evaluation, what: str = "images") -> str:
         f"{summary['samples']} {what}{where}: macro F1 {summary['macro_f1']:.3f} "
         f"(at 0.5: {summary['macro_f1_at_0.5']:.3f}), micro F1 {summary['micro_f1']:.3f}, "
         f"mean ROC AUC {summary['mean_roc_auc']:.3f}, ECE {summary['ece']:.3f}"
+        + (
+            f" ({summary['ece_calibrated']:.3f} calibrated)"
+            if summary.get("ece_calibrated") is not None
+            else ""
+        )
     )
 
 

@@ -5,10 +5,11 @@
     CV_DIR/
       cv.yaml          the shared settings and the folds (a restarted cv must match them)
       fold-K/          one fit run folder per fold (each resumable), with oof.npz: its
-                       validation fold's probabilities, predicted as predict will
+                       validation fold's labels and probabilities, predicted as predict will
       oof.csv          Id, fold and one probability column per class for every image
       thresholds.json  thresholds tuned on all out-of-fold predictions (the chosen
                        strategy), with every strategy's out-of-fold figures
+      calibration.json per-class calibration maps fitted on the out-of-fold predictions
       cv_summary.json  per-fold and pooled figures and their spread
       report/          the evaluation report of the pooled out-of-fold predictions
 
@@ -33,25 +34,31 @@ import numpy as np
 import pandas as pd
 
 from hpa_keras import storage
-from hpa_keras.atomic import atomic_path, write_text_atomic
+from hpa_keras.atomic import write_text_atomic
 from hpa_keras.data.tfrecords import read_manifest
 from hpa_keras.distributed import barrier, process_index
 from hpa_keras.errors import InputError, warn
 from hpa_keras.inference.predict import predict_ids
 from hpa_keras.reports.html import write_report
 from hpa_keras.reports.tables import Column, fallback_lines, format_table
+from hpa_keras.reports.training import read_history
 from hpa_keras.runs.documents import (
     CvDocument,
     CvSummary,
+    FoldPredictions,
     ThresholdsDocument,
+    read_fold_predictions,
     read_thresholds,
     thresholds_document,
+    write_calibration,
     write_cv,
     write_cv_summary,
+    write_fold_predictions,
     write_thresholds_document,
 )
-from hpa_keras.runs.files import FOLD_OOF_FILE, MODEL_FILE, OOF_FILE, REPORT_FOLDER
+from hpa_keras.runs.files import HISTORY_FILE, MODEL_FILE, OOF_FILE, REPORT_FOLDER
 from hpa_keras.runs.folders import claim_cv_folder, fold_folder
+from hpa_keras.scoring.calibration import fit_calibration
 from hpa_keras.scoring.evaluation import Evaluation
 from hpa_keras.scoring.metrics import macro_f1
 from hpa_keras.scoring.thresholds import (
@@ -106,18 +113,18 @@ def fold_predictions(out: Path, config: TrainingConfig, fold: int) -> dict:
     from hpa_keras.data.pipeline import dataset_labels  # lazy: imports TensorFlow
 
     run = fold_folder(out, fold)
-    cache = run / FOLD_OOF_FILE
     ids, labels = dataset_labels(config.data, [fold], config.validate_source)
-    if cache.is_file():
-        with np.load(cache, allow_pickle=False) as stored:
-            if list(stored["ids"]) == ids and int(stored["views"]) == config.tta:
-                return {"ids": ids, "labels": labels, "probabilities": stored["probabilities"]}
-    probabilities, _ = predict_ids(
-        [run], ids, data=config.data, folds=[fold], tta=config.tta,
-        sources=config.validate_source, thresholds="own",
-    )  # fmt: skip
-    with atomic_path(cache, suffix=".npz") as temporary:
-        np.savez(temporary, ids=np.array(ids), probabilities=probabilities, views=config.tta)
+    stored = read_fold_predictions(run)
+    if stored is not None and stored.ids == ids and stored.views == config.tta:
+        probabilities = stored.probabilities
+    else:
+        probabilities, _ = predict_ids(
+            [run], ids, data=config.data, folds=[fold], tta=config.tta,
+            sources=config.validate_source, thresholds="own",
+        )  # fmt: skip
+    if stored is None or stored.labels is None or probabilities is not stored.probabilities:
+        # The labels travel with the probabilities: predict --coverage reads them from here.
+        write_fold_predictions(run, FoldPredictions(ids, probabilities, config.tta, labels))
     return {"ids": ids, "labels": labels, "probabilities": probabilities}
 
 
@@ -191,6 +198,9 @@ def cross_validate(config: TrainingConfig, out, folds=None, callbacks=(), config
     strategies = tune_all_strategies(pooled["labels"], pooled["probabilities"], frequencies)
     document = _out_of_fold_thresholds(config, chosen, pooled, strategies, names)
     write_thresholds_document(out, document)
+    # Maps from the same out-of-fold predictions; predict and evaluate apply them.
+    calibration = fit_calibration(pooled["labels"], pooled["probabilities"], class_names=names)
+    write_calibration(out, calibration)
     for line in fallback_lines(document.to_dict(), "out-of-fold images"):
         warn(f"out-of-fold thresholds: {line}")
     summary = _summary(out, config, chosen, parts, pooled, strategies, frequencies)
@@ -314,9 +324,6 @@ def _summary(out: Path, config, chosen, parts, pooled, strategies, frequencies) 
 def _folds_stopped_short(out: Path, config, chosen) -> str | None:
     """The folds whose run stopped while still improving, said on stderr (each fold's fit
     said it of itself) and returned for ``cv_summary.json``; ``None`` when none did."""
-    from hpa_keras.reports.training import read_history
-    from hpa_keras.runs.files import HISTORY_FILE
-
     histories = {}
     for fold in chosen:
         path = fold_folder(out, fold) / HISTORY_FILE
