@@ -156,7 +156,7 @@ def test_predict_images_is_a_table_of_predict_runs_probabilities(runs, training_
     ids, probabilities, thresholds = predict_runs([runs[0]], images=images, tta=2)
     run = hpa_keras.load_run(runs[0])
     table = hpa_keras.predict_images(run, images, tta=2)
-    assert list(table.columns) == ["Id", "labels", "label_names", *CLASS_NAMES]
+    assert list(table.columns) == ["Id", "labels", "label_names", *CLASS_NAMES, "entropy"]
     assert list(table["Id"]) == ids  # a folder: its Ids sorted, as predict_runs
     np.testing.assert_allclose(table[list(CLASS_NAMES)].to_numpy(), probabilities, atol=1e-6)
     assert list(table["labels"]) == submission_labels(probabilities, thresholds)

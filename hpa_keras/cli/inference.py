@@ -4,6 +4,8 @@ and cam; evaluate is :mod:`hpa_keras.cli.evaluate`.
 The inference modules are imported inside the commands, after the checks that answer a
 typo at once: they load TensorFlow and Keras."""
 
+import argparse
+
 from hpa_keras.cli.common import add_run_input_arguments
 from hpa_keras.errors import InputError, warn
 from hpa_keras.runs.folders import default_views, expand_runs
@@ -28,7 +30,19 @@ def add_predict(commands) -> None:
     predict.add_argument(
         "--out", default="submission.csv", help="submission to write (default: submission.csv)"
     )
-    predict.add_argument("--probabilities", help="also write Id + one probability column a class")
+    predict.add_argument(
+        "--probabilities",
+        help="also write Id + one probability column a class, then each image's entropy (bits, "
+        "mean over classes) and, for an ensemble (cv folder, several runs), its disagreement "
+        "(the members' mutual information, BALD)",
+    )
+    predict.add_argument(
+        "--flag-uncertain",
+        type=_percent,
+        metavar="PERCENT",
+        help="mark the PERCENT %% of images (in (0, 100]) with the highest entropy: column "
+        "'uncertain' (True/False) of the --probabilities table",
+    )
     predict.add_argument(
         "--allow-empty",
         action="store_true",
@@ -67,8 +81,24 @@ def add_predict(commands) -> None:
     predict.set_defaults(handler=run_predict)
 
 
+def _percent(text: str) -> float:
+    """An argparse type: a number in (0, 100]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 100], got {text!r}") from None
+    if not 0 < value <= 100:
+        raise argparse.ArgumentTypeError(f"must be in (0, 100], got {text}")
+    return value
+
+
 def run_predict(arguments) -> None:
     from hpa_keras.inference.predict import check_runs_and_input
+
+    if arguments.flag_uncertain is not None and not arguments.probabilities:
+        raise InputError(
+            "--flag-uncertain marks images in the probability table; give --probabilities FILE"
+        )
 
     # The runs, their input, --ids, --thresholds and (a cell run) --image-run are checked to
     # belong together before TensorFlow and any model load.
@@ -77,21 +107,32 @@ def run_predict(arguments) -> None:
         thresholds=arguments.thresholds,
     )  # fmt: skip
     if facts["kind"] == "cells":
+        if arguments.flag_uncertain is not None:
+            raise InputError("--flag-uncertain is for a field run's image-level predictions")
         return _predict_cells(arguments)
     if arguments.masks:
         raise InputError("--masks is for a cell run predicting cell records (--data)")
     if arguments.image_run:
         raise InputError("--image-run mixes a field run into a cell run's predictions")
     import_tensorflow_quietly()
-    from hpa_keras.inference.predict import predict_runs, training_labels_per_image
+    import numpy as np
+
+    from hpa_keras.inference.predict import (
+        predict_runs_by_member,
+        training_labels_per_image,
+        uncertainty_columns,
+    )
     from hpa_keras.inference.submission import (
         submission_labels,
         write_probabilities,
         write_submission,
     )
     from hpa_keras.scoring.thresholds import labels_per_image_warning
+    from hpa_keras.scoring.uncertainty import flag_most_uncertain
 
-    ids, probabilities, thresholds = predict_runs(
+    # Every member is predicted alone anyway (a cv folder: each fold); their mean is what
+    # predict_runs gives.
+    ids, members, thresholds = predict_runs_by_member(
         arguments.run,
         data=arguments.data,
         images=arguments.images,
@@ -100,11 +141,17 @@ def run_predict(arguments) -> None:
         batch_size=arguments.batch_size,
         thresholds=arguments.thresholds,
     )
+    probabilities = np.mean(members, axis=0)
     views = arguments.tta or default_views(arguments.run)
     labels = submission_labels(probabilities, thresholds, require_label=not arguments.allow_empty)
     write_submission(arguments.out, ids, labels, scheme=facts["scheme"] or "hpa2018")
+    flagged = None
     if arguments.probabilities:
-        write_probabilities(arguments.probabilities, ids, probabilities)
+        extra = uncertainty_columns(probabilities, members)
+        if arguments.flag_uncertain is not None:
+            flagged = flag_most_uncertain(extra["entropy"], arguments.flag_uncertain)
+            extra["uncertain"] = flagged
+        write_probabilities(arguments.probabilities, ids, probabilities, extra)
     folders, _ = expand_runs(arguments.run)
     runs = f"an ensemble of {len(folders)} runs" if len(folders) > 1 else "1 run"
     empty = sum(not row for row in labels)
@@ -113,6 +160,12 @@ def run_predict(arguments) -> None:
         f"({len(ids) and sum(map(len, labels)) / len(ids):.2f} per image, {empty} empty), "
         f"{runs}, {views} view{'s' if views > 1 else ''} per image"
     )
+    if flagged is not None:
+        cutoff = extra["entropy"][flagged].min()
+        print(
+            f"flagged {flagged.sum()} of {len(ids)} images as most uncertain (entropy >= "
+            f"{cutoff:.4f} bits): column 'uncertain' in {arguments.probabilities}"
+        )
     per_image = sum(map(len, labels)) / max(len(ids), 1)
     message = labels_per_image_warning(per_image, training_labels_per_image(arguments.run))
     if message:

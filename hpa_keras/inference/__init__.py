@@ -19,6 +19,8 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "predict_with_tta": "tta",
         "predict_runs": "predict",
         "predict_ids": "predict",
+        "predict_runs_by_member": "predict",
+        "uncertainty_columns": "predict",
         "predict_images": "predict",
         "predict_cells": "cell_prediction",
         "MeanOfModels": "tta",

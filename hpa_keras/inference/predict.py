@@ -32,6 +32,7 @@ from hpa_keras.runs.folders import (
     expand_runs,
     run_paths,
 )
+from hpa_keras.scoring.uncertainty import ensemble_disagreement, predictive_entropy
 
 
 def input_ids(
@@ -240,7 +241,7 @@ def predict_run(
     return scores
 
 
-def predict_ids(
+def predict_ids_by_member(
     runs,
     ids,
     data=None,
@@ -252,7 +253,9 @@ def predict_ids(
     thresholds=None,
     ids_file=None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(probabilities, thresholds)`` of Ids already known, averaged over ``runs``.
+    """``(member_probabilities, thresholds)`` of Ids already known: float32 ``(M, len(ids),
+    classes)``, one slice per run folder (a cv folder: per fold run), each predicted alone;
+    :func:`predict_ids` is their mean.
 
     ``ids`` are those of ``data`` (and ``folds``) in evaluation order, as
     :func:`hpa_keras.data.pipeline.dataset_labels` gives them, or keys of the
@@ -296,7 +299,41 @@ def predict_ids(
     chosen = document.thresholds if document is not None else own[0]
     if len(chosen) != len(own[0]):
         raise InputError(f"{len(chosen)} thresholds for models of {len(own[0])} classes")
-    return np.mean(probabilities, axis=0), chosen
+    return np.stack(probabilities), chosen
+
+
+def predict_ids(runs, ids, **options) -> tuple[np.ndarray, np.ndarray]:
+    """``(probabilities, thresholds)`` of Ids already known, averaged over ``runs``: the mean
+    over members of :func:`predict_ids_by_member`, whose arguments it takes."""
+    members, chosen = predict_ids_by_member(runs, ids, **options)
+    return np.mean(members, axis=0), chosen
+
+
+def predict_runs_by_member(
+    runs: Sequence[str | os.PathLike],
+    data=None,
+    images=None,
+    ids_file=None,
+    tta: int | None = None,
+    batch_size: int = 16,
+    folds=None,
+    thresholds=None,
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """``(ids, member_probabilities, thresholds)``: :func:`predict_runs` (the same arguments)
+    with each member's probabilities, float32 ``(M, len(ids), classes)`` (M: the run
+    folders, or a cv folder's folds), instead of their mean; for :func:`uncertainty_columns`.
+    """
+
+    runs = run_paths(runs)
+    if not runs:
+        raise InputError("give at least one run folder (--run)")
+    check_runs_and_input(runs, data, images, ids_file, thresholds)
+    ids, index = input_ids(data, images, ids_file, folds)
+    members, chosen = predict_ids_by_member(
+        runs, ids, data=data, index=index, folds=folds, tta=tta, batch_size=batch_size,
+        thresholds=thresholds, ids_file=ids_file,
+    )  # fmt: skip
+    return ids, members, chosen
 
 
 def predict_runs(
@@ -309,7 +346,8 @@ def predict_runs(
     folds=None,
     thresholds=None,
 ) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """``(ids, probabilities, thresholds)`` averaged over ``runs``.
+    """``(ids, probabilities, thresholds)`` averaged over ``runs`` (the mean over members of
+    :func:`predict_runs_by_member`).
 
     Args:
         runs: a run folder, a list of run folders, or one cv folder (an
@@ -324,21 +362,36 @@ def predict_runs(
         folds: with ``data``: the fold or folds to predict (default: all).
         thresholds: a ``thresholds.json`` to judge the probabilities with.
     """
+    ids, members, chosen = predict_runs_by_member(
+        runs, data, images, ids_file, tta, batch_size, folds, thresholds
+    )
+    return ids, np.mean(members, axis=0), chosen
 
-    runs = run_paths(runs)
-    if not runs:
-        raise InputError("give at least one run folder (--run)")
-    check_runs_and_input(runs, data, images, ids_file, thresholds)
-    ids, index = input_ids(data, images, ids_file, folds)
-    probabilities, chosen = predict_ids(
-        runs, ids, data=data, index=index, folds=folds, tta=tta, batch_size=batch_size,
-        thresholds=thresholds, ids_file=ids_file,
-    )  # fmt: skip
-    return ids, probabilities, chosen
+
+def uncertainty_columns(probabilities, members=None) -> dict[str, np.ndarray]:
+    """The uncertainty columns of a probability table, per image.
+
+    ``entropy``: :func:`~hpa_keras.scoring.uncertainty.predictive_entropy` of
+    ``probabilities`` (bits, the mean over classes of each class's binary entropy: 0 for
+    certain answers, 1 when every class sits at 0.5). ``disagreement``, only with two or
+    more ``members`` (``(M, N, C)``, e.g. from :func:`predict_runs_by_member`): the
+    members' mutual information (BALD,
+    :func:`~hpa_keras.scoring.uncertainty.ensemble_disagreement`), the part of the
+    entropy that comes from the members disagreeing, in the same units.
+    """
+    columns = {"entropy": predictive_entropy(probabilities)}
+    if members is not None and len(members) >= 2:
+        columns["disagreement"] = ensemble_disagreement(members).mutual_information
+    return columns
 
 
 def predict_images(
-    run, images, tta: int | None = None, batch_size: int = 16, allow_empty: bool = False
+    run,
+    images,
+    tta: int | None = None,
+    batch_size: int = 16,
+    allow_empty: bool = False,
+    disagreement: bool = False,
 ):
     """Labels and probabilities of image files, one DataFrame row per image.
 
@@ -359,12 +412,18 @@ def predict_images(
         allow_empty: keep images with no class over its threshold without
             labels; by default such an image gets its most probable class, as
             ``hpa-keras predict`` does (every HPA image shows its protein).
+        disagreement: for an ensemble (a cv folder's run), predict each fold
+            model alone and add the ``disagreement`` column; the probabilities
+            are then the mean of the folds' (equal to the ensemble model's up to
+            float rounding), at the cost of reading the images once per fold.
 
     Returns:
         A pandas DataFrame, one row per image (a folder's Ids sorted, a
         list's in the order given): ``Id``; ``labels``, the predicted class
         indices (a list, ascending); ``label_names``, their names; then one
-        column per class, named as ``run.class_names``, of probabilities.
+        column per class, named as ``run.class_names``, of probabilities;
+        then ``entropy`` and, with ``disagreement`` and an ensemble,
+        ``disagreement`` (see :func:`uncertainty_columns`).
         ``frame.attrs["thresholds"]`` holds the thresholds used.
 
     Images are read and resized exactly as for ``hpa-keras predict --images``,
@@ -378,18 +437,27 @@ def predict_images(
         >>> table = hpa_keras.predict_images(run, ["test/x_green.png", "test/y"])
     """
 
-
     check_runs_and_input(run if isinstance(run, Run) else [run], images=images)
     if not isinstance(run, Run):
         run = load_run(run)
     views = run.views if tta is None else tta
     check_prediction_settings([run], views)
     ids, index = index_images(images)
-    probabilities = predict_run(run, ids, index=index, tta=views, batch_size=batch_size)
+    members = None
+    if disagreement and len(run.members) >= 2:
+        members = np.stack(
+            [predict_run(member, ids, index=index, tta=views, batch_size=batch_size)
+             for member in run.members]
+        )  # fmt: skip
+        probabilities = np.mean(members, axis=0)
+    else:
+        probabilities = predict_run(run, ids, index=index, tta=views, batch_size=batch_size)
     labels = submission_labels(probabilities, run.thresholds, require_label=not allow_empty)
     frame = pd.DataFrame(probabilities, columns=list(run.class_names))
     frame.insert(0, "Id", ids)
     frame.insert(1, "labels", labels)
     frame.insert(2, "label_names", [[run.class_names[k] for k in row] for row in labels])
+    for name, values in uncertainty_columns(probabilities, members).items():
+        frame[name] = values
     frame.attrs["thresholds"] = np.asarray(run.thresholds)
     return frame

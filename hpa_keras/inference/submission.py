@@ -38,11 +38,14 @@ def write_submission(path, ids, labels, scheme="hpa2018") -> None:
     write_labels(path, ids, labels, column=column, scheme=scheme)
 
 
-def write_probabilities(path, ids, probabilities) -> None:
-    """``Id`` and one column per class (``0`` ... ``27``) of probabilities."""
+def write_probabilities(path, ids, probabilities, extra=None) -> None:
+    """``Id`` and one column per class (``0`` ... ``27``) of probabilities, then the
+    ``extra`` columns (a dict of name to one value per row, e.g. ``entropy``) in its order."""
     probabilities = np.asarray(probabilities)
     classes = probabilities.shape[1] if probabilities.ndim == 2 else NUM_CLASSES
     columns = [str(index) for index in range(classes)]
     table = pd.DataFrame(probabilities, columns=columns)
     table.insert(0, "Id", ids)
+    for name, values in (extra or {}).items():
+        table[name] = values
     write_text_atomic(path, table.to_csv(index=False, float_format="%.6f"))

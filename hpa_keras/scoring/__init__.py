@@ -37,5 +37,6 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "predictive_entropy": "uncertainty",
         "ensemble_disagreement": "uncertainty",
         "most_uncertain": "uncertainty",
+        "flag_most_uncertain": "uncertainty",
     },
 )

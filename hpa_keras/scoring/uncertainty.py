@@ -27,6 +27,7 @@ numpy only, as the rest of ``hpa_keras.scoring``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -115,6 +116,25 @@ def most_uncertain(scores, count: int) -> np.ndarray:
     if isinstance(count, bool) or not isinstance(count, int | np.integer) or count < 0:
         raise InputError(f"count must be a whole number >= 0, got {count!r}")
     return np.argsort(-values, kind="stable")[: int(count)]
+
+
+def flag_most_uncertain(scores, percent: float) -> np.ndarray:
+    """Boolean ``(N,)``: True for the ``percent`` % of images with the highest scores.
+
+    That is the first ``ceil(N * percent / 100)`` of :func:`most_uncertain` (so at least
+    one image for any ``percent`` > 0; ties: lower index first). ``percent`` in (0, 100].
+    """
+    values = np.asarray(scores, dtype=np.float64)
+    try:
+        share = float(percent)
+    except (TypeError, ValueError):
+        raise InputError(f"percent must be a number in (0, 100], got {percent!r}") from None
+    if not 0 < share <= 100:
+        raise InputError(f"percent must be a number in (0, 100], got {percent!r}")
+    count = math.ceil(round(values.size * share / 100, 9))
+    flagged = np.zeros(values.shape, dtype=bool)
+    flagged[most_uncertain(values, count)] = True
+    return flagged
 
 
 def _binary_entropy(p: np.ndarray) -> np.ndarray:
