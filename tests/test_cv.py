@@ -183,12 +183,20 @@ def test_load_run_of_a_cv_folder_is_its_ensemble_with_out_of_fold_thresholds(
     # Its table is what predict_runs gives for the cv folder (given as a string, too).
     folder = training_records.parent / "data" / "train"
     ids, probabilities, thresholds = predict_runs(str(cv_folder), images=folder)
-    table = hpa_keras.predict_images(ensemble, folder)
+    table = hpa_keras.predict_images(ensemble, folder, calibrated=False)
     assert list(table["Id"]) == ids
     np.testing.assert_allclose(
         table[list(ensemble.class_names)].to_numpy(), probabilities, atol=1e-5
     )
     np.testing.assert_allclose(table.attrs["thresholds"], thresholds)
+    # By default its columns go through the cv's calibration maps; the labels do not.
+    calibrated = hpa_keras.predict_images(ensemble, folder)
+    np.testing.assert_allclose(
+        calibrated[list(ensemble.class_names)].to_numpy(),
+        ensemble.calibration.apply(probabilities),
+        atol=1e-5,
+    )
+    assert list(calibrated["labels"]) == list(table["labels"])
 
 
 def test_an_unfinished_cv_folder_is_not_loaded(cv_folder, tmp_path):
@@ -449,3 +457,62 @@ def test_a_cv_made_before_labels_were_stored_gets_them_when_run_again(
     np.testing.assert_array_equal(again.labels, old.labels)
     np.testing.assert_array_equal(again.probabilities, old.probabilities)
     assert (copy / "calibration.json").is_file()
+
+
+def test_predict_coverage_writes_the_conformal_sets_and_a_calibrated_table(
+    cv_folder, training_records, tmp_path, capsys
+):
+    from hpa_keras.cli import main
+    from hpa_keras.inference.label_sets import conformal_for
+    from hpa_keras.inference.predict import predict_runs
+    from hpa_keras.runs.documents import read_calibration
+
+    ids, probabilities, _ = predict_runs([cv_folder], data=training_records)
+    command = ["predict", "--run", str(cv_folder), "--data", str(training_records)]
+    out, table = tmp_path / "sets.csv", tmp_path / "probabilities.csv"
+    assert main([*command, "--coverage", "0.8", "--guarantee", "class", "--out", str(out),
+                 "--probabilities", str(table)]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    conformal = conformal_for([cv_folder], 0.8, "class", views=VIEWS)
+    expected = probabilities >= conformal.thresholds
+    written = pd.read_csv(out, keep_default_na=False).set_index("Id").loc[ids, "Predicted"]
+    for row, labels in zip(expected, written, strict=True):
+        assert labels == " ".join(str(k) for k in np.flatnonzero(row))
+    assert "label sets at coverage 0.8: they hold each true class" in printed
+    assert f"{expected.sum(axis=1).mean():.2f} labels per image" in printed
+    calibrated = read_calibration(cv_folder).apply(probabilities)
+    columns = [str(k) for k in range(28)]
+    np.testing.assert_allclose(pd.read_csv(table)[columns].to_numpy(), calibrated, atol=1e-5)
+    assert "through the cv's calibration.json" in printed
+    assert main([*command, "--out", str(out), "--probabilities", str(table),
+                 "--uncalibrated"]) == 0  # fmt: skip
+    np.testing.assert_allclose(pd.read_csv(table)[columns].to_numpy(), probabilities, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--guarantee", "class"], "--guarantee goes with --coverage RATE"),
+        (["--coverage", "0.9", "--thresholds", "{cv}/thresholds.json"], "would be unused"),
+        (["--coverage", "0.9", "--tta", "1"], "predict with --tta 2"),
+        (["--coverage", "1"], "must be in (0, 1)"),
+        (["--coverage", "0.9", "--run", "{cv}/fold-0"], "needs a cv folder"),
+    ],
+)
+def test_predict_coverage_refusals_name_the_reason(
+    cv_folder, training_records, tmp_path, capsys, extra, message
+):
+    from hpa_keras.cli import main
+
+    extra = [part.format(cv=cv_folder) for part in extra]
+    run = extra[extra.index("--run") + 1] if "--run" in extra else str(cv_folder)
+    extra = [part for part in extra if part not in ("--run", run)]
+    out = tmp_path / "s.csv"
+    command = ["predict", "--run", run, "--data", str(training_records), "--out", str(out)]
+    try:
+        code = main([*command, *extra])
+    except SystemExit as exit:  # argparse's own refusals
+        code = exit.code
+    error = capsys.readouterr().err
+    assert code == 2 and message in error and "Traceback" not in error
+    assert not out.exists()

@@ -8,6 +8,12 @@ import argparse
 
 from hpa_keras.cli.common import add_run_input_arguments
 from hpa_keras.errors import InputError, warn
+from hpa_keras.inference.label_sets import (
+    conformal_for,
+    coverage_description,
+    label_set_rows,
+    stored_calibration,
+)
 from hpa_keras.runs.folders import default_views, expand_runs
 from hpa_keras.tensorflow_setup import import_tensorflow_quietly
 
@@ -42,6 +48,26 @@ def add_predict(commands) -> None:
         metavar="PERCENT",
         help="mark the PERCENT %% of images (in (0, 100]) with the highest entropy: column "
         "'uncertain' (True/False) of the --probabilities table",
+    )
+    predict.add_argument(
+        "--coverage",
+        type=_rate,
+        metavar="RATE",
+        help="a cv folder: write conformal label sets instead of the thresholds' labels, "
+        "holding the true labels at RATE (in (0, 1)) on images like its records, calibrated "
+        "on its out-of-fold predictions",
+    )
+    predict.add_argument(
+        "--guarantee",
+        choices=("image", "class"),
+        help="with --coverage: 'image' (default), all of an image's true labels in its set; "
+        "'class', each class found in RATE of the images that have it",
+    )
+    predict.add_argument(
+        "--uncalibrated",
+        action="store_true",
+        help="write the --probabilities table as predicted, not through the cv folder's "
+        "calibration.json",
     )
     predict.add_argument(
         "--allow-empty",
@@ -92,6 +118,31 @@ def _percent(text: str) -> float:
     return value
 
 
+def _rate(text: str) -> float:
+    """An argparse type: a rate in (0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {text}")
+    return value
+
+
+def _label_set_thresholds(arguments):
+    """The conformal thresholds of --coverage (None without it), checked before any model
+    loads: they need one cv folder's labelled out-of-fold predictions."""
+    if arguments.coverage is None:
+        if arguments.guarantee is not None:
+            raise InputError("--guarantee goes with --coverage RATE")
+        return None
+    if arguments.thresholds is not None:
+        raise InputError("--coverage writes conformal label sets; --thresholds would be unused")
+    views = arguments.tta or default_views(arguments.run)
+    guarantee = arguments.guarantee or "image"
+    return conformal_for(arguments.run, arguments.coverage, guarantee, views=views)
+
+
 def run_predict(arguments) -> None:
     from hpa_keras.inference.predict import check_runs_and_input
 
@@ -107,13 +158,16 @@ def run_predict(arguments) -> None:
         thresholds=arguments.thresholds,
     )  # fmt: skip
     if facts["kind"] == "cells":
-        if arguments.flag_uncertain is not None:
-            raise InputError("--flag-uncertain is for a field run's image-level predictions")
+        if arguments.flag_uncertain is not None or arguments.coverage is not None:
+            raise InputError(
+                "--flag-uncertain and --coverage are for a field run's image-level predictions"
+            )
         return _predict_cells(arguments)
     if arguments.masks:
         raise InputError("--masks is for a cell run predicting cell records (--data)")
     if arguments.image_run:
         raise InputError("--image-run mixes a field run into a cell run's predictions")
+    conformal = _label_set_thresholds(arguments)
     import_tensorflow_quietly()
     import numpy as np
 
@@ -143,15 +197,24 @@ def run_predict(arguments) -> None:
     )
     probabilities = np.mean(members, axis=0)
     views = arguments.tta or default_views(arguments.run)
-    labels = submission_labels(probabilities, thresholds, require_label=not arguments.allow_empty)
+    if conformal is not None:
+        labels = label_set_rows(probabilities, conformal)
+    else:
+        labels = submission_labels(
+            probabilities, thresholds, require_label=not arguments.allow_empty
+        )
     write_submission(arguments.out, ids, labels, scheme=facts["scheme"] or "hpa2018")
     flagged = None
+    calibration = None if arguments.uncalibrated else stored_calibration(arguments.run)
     if arguments.probabilities:
-        extra = uncertainty_columns(probabilities, members)
+        # The labels above were decided on the probabilities as predicted (the thresholds
+        # were tuned on them); the table a user reads is calibrated when the cv stores maps.
+        table = probabilities if calibration is None else calibration.apply(probabilities)
+        extra = uncertainty_columns(table, members)
         if arguments.flag_uncertain is not None:
             flagged = flag_most_uncertain(extra["entropy"], arguments.flag_uncertain)
             extra["uncertain"] = flagged
-        write_probabilities(arguments.probabilities, ids, probabilities, extra)
+        write_probabilities(arguments.probabilities, ids, table, extra)
     folders, _ = expand_runs(arguments.run)
     runs = f"an ensemble of {len(folders)} runs" if len(folders) > 1 else "1 run"
     empty = sum(not row for row in labels)
@@ -160,6 +223,13 @@ def run_predict(arguments) -> None:
         f"({len(ids) and sum(map(len, labels)) / len(ids):.2f} per image, {empty} empty), "
         f"{runs}, {views} view{'s' if views > 1 else ''} per image"
     )
+    if conformal is not None:
+        print(coverage_description(conformal, labels))
+    if arguments.probabilities and calibration is not None:
+        print(
+            f"{arguments.probabilities}: probabilities through the cv's calibration.json "
+            "(--uncalibrated: as predicted); the labels are decided as predicted"
+        )
     if flagged is not None:
         cutoff = extra["entropy"][flagged].min()
         print(

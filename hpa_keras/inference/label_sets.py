@@ -19,10 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from hpa_keras.errors import InputError
-from hpa_keras.runs.documents import read_fold_predictions
+from hpa_keras.runs.documents import read_calibration, read_fold_predictions
 from hpa_keras.runs.files import FOLD_OOF_FILE
 from hpa_keras.runs.folders import expand_runs, is_cv_folder, run_paths
-from hpa_keras.scoring.conformal import ConformalThresholds, conformal_thresholds
+from hpa_keras.scoring.calibration import Calibration
+from hpa_keras.scoring.conformal import ConformalThresholds, conformal_thresholds, label_sets
 
 
 def out_of_fold_predictions(cv_folder: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, int]:
@@ -82,20 +83,36 @@ def conformal_for(
     return conformal_thresholds(labels, probabilities, coverage, guarantee)
 
 
-def coverage_description(conformal: ConformalThresholds, sets: np.ndarray) -> str:
-    """What the written sets promise, in one line for the terminal."""
+def coverage_description(conformal: ConformalThresholds, labels: list[list[int]]) -> str:
+    """What the written sets (``labels``, one list of classes per image) promise, in one
+    line for the terminal."""
     promise = (
         "hold all true labels of an image"
         if conformal.guarantee == "image"
         else "hold each true class of an image (per-class recall)"
     )
+    sizes = np.array([len(row) for row in labels])
     line = (
         f"label sets at coverage {conformal.coverage:g}: they {promise} at a rate of at least "
         f"{conformal.coverage:g} on images like the {conformal.images} out-of-fold ones they "
-        f"were calibrated on; {sets.sum(axis=1).mean():.2f} labels per image, "
-        f"{int((~sets.any(axis=1)).sum())} empty"
+        f"were calibrated on; {sizes.mean() if len(sizes) else 0:.2f} labels per image, "
+        f"{int((sizes == 0).sum())} empty"
     )
     always = int(np.count_nonzero(conformal.include_always))
     if always:
         line += f"; {always} class(es) on every image: too few out-of-fold images back the rate"
     return line
+
+
+def label_set_rows(probabilities, conformal: ConformalThresholds) -> list[list[int]]:
+    """Each image's label set as class indices (ascending), the submission's form; a set
+    may be empty (adding its top class would break nothing but is no part of the promise)."""
+    return [np.flatnonzero(row).tolist() for row in label_sets(probabilities, conformal)]
+
+
+def stored_calibration(runs) -> Calibration | None:
+    """The calibration maps of ``runs`` when it is one folder with a ``calibration.json``
+    (a cv folder), else ``None``: maps fitted on one ensemble's out-of-fold predictions
+    serve that ensemble only."""
+    folders = run_paths(runs)
+    return read_calibration(folders[0]) if len(folders) == 1 else None

@@ -392,6 +392,7 @@ def predict_images(
     batch_size: int = 16,
     allow_empty: bool = False,
     disagreement: bool = False,
+    calibrated: bool = True,
 ):
     """Labels and probabilities of image files, one DataFrame row per image.
 
@@ -416,6 +417,10 @@ def predict_images(
             model alone and add the ``disagreement`` column; the probabilities
             are then the mean of the folds' (equal to the ensemble model's up to
             float rounding), at the cost of reading the images once per fold.
+        calibrated: the probability columns through the run's calibration maps
+            (``run.calibration``, a cv folder's ``calibration.json``) when it has
+            them; the labels are decided on the probabilities as predicted, which
+            the thresholds were tuned on. ``False``: the columns as predicted.
 
     Returns:
         A pandas DataFrame, one row per image (a folder's Ids sorted, a
@@ -427,7 +432,8 @@ def predict_images(
         ``frame.attrs["thresholds"]`` holds the thresholds used.
 
     Images are read and resized exactly as for ``hpa-keras predict --images``,
-    so the probabilities equal :func:`predict_runs`'s for the same files.
+    so the probabilities as predicted (``calibrated=False``, or a run without
+    calibration) equal :func:`predict_runs`'s for the same files.
 
     Example:
         >>> import hpa_keras
@@ -453,6 +459,8 @@ def predict_images(
     else:
         probabilities = predict_run(run, ids, index=index, tta=views, batch_size=batch_size)
     labels = submission_labels(probabilities, run.thresholds, require_label=not allow_empty)
+    if calibrated and run.calibration is not None:
+        probabilities = run.calibration.apply(probabilities)
     frame = pd.DataFrame(probabilities, columns=list(run.class_names))
     frame.insert(0, "Id", ids)
     frame.insert(1, "labels", labels)
