@@ -405,6 +405,27 @@ def test_evaluate_scores_the_stored_calibration_on_images_it_was_not_fitted_on(
     assert f"({expected:.3f} calibrated)" in summary_line(chosen)
 
 
+def test_evaluate_measures_the_cv_s_own_label_sets_on_other_images(cv_folder, training_records):
+    from hpa_keras.inference.evaluate import evaluate_runs
+    from hpa_keras.inference.label_sets import conformal_for
+    from hpa_keras.scoring.evaluation import coverage_line
+
+    chosen = evaluate_runs([cv_folder], data=training_records, folds=[1])
+    fitted = conformal_for([cv_folder], 0.9, "image", views=VIEWS)
+    sets = chosen.probabilities >= fitted.thresholds
+    covered = np.all(sets | (chosen.labels == 0), axis=1).mean()  # every true label in the set
+    measured = chosen.summary()["label_sets"]
+    assert measured["rate"] == pytest.approx(covered) and measured["coverage"] == 0.9
+    assert measured["mean_set_size"] == pytest.approx(sets.sum(axis=1).mean())
+    assert f"the cv's own at 90% (predict --coverage, from {fitted.images} out-of-fold" in (
+        coverage_line(chosen)
+    )
+    # Not on its own out-of-fold predictions (the sets' calibration set), nor other views.
+    assert evaluate_runs([cv_folder], data=training_records).label_sets is None
+    other_views = evaluate_runs([cv_folder], data=training_records, folds=[1], tta=1)
+    assert other_views.label_sets is None and "label_sets" not in other_views.summary()
+
+
 def test_conformal_thresholds_come_from_the_pooled_out_of_fold_predictions(cv_folder):
     from hpa_keras.inference.label_sets import conformal_for, out_of_fold_predictions
     from hpa_keras.scoring.conformal import conformal_thresholds

@@ -16,6 +16,7 @@ import pandas as pd
 
 from hpa_keras.data.tfrecords import read_manifest
 from hpa_keras.errors import InputError
+from hpa_keras.inference.label_sets import conformal_for
 from hpa_keras.inference.predict import predict_ids, predict_runs, training_labels_per_image
 from hpa_keras.runs.documents import (
     read_calibration,
@@ -31,7 +32,7 @@ from hpa_keras.runs.folders import (
     is_cv_folder,
     run_paths,
 )
-from hpa_keras.scoring.evaluation import Evaluation
+from hpa_keras.scoring.evaluation import LABEL_SET_COVERAGE, Evaluation
 
 
 def _run_validation(folder: Path, data: Path) -> tuple[int, str | None] | None:
@@ -187,13 +188,24 @@ def evaluate_runs(
     details = _evaluation_details(runs, data, images, folds, sources, tta, out_of_fold)
     # The stored maps are scored on images they were not fitted on: not on a cv's own
     # out-of-fold predictions (their fitting set), and only with the folder's thresholds.
-    calibration = None
+    calibration = sets = None
     if len(runs) == 1 and thresholds is None and not out_of_fold:
         calibration = read_calibration(runs[0])
+        sets = _label_sets_of(runs[0], tta)
     return Evaluation(
         ids, labels, probabilities, chosen, class_names=names, details=details,
-        calibration=calibration,
+        calibration=calibration, label_sets=sets,
     )  # fmt: skip
+
+
+def _label_sets_of(folder, tta: int):
+    """The 90% label sets ``predict --coverage`` would write with a cv folder, to measure on
+    the evaluated images; None for a single run, other views or a cv without stored labels
+    (an older one): there is nothing to measure then, which is no error of the evaluation."""
+    try:
+        return conformal_for([folder], LABEL_SET_COVERAGE, "image", views=tta)
+    except InputError:
+        return None
 
 
 def _evaluation_details(runs, data, images, folds, sources, tta, out_of_fold) -> dict:

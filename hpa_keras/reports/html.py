@@ -145,10 +145,19 @@ def _coverage_html(evaluation: Evaluation) -> str:
     )
     if measured is None:
         return f"{promise} need at least two images to be measured here."
-    return (
+    sentence = (
         f"{promise}, with thresholds fitted on the other folds of this set, cover "
         f"{measured.rate:.2f} of its images with {measured.mean_set_size:.1f} labels on average."
     )
+    stored = evaluation.stored_label_set_coverage()
+    if stored is not None:
+        sentence += (
+            f" The cv's own sets (<code>predict --coverage "
+            f"{evaluation.label_sets.coverage:g}</code>, fitted on "
+            f"{evaluation.label_sets.images} out-of-fold images) cover {stored.rate:.2f} of "
+            f"them with {stored.mean_set_size:.1f} labels on average."
+        )
+    return sentence
 
 
 def _cards_html(summary: dict) -> str:

@@ -40,7 +40,13 @@ from hpa_keras.scoring.calibration import (
     cross_fitted_calibration,
     expected_calibration_error,
 )
-from hpa_keras.scoring.conformal import EmpiricalCoverage, cross_fitted_coverage
+from hpa_keras.scoring.conformal import (
+    ConformalThresholds,
+    EmpiricalCoverage,
+    cross_fitted_coverage,
+    empirical_coverage,
+    label_sets,
+)
 from hpa_keras.scoring.metrics import f1_per_class
 from hpa_keras.scoring.thresholds import labels_per_image_warning
 from hpa_keras.scoring.uncertainty import most_uncertain, predictive_entropy
@@ -109,7 +115,9 @@ class Evaluation:
 
     ``probabilities`` are the runs' as predicted (the thresholds judge them); ``calibration``,
     the maps stored with the runs (a cv folder's ``calibration.json``), when given, is
-    scored too: :meth:`calibrated_ece`.
+    scored too: :meth:`calibrated_ece`; so are ``label_sets``, conformal thresholds fitted
+    elsewhere (a cv's out-of-fold predictions, as ``predict --coverage`` uses them):
+    :meth:`stored_label_set_coverage`.
     """
 
     ids: list[str]
@@ -119,6 +127,7 @@ class Evaluation:
     class_names: Sequence[str] = CLASS_NAMES
     details: dict = field(default_factory=dict)
     calibration: Calibration | None = None
+    label_sets: ConformalThresholds | None = None
 
     def __setattr__(self, name, value):
         # Any new labels, probabilities or thresholds invalidate what was computed from them.
@@ -227,6 +236,19 @@ class Evaluation:
             ),
         )  # fmt: skip
 
+    def stored_label_set_coverage(self) -> EmpiricalCoverage | None:
+        """The rate the given ``label_sets`` reach on this set (None without them)."""
+        if self.label_sets is None:
+            return None
+        return self._cached(
+            "stored_coverage",
+            lambda: empirical_coverage(
+                self.labels,
+                label_sets(self.probabilities, self.label_sets),
+                self.label_sets.guarantee,
+            ),
+        )
+
     def uncertain_table(self, count: int = UNCERTAIN_IMAGES) -> pd.DataFrame:
         """The ``count`` images with the highest predictive entropy (most unsure first): id,
         entropy (bits, averaged over classes), true and predicted labels as space-separated
@@ -268,7 +290,22 @@ class Evaluation:
             "classes_f1_zero": int((table["f1"] == 0).sum()),
             "ece": self._calibration_error().overall,
             **({} if self.calibration is None else {"ece_calibrated": self.calibrated_ece()}),
+            **self._stored_label_set_summary(),
             **self.details,
+        }
+
+    def _stored_label_set_summary(self) -> dict:
+        measured = self.stored_label_set_coverage()
+        if measured is None:
+            return {}
+        return {
+            "label_sets": {
+                "coverage": self.label_sets.coverage,
+                "guarantee": self.label_sets.guarantee,
+                "calibration_images": self.label_sets.images,
+                "rate": measured.rate,
+                "mean_set_size": measured.mean_set_size,
+            }
         }
 
     def warnings(self) -> list[str]:
@@ -313,8 +350,17 @@ def coverage_line(evaluation: Evaluation, coverage: float = LABEL_SET_COVERAGE) 
     cross-fitted on it, and how many labels they hold."""
     measured = evaluation.label_set_coverage(coverage)
     if measured is None:
-        return f"label sets at {coverage:.0%}: not measured (fewer than two images)"
-    return (
-        f"label sets at {coverage:.0%}: cover {measured.rate:.2f} of images, "
-        f"{measured.mean_set_size:.1f} labels on average (cross-fitted on this set)"
-    )
+        line = f"label sets at {coverage:.0%}: not measured (fewer than two images)"
+    else:
+        line = (
+            f"label sets at {coverage:.0%}: cover {measured.rate:.2f} of images, "
+            f"{measured.mean_set_size:.1f} labels on average (cross-fitted on this set)"
+        )
+    stored = evaluation.stored_label_set_coverage()
+    if stored is not None:
+        line += (
+            f"; the cv's own at {evaluation.label_sets.coverage:.0%} (predict --coverage, from "
+            f"{evaluation.label_sets.images} out-of-fold images): cover {stored.rate:.2f}, "
+            f"{stored.mean_set_size:.1f} labels on average"
+        )
+    return line
