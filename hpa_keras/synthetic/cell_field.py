@@ -62,16 +62,25 @@ class CellField:
         return float(np.mean([cell.radius for cell in self.cells])) if self.cells else 1.0
 
 
-def make_cell_field(rng: np.random.Generator, size: int, mitotic_cells: int = 0) -> CellField:
+def make_cell_field(
+    rng: np.random.Generator,
+    size: int,
+    mitotic_cells: int = 0,
+    magnification: float = 1.0,
+    density: float = 1.0,
+) -> CellField:
     """A random field of cells of ``size`` x ``size`` pixels.
 
     Cell count, size, elongation and crowding vary from field to field, as
     between HPA cell lines (compact A-431 colonies to spread-out U-2 OS cells).
     ``mitotic_cells`` cells are drawn in metaphase: round, with condensed
     chromatin in a plate and two spindle poles instead of one MTOC.
+    ``magnification`` multiplies every length (larger, so fewer, cells) and
+    ``density`` the crowding (see :mod:`hpa_keras.synthetic.styles`); at 1
+    the field is exactly as without them.
     """
-    scale = size / REFERENCE_SIZE
-    cells = _place_cells(rng, size, scale, mitotic_cells)
+    scale = size / REFERENCE_SIZE * magnification
+    cells = _place_cells(rng, size, scale, mitotic_cells, density)
     labels = np.zeros((size, size), np.int32)
     nucleus = np.zeros((size, size), bool)
     nearest = np.full((size, size), np.inf, np.float32)
@@ -202,9 +211,9 @@ def draw_disks(canvas: np.ndarray, centers, radii, values) -> None:
         )
 
 
-def _place_cells(rng, size, scale, mitotic_cells):
+def _place_cells(rng, size, scale, mitotic_cells, density=1.0):
     mean_radius = rng.uniform(42, 72) * scale
-    crowding = rng.uniform(0.55, 1.25)
+    crowding = rng.uniform(0.55, 1.25) * density
     target = max(2, int(round(crowding * size * size / (np.pi * mean_radius**2))))
     minimum_distance = 1.45 * mean_radius
     margin = 0.35 * mean_radius

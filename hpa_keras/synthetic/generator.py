@@ -57,6 +57,7 @@ from hpa_keras.settings import setting
 from hpa_keras.synthetic.cell_field import make_cell_field, smooth_noise
 from hpa_keras.synthetic.label_sampler import sample_label_sets
 from hpa_keras.synthetic.protein_patterns import PATTERNS, mitotic_spindle, soften
+from hpa_keras.synthetic.styles import DEFAULT_STYLE, STYLES, acquire, get_style
 
 MITOTIC_SPINDLE = 17
 CYTOKINETIC_BRIDGE = 16
@@ -97,6 +98,13 @@ class DemoDataSettings:
         "label scheme: hpa2018 (28 classes) or hpa2021 (19 classes, Negative cells)",
         choices=("hpa2018", "hpa2021"),
     )
+    style: str = setting(
+        DEFAULT_STYLE,
+        "how fields are drawn: hpa-like (the built-in camera) or widefield (another "
+        "microscope: offset, gamma, cross-talk, more noise, blur and vignetting, fewer and "
+        "larger cells; the same labels), to test transfer between styles",
+        choices=tuple(STYLES),
+    )
 
     def validate(self) -> None:
         if self.num_samples < 1:
@@ -110,6 +118,7 @@ class DemoDataSettings:
         if self.bit_depth not in (8, 16):
             raise InputError(f"--bit-depth must be 8 or 16, got {self.bit_depth}")
         get_scheme(self.scheme)
+        get_style(self.style)
         if self.num_samples - self.num_test < 1:
             raise InputError("--test-fraction leaves no training samples")
 
@@ -137,6 +146,7 @@ def render_field(
     image_size: int,
     mitotic_cells: int | None = None,
     expression_rng: np.random.Generator | None = None,
+    style: str = DEFAULT_STYLE,
 ):
     """``(image, cell field, cell labels)``: :func:`render_sample`'s image, its layout, and
     with ``expression_rng`` the 2018 classes each cell shows (``{cell number: [classes]}``).
@@ -146,11 +156,22 @@ def render_field(
     which cells express each class is drawn by :func:`expressing_cells` from
     that generator alone, so ``rng``'s draws, the cell layout and the
     stains are the same either way.
+
+    ``style`` (:data:`~hpa_keras.synthetic.styles.STYLES`) sets the cell layout's
+    magnification and density and the microscope the stains are seen through; the
+    default is the generator's own.
     """
+    style = get_style(style)
     labels = sorted(set(int(label) for label in labels))
     if mitotic_cells is None:
         mitotic_cells = 1 if MITOTIC_SPINDLE in labels else int(rng.random() < 0.12)
-    cell_field = make_cell_field(rng, image_size, mitotic_cells=mitotic_cells)
+    cell_field = make_cell_field(
+        rng,
+        image_size,
+        mitotic_cells=mitotic_cells,
+        magnification=style.magnification,
+        density=style.density,
+    )
     scale = cell_field.scale
     cell_mask = cell_field.labels > 0
 
@@ -187,11 +208,14 @@ def render_field(
             green = green + weight * pattern * gains
 
     channels = {"red": red, "green": green, "blue": blue, "yellow": yellow}
-    gains = {"red": (0.55, 1.0), "green": (0.3, 0.9), "blue": (0.6, 1.0), "yellow": (0.8, 1.5)}
-    image = np.empty((image_size, image_size, len(CHANNELS)), np.float32)
     focus = rng.uniform(0.4, 1.1) * scale  # one focus for the whole field
-    for index, name in enumerate(CHANNELS):
-        image[..., index] = _acquire(rng, channels[name], rng.uniform(*gains[name]), focus)
+    if style.name == DEFAULT_STYLE:
+        image = np.empty((image_size, image_size, len(CHANNELS)), np.float32)
+        for index, name in enumerate(CHANNELS):
+            gain = rng.uniform(*style.gains[index])
+            image[..., index] = _acquire(rng, channels[name], gain, focus)
+    else:
+        image = acquire(rng, channels, focus, style)
     cell_labels = None
     if per_cell:
         cell_labels = {
@@ -307,6 +331,7 @@ def _write_sample(job: _Job):
         job.labels,
         job.settings.image_size,
         expression_rng=expression_rng if job.per_cell else None,
+        style=job.settings.style,
     )
     image = quantize(image, job.settings.bit_depth)
     for channel_index, channel in enumerate(CHANNELS):
