@@ -553,6 +553,12 @@ def test_predict_labels_every_cell_and_evaluate_scores_the_submission(cell_run, 
             assert numbers.size == 1 and np.array_equal(cells == numbers[0], mask)
     table = _cell_rows(cell_run / "submission_cells.csv")
     assert len(table) == len(rows) and list(table[0])[:3] == ["Id", "cell", "Label"]
+    assert list(table[0])[-1] == "entropy"
+    for row in table[:5]:  # each cell's predictive entropy, recomputed in bits
+        p = np.clip([float(value) for value in list(row.values())[3:-1]], 1e-12, 1 - 1e-12)
+        assert len(p) == 28
+        bits = -(p * np.log2(p) + (1 - p) * np.log2(1 - p)).mean()
+        assert float(row["entropy"]) == pytest.approx(bits, abs=2e-4)
     capsys.readouterr()
     assert main(["evaluate", "--cells", "--submission", str(out), "--masks",
                  str(cell_demo / "masks"), "--cell-labels", str(cell_demo / "cells.csv"),

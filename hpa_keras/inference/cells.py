@@ -22,6 +22,7 @@ from hpa_keras.classes import format_target, get_scheme
 from hpa_keras.data.cells import cell_geometry, check_masks, find_mask_files, read_mask
 from hpa_keras.data.tfrecords import read_manifest
 from hpa_keras.errors import InputError
+from hpa_keras.scoring.uncertainty import predictive_entropy
 
 
 def split_cell_id(record_id: str) -> tuple[str, int]:
@@ -147,7 +148,9 @@ def write_cell_predictions(
     scheme: str,
     records: str | os.PathLike | None = None,
 ) -> dict:
-    """Write the 2021-format submission (``out``) and the per-cell table (``table``).
+    """Write the 2021-format submission (``out``) and the per-cell table (``table``: Id,
+    cell, the classes over the thresholds, each class's probability, and the cell's
+    predictive entropy in bits, :func:`~hpa_keras.scoring.uncertainty.predictive_entropy`).
 
     Every field's cells must all have been predicted, and every predicted
     cell must be in its field's mask: records cut from other masks are an
@@ -181,9 +184,14 @@ def write_cell_predictions(
     write_submission(out, rows)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([get_scheme(scheme).id_column, "cell", "Label", *class_names])
+    writer.writerow([get_scheme(scheme).id_column, "cell", "Label", *class_names, "entropy"])
     for field_id, number, label, values in table_rows:
-        writer.writerow([field_id, number, label, *(f"{value:.4f}" for value in values)])
+        # How unsure the cell's probabilities are (bits, the mean over classes of each
+        # class's binary entropy): the cells to look at first.
+        entropy = predictive_entropy(values[None, :])[0]
+        writer.writerow(
+            [field_id, number, label, *(f"{value:.4f}" for value in values), f"{entropy:.4f}"]
+        )
     write_text_atomic(table, buffer.getvalue())
     return {"fields": len(rows), "cells": len(table_rows), "cells_with_a_class": labeled}
 
