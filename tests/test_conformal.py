@@ -286,3 +286,33 @@ def test_label_sets_check_the_class_count():
     conformal = conformal_thresholds([[1, 0, 0]] * 20, [[0.9, 0.1, 0.1]] * 20)
     with pytest.raises(InputError, match="3"):
         label_sets([[0.5, 0.5]], conformal)
+
+
+def test_union_of_member_sets_covers_at_least_as_each_member():
+    from hpa_keras.scoring.conformal import union_label_sets
+
+    rng = np.random.default_rng(3)
+    labels, _, _ = simulated(6000, seed=3)
+    logits = np.where(labels > 0, 1.0, -2.5) + rng.normal(0, 1.5, labels.shape)
+
+    def member(rows):  # each member: the shared signal and noise of its own
+        noisy = logits[rows] + rng.normal(0, 1.0, (len(rows), CLASSES))
+        return 1 / (1 + np.exp(-noisy))
+
+    # Out-of-fold: each of 3 members predicts its own third of 3000 calibration images.
+    folds = np.array_split(np.arange(3000), 3)
+    oof = np.concatenate([member(rows) for rows in folds])
+    conformal = conformal_thresholds(labels[:3000], oof, 0.9, "image")
+    new = np.arange(3000, 6000)
+    members = np.stack([member(new) for _ in folds])
+    union = union_label_sets(members, conformal)
+    np.testing.assert_array_equal(union, np.any(members >= conformal.thresholds, axis=0))
+    np.testing.assert_array_equal(
+        union_label_sets(members[0], conformal), label_sets(members[0], conformal)
+    )
+    each = [empirical_coverage(labels[new], label_sets(m, conformal)).rate for m in members]
+    rate = empirical_coverage(labels[new], union).rate
+    assert min(each) >= 0.9 - 0.02  # a member covers new images as on its held-out fold
+    assert rate >= max(each) and rate >= 0.9
+    with pytest.raises(InputError, match=r"\(M, N, C\)"):
+        union_label_sets(members[None], conformal)

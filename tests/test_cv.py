@@ -408,11 +408,16 @@ def test_evaluate_scores_the_stored_calibration_on_images_it_was_not_fitted_on(
 def test_evaluate_measures_the_cv_s_own_label_sets_on_other_images(cv_folder, training_records):
     from hpa_keras.inference.evaluate import evaluate_runs
     from hpa_keras.inference.label_sets import conformal_for
+    from hpa_keras.inference.predict import predict_ids_by_member
     from hpa_keras.scoring.evaluation import coverage_line
 
     chosen = evaluate_runs([cv_folder], data=training_records, folds=[1])
     fitted = conformal_for([cv_folder], 0.9, "image", views=VIEWS)
-    sets = chosen.probabilities >= fitted.thresholds
+    members, _ = predict_ids_by_member(
+        [cv_folder], chosen.ids, data=training_records, folds=[1], tta=VIEWS
+    )
+    np.testing.assert_allclose(chosen.probabilities, members.mean(axis=0), atol=1e-6)
+    sets = np.any(members >= fitted.thresholds, axis=0)
     covered = np.all(sets | (chosen.labels == 0), axis=1).mean()  # every true label in the set
     measured = chosen.summary()["label_sets"]
     assert measured["rate"] == pytest.approx(covered) and measured["coverage"] == 0.9
@@ -485,17 +490,21 @@ def test_predict_coverage_writes_the_conformal_sets_and_a_calibrated_table(
 ):
     from hpa_keras.cli import main
     from hpa_keras.inference.label_sets import conformal_for
-    from hpa_keras.inference.predict import predict_runs
+    from hpa_keras.inference.predict import predict_runs, predict_runs_by_member
     from hpa_keras.runs.documents import read_calibration
 
-    ids, probabilities, _ = predict_runs([cv_folder], data=training_records)
+    ids, members, _ = predict_runs_by_member([cv_folder], data=training_records)
+    probabilities = np.mean(members, axis=0)
+    assert np.allclose(probabilities, predict_runs([cv_folder], data=training_records)[1])
     command = ["predict", "--run", str(cv_folder), "--data", str(training_records)]
     out, table = tmp_path / "sets.csv", tmp_path / "probabilities.csv"
     assert main([*command, "--coverage", "0.8", "--guarantee", "class", "--out", str(out),
                  "--probabilities", str(table)]) == 0  # fmt: skip
     printed = capsys.readouterr().out
     conformal = conformal_for([cv_folder], 0.8, "class", views=VIEWS)
-    expected = probabilities >= conformal.thresholds
+    # A class is in the set when any fold model reaches its threshold (not their mean).
+    expected = np.any(members >= conformal.thresholds, axis=0)
+    assert not np.array_equal(expected, probabilities >= conformal.thresholds)
     written = pd.read_csv(out, keep_default_na=False).set_index("Id").loc[ids, "Predicted"]
     for row, labels in zip(expected, written, strict=True):
         assert labels == " ".join(str(k) for k in np.flatnonzero(row))

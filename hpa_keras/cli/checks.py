@@ -25,6 +25,8 @@ def _input_folders(arguments) -> tuple[str, ...]:
     """Image and mask folders: show's positional DIR is one too (verify's DIR is records,
     which may be a URL, and verify reads them itself)."""
     return (*_INPUT_FOLDERS, "dir") if arguments.command == "show" else _INPUT_FOLDERS
+
+
 _RECORD_FOLDERS = ("data",)
 
 

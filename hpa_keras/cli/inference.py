@@ -198,7 +198,7 @@ def run_predict(arguments) -> None:
     probabilities = np.mean(members, axis=0)
     views = arguments.tta or default_views(arguments.run)
     if conformal is not None:
-        labels = label_set_rows(probabilities, conformal)
+        labels = label_set_rows(members, conformal)
     else:
         labels = submission_labels(
             probabilities, thresholds, require_label=not arguments.allow_empty

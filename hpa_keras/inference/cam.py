@@ -88,7 +88,6 @@ def grad_cam(model, image: np.ndarray, classes, layer=None, output_size=None) ->
     """
     import tensorflow as tf  # lazy: imports TensorFlow
 
-
     if backend() != "tensorflow":
         # keras.ops has no gradient: Grad-CAM needs the backend's own (tf.GradientTape here).
         raise InputError(

@@ -17,7 +17,11 @@ import pandas as pd
 from hpa_keras.data.tfrecords import read_manifest
 from hpa_keras.errors import InputError
 from hpa_keras.inference.label_sets import conformal_for
-from hpa_keras.inference.predict import predict_ids, predict_runs, training_labels_per_image
+from hpa_keras.inference.predict import (
+    predict_ids_by_member,
+    predict_runs_by_member,
+    training_labels_per_image,
+)
 from hpa_keras.runs.documents import (
     read_calibration,
     read_cv,
@@ -155,6 +159,7 @@ def evaluate_runs(
         if not read_manifest(data).labeled:
             raise InputError(f"{data}: the TFRecords are unlabeled; evaluation needs labels")
         out_of_fold = folds is None and thresholds is None and _cv_trained_on(runs, data)
+        members = None  # each member's probabilities, for the cv's label sets
         if out_of_fold:
             ids, labels, probabilities, chosen, folds = _out_of_fold(Path(runs[0]), data, sources)
         else:
@@ -163,10 +168,11 @@ def evaluate_runs(
             ids, labels = dataset_labels(data, folds, sources)
             if not ids:
                 raise InputError(f"{data}: nothing to evaluate (no samples)")
-            probabilities, chosen = predict_ids(
+            members, chosen = predict_ids_by_member(
                 runs, ids, data=data, folds=folds, tta=tta, batch_size=batch_size,
                 sources=sources, thresholds=thresholds,
             )  # fmt: skip
+            probabilities = np.mean(members, axis=0)  # what predict_ids gives
     elif images is not None:
         from hpa_keras.data.labels import read_labels  # lazy: imports TensorFlow
 
@@ -176,10 +182,11 @@ def evaluate_runs(
         table = read_labels(labels_file)
         labels = table.multi_hot()
         # The labels file fixes the Ids and their order (input_ids checks every image exists).
-        ids, probabilities, chosen = predict_runs(
+        ids, members, chosen = predict_runs_by_member(
             runs, images=images, ids_file=labels_file, tta=tta, batch_size=batch_size,
             thresholds=thresholds,
         )  # fmt: skip
+        probabilities = np.mean(members, axis=0)  # what predict_runs gives
     else:
         raise InputError("give --data (labeled TFRecords) or --images with --labels")
     # predict_ids refused labels of another scheme than the runs' before predicting
@@ -195,6 +202,7 @@ def evaluate_runs(
     return Evaluation(
         ids, labels, probabilities, chosen, class_names=names, details=details,
         calibration=calibration, label_sets=sets,
+        label_set_members=members if sets is not None else None,
     )  # fmt: skip
 
 

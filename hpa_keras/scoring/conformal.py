@@ -272,6 +272,20 @@ def label_sets(probabilities, conformal: ConformalThresholds) -> np.ndarray:
     return scores >= conformal.thresholds
 
 
+def union_label_sets(member_probabilities, conformal: ConformalThresholds) -> np.ndarray:
+    """Boolean ``(N, C)``: the union of the label sets of each member ``(M, N, C)`` of an
+    ensemble (``(N, C)``: one member, its own sets). With thresholds fitted on single
+    models' held-out predictions, each member's set covers a new image as on them, and
+    the union at least as well; the members' mean, smoother than any of them, need not
+    (:mod:`hpa_keras.inference.label_sets`)."""
+    members = np.asarray(member_probabilities)
+    if members.ndim == 2:
+        members = members[None]
+    if members.ndim != 3:
+        raise InputError(f"member probabilities must be (M, N, C), got shape {members.shape}")
+    return np.any([label_sets(member, conformal) for member in members], axis=0)
+
+
 def empirical_coverage(labels, sets, guarantee: str = "image") -> EmpiricalCoverage:
     """Measure on labelled images the rate that label sets reach.
 

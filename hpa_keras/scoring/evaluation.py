@@ -45,7 +45,7 @@ from hpa_keras.scoring.conformal import (
     EmpiricalCoverage,
     cross_fitted_coverage,
     empirical_coverage,
-    label_sets,
+    union_label_sets,
 )
 from hpa_keras.scoring.metrics import f1_per_class
 from hpa_keras.scoring.thresholds import labels_per_image_warning
@@ -117,7 +117,8 @@ class Evaluation:
     the maps stored with the runs (a cv folder's ``calibration.json``), when given, is
     scored too: :meth:`calibrated_ece`; so are ``label_sets``, conformal thresholds fitted
     elsewhere (a cv's out-of-fold predictions, as ``predict --coverage`` uses them):
-    :meth:`stored_label_set_coverage`.
+    :meth:`stored_label_set_coverage`, on ``label_set_members`` (the members'
+    probabilities ``(M, N, C)``, whose sets' union is the image's set) when given.
     """
 
     ids: list[str]
@@ -128,6 +129,7 @@ class Evaluation:
     details: dict = field(default_factory=dict)
     calibration: Calibration | None = None
     label_sets: ConformalThresholds | None = None
+    label_set_members: np.ndarray | None = None
 
     def __setattr__(self, name, value):
         # Any new labels, probabilities or thresholds invalidate what was computed from them.
@@ -244,7 +246,12 @@ class Evaluation:
             "stored_coverage",
             lambda: empirical_coverage(
                 self.labels,
-                label_sets(self.probabilities, self.label_sets),
+                union_label_sets(
+                    self.probabilities
+                    if self.label_set_members is None
+                    else self.label_set_members,
+                    self.label_sets,
+                ),  # fmt: skip
                 self.label_sets.guarantee,
             ),
         )
