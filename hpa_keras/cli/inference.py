@@ -236,6 +236,8 @@ def run_predict(arguments) -> None:
             f"flagged {flagged.sum()} of {len(ids)} images as most uncertain (entropy >= "
             f"{cutoff:.4f} bits): column 'uncertain' in {arguments.probabilities}"
         )
+    if conformal is not None:
+        return  # sets wider than the training labels are what a coverage asks for
     per_image = sum(map(len, labels)) / max(len(ids), 1)
     message = labels_per_image_warning(per_image, training_labels_per_image(arguments.run))
     if message:
