@@ -3,7 +3,6 @@
 Each test skips where ../shared is absent (a clone of the project alone).
 """
 
-
 import cv2
 import numpy as np
 import pytest
@@ -196,3 +195,20 @@ def test_cv_of_real_samples_predicts_every_image_out_of_fold(real_four_channel_f
     np.testing.assert_allclose(
         evaluation.probabilities, by_id[[str(k) for k in range(28)]].to_numpy(), atol=1e-5
     )
+    # Its calibration and label sets come from the real out-of-fold predictions too.
+    from hpa_keras.inference.label_sets import conformal_for, out_of_fold_predictions
+    from hpa_keras.runs.documents import read_calibration
+
+    calibration = read_calibration(cv)
+    labels, probabilities, _ = out_of_fold_predictions(cv)
+    np.testing.assert_array_equal(
+        labels, truth.multi_hot()[[truth.ids.index(i) for i in oof["Id"]]]
+    )
+    assert calibration.num_samples == len(truth) == len(labels)
+    calibrated = calibration.apply(probabilities)
+    assert calibrated.shape == probabilities.shape and np.all((calibrated >= 0) & (calibrated <= 1))
+    sets = conformal_for([cv], 0.9)
+    assert sets.images == len(truth) and 0 <= sets.thresholds.min() <= sets.thresholds.max() <= 1
+    chosen = evaluate_runs([cv], data=records, folds=[0])
+    assert 0 <= chosen.summary()["ece_calibrated"] <= 1
+    assert chosen.summary()["label_sets"]["coverage"] == 0.9
