@@ -568,6 +568,41 @@ def test_predict_labels_every_cell_and_evaluate_scores_the_submission(cell_run, 
     assert 0.0 <= summary["mAP"] <= 1.0 and summary["scheme"] == "hpa2018"
 
 
+def test_a_calibrated_cell_run_shows_calibrated_probabilities_and_keeps_its_labels(
+    cell_run, tmp_path, capsys
+):
+    """The per-cell table's probabilities go through the folder's calibration maps (here a
+    temperature of 3 for every class); the classes and the submission stay as predicted."""
+    import shutil
+
+    from hpa_keras.classes import CLASS_NAMES
+    from hpa_keras.runs.documents import write_calibration
+    from hpa_keras.scoring.calibration import TEMPERATURE, Calibration, ClassCalibration
+
+    run = tmp_path / "calibrated"
+    shutil.copytree(cell_run / "run", run)
+    maps = Calibration(
+        classes=tuple(ClassCalibration(name, TEMPERATURE, temperature=3.0) for name in CLASS_NAMES)
+    )
+    write_calibration(run, maps)
+    records = str(cell_run / "records")
+    outputs = {}
+    for name, extra in (("calibrated", []), ("as-predicted", ["--uncalibrated"])):
+        out = tmp_path / f"{name}.csv"
+        assert main(["predict", "--run", str(run), "--data", records, "--out", str(out),
+                     *extra]) == 0  # fmt: skip
+        said = capsys.readouterr().out
+        assert ("probabilities calibrated" in said) == (name == "calibrated")
+        outputs[name] = (out.read_text(), _cell_rows(tmp_path / f"{name}_cells.csv"))
+    (calibrated_submission, calibrated), (submission, predicted) = outputs.values()
+    assert calibrated_submission == submission
+    assert [row["Label"] for row in calibrated] == [row["Label"] for row in predicted]
+    as_predicted = np.array([[float(v) for v in list(row.values())[3:-1]] for row in predicted])
+    shown = np.array([[float(v) for v in list(row.values())[3:-1]] for row in calibrated])
+    np.testing.assert_allclose(shown, maps.apply(as_predicted), atol=2e-4)
+    assert np.abs(shown - as_predicted).max() > 0.01  # the map moved them
+
+
 def test_cell_runs_and_field_records_do_not_mix(cell_run, cell_demo, training_records, capsys):
     run = str(cell_run / "run")
     assert main(["predict", "--run", run, "--data", str(training_records)]) == 2

@@ -66,8 +66,8 @@ def add_predict(commands) -> None:
     predict.add_argument(
         "--uncalibrated",
         action="store_true",
-        help="write the --probabilities table as predicted, not through the cv folder's "
-        "calibration.json",
+        help="write the --probabilities table (a cell run's: the per-cell table) as "
+        "predicted, not through the cv folder's calibration.json",
     )
     predict.add_argument(
         "--allow-empty",
@@ -256,14 +256,17 @@ def _predict_cells(arguments) -> None:
     written = predict_cells(
         arguments.run, arguments.data, arguments.out, table=arguments.cell_table,
         tta=arguments.tta, batch_size=arguments.batch_size,
-        image_weight=arguments.image_weight, **cell_arguments,
+        image_weight=arguments.image_weight, calibrated=not arguments.uncalibrated,
+        **cell_arguments,
     )  # fmt: skip
     print(
         f"wrote {written['out']}: {written['fields']} fields, {written['cells']} cells, every "
         f"class with its probability (the 2021 format); {written['table']}: each cell's "
         f"classes over the run's thresholds ({written['cells_with_a_class']} cells with at "
         "least one)"
-    )
+        + ("; its probabilities calibrated (--uncalibrated: as predicted)"
+           if written["calibrated"] else "")
+    )  # fmt: skip
 
 
 # ------------------------------------------------------------------ cam

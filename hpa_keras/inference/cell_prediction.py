@@ -8,6 +8,7 @@ from pathlib import Path
 from hpa_keras.data.tfrecords import read_manifest
 from hpa_keras.errors import InputError
 from hpa_keras.inference.cells import mix_with_fields, write_cell_predictions
+from hpa_keras.inference.label_sets import stored_calibration
 from hpa_keras.inference.predict import check_runs_and_input, predict_runs
 
 
@@ -63,6 +64,7 @@ def predict_cells(
     image_data=None,
     image_images=None,
     image_weight: float = 0.5,
+    calibrated: bool = True,
 ) -> dict:
     """Predict every cell of cell records with a cell run (or ensemble) and write the 2021
     submission (``out``: every cell of every field, every class with its probability) and
@@ -77,10 +79,16 @@ def predict_cells(
         image_runs: also a field run (or cv folder) whose probabilities for each cell's
             field are mixed in: ``(1 - image_weight) * cell + image_weight * field``;
             its fields are ``image_data`` (field records) or ``image_images`` (a folder).
+        calibrated: the table's probabilities through the cv's calibration maps where
+            ``runs`` is a cv folder with them (and, mixed with ``image_runs``, only where
+            those have their own too: each part is calibrated before the mixing; the
+            mixture itself was fitted by no one). The classes and the submission's
+            confidences stay as predicted (see :func:`write_cell_predictions`).
 
     Returns ``fields``, ``cells``, ``cells_with_a_class``, ``out`` and ``table``, and what
     was written: the records' ``ids``, their ``probabilities`` (mixed, with ``image_runs``)
-    and the ``thresholds`` they were judged with.
+    and the ``thresholds`` they were judged with; ``calibrated``: whether the table's
+    probabilities went through calibration maps.
 
     >>> predict_cells(["runs/cells"], "records_cells", "submission.csv")  # doctest: +SKIP
     """
@@ -92,9 +100,19 @@ def predict_cells(
     ids, probabilities, chosen = predict_runs(
         runs, data=data, tta=tta, batch_size=batch_size, thresholds=thresholds
     )
+    cell_map = stored_calibration(runs) if calibrated else None
+    shown = cell_map.apply(probabilities) if cell_map is not None else None
     if image_runs:
         field_ids, field_probabilities, _ = predict_runs(
             image_runs, data=image_data, images=image_images, batch_size=batch_size
+        )
+        field_map = stored_calibration(image_runs) if shown is not None else None
+        shown = (
+            mix_with_fields(
+                ids, shown, field_ids, field_map.apply(field_probabilities), image_weight
+            )
+            if field_map is not None
+            else None
         )
         probabilities = mix_with_fields(
             ids, probabilities, field_ids, field_probabilities, image_weight
@@ -110,6 +128,7 @@ def predict_cells(
         facts["class_names"],
         facts["scheme"] or "hpa2018",
         records=data,
+        table_probabilities=shown,
     )
     return {
         **written,
@@ -118,4 +137,5 @@ def predict_cells(
         "ids": ids,
         "probabilities": probabilities,
         "thresholds": chosen,
+        "calibrated": shown is not None,
     }

@@ -147,10 +147,16 @@ def write_cell_predictions(
     class_names,
     scheme: str,
     records: str | os.PathLike | None = None,
+    table_probabilities=None,
 ) -> dict:
     """Write the 2021-format submission (``out``) and the per-cell table (``table``: Id,
     cell, the classes over the thresholds, each class's probability, and the cell's
     predictive entropy in bits, :func:`~hpa_keras.scoring.uncertainty.predictive_entropy`).
+
+    The classes are decided on ``probabilities``, which the thresholds were tuned on, and
+    the submission's confidences are those too (the 2021 score ranks cells per class; a
+    calibration map's ties would reorder them). ``table_probabilities`` (``(N, C)``, the
+    rows of ``ids``): what the table shows instead, the calibrated probabilities.
 
     Every field's cells must all have been predicted, and every predicted
     cell must be in its field's mask: records cut from other masks are an
@@ -161,6 +167,7 @@ def write_cell_predictions(
     true cell could match. Nothing is written when a field fails.
     """
     fields = cells_by_field(ids, probabilities)
+    shown = fields if table_probabilities is None else cells_by_field(ids, table_probabilities)
     geometry = record_geometry(records) if records is not None else None
     thresholds = np.asarray(thresholds)
     rows, table_rows, labeled = [], [], 0
@@ -180,7 +187,8 @@ def write_cell_predictions(
         for number in sorted(cells):
             chosen = np.flatnonzero(cells[number] >= thresholds).tolist()
             labeled += bool(chosen)
-            table_rows.append((field_id, number, format_target(chosen, scheme), cells[number]))
+            label = format_target(chosen, scheme)
+            table_rows.append((field_id, number, label, shown[field_id][number]))
     write_submission(out, rows)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
