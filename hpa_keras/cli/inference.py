@@ -8,6 +8,7 @@ import argparse
 
 from hpa_keras.cli.common import add_run_input_arguments
 from hpa_keras.errors import InputError, warn
+from hpa_keras.inference.input_shift import input_shift_warning
 from hpa_keras.inference.label_sets import (
     conformal_for,
     coverage_description,
@@ -144,45 +145,15 @@ def _label_set_thresholds(arguments):
 
 
 def run_predict(arguments) -> None:
-    from hpa_keras.inference.predict import check_runs_and_input
-
-    if arguments.flag_uncertain is not None and not arguments.probabilities:
-        raise InputError(
-            "--flag-uncertain marks images in the probability table; give --probabilities FILE"
-        )
-
-    # The runs, their input, --ids, --thresholds and (a cell run) --image-run are checked to
-    # belong together before TensorFlow and any model load.
-    facts = check_runs_and_input(
-        arguments.run, data=arguments.data, images=arguments.images, ids_file=arguments.ids,
-        thresholds=arguments.thresholds,
-    )  # fmt: skip
+    facts = _check_predict(arguments)
     if facts["kind"] == "cells":
-        if arguments.flag_uncertain is not None or arguments.coverage is not None:
-            raise InputError(
-                "--flag-uncertain and --coverage are for a field run's image-level predictions"
-            )
         return _predict_cells(arguments)
-    if arguments.masks:
-        raise InputError("--masks is for a cell run predicting cell records (--data)")
-    if arguments.image_run:
-        raise InputError("--image-run mixes a field run into a cell run's predictions")
     conformal = _label_set_thresholds(arguments)
     import_tensorflow_quietly()
     import numpy as np
 
-    from hpa_keras.inference.predict import (
-        predict_runs_by_member,
-        training_labels_per_image,
-        uncertainty_columns,
-    )
-    from hpa_keras.inference.submission import (
-        submission_labels,
-        write_probabilities,
-        write_submission,
-    )
-    from hpa_keras.scoring.thresholds import labels_per_image_warning
-    from hpa_keras.scoring.uncertainty import flag_most_uncertain
+    from hpa_keras.inference.predict import predict_runs_by_member
+    from hpa_keras.inference.submission import submission_labels, write_submission
 
     # Every member is predicted alone anyway (a cv folder: each fold); their mean is what
     # predict_runs gives.
@@ -196,7 +167,6 @@ def run_predict(arguments) -> None:
         thresholds=arguments.thresholds,
     )
     probabilities = np.mean(members, axis=0)
-    views = arguments.tta or default_views(arguments.run)
     if conformal is not None:
         labels = label_set_rows(members, conformal)
     else:
@@ -204,19 +174,82 @@ def run_predict(arguments) -> None:
             probabilities, thresholds, require_label=not arguments.allow_empty
         )
     write_submission(arguments.out, ids, labels, scheme=facts["scheme"] or "hpa2018")
-    flagged = None
+    notes = _write_probability_table(arguments, ids, probabilities, members)
+    _report_prediction(arguments, ids, labels, conformal, notes)
+
+
+def _check_predict(arguments) -> dict:
+    """The arguments, the runs and their input checked before TensorFlow and any model load
+    (the runs, their input, --ids, --thresholds and a cell run's --image-run belong
+    together); the stain check warned. Returns the runs' facts."""
+    from hpa_keras.inference.predict import check_runs_and_input  # lazy: imports TensorFlow
+
+    if arguments.flag_uncertain is not None and not arguments.probabilities:
+        raise InputError(
+            "--flag-uncertain marks images in the probability table; give --probabilities FILE"
+        )
+    facts = check_runs_and_input(
+        arguments.run, data=arguments.data, images=arguments.images, ids_file=arguments.ids,
+        thresholds=arguments.thresholds,
+    )  # fmt: skip
+    shift = input_shift_warning(arguments.run, data=arguments.data, images=arguments.images)
+    if shift:
+        warn(shift)
+    if facts["kind"] == "cells":
+        if arguments.flag_uncertain is not None or arguments.coverage is not None:
+            raise InputError(
+                "--flag-uncertain and --coverage are for a field run's image-level predictions"
+            )
+    elif arguments.masks:
+        raise InputError("--masks is for a cell run predicting cell records (--data)")
+    elif arguments.image_run:
+        raise InputError("--image-run mixes a field run into a cell run's predictions")
+    return facts
+
+
+def _write_probability_table(arguments, ids, probabilities, members):
+    """``--probabilities``: the table, calibrated where the cv stores maps, with its
+    uncertainty columns (and ``--flag-uncertain``'s); returns the lines that say so."""
+    from hpa_keras.inference.predict import uncertainty_columns  # lazy: imports TensorFlow
+    from hpa_keras.inference.submission import write_probabilities  # lazy: imports TensorFlow
+    from hpa_keras.scoring.uncertainty import flag_most_uncertain
+
+    if not arguments.probabilities:
+        return []
+    # The labels were decided on the probabilities as predicted (the thresholds were tuned
+    # on them); the table a user reads is calibrated when the cv stores maps.
     calibration = None if arguments.uncalibrated else stored_calibration(arguments.run)
-    if arguments.probabilities:
-        # The labels above were decided on the probabilities as predicted (the thresholds
-        # were tuned on them); the table a user reads is calibrated when the cv stores maps.
-        table = probabilities if calibration is None else calibration.apply(probabilities)
-        extra = uncertainty_columns(table, members)
-        if arguments.flag_uncertain is not None:
-            flagged = flag_most_uncertain(extra["entropy"], arguments.flag_uncertain)
-            extra["uncertain"] = flagged
-        write_probabilities(arguments.probabilities, ids, table, extra)
+    table = probabilities if calibration is None else calibration.apply(probabilities)
+    extra = uncertainty_columns(table, members)
+    flagged = None
+    if arguments.flag_uncertain is not None:
+        flagged = flag_most_uncertain(extra["entropy"], arguments.flag_uncertain)
+        extra["uncertain"] = flagged
+    write_probabilities(arguments.probabilities, ids, table, extra)
+    notes = []
+    if calibration is not None:
+        notes.append(
+            f"{arguments.probabilities}: probabilities through the cv's calibration.json "
+            "(--uncalibrated: as predicted); the labels are decided as predicted"
+        )
+    if flagged is not None:
+        cutoff = extra["entropy"][flagged].min()
+        notes.append(
+            f"flagged {flagged.sum()} of {len(ids)} images as most uncertain (entropy >= "
+            f"{cutoff:.4f} bits): column 'uncertain' in {arguments.probabilities}"
+        )
+    return notes
+
+
+def _report_prediction(arguments, ids, labels, conformal, notes) -> None:
+    """What was written, the label sets' promise, the probability table's ``notes``, and
+    labels per image far from training's."""
+    from hpa_keras.inference.predict import training_labels_per_image  # lazy: TensorFlow
+    from hpa_keras.scoring.thresholds import labels_per_image_warning
+
     folders, _ = expand_runs(arguments.run)
     runs = f"an ensemble of {len(folders)} runs" if len(folders) > 1 else "1 run"
+    views = arguments.tta or default_views(arguments.run)
     empty = sum(not row for row in labels)
     print(
         f"wrote {arguments.out}: {len(ids)} Ids, {sum(map(len, labels))} labels "
@@ -225,17 +258,8 @@ def run_predict(arguments) -> None:
     )
     if conformal is not None:
         print(coverage_description(conformal, labels))
-    if arguments.probabilities and calibration is not None:
-        print(
-            f"{arguments.probabilities}: probabilities through the cv's calibration.json "
-            "(--uncalibrated: as predicted); the labels are decided as predicted"
-        )
-    if flagged is not None:
-        cutoff = extra["entropy"][flagged].min()
-        print(
-            f"flagged {flagged.sum()} of {len(ids)} images as most uncertain (entropy >= "
-            f"{cutoff:.4f} bits): column 'uncertain' in {arguments.probabilities}"
-        )
+    for note in notes:
+        print(note)
     if conformal is not None:
         return  # sets wider than the training labels are what a coverage asks for
     per_image = sum(map(len, labels)) / max(len(ids), 1)

@@ -12,6 +12,7 @@ probabilities are averaged, and so are their thresholds.
 """
 
 import os
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -22,6 +23,7 @@ from hpa_keras.data.images import index_image_folder, index_images
 from hpa_keras.data.labels import read_id_file
 from hpa_keras.errors import InputError
 from hpa_keras.inference.cells import check_run_and_records
+from hpa_keras.inference.input_shift import input_shift_warning
 from hpa_keras.inference.runs import Run, load_run
 from hpa_keras.inference.submission import submission_labels
 from hpa_keras.runs.documents import read_input_settings, read_thresholds_document
@@ -444,6 +446,9 @@ def predict_images(
     """
 
     check_runs_and_input(run if isinstance(run, Run) else [run], images=images)
+    shift = input_shift_warning([run.folder if isinstance(run, Run) else run], images=images)
+    if shift:
+        warnings.warn(shift, stacklevel=2)
     if not isinstance(run, Run):
         run = load_run(run)
     views = run.views if tta is None else tta

@@ -93,6 +93,15 @@ def _integers(value, where):
     return list(value)
 
 
+def _stain_numbers(value, where):
+    if not isinstance(value, dict) or not all(
+        isinstance(key, str) and isinstance(item, int | float) and not isinstance(item, bool)
+        for key, item in value.items()
+    ):
+        _wrong(where, "a mapping of stain names to numbers", value)
+    return {key: float(item) for key, item in value.items()}
+
+
 def _mappings(value, where):
     if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
         _wrong(where, "a list of mappings", value)
@@ -315,6 +324,10 @@ class InputSettings:
     # The training folds' mean labels per image: predict, evaluate and the report warn
     # when a run's decisions give far more or fewer.
     labels_per_image: float | None = field(default=None, metadata=_key(_number))
+    # The training folds' pixel mean and standard deviation per stain (the records' units):
+    # predict warns when new images' stains are far from them (inference.input_shift).
+    pixel_mean: dict | None = field(default=None, metadata=_key(_stain_numbers, written="given"))
+    pixel_std: dict | None = field(default=None, metadata=_key(_stain_numbers, written="given"))
 
     def to_dict(self) -> dict:
         """The settings as ``input.json`` holds them."""

@@ -36,7 +36,7 @@ from pathlib import Path
 
 from hpa_keras import storage
 from hpa_keras.atomic import atomic_path, write_text_atomic
-from hpa_keras.classes import HPA2021, resolve_channels
+from hpa_keras.classes import CHANNELS, HPA2021, resolve_channels
 from hpa_keras.data.tfrecords import read_manifest
 from hpa_keras.distributed import Placement, backend, barrier, make_placement, process_index
 from hpa_keras.errors import InputError, warn
@@ -123,7 +123,9 @@ def field_size(config: TrainingConfig, manifest: dict) -> int:
 
 def input_settings(config: TrainingConfig, manifest: dict) -> InputSettings:
     """What a run needs to read new images as it was trained (written as ``input.json``)."""
-
+    training = manifest.training_folds(config.fold)
+    mean, std = manifest.channel_statistics(exclude_folds=[config.fold])
+    counted = any(fold.get("pixels") for fold in manifest.folds if fold["fold"] in training)
     return InputSettings(
         data_fingerprint=manifest.fingerprint(),
         kind=manifest.kind,
@@ -141,7 +143,9 @@ def input_settings(config: TrainingConfig, manifest: dict) -> InputSettings:
         class_names=tuple(manifest.class_names),
         sources=tuple(manifest.source_names),
         validate_source=config.validate_source,
-        labels_per_image=manifest.labels_per_image(manifest.training_folds(config.fold)),
+        labels_per_image=manifest.labels_per_image(training),
+        pixel_mean=dict(zip(CHANNELS, mean, strict=True)) if counted else None,
+        pixel_std=dict(zip(CHANNELS, std, strict=True)) if counted else None,
     )
 
 
