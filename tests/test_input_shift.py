@@ -114,3 +114,18 @@ def test_predict_warns_on_unlike_images_and_still_predicts(
     assert out.is_file()
     with pytest.warns(UserWarning, match="unlike the run's training images"):
         hpa_keras.predict_images(str(runs[0]), brighter)
+
+
+def test_evaluate_warns_on_unlike_images_after_its_scores(runs, training_records, tmp_path, capsys):
+    data = training_records.parent / "data"
+    brighter = tmp_path / "brighter"
+    _shifted_copy(data / "train", brighter, {"yellow": 150})
+    arguments = ["evaluate", "--run", str(runs[0]), "--labels", str(data / "train.csv")]
+    assert main([*arguments, "--images", str(data / "train"), "--out", str(tmp_path / "a")]) == 0
+    assert "unlike the run's training images" not in capsys.readouterr().err
+    assert main([*arguments, "--images", str(brighter), "--out", str(tmp_path / "b")]) == 0
+    captured = capsys.readouterr()
+    assert "macro F1" in captured.out
+    assert re.search(
+        r"warning: .*brighter: the images' stains are unlike .*\(yellow ", captured.err
+    )

@@ -75,6 +75,7 @@ def run_evaluate(arguments) -> None:
     import_tensorflow_quietly()
 
     from hpa_keras.inference.evaluate import evaluate_runs
+    from hpa_keras.inference.input_shift import input_shift_warning
     from hpa_keras.reports.html import write_report
     from hpa_keras.reports.tables import evaluation_table
     from hpa_keras.scoring.evaluation import coverage_line, summary_line
@@ -96,7 +97,8 @@ def run_evaluate(arguments) -> None:
     print(summary_line(evaluation))
     print(coverage_line(evaluation))
     print(f"wrote {written['report.html']} and {len(written) - 1} more files in {arguments.out}")
-    for message in evaluation.warnings():
+    shift = input_shift_warning(arguments.run, data=arguments.data, images=arguments.images)
+    for message in [*evaluation.warnings(), *([shift] if shift else [])]:
         warn(message)
 
 
