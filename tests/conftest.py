@@ -1,8 +1,14 @@
 """Shared fixtures: the real HPA files beside the checkout, when they are there."""
 
+import os
 from pathlib import Path
 
 import pytest
+
+# The suite predicts with the Keras model, the reference every engine is checked against
+# (tests/test_engine.py tests OpenVINO and the default); HPA_KERAS_ENGINE=auto runs the
+# whole suite through the default engine instead.
+os.environ.setdefault("HPA_KERAS_ENGINE", "keras")
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 SHARED_DATA = SHARED / "hpa-kaggle-2018"

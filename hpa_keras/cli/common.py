@@ -50,6 +50,31 @@ def add_run_input_arguments(parser, data_help: str, images_help: str, required=T
     parser.add_argument(
         "--batch-size", type=positive_int, default=16, help="images per batch (default: 16)"
     )
+    parser.add_argument(
+        "--engine",
+        choices=("auto", "openvino", "keras"),
+        default=None,
+        help="what runs the model: 'openvino' (the model exported by Keras, cached in the run "
+        "folder; pip install 'hpa-keras[openvino]'), 'keras', or 'auto' (default, or "
+        "$HPA_KERAS_ENGINE): OpenVINO where it is installed",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "float32", "bfloat16"),
+        default="auto",
+        help="the engine's arithmetic: 'auto' (default) bfloat16 where the CPU has it and the "
+        "probabilities stay within 1e-3 of float32 Keras on the first images, else float32",
+    )
+
+
+def engine_spec(arguments) -> str | None:
+    """``--engine`` and ``--precision`` as the inference functions take them (None: the
+    default engine)."""
+    if arguments.precision == "auto":
+        return arguments.engine
+    if arguments.engine == "keras":
+        raise InputError("--precision is the engine's; --engine keras predicts in float32")
+    return f"{arguments.engine or 'auto'}:{arguments.precision}"
 
 
 def model_option(text: str) -> tuple[str, object]:

@@ -6,7 +6,7 @@ answer a typo at once: they load TensorFlow and Keras."""
 
 from pathlib import Path
 
-from hpa_keras.cli.common import add_run_input_arguments
+from hpa_keras.cli.common import add_run_input_arguments, engine_spec
 from hpa_keras.errors import InputError, warn
 from hpa_keras.runs.files import HISTORY_FILE
 from hpa_keras.runs.folders import expand_runs
@@ -90,6 +90,7 @@ def run_evaluate(arguments) -> None:
         tta=arguments.tta,
         batch_size=arguments.batch_size,
         thresholds=arguments.thresholds,
+        engine=engine_spec(arguments),
     )
     print(evaluation_table(evaluation.class_table(), evaluation.summary()))
     history = expand_runs(arguments.run)[0][0] / HISTORY_FILE

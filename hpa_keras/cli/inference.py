@@ -6,7 +6,7 @@ typo at once: they load TensorFlow and Keras."""
 
 import argparse
 
-from hpa_keras.cli.common import add_run_input_arguments
+from hpa_keras.cli.common import add_run_input_arguments, engine_spec
 from hpa_keras.errors import InputError, warn
 from hpa_keras.inference.input_shift import input_shift_warning
 from hpa_keras.inference.label_sets import (
@@ -165,6 +165,7 @@ def run_predict(arguments) -> None:
         tta=arguments.tta,
         batch_size=arguments.batch_size,
         thresholds=arguments.thresholds,
+        engine=engine_spec(arguments),
     )
     probabilities = np.mean(members, axis=0)
     if conformal is not None:
@@ -281,7 +282,7 @@ def _predict_cells(arguments) -> None:
         arguments.run, arguments.data, arguments.out, table=arguments.cell_table,
         tta=arguments.tta, batch_size=arguments.batch_size,
         image_weight=arguments.image_weight, calibrated=not arguments.uncalibrated,
-        **cell_arguments,
+        engine=engine_spec(arguments), **cell_arguments,
     )  # fmt: skip
     print(
         f"wrote {written['out']}: {written['fields']} fields, {written['cells']} cells, every "

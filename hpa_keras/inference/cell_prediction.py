@@ -65,6 +65,7 @@ def predict_cells(
     image_images=None,
     image_weight: float = 0.5,
     calibrated: bool = True,
+    engine: str | None = None,
 ) -> dict:
     """Predict every cell of cell records with a cell run (or ensemble) and write the 2021
     submission (``out``: every cell of every field, every class with its probability) and
@@ -75,7 +76,8 @@ def predict_cells(
         runs: a cell run folder, several with ``thresholds``, or a cv folder of cell runs.
         data: the cell records (``make-tfrecords --masks``).
         masks: the masks the records were cut from (default: the records' manifest's).
-        tta, batch_size, thresholds: as :func:`~hpa_keras.inference.predict.predict_runs`.
+        tta, batch_size, thresholds, engine: as
+            :func:`~hpa_keras.inference.predict.predict_runs`.
         image_runs: also a field run (or cv folder) whose probabilities for each cell's
             field are mixed in: ``(1 - image_weight) * cell + image_weight * field``;
             its fields are ``image_data`` (field records) or ``image_images`` (a folder).
@@ -98,14 +100,15 @@ def predict_cells(
     if image_runs and not 0 <= image_weight <= 1:
         raise InputError(f"--image-weight must be in [0, 1], got {image_weight}")
     ids, probabilities, chosen = predict_runs(
-        runs, data=data, tta=tta, batch_size=batch_size, thresholds=thresholds
+        runs, data=data, tta=tta, batch_size=batch_size, thresholds=thresholds, engine=engine
     )
     cell_map = stored_calibration(runs) if calibrated else None
     shown = cell_map.apply(probabilities) if cell_map is not None else None
     if image_runs:
         field_ids, field_probabilities, _ = predict_runs(
-            image_runs, data=image_data, images=image_images, batch_size=batch_size
-        )
+            image_runs, data=image_data, images=image_images, batch_size=batch_size,
+            engine=engine,
+        )  # fmt: skip
         field_map = stored_calibration(image_runs) if shown is not None else None
         shown = (
             mix_with_fields(

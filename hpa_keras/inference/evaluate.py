@@ -129,6 +129,7 @@ def evaluate_runs(
     batch_size: int = 16,
     sources=None,
     thresholds=None,
+    engine: str | None = None,
 ) -> Evaluation:
     """Predict labeled data with ``runs`` (an ensemble if several) and score it.
 
@@ -147,6 +148,7 @@ def evaluate_runs(
             were tuned).
         thresholds: a ``thresholds.json`` to judge with (needed by several
             plain runs).
+        engine: as :func:`~hpa_keras.inference.predict.predict_runs`.
     """
 
     runs = run_paths(runs)
@@ -170,7 +172,7 @@ def evaluate_runs(
                 raise InputError(f"{data}: nothing to evaluate (no samples)")
             members, chosen = predict_ids_by_member(
                 runs, ids, data=data, folds=folds, tta=tta, batch_size=batch_size,
-                sources=sources, thresholds=thresholds,
+                sources=sources, thresholds=thresholds, engine=engine,
             )  # fmt: skip
             probabilities = np.mean(members, axis=0)  # what predict_ids gives
     elif images is not None:
@@ -184,7 +186,7 @@ def evaluate_runs(
         # The labels file fixes the Ids and their order (input_ids checks every image exists).
         ids, members, chosen = predict_runs_by_member(
             runs, images=images, ids_file=labels_file, tta=tta, batch_size=batch_size,
-            thresholds=thresholds,
+            thresholds=thresholds, engine=engine,
         )  # fmt: skip
         probabilities = np.mean(members, axis=0)  # what predict_runs gives
     else:

@@ -23,6 +23,7 @@ from hpa_keras.data.images import index_image_folder, index_images
 from hpa_keras.data.labels import read_id_file
 from hpa_keras.errors import InputError
 from hpa_keras.inference.cells import check_run_and_records
+from hpa_keras.inference.engine import default_engine, parse_engine
 from hpa_keras.inference.input_shift import input_shift_warning
 from hpa_keras.inference.runs import Run, load_run
 from hpa_keras.inference.submission import submission_labels
@@ -189,12 +190,22 @@ def training_labels_per_image(runs) -> float | None:
 
 
 def predict_run(
-    run, ids, data=None, index=None, folds=None, tta: int = 1, batch_size: int = 16, sources=None
+    run,
+    ids,
+    data=None,
+    index=None,
+    folds=None,
+    tta: int = 1,
+    batch_size: int = 16,
+    sources=None,
+    engine: str | None = None,
 ):
     """Probabilities ``(len(ids), classes)`` float32 of one loaded run (see :func:`predict_ids`).
 
     Fields are resized to the run's field size exactly as its records were
-    made, and seen whole or as the run's tiles, in ``tta`` dihedral views.
+    made, and seen whole or as the run's tiles, in ``tta`` dihedral views, by the
+    ``engine`` (:meth:`~hpa_keras.inference.runs.Run.predictor`; default
+    :func:`~hpa_keras.inference.engine.default_engine`).
     """
     import tensorflow as tf  # lazy: imports TensorFlow
 
@@ -232,7 +243,7 @@ def predict_run(
         )
     images = dataset.map(lambda batch, _: batch)
     try:
-        scores = run.predictor(tta).predict(images, verbose=0)
+        scores = run.predictor(tta, default_engine(engine)).predict(images, verbose=0)
     except tf.errors.OpError:
         if errors:
             errors.raise_first()
@@ -254,6 +265,7 @@ def predict_ids_by_member(
     sources=None,
     thresholds=None,
     ids_file=None,
+    engine: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(member_probabilities, thresholds)`` of Ids already known: float32 ``(M, len(ids),
     classes)``, one slice per run folder (a cv folder: per fold run), each predicted alone;
@@ -276,6 +288,7 @@ def predict_ids_by_member(
     :func:`check_runs_and_input`, made here before any model loads).
     """
     check_runs_and_input(runs, data=data, ids_file=ids_file, thresholds=thresholds)
+    parse_engine(default_engine(engine))  # refused before any model loads
     folders, document = expand_runs(runs)
     if thresholds == "own":
         if len(folders) != 1:
@@ -296,7 +309,9 @@ def predict_ids_by_member(
     probabilities, own = [], []
     for folder in folders:
         run = load_run(folder)
-        probabilities.append(predict_run(run, ids, data, index, folds, tta, batch_size, sources))
+        probabilities.append(
+            predict_run(run, ids, data, index, folds, tta, batch_size, sources, engine)
+        )
         own.append(run.thresholds)
     chosen = document.thresholds if document is not None else own[0]
     if len(chosen) != len(own[0]):
@@ -320,6 +335,7 @@ def predict_runs_by_member(
     batch_size: int = 16,
     folds=None,
     thresholds=None,
+    engine: str | None = None,
 ) -> tuple[list[str], np.ndarray, np.ndarray]:
     """``(ids, member_probabilities, thresholds)``: :func:`predict_runs` (the same arguments)
     with each member's probabilities, float32 ``(M, len(ids), classes)`` (M: the run
@@ -333,7 +349,7 @@ def predict_runs_by_member(
     ids, index = input_ids(data, images, ids_file, folds)
     members, chosen = predict_ids_by_member(
         runs, ids, data=data, index=index, folds=folds, tta=tta, batch_size=batch_size,
-        thresholds=thresholds, ids_file=ids_file,
+        thresholds=thresholds, ids_file=ids_file, engine=engine,
     )  # fmt: skip
     return ids, members, chosen
 
@@ -347,6 +363,7 @@ def predict_runs(
     batch_size: int = 16,
     folds=None,
     thresholds=None,
+    engine: str | None = None,
 ) -> tuple[list[str], np.ndarray, np.ndarray]:
     """``(ids, probabilities, thresholds)`` averaged over ``runs`` (the mean over members of
     :func:`predict_runs_by_member`).
@@ -363,9 +380,13 @@ def predict_runs(
             thresholds were tuned).
         folds: with ``data``: the fold or folds to predict (default: all).
         thresholds: a ``thresholds.json`` to judge the probabilities with.
+        engine: ``"auto"`` (OpenVINO where installed), ``"openvino"`` or ``"keras"``,
+            optionally with ``:float32`` or ``:bfloat16``
+            (:mod:`hpa_keras.inference.engine`); default
+            :func:`~hpa_keras.inference.engine.default_engine`.
     """
     ids, members, chosen = predict_runs_by_member(
-        runs, data, images, ids_file, tta, batch_size, folds, thresholds
+        runs, data, images, ids_file, tta, batch_size, folds, thresholds, engine
     )
     return ids, np.mean(members, axis=0), chosen
 
@@ -395,6 +416,7 @@ def predict_images(
     allow_empty: bool = False,
     disagreement: bool = False,
     calibrated: bool = True,
+    engine: str | None = None,
 ):
     """Labels and probabilities of image files, one DataFrame row per image.
 
@@ -423,6 +445,7 @@ def predict_images(
             (``run.calibration``, a cv folder's ``calibration.json``) when it has
             them; the labels are decided on the probabilities as predicted, which
             the thresholds were tuned on. ``False``: the columns as predicted.
+        engine: as :func:`predict_runs`.
 
     Returns:
         A pandas DataFrame, one row per image (a folder's Ids sorted, a
@@ -457,12 +480,15 @@ def predict_images(
     members = None
     if disagreement and len(run.members) >= 2:
         members = np.stack(
-            [predict_run(member, ids, index=index, tta=views, batch_size=batch_size)
+            [predict_run(member, ids, index=index, tta=views, batch_size=batch_size,
+                         engine=engine)
              for member in run.members]
         )  # fmt: skip
         probabilities = np.mean(members, axis=0)
     else:
-        probabilities = predict_run(run, ids, index=index, tta=views, batch_size=batch_size)
+        probabilities = predict_run(
+            run, ids, index=index, tta=views, batch_size=batch_size, engine=engine
+        )
     labels = submission_labels(probabilities, run.thresholds, require_label=not allow_empty)
     if calibrated and run.calibration is not None:
         probabilities = run.calibration.apply(probabilities)

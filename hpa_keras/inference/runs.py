@@ -105,19 +105,38 @@ class Run:
             f"{np.max(self.thresholds):.2f}, median {np.median(self.thresholds):.2f}"
         )
 
-    def predictor(self, views: int = 1):
-        """The model as prediction uses it: ``views`` dihedral views, the run's tiles.
+    def predictor(self, views: int = 1, engine: str = "keras"):
+        """The model as prediction uses it: ``views`` dihedral views, the run's tiles; an
+        object with ``predict(images, verbose=0)``.
 
-        Built once per view count and kept, so that predicting several inputs
-        with one run traces the wrapper once (about a second for 8 views of a
-        512 px GAP-Net on 2 cores).
+        ``engine``: ``"keras"`` (the Keras model), ``"openvino"`` or ``"auto"`` (OpenVINO
+        where installed; :mod:`hpa_keras.inference.engine`), optionally with
+        ``:float32`` or ``:bfloat16``. A cv's ensemble predicts through Keras; its folds,
+        predicted one by one as ``predict`` does, each through its own engine.
+
+        Built once per view count and engine and kept, so that predicting several inputs
+        with one run traces the wrapper once (about a second for 8 views of a 512 px
+        GAP-Net on 2 cores) and compiles an engine once.
         """
+        from hpa_keras.inference.engine import (  # lazy: imports TensorFlow
+            EnginePredictor,
+            parse_engine,
+            uses_openvino,
+        )
         from hpa_keras.inference.tta import with_tta  # lazy: imports TensorFlow
 
+        name, precision = parse_engine(engine)
         cache = self.__dict__.setdefault("_predictors", {})
         if views not in cache:
             cache[views] = with_tta(self.model, views, tiles=self.tiles, tile_size=self.crop)
-        return cache[views]
+        if not uses_openvino(name) or self.members:
+            return cache[views]
+        key = (views, precision)
+        if key not in cache:
+            cache[key] = EnginePredictor(
+                self, views, cache[views], precision, required=name == "openvino"
+            )
+        return cache[key]
 
     @property
     def views_description(self) -> str:

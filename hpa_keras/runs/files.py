@@ -15,6 +15,9 @@ A run folder::
       backup/              BACKUP_FOLDER: while running, what a restart resumes from
       stage1.weights.h5    STAGE_ONE_WEIGHTS: while running, the frozen stage's weights
       swa-state.npz        SWA_STATE_FILE: while running, the weight average so far
+      engine/views-V/      ENGINE_FOLDER: the model exported for prediction with V views
+                           (model.xml and model.bin, OpenVINO's) and ENGINE_FILE
+                           (engine.json: the model digest it serves, its precision)
 
 A cv folder::
 
@@ -43,6 +46,8 @@ LOGS_FOLDER = "logs"
 BACKUP_FOLDER = "backup"
 STAGE_ONE_WEIGHTS = "stage1.weights.h5"
 SWA_STATE_FILE = "swa-state.npz"
+ENGINE_FOLDER = "engine"
+ENGINE_FILE = "engine.json"
 
 # A cv folder (its thresholds file is THRESHOLDS_FILE too)
 CV_FILE = "cv.yaml"

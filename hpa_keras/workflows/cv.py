@@ -118,9 +118,11 @@ def fold_predictions(out: Path, config: TrainingConfig, fold: int) -> dict:
     if stored is not None and stored.ids == ids and stored.views == config.tta:
         probabilities = stored.probabilities
     else:
+        # The Keras model's float32 probabilities: the reference the thresholds and
+        # calibration are fitted on, and every inference engine is checked against.
         probabilities, _ = predict_ids(
             [run], ids, data=config.data, folds=[fold], tta=config.tta,
-            sources=config.validate_source, thresholds="own",
+            sources=config.validate_source, thresholds="own", engine="keras",
         )  # fmt: skip
     if stored is None or stored.labels is None or probabilities is not stored.probabilities:
         # The labels travel with the probabilities: predict --coverage reads them from here.
