@@ -23,7 +23,7 @@ from hpa_keras.data.images import index_image_folder, index_images
 from hpa_keras.data.labels import read_id_file
 from hpa_keras.errors import InputError
 from hpa_keras.inference.cells import check_run_and_records
-from hpa_keras.inference.engine import default_engine, parse_engine
+from hpa_keras.inference.engine import default_engine, parse_engine, uses_openvino
 from hpa_keras.inference.input_shift import input_shift_warning
 from hpa_keras.inference.runs import Run, load_run
 from hpa_keras.inference.submission import submission_labels
@@ -478,7 +478,9 @@ def predict_images(
     check_prediction_settings([run], views)
     ids, index = index_images(images)
     members = None
-    if disagreement and len(run.members) >= 2:
+    # An engine serves one model: a cv's folds then predict one by one, as with disagreement.
+    by_member = disagreement or uses_openvino(parse_engine(default_engine(engine))[0])
+    if by_member and len(run.members) >= 2:
         members = np.stack(
             [predict_run(member, ids, index=index, tta=views, batch_size=batch_size,
                          engine=engine)
@@ -496,7 +498,9 @@ def predict_images(
     frame.insert(0, "Id", ids)
     frame.insert(1, "labels", labels)
     frame.insert(2, "label_names", [[run.class_names[k] for k in row] for row in labels])
-    for name, values in uncertainty_columns(probabilities, members).items():
+    for name, values in uncertainty_columns(
+        probabilities, members if disagreement else None
+    ).items():
         frame[name] = values
     frame.attrs["thresholds"] = np.asarray(run.thresholds)
     return frame
