@@ -12,8 +12,10 @@ from hpa_keras.classes import CHANNELS
 from hpa_keras.cli import main
 from hpa_keras.data.images import index_images, read_sample
 from hpa_keras.errors import InputError
+from hpa_keras.inference import input_shift
 from hpa_keras.inference.input_shift import (
     MAX_MEAN_SHIFT,
+    MIN_IMAGES,
     input_shift_warning,
     sampled_pixel_means,
     training_statistics,
@@ -72,7 +74,9 @@ def test_images_like_the_training_ones_pass_and_brighter_stains_are_named(
     assert f"blue {means['blue']:.1f} against {settings.pixel_mean['blue']:.1f}" in message
 
 
-def test_the_sample_is_bounded_and_evenly_spread(runs, training_records):
+def test_the_sample_is_bounded_and_evenly_spread_and_a_handful_is_not_checked(
+    runs, training_records
+):
     settings = training_statistics([runs[0]])
     images = training_records.parent / "data" / "train"
     ids, index = index_images(images)
@@ -80,8 +84,12 @@ def test_the_sample_is_bounded_and_evenly_spread(runs, training_records):
     chosen = [ids[0], ids[19], ids[39]]  # the first, the middle (19.5 rounded down), the last
     pixels = np.stack([read_sample(index[i]) for i in chosen]).astype(np.float64)
     expected = pixels.reshape(len(chosen), -1, 4).mean(axis=1).mean(axis=0)
-    measured = sampled_pixel_means(images, settings, limit=3)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(input_shift, "MIN_IMAGES", 3)
+        measured = sampled_pixel_means(images, settings, limit=3)
     np.testing.assert_allclose([measured[stain] for stain in CHANNELS], expected, rtol=1e-9)
+    assert sampled_pixel_means(images, settings, limit=MIN_IMAGES - 1) == {}
+    assert sampled_pixel_means([index[i]["red"] for i in ids[:3]], settings) == {}
 
 
 def test_runs_without_statistics_are_not_checked_and_malformed_ones_are_named(runs, tmp_path):

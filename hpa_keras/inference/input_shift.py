@@ -38,6 +38,10 @@ REFERENCE_STAINS = ("red", "blue", "yellow")
 MAX_MEAN_SHIFT = 0.4
 # Images of a folder read for the check (evenly spaced over its Ids).
 SAMPLED_IMAGES = 32
+# Fewer images than this are not checked: one field's stains differ from the next by more
+# than a microscope's do (three of the generator's images read 0.43 standard deviations
+# from the training images they were drawn like), so a handful says nothing of the setup.
+MIN_IMAGES = 8
 
 
 @dataclass(frozen=True)
@@ -68,10 +72,12 @@ def training_statistics(runs) -> InputSettings | None:
 def sampled_pixel_means(images, settings: InputSettings, limit: int = SAMPLED_IMAGES) -> dict:
     """``{stain: mean}`` over at most ``limit`` images of ``images`` (a folder or paths, as
     :func:`~hpa_keras.data.images.index_images` takes), read as prediction reads them (the
-    run's size, bit depth and 16-bit rule). Unreadable images are left out: prediction
-    names them."""
+    run's size, bit depth and 16-bit rule); ``{}`` for fewer than :data:`MIN_IMAGES`.
+    Unreadable images are left out: prediction names them."""
     ids, index = index_images(images)
     chosen = [ids[int(k)] for k in np.unique(np.linspace(0, len(ids) - 1, min(limit, len(ids))))]
+    if len(chosen) < MIN_IMAGES:
+        return {}
     sums, count = np.zeros(len(CHANNELS)), 0
     for sample_id in chosen:
         try:
