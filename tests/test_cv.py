@@ -271,6 +271,19 @@ def test_cam_of_a_cv_folder_averages_its_fold_models(cv_folder, training_records
     assert set(classes) <= set(above or [int(np.argmax(probabilities))])
 
 
+def test_each_fold_trains_with_its_own_seed_and_fold_0_is_fit_s_run(cv_folder, training_records):
+    import yaml
+
+    from hpa_keras.workflows.cv import fold_seed
+
+    base = _config(training_records).seed
+    for fold in (0, 1, 2):
+        stored = yaml.safe_load((cv_folder / f"fold-{fold}" / "config.yaml").read_text())
+        assert stored["seed"] == fold_seed(base, fold) == base + fold
+        assert stored["fold"] == fold
+    assert yaml.safe_load((cv_folder / "cv.yaml").read_text())["settings"]["seed"] == base
+
+
 def test_a_restarted_cv_keeps_finished_folds_and_finishes_the_rest(
     cv_folder, training_records, tmp_path
 ):
@@ -284,7 +297,11 @@ def test_a_restarted_cv_keeps_finished_folds_and_finishes_the_rest(
     (copy / "fold-2" / "oof.npz").unlink()
     for name in ("oof.csv", "thresholds.json", "cv_summary.json"):
         (copy / name).unlink()
+    # Fold 2 was started by a version that seeded every fold alike: it resumes with that seed.
+    fold_config = copy / "fold-2" / "config.yaml"
+    fold_config.write_text(fold_config.read_text().replace("seed: 2", "seed: 0"))
     cross_validate(_config(training_records), copy)
+    assert "seed: 0" in fold_config.read_text()
     for fold in (0, 1):
         assert (copy / f"fold-{fold}" / "model.keras").read_bytes() == kept[fold]
     assert (copy / "fold-2" / "model.keras").is_file()

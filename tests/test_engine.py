@@ -11,6 +11,7 @@ from hpa_keras.cli import main
 from hpa_keras.errors import InputError
 from hpa_keras.inference import engine as engine_module
 from hpa_keras.inference.engine import (
+    CHECK_IMAGES,
     CHECK_MARGIN,
     MAX_DIFFERENCE,
     EngineRecord,
@@ -63,7 +64,7 @@ def test_float32_engine_predicts_what_keras_does_in_every_view_count(
     assert np.array_equal(engine >= thresholds, reference >= thresholds)
     record = json.loads((run_copy / "engine" / f"views-{views}" / "engine.json").read_text())
     assert record["precision"] == "float32" and record["views"] == views
-    assert record["checked_images"] == min(16, len(ids))
+    assert record["checked_images"] == min(CHECK_IMAGES, len(ids))  # the first ones
 
 
 @needs_openvino
@@ -78,7 +79,7 @@ def test_tiles_are_exported_as_keras_predicts_them(tiled_run, training_records):
 
 @needs_openvino
 def test_the_default_precision_stays_within_its_bound_on_every_image(run_copy, training_records):
-    """Whatever ``auto`` chose (bfloat16 passes its check on the first batch or falls back),
+    """Whatever ``auto`` chose (bfloat16 passes its check on the first images or falls back),
     every image's probabilities stay within the bound of the Keras model's."""
     _, reference, _ = predict_runs([run_copy], data=training_records, engine="keras")
     _, engine, _ = predict_runs([run_copy], data=training_records, engine="openvino")
@@ -190,3 +191,20 @@ def test_a_failed_export_falls_back_to_keras_under_auto_and_fails_by_name(
     assert f"{run_copy}: exporting the model to OpenVINO failed (RuntimeError: Cannot" in warned
     with pytest.raises(RuntimeError, match="Cannot convert operation Foo"):
         predict_runs([run_copy], data=training_records, engine="openvino")
+
+
+@needs_openvino
+def test_the_check_images_span_batches_and_every_batch_is_predicted_once(
+    run_copy, training_records, monkeypatch
+):
+    monkeypatch.setattr(engine_module, "CHECK_IMAGES", 12)  # batches of 8: checked after two
+    ids, reference, _ = predict_runs(
+        [run_copy], data=training_records, batch_size=8, engine="keras"
+    )
+    same_ids, engine, _ = predict_runs(
+        [run_copy], data=training_records, batch_size=8, engine="openvino:float32"
+    )
+    assert same_ids == ids and engine.shape == reference.shape
+    np.testing.assert_allclose(engine, reference, atol=1e-5)
+    record = EngineRecord.read(run_copy / "engine" / "views-1" / "engine.json")
+    assert record.checked_images == 12

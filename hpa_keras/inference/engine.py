@@ -15,8 +15,9 @@ digest, and with what precision) and rebuilt when ``model.keras`` changes; a run
 that cannot be written keeps it in a temporary folder for the process.
 
 Precision: float32, or bfloat16 where the CPU has it and the probabilities stay within
-half of :data:`MAX_DIFFERENCE` of the float32 Keras model's on the first batch predicted
-(:data:`CHECK_MARGIN`: room for the images the check did not see; the check is made once,
+half of :data:`MAX_DIFFERENCE` of the float32 Keras model's on the first
+:data:`CHECK_IMAGES` images predicted (:data:`CHECK_MARGIN`: room for the images the
+check did not see; the check is made once,
 when the engine is exported, and kept in ``engine.json``; a model that fails it predicts
 in float32). A model's decisions hang on thresholds, so a
 difference that moves a probability across one is a changed label: the benchmark counts
@@ -43,9 +44,11 @@ PRECISIONS = ("auto", "float32", "bfloat16")
 # The largest difference from the float32 Keras model's probabilities that bfloat16 may
 # make on the check images; beyond it the engine predicts in float32.
 MAX_DIFFERENCE = 1e-3
+# The images an export is checked on: the first ones predicted.
+CHECK_IMAGES = 64
 # ``auto`` takes bfloat16 only when the check images' largest difference is under this
-# share of MAX_DIFFERENCE: the check sees one batch, and the largest difference over more
-# images is larger (a tiny test model: 9.5e-4 on its 16 check images, 1.35e-3 on 40).
+# share of MAX_DIFFERENCE: the largest difference over more images than the check's is
+# larger (a tiny test model: 9.5e-4 on its first 16 images, 1.35e-3 on 40).
 CHECK_MARGIN = 0.5
 ARTIFACT = "model.xml"  # and model.bin beside it
 
@@ -148,7 +151,7 @@ class EnginePredictor:
     """A compiled OpenVINO model with the one method prediction calls: ``predict``.
 
     Built lazily: the first ``predict`` exports the engine (or reads the cached one), with
-    its first batch as the check images for bfloat16.
+    its first CHECK_IMAGES images as the check images for bfloat16.
     """
 
     def __init__(
@@ -167,31 +170,51 @@ class EnginePredictor:
     def predict(self, images, verbose=0) -> np.ndarray:
         """Probabilities of ``images`` (an array, or a tf.data dataset of image batches).
 
-        Where the export fails (a layer OpenVINO cannot convert), an engine chosen by
-        ``auto`` warns and predicts with Keras; one asked for by name raises."""
+        The first :data:`CHECK_IMAGES` images are the export's check images. Where the
+        export fails (a layer OpenVINO cannot convert), an engine chosen by ``auto`` warns
+        and predicts with Keras; one asked for by name raises."""
         if self.compiled is False:
             return self.keras_predictor.predict(images, verbose=verbose)
         batches = images.as_numpy_iterator() if hasattr(images, "as_numpy_iterator") else [images]
-        outputs = []
+        outputs, waiting = [], []
         for batch in batches:
             if self.compiled is None:
-                try:
-                    self._prepare(batch)
-                except InputError:
-                    raise
-                except Exception as error:
-                    if self.required:
-                        raise
-                    warn(
-                        f"{self.run.folder}: exporting the model to OpenVINO failed "
-                        f"({type(error).__name__}: {str(error)[:200]}); predicting with Keras"
-                    )
-                    self.compiled = False
+                waiting.append(batch)
+                if sum(map(len, waiting)) < CHECK_IMAGES:
+                    continue
+                if not self._prepared(np.concatenate(waiting)[:CHECK_IMAGES]):
                     return self.keras_predictor.predict(images, verbose=verbose)
-            outputs.append(np.asarray(self.compiled(batch)[0], dtype=np.float32))
+                outputs.extend(self._run(part) for part in waiting)
+                waiting = []
+                continue
+            outputs.append(self._run(batch))
+        if waiting:  # fewer images than the check takes: they are the check
+            if not self._prepared(np.concatenate(waiting)):
+                return self.keras_predictor.predict(images, verbose=verbose)
+            outputs.extend(self._run(part) for part in waiting)
         if not outputs:
             return np.zeros((0, self.run.num_classes), np.float32)
         return np.concatenate(outputs)
+
+    def _run(self, batch) -> np.ndarray:
+        return np.asarray(self.compiled(batch)[0], dtype=np.float32)
+
+    def _prepared(self, check_images) -> bool:
+        """Export or load the engine; False (warned) where an ``auto`` export failed."""
+        try:
+            self._prepare(check_images)
+        except InputError:
+            raise
+        except Exception as error:
+            if self.required:
+                raise
+            warn(
+                f"{self.run.folder}: exporting the model to OpenVINO failed "
+                f"({type(error).__name__}: {str(error)[:200]}); predicting with Keras"
+            )
+            self.compiled = False
+            return False
+        return True
 
     def _prepare(self, check_images: np.ndarray) -> None:
         import openvino  # lazy: the optional extra

@@ -19,6 +19,9 @@ rest. ``predict``, ``evaluate`` and ``cam`` take ``--run CV_DIR`` as one
 ensemble: the mean of the fold models' probabilities, judged against the
 out-of-fold thresholds.
 
+Fold K trains with ``--seed`` + K (:func:`fold_seed`), so that the fold models differ in
+more than their data.
+
 The thresholds are tuned on predictions made as ``predict`` will make
 them: the same dihedral views (``--tta``) and tiles, one model per image
 (the one that did not train on it). An ensemble then averages five models,
@@ -48,6 +51,7 @@ from hpa_keras.runs.documents import (
     FoldPredictions,
     ThresholdsDocument,
     read_fold_predictions,
+    read_run_config,
     read_thresholds,
     thresholds_document,
     write_calibration,
@@ -219,6 +223,20 @@ def cross_validate(config: TrainingConfig, out, folds=None, callbacks=(), config
     return summary.to_dict()
 
 
+def fold_seed(seed: int, fold: int) -> int:
+    """The seed fold ``fold``'s run trains with: ``seed + fold``.
+
+    With one seed every fold model starts from the same weights and draws the same
+    augmentations, and differs from the others only by its data; seeded apart, the fold
+    models disagree more, which is what an ensemble averages away, and the ensemble
+    gains more over its members and over a single run (measured in docs/results.md,
+    "Predictions on new images"). Fold 0 keeps
+    ``seed``, so it is the run ``fit --fold 0 --seed SEED`` trains. An interrupted fold
+    resumes with the seed its folder was started with.
+    """
+    return int(seed) + int(fold)
+
+
 def _train_folds(out: Path, config, chosen, fingerprint: str, callbacks, config_file) -> None:
     """Each chosen fold trained into its run folder (a finished one is kept) in ``out``,
     claimed for this cv by process 0."""
@@ -234,7 +252,9 @@ def _train_folds(out: Path, config, chosen, fingerprint: str, callbacks, config_
                 say(config, f"fold {fold}: finished already ({run})")
                 continue
             say(config, f"fold {fold} of {chosen}: training into {run}")
-            fit(dataclasses.replace(config, fold=fold, out=str(run)), callbacks, config_file)
+            seed = read_run_config(run).get("seed", fold_seed(config.seed, fold))
+            fold_config = dataclasses.replace(config, fold=fold, out=str(run), seed=seed)
+            fit(fold_config, callbacks, config_file)
             barrier(f"hpa-keras cv: fold {fold} saved")
     except BaseException:
         # fit removed a fold that finished no epoch; a cv folder made here and left with no
