@@ -4,8 +4,9 @@ Two parts, either or both:
 
 ``--models``: each named architecture, built with 4 channels at ``--image-size`` (random
 weights: speed does not depend on them), predicts the same ``--images`` random uint8
-fields in batches of ``--batch-size`` through Keras (TensorFlow, float32), the OpenVINO
-engine in float32 and, where the CPU has it, in bfloat16; images per second after a
+fields in batches of ``--batch-size`` through Keras (TensorFlow, float32), ONNX Runtime
+(where ``onnxruntime`` and ``tf2onnx`` are installed: Keras' ONNX export needs them), the
+OpenVINO engine in float32 and, where the CPU has it, in bfloat16; images per second after a
 warm-up batch, the ratio to Keras, and the largest probability difference from Keras.
 
 ``--run RUN --test RECORDS``: a trained run (or cv folder: each fold) predicts labelled
@@ -69,6 +70,33 @@ def _compiled(run, precision: str) -> _Compiled:
     return _Compiled(engine_folder(run.folder, 1) / ARTIFACT, precision)
 
 
+class _OnnxRuntime:
+    """The run's model exported by Keras to ONNX and run by ONNX Runtime: the other engine
+    the issue named, measured beside OpenVINO (needs ``tf2onnx`` and ``onnxruntime``)."""
+
+    def __init__(self, model, image_size: int, folder: Path):
+        import onnxruntime
+        import tensorflow as tf
+
+        path = folder / "model.onnx"
+        signature = [tf.TensorSpec((None, image_size, image_size, 4), tf.uint8, name="images")]
+        model.export(str(path), format="onnx", input_signature=signature, verbose=False)
+        self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        self.name = self.session.get_inputs()[0].name
+
+    def predict(self, images, verbose=0):
+        return self.session.run(None, {self.name: images})[0]
+
+
+def _onnx_available() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+        import tf2onnx  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def speed(models: list[str], image_size: int, count: int, batch_size: int) -> None:
     from hpa_keras.inference.runs import Run
     from hpa_keras.models.task import build_task_model
@@ -94,6 +122,14 @@ def speed(models: list[str], image_size: int, count: int, batch_size: int) -> No
             )  # fmt: skip
             reference, keras_rate = _timed(run.predictor(1, "keras"), images, batch_size)
             print(f"  {name:14} {'Keras (TensorFlow)':22} {keras_rate:9.1f} {1.0:8.2f} {'-':>13}")
+            if _onnx_available():
+                predictor = _OnnxRuntime(model, image_size, Path(folder))
+                probabilities, rate = _timed(predictor, images, batch_size)
+                gap = np.abs(probabilities - reference).max()
+                print(
+                    f"  {name:14} {'ONNX Runtime float32':22} {rate:9.1f} "
+                    f"{rate / keras_rate:8.2f} {gap:13.1e}"
+                )
             for precision in _precisions() if openvino_available() else []:
                 predictor = _compiled(run, precision)
                 probabilities, rate = _timed(predictor, images, batch_size)
