@@ -1,6 +1,7 @@
 """Cells: masks (rules, files), segmentation, matching, per-cell demo truth, cell records."""
 
 import csv
+import shutil
 from pathlib import Path
 
 import cv2
@@ -601,6 +602,29 @@ def test_a_calibrated_cell_run_shows_calibrated_probabilities_and_keeps_its_labe
     shown = np.array([[float(v) for v in list(row.values())[3:-1]] for row in calibrated])
     np.testing.assert_allclose(shown, maps.apply(as_predicted), atol=2e-4)
     assert np.abs(shown - as_predicted).max() > 0.01  # the map moved them
+
+
+def test_cells_are_predicted_through_the_openvino_engine_as_through_keras(cell_run, tmp_path):
+    from hpa_keras.inference.engine import openvino_available
+
+    if not openvino_available():
+        pytest.skip("OpenVINO is not installed")
+    run = tmp_path / "run"
+    shutil.copytree(cell_run / "run", run)
+    records, tables = str(cell_run / "records"), {}
+    for engine in ("keras", "openvino"):
+        out = tmp_path / f"{engine}.csv"
+        precision = ["--precision", "float32"] if engine == "openvino" else []
+        assert main(["predict", "--run", str(run), "--data", records, "--out", str(out),
+                     "--engine", engine, *precision]) == 0  # fmt: skip
+        tables[engine] = _cell_rows(tmp_path / f"{engine}_cells.csv")
+    assert (run / "engine" / "views-1" / "model.xml").is_file()
+    assert [row["Label"] for row in tables["keras"]] == [row["Label"] for row in tables["openvino"]]
+    values = {
+        engine: np.array([[float(v) for v in list(row.values())[3:-1]] for row in rows])
+        for engine, rows in tables.items()
+    }
+    np.testing.assert_allclose(values["openvino"], values["keras"], atol=2e-4)
 
 
 def test_cell_runs_and_field_records_do_not_mix(cell_run, cell_demo, training_records, capsys):
