@@ -187,8 +187,10 @@ def _torch_classes() -> dict:
     return {"Basic": Basic, "Bottleneck": Bottleneck, "ResNet": ResNet, "DenseNet": DenseNet}
 
 
-def torch_rates(name, image_size, batch_size, steps, count) -> dict:
-    """PyTorch's images per second: train and predict, float32 and bfloat16 autocast."""
+def torch_rates(name, image_size, batch_size, steps, count, train=True) -> dict:
+    """PyTorch's images per second: train and predict, float32 and bfloat16 autocast; and
+    under ``"difference"`` the largest difference of its bfloat16 probabilities from its
+    float32 ones on the same fields."""
     import torch
 
     model, origin = torch_model(name)
@@ -198,6 +200,8 @@ def torch_rates(name, image_size, batch_size, steps, count) -> dict:
     rates = {"origin": f"{origin}, {parameters / 1e6:.1f} M parameters"}
     optimizer = torch.optim.Adam(model.parameters(), 1e-4)
     loss_function = torch.nn.BCEWithLogitsLoss()
+    fields = torch.rand(count, 4, image_size, image_size)
+    outputs = {}
     for precision in ("float32", "bfloat16"):
         model.train()
 
@@ -208,31 +212,35 @@ def torch_rates(name, image_size, batch_size, steps, count) -> dict:
             loss.backward()
             optimizer.step()
 
-        step()
-        started = time.perf_counter()
-        for _ in range(steps):
+        if train:
             step()
-        rates[f"train {precision}"] = steps * batch_size / (time.perf_counter() - started)
+            started = time.perf_counter()
+            for _ in range(steps):
+                step()
+            rates[f"train {precision}"] = steps * batch_size / (time.perf_counter() - started)
         model.eval()
-        fields = torch.rand(count, 4, image_size, image_size)
         with (
             torch.inference_mode(),
             torch.autocast("cpu", torch.bfloat16, enabled=precision == "bfloat16"),
         ):
             torch.sigmoid(model(fields[:batch_size]))
             started = time.perf_counter()
-            for start in range(0, count, batch_size):
+            outputs[precision] = torch.cat([
                 torch.sigmoid(model(fields[start : start + batch_size])).float()
+                for start in range(0, count, batch_size)
+            ])  # fmt: skip
             rates[f"predict {precision}"] = count / (time.perf_counter() - started)
+    rates["difference"] = float((outputs["bfloat16"] - outputs["float32"]).abs().max())
     return rates
 
 
 # ------------------------------------------------------------------ hpa-keras
 
 
-def keras_rates(name, image_size, batch_size, steps, count) -> dict:
+def keras_rates(name, image_size, batch_size, steps, count, train=True) -> dict:
     """hpa-keras' images per second: train float32 and mixed_bfloat16, predict through
-    Keras and the OpenVINO engine."""
+    Keras and the OpenVINO engine; under ``"difference"`` the largest difference of the
+    bfloat16 engine's probabilities from Keras' float32 ones."""
     import keras
 
     from hpa_keras.classes import CLASS_NAMES
@@ -245,6 +253,8 @@ def keras_rates(name, image_size, batch_size, steps, count) -> dict:
     targets = (rng.random((batch_size, CLASSES)) > 0.9).astype(np.float32)
     rates = {}
     for precision, policy in (("float32", "float32"), ("bfloat16", "mixed_bfloat16")):
+        if not train:
+            break
         keras.config.set_dtype_policy(policy)
         model, _ = build_task_model(
             name, num_classes=CLASSES, channel_mean=[20.0] * 4, channel_std=[40.0] * 4,
@@ -275,13 +285,19 @@ def keras_rates(name, image_size, batch_size, steps, count) -> dict:
             engines.append(("openvino:float32", "OpenVINO float32"))
             if cpu_has_bfloat16():
                 engines.append(("openvino:bfloat16-forced", "OpenVINO bfloat16"))
+        outputs = {}
         for engine, label in engines:
             predictor = _predictor(run, engine)
             predictor.predict(fields[:batch_size], verbose=0)
             started = time.perf_counter()
-            for start in range(0, count, batch_size):
-                predictor.predict(fields[start : start + batch_size], verbose=0)
+            outputs[label] = np.concatenate([
+                np.asarray(predictor.predict(fields[start : start + batch_size], verbose=0))
+                for start in range(0, count, batch_size)
+            ])  # fmt: skip
             rates[f"predict {label}"] = count / (time.perf_counter() - started)
+    if "OpenVINO bfloat16" in outputs:
+        gap = np.abs(outputs["OpenVINO bfloat16"] - outputs["Keras float32"]).max()
+        rates["difference"] = float(gap)
     return rates
 
 
@@ -315,6 +331,7 @@ def main(argv=None) -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--steps", type=int, default=4, help="timed training steps")
     parser.add_argument("--images", type=int, default=64, help="fields predicted, timed")
+    parser.add_argument("--predict-only", action="store_true", help="skip the training rows")
     arguments = parser.parse_args(argv)
     try:
         import torch
@@ -329,13 +346,19 @@ def main(argv=None) -> None:
         f"{arguments.batch_size}; train: {arguments.steps} steps after one, predict: "
         f"{arguments.images} fields after one batch"
     )
+    train = not arguments.predict_only
     for name in arguments.models:
-        ours = keras_rates(name, *sizes)
+        ours = keras_rates(name, *sizes, train=train)
         print(f"\n{name}: hpa-keras {ours.pop('parameters') / 1e6:.1f} M parameters")
         peer = {}
         if torch_version:
-            peer = torch_rates(name, *sizes)
+            peer = torch_rates(name, *sizes, train=train)
             print(f"  PyTorch {torch_version}: {peer.pop('origin')}")
+        print(
+            "  largest bfloat16 difference from float32 probabilities: hpa-keras' engine "
+            f"{ours.pop('difference', float('nan')):.1e}, PyTorch's autocast "
+            f"{peer.pop('difference', float('nan')):.1e}"
+        )
         for task in ("train", "predict"):
             best_peer = max((v for k, v in peer.items() if k.startswith(task)), default=None)
             for key, value in {**ours, **{f"{k} (PyTorch)": v for k, v in peer.items()}}.items():
