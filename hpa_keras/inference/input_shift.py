@@ -2,17 +2,17 @@
 
 A model, its thresholds and its calibration hold on images drawn like its training
 images. On images of another microscope or staining they can fail without a sign: the
-built-in generator's runs scored 0.38 macro F1 on its own style and 0.07 on its widefield
-style, with probabilities no less confident (docs/results.md). Nothing in the
-probabilities says so; the pixels do.
+built-in generator's runs collapse on its widefield style with probabilities no less
+confident (docs/results.md, "Predictions on new images"). Nothing in the probabilities
+says so; the pixels do.
 
 The check compares each reference stain's pixel mean (microtubules, nucleus, endoplasmic
 reticulum: stains every HPA image carries alike, unlike the protein channel, whose
 brightness is the protein's own) with the training images', in units of the training
-pixels' standard deviation. The HPA's own releases differ from the 2018 challenge's images
-by at most 0.2 of it, the widefield style from the generator's by 0.5 to 0.65
-(``python benchmarks/input_shift.py``; docs/results.md): a shift over
-:data:`MAX_MEAN_SHIFT` is warned about. A warning, not an error: the images may be right
+pixels' standard deviation. :data:`MAX_MEAN_SHIFT` lies between what the HPA's own
+releases differ by and what the widefield style does (``python
+benchmarks/input_shift.py``; the figures: docs/results.md): a shift over it is warned
+about. A warning, not an error: the images may be right
 and the run still useful, but the user should know before trusting the result.
 
 The training statistics are the run's ``input.json`` (``pixel_mean``, ``pixel_std``: the
@@ -39,8 +39,8 @@ MAX_MEAN_SHIFT = 0.4
 # Images of a folder read for the check (evenly spaced over its Ids).
 SAMPLED_IMAGES = 32
 # Fewer images than this are not checked: one field's stains differ from the next by more
-# than a microscope's do (three of the generator's images read 0.43 standard deviations
-# from the training images they were drawn like), so a handful says nothing of the setup.
+# than a microscope's do (a test run's three images, drawn like its training images, read
+# as far from them as the limit), so a handful says nothing of the setup.
 MIN_IMAGES = 8
 
 
