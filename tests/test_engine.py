@@ -128,7 +128,9 @@ def test_cli_predict_through_the_default_engine_writes_keras_submission(
     monkeypatch.delenv("HPA_KERAS_ENGINE", raising=False)  # the default a user gets
     base = ["predict", "--run", str(run_copy), "--data", str(training_records)]
     assert main([*base, "--engine", "keras", "--out", str(tmp_path / "keras.csv")]) == 0
+    assert "predicted through Keras\n" in capsys.readouterr().out
     assert main([*base, "--precision", "float32", "--out", str(tmp_path / "engine.csv")]) == 0
+    assert "predicted through OpenVINO (float32: asked for float32)" in capsys.readouterr().out
     assert (tmp_path / "engine.csv").read_text() == (tmp_path / "keras.csv").read_text()
     assert (run_copy / "engine" / "views-1" / "model.xml").is_file()  # auto chose OpenVINO
 

@@ -245,6 +245,7 @@ def _write_probability_table(arguments, ids, probabilities, members):
 def _report_prediction(arguments, ids, labels, conformal, notes) -> None:
     """What was written, the label sets' promise, the probability table's ``notes``, and
     labels per image far from training's."""
+    from hpa_keras.inference.engine import engine_description  # lazy: imports TensorFlow
     from hpa_keras.inference.predict import training_labels_per_image  # lazy: TensorFlow
     from hpa_keras.scoring.thresholds import labels_per_image_warning
 
@@ -257,6 +258,7 @@ def _report_prediction(arguments, ids, labels, conformal, notes) -> None:
         f"({len(ids) and sum(map(len, labels)) / len(ids):.2f} per image, {empty} empty), "
         f"{runs}, {views} view{'s' if views > 1 else ''} per image"
     )
+    print(f"predicted through {engine_description(folders, views, engine_spec(arguments))}")
     if conformal is not None:
         print(coverage_description(conformal, labels))
     for note in notes:

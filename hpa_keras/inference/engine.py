@@ -242,6 +242,19 @@ class EnginePredictor:
         self.record = record
 
 
+def engine_description(folders, views: int, engine: str | None = None) -> str:
+    """What predicted with ``views`` views: ``"Keras"``, or ``"OpenVINO (float32: why)"``
+    from the run folders' ``engine.json`` (after a prediction made them)."""
+    name, _ = parse_engine(default_engine(engine))
+    if not uses_openvino(name):
+        return "Keras"
+    records = [EngineRecord.read(engine_folder(folder, views) / ENGINE_FILE) for folder in folders]
+    if not records or any(record is None for record in records):
+        return "Keras (the OpenVINO export failed)"
+    reasons = sorted({f"{record.precision}: {record.reason}" for record in records})
+    return f"OpenVINO ({'; '.join(reasons)})"
+
+
 def engine_folder(run_folder: Path, views: int) -> Path:
     return Path(run_folder) / ENGINE_FOLDER / f"views-{views}"
 
