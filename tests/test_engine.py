@@ -119,6 +119,8 @@ def test_a_run_folder_that_cannot_be_written_still_predicts_through_the_engine(
     _, engine, _ = predict_runs([run_copy], data=training_records, engine="openvino:float32")
     np.testing.assert_allclose(engine, reference, atol=1e-5)
     assert (run_copy / "engine").read_text() == "in the way"
+    said = engine_module.engine_description([run_copy], 1, "openvino:float32")
+    assert said == "OpenVINO (float32: asked for float32)"
 
 
 @needs_openvino
@@ -161,6 +163,9 @@ def test_engine_names_are_checked_and_the_default_comes_from_the_environment(mon
     assert default_engine() == "keras" and default_engine("auto") == "auto"
     monkeypatch.delenv("HPA_KERAS_ENGINE")
     assert default_engine() == "auto"
+    monkeypatch.setenv("HPA_KERAS_ENGINE", "tensorrt")
+    with pytest.raises(InputError, match=r"\$HPA_KERAS_ENGINE='tensorrt': --engine 'tensorrt'"):
+        default_engine()
 
 
 def test_without_openvino_auto_predicts_with_keras_and_openvino_is_refused(
@@ -191,6 +196,8 @@ def test_a_failed_export_falls_back_to_keras_under_auto_and_fails_by_name(
     np.testing.assert_array_equal(automatic, reference)
     warned = capsys.readouterr().err
     assert f"{run_copy}: exporting the model to OpenVINO failed (RuntimeError: Cannot" in warned
+    said = engine_module.engine_description([run_copy], 1, "auto")
+    assert said == "Keras (the OpenVINO export failed)"
     with pytest.raises(RuntimeError, match="Cannot convert operation Foo"):
         predict_runs([run_copy], data=training_records, engine="openvino")
 

@@ -60,8 +60,21 @@ ENGINE_VARIABLE = "HPA_KERAS_ENGINE"
 
 
 def default_engine(engine: str | None = None) -> str:
-    """``engine`` when given, else ``$HPA_KERAS_ENGINE``, else ``"auto"``."""
-    return engine if engine is not None else os.environ.get(ENGINE_VARIABLE) or "auto"
+    """``engine`` when given, else ``$HPA_KERAS_ENGINE`` (checked, the variable named),
+    else ``"auto"``."""
+    if engine is not None:
+        return engine
+    given = os.environ.get(ENGINE_VARIABLE) or "auto"
+    try:
+        parse_engine(given)
+    except InputError as error:
+        raise InputError(f"${ENGINE_VARIABLE}={given!r}: {error}") from None
+    return given
+
+
+# What each engine predictor of this process ended up using, by (run folder, views): its
+# record, or None where the export failed and Keras predicted (engine_description).
+_OUTCOMES: dict[tuple[str, int], "EngineRecord | None"] = {}
 
 
 def openvino_available() -> bool:
@@ -214,7 +227,9 @@ class EnginePredictor:
                 f"({type(error).__name__}: {str(error)[:200]}); predicting with Keras"
             )
             self.compiled = False
+            _OUTCOMES[(str(self.run.folder), self.views)] = None
             return False
+        _OUTCOMES[(str(self.run.folder), self.views)] = self.record
         return True
 
     def _prepare(self, check_images: np.ndarray) -> None:
@@ -243,15 +258,16 @@ class EnginePredictor:
 
 
 def engine_description(folders, views: int, engine: str | None = None) -> str:
-    """What predicted with ``views`` views: ``"Keras"``, or ``"OpenVINO (float32: why)"``
-    from the run folders' ``engine.json`` (after a prediction made them)."""
+    """What predicted ``folders`` with ``views`` views in this process: ``"Keras"``, or
+    ``"OpenVINO (float32: why)"`` from the records their engine predictors kept (a run
+    folder that could not be written included)."""
     name, _ = parse_engine(default_engine(engine))
     if not uses_openvino(name):
         return "Keras"
-    records = [EngineRecord.read(engine_folder(folder, views) / ENGINE_FILE) for folder in folders]
-    if not records or any(record is None for record in records):
+    outcomes = [_OUTCOMES.get((str(folder), views)) for folder in folders]
+    if not outcomes or any(outcome is None for outcome in outcomes):
         return "Keras (the OpenVINO export failed)"
-    reasons = sorted({f"{record.precision}: {record.reason}" for record in records})
+    reasons = sorted({f"{outcome.precision}: {outcome.reason}" for outcome in outcomes})
     return f"OpenVINO ({'; '.join(reasons)})"
 
 
