@@ -61,7 +61,7 @@ class _Compiled:
         return np.asarray(self.compiled(images)[0])
 
 
-def _compiled(run, precision: str) -> _Compiled:
+def compiled_engine(run, precision: str) -> _Compiled:
     """The run's float32 engine exported (as prediction does), compiled in ``precision``."""
     from hpa_keras.inference.engine import ARTIFACT, engine_folder
 
@@ -131,7 +131,7 @@ def speed(models: list[str], image_size: int, count: int, batch_size: int) -> No
                     f"{rate / keras_rate:8.2f} {gap:13.1e}"
                 )
             for precision in _precisions() if openvino_available() else []:
-                predictor = _compiled(run, precision)
+                predictor = compiled_engine(run, precision)
                 probabilities, rate = _timed(predictor, images, batch_size)
                 gap = np.abs(probabilities - reference).max()
                 print(

@@ -303,25 +303,12 @@ def keras_rates(name, image_size, batch_size, steps, count, train=True) -> dict:
 
 def _predictor(run, engine: str):
     """The run's predictor; ``bfloat16-forced``: the float32 export compiled in bfloat16
-    whatever its difference (prediction would refuse beyond 1e-3; speed is measured)."""
+    whatever its difference (bench_engine's, which this script shares)."""
     if engine != "openvino:bfloat16-forced":
         return run.predictor(1, engine)
-    import openvino
+    from bench_engine import compiled_engine  # the script beside this one
 
-    from hpa_keras.inference.engine import ARTIFACT, engine_folder
-
-    run.predictor(1, "openvino:float32").predict(
-        np.zeros((1, run.image_size, run.image_size, 4), np.uint8)
-    )
-    compiled = openvino.Core().compile_model(
-        str(engine_folder(run.folder, 1) / ARTIFACT), "CPU", {"INFERENCE_PRECISION_HINT": "bf16"}
-    )
-
-    class Compiled:
-        def predict(self, images, verbose=0):
-            return np.asarray(compiled(images)[0])
-
-    return Compiled()
+    return compiled_engine(run, "bfloat16")
 
 
 def main(argv=None) -> None:
