@@ -128,8 +128,9 @@ def test_real_2021_fields_read_as_the_2021_scheme(real_2021_folder, tmp_path):
 
 @pytest.mark.parametrize("folds", [5])
 def test_one_short_training_step_and_prediction_on_real_samples(
-    real_four_channel_folder, tmp_path, folds
+    real_four_channel_folder, real_v18_folder, tmp_path, folds
 ):
+    from hpa_keras.inference.input_shift import input_shift_warning
     from hpa_keras.inference.predict import predict_runs
     from hpa_keras.training.config import resolve_config
     from hpa_keras.training.fit import fit
@@ -159,6 +160,9 @@ def test_one_short_training_step_and_prediction_on_real_samples(
         [run], images=real_four_channel_folder / "train", ids_file=order
     )
     np.testing.assert_allclose(from_files, probabilities, atol=1e-5)
+    # The stain check: the run's own images and the HPA's v18 release pass it.
+    assert input_shift_warning([run], images=real_four_channel_folder / "train") is None
+    assert input_shift_warning([run], images=real_v18_folder / "images") is None
 
 
 def test_cv_of_real_samples_predicts_every_image_out_of_fold(real_four_channel_folder, tmp_path):
