@@ -239,16 +239,24 @@ def field_level(fields: list[FieldCells], negative_class: int | None = None):
         truth = np.zeros(classes)
         for true_classes in field_cells.true_classes:
             truth[list(true_classes)] = 1
-        predicted = np.nan_to_num(field_cells.scores, nan=0.0)
-        score = predicted.max(axis=0) if len(predicted) else np.zeros(classes)
         if negative_class is not None:
             cells = field_cells.true_classes
             truth[negative_class] = float(bool(cells) and all(negative_class in c for c in cells))
-            if len(predicted):
-                score[negative_class] = predicted[:, negative_class].min()
         truths.append(truth)
-        scores.append(score)
+        scores.append(field_scores(field_cells.scores, negative_class, classes))
     return np.asarray(truths), np.asarray(scores)
+
+
+def field_scores(cell_scores, negative_class: int | None = None, classes: int | None = None):
+    """A field's score per class from its cells' ``(N, C)``: their maximum, Negative their
+    minimum (a field is Negative only when every cell is); zeros for a field of no cells."""
+    predicted = np.nan_to_num(np.asarray(cell_scores, np.float64), nan=0.0)
+    if not len(predicted):
+        return np.zeros(classes if classes is not None else predicted.shape[-1])
+    score = predicted.max(axis=0)
+    if negative_class is not None:
+        score[negative_class] = predicted[:, negative_class].min()
+    return score
 
 
 def cell_f1_figures(fields: list[FieldCells], iou_threshold: float, scheme) -> dict:

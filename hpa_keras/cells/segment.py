@@ -41,7 +41,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 from scipy import ndimage
-from skimage.filters import threshold_otsu
 from skimage.measure import label
 from skimage.morphology import h_maxima
 from skimage.segmentation import watershed
@@ -50,13 +49,13 @@ from tqdm.auto import tqdm
 from hpa_keras.atomic import removed_on_bad_input, write_text_atomic
 from hpa_keras.data.cells import find_mask_files, mask_ids, read_mask, write_mask
 from hpa_keras.data.images import index_image_folder, read_channel, stain_plane, to_unit_float
+from hpa_keras.data.quality import log_otsu_threshold
 from hpa_keras.errors import InputError
 from hpa_keras.parallel import default_workers, ordered_map
 from hpa_keras.settings import setting
 
 SUMMARY_FILE = "segmentation.json"
 REFERENCE_SIDE = 512  # the lengths below are in pixels of a field shrunk to this side
-LOG_OFFSET_SHARE = 0.02  # see _log_otsu_threshold
 
 
 @dataclass(frozen=True)
@@ -95,27 +94,6 @@ class SegmentationSettings:
                 raise InputError(f"--{name.replace('_', '-')} must be 0 or more")
 
 
-def _log_otsu_threshold(image: np.ndarray) -> float | None:
-    """Otsu's threshold of ``log(image + offset)``, back on the linear scale; None for a
-    black or flat image (nothing to separate).
-
-    The offset, which keeps black pixels finite and sets how far into the
-    noise floor the log scale reaches, is LOG_OFFSET_SHARE of the image's
-    99.9th percentile: so the threshold scales with the image, and a dim
-    exposure or 12-bit data in 16-bit files (values up to 4095) is cut where
-    a bright 8-bit one is.
-    """
-
-    top = float(np.percentile(image, 99.9))
-    if top <= 0:
-        return None
-    offset = LOG_OFFSET_SHARE * top
-    logarithm = np.log(image + offset)
-    if float(logarithm.max() - logarithm.min()) < 1e-6:
-        return None
-    return float(np.exp(threshold_otsu(logarithm)) - offset)
-
-
 def _smooth(image: np.ndarray, sigma: float) -> np.ndarray:
     if sigma <= 0:
         return image
@@ -126,7 +104,7 @@ def segment_nuclei(blue: np.ndarray, settings: SegmentationSettings, scale: floa
     """Nucleus labels (int32) of a working-size blue channel in [0, 1]."""
 
     smoothed = _smooth(blue, settings.nucleus_smoothing * scale)
-    threshold = _log_otsu_threshold(smoothed)
+    threshold = log_otsu_threshold(smoothed)
     if threshold is None:
         return np.zeros(blue.shape, np.int32)
     foreground = ndimage.binary_fill_holes(smoothed > threshold)
@@ -153,7 +131,7 @@ def grow_cells(
     """Cell labels (int32) grown from ``nuclei`` over a working-size cytoplasm image."""
 
     smoothed = _smooth(cytoplasm, settings.cell_smoothing * scale)
-    threshold = _log_otsu_threshold(smoothed)
+    threshold = log_otsu_threshold(smoothed)
     foreground = nuclei > 0
     if threshold is not None:
         foreground |= smoothed > threshold
@@ -175,6 +153,24 @@ def _renumbered(cells: np.ndarray, nuclei: np.ndarray, min_area: float):
     lookup = np.zeros(areas.size, np.int32)
     lookup[kept] = np.arange(1, kept.size + 1, dtype=np.int32)
     return lookup[cells], lookup[nuclei]
+
+
+def segment_working(
+    blue: np.ndarray,
+    cytoplasm: np.ndarray | None,
+    settings: SegmentationSettings,
+    scale: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(cells, nuclei)`` label images (int32) of a field already at its working scale.
+
+    ``blue`` and ``cytoplasm`` are float32 in [0, 1]; ``scale`` multiplies the settings'
+    lengths (1 where a pixel is what it is in a 2048 px HPA field shrunk to 512, 0.32 um).
+    ``annotate`` calls it on planes it shrank itself, to the physical pixel size its
+    files state, where :func:`segment_field` assumes every field spans an HPA field.
+    """
+    nuclei = segment_nuclei(blue, settings, scale)
+    cells = nuclei.copy() if cytoplasm is None else grow_cells(nuclei, cytoplasm, settings, scale)
+    return _renumbered(cells, nuclei, settings.min_cell_area * scale**2)
 
 
 def segment_field(
@@ -202,12 +198,9 @@ def segment_field(
             return channel
         return cv2.resize(channel, size, interpolation=cv2.INTER_AREA)
 
-    nuclei = segment_nuclei(shrink(blue), settings, scale)
-    if cytoplasm is None:
-        cells = nuclei.copy()
-    else:
-        cells = grow_cells(nuclei, shrink(cytoplasm), settings, scale)
-    cells, nuclei = _renumbered(cells, nuclei, settings.min_cell_area * scale**2)
+    cells, nuclei = segment_working(
+        shrink(blue), None if cytoplasm is None else shrink(cytoplasm), settings, scale
+    )
     if factor != 1:
         cells = cv2.resize(cells, (width, height), interpolation=cv2.INTER_NEAREST)
         nuclei = cv2.resize(nuclei, (width, height), interpolation=cv2.INTER_NEAREST)

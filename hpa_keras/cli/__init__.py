@@ -4,8 +4,9 @@ Each subcommand is one ``add_<command>`` function (its parser) and one
 ``run_<command>`` function (what it does), in a module per command group:
 :mod:`~hpa_keras.cli.demo` (demo), :mod:`~hpa_keras.cli.data` (make-demo-data, show,
 segment, make-tfrecords, verify), :mod:`~hpa_keras.cli.training` (models, fit, cv,
-data-service, baseline), :mod:`~hpa_keras.cli.inference` (predict, cam) and
-:mod:`~hpa_keras.cli.evaluate`.
+data-service, baseline), :mod:`~hpa_keras.cli.inference` (predict, cam),
+:mod:`~hpa_keras.cli.evaluate` and :mod:`~hpa_keras.cli.annotate` (annotate,
+merge-annotations).
 Commands whose options are a settings dataclass (``fit``:
 :class:`~hpa_keras.training.config.TrainingConfig`; ``make-tfrecords``:
 :class:`~hpa_keras.data.tfrecords.ConversionSettings`; ``make-demo-data``:
@@ -32,6 +33,7 @@ import traceback
 from pathlib import Path
 
 from hpa_keras import __version__
+from hpa_keras.cli.annotate import add_annotate, add_merge_annotations
 from hpa_keras.cli.checks import _check_input_paths, _download_run_urls
 from hpa_keras.cli.checks import _check_output_paths as _check_output_paths  # re-exported
 from hpa_keras.cli.common import EXIT_FAILURE, EXIT_INPUT_ERROR, EXIT_INTERRUPTED
@@ -68,6 +70,8 @@ COMMANDS = (
     add_baseline,
     add_cam,
     add_show,
+    add_annotate,
+    add_merge_annotations,
 )
 
 

@@ -23,8 +23,13 @@ _INPUT_FOLDERS = ("images", "masks")
 
 def _input_folders(arguments) -> tuple[str, ...]:
     """Image and mask folders: show's positional DIR is one too (verify's DIR is records,
-    which may be a URL, and verify reads them itself)."""
-    return (*_INPUT_FOLDERS, "dir") if arguments.command == "show" else _INPUT_FOLDERS
+    which may be a URL, and verify reads them itself); annotate's --images may be one OME
+    file, which it checks itself."""
+    if arguments.command == "show":
+        return (*_INPUT_FOLDERS, "dir")
+    if arguments.command == "annotate":
+        return ("masks",)
+    return _INPUT_FOLDERS
 
 
 _RECORD_FOLDERS = ("data",)
@@ -78,6 +83,8 @@ _OUTPUTS = {
     "evaluate": {"out": "folder"},
     "baseline": {"out": "file"},
     "cam": {"out": "file"},
+    "annotate": {"out": "folder"},
+    "merge-annotations": {"out": "folder"},
 }
 _INPUTS = (*_INPUT_FILES, *_RECORD_FOLDERS, *_RUN_ARGUMENTS, "config")
 

@@ -37,6 +37,8 @@ from hpa_keras.data.labels import open_csv
 from hpa_keras.errors import InputError
 
 CELL_CONTEXTS = ("keep", "zero")
+DEFAULT_CELL_MARGIN = 0.1  # make-tfrecords --cell-margin
+DEFAULT_CELL_CONTEXT = "keep"  # make-tfrecords --cell-context
 
 
 def cell_record_id(field_id: str, number: int) -> str:
@@ -172,17 +174,29 @@ def cut_cells(
         channel_paths, None, settings.sixteen_bit_rule, settings.bit_depth, details=details
     )
     cells, _ = read_field_masks(settings.masks, field_id, image.shape[:2])
-    geometry = cell_geometry(cells)
+    crops = cell_crops(image, cells, settings.cell_size, settings.margin, settings.context)
     if cell_labels is not None:
-        check_cell_rows(cell_labels, {cell.number for cell in geometry}, field_id, settings.masks)
+        check_cell_rows(cell_labels, {crop["number"] for crop in crops}, field_id, settings.masks)
+    for crop in crops:
+        crop["cell_labels"] = None if cell_labels is None else cell_labels.get(crop["number"])
+    return crops
+
+
+def cell_crops(
+    image: np.ndarray, cells: np.ndarray, cell_size: int, margin: float, context: str
+) -> list[dict]:
+    """Every cell of a field's ``image`` (H, W, C) and its mask ``cells`` (H, W) as a dict:
+    ``number``, ``image`` (S, S, C), ``mask`` (S, S) uint8 0/1, ``box``, ``area``, ``edge``,
+    ``small`` and ``window`` (the crop's side in field pixels). The one rule cell records
+    and ``annotate`` cut cells by."""
     crops = []
-    for cell in geometry:
-        top, left, side = crop_window(cell.box, settings.margin)
+    for cell in cell_geometry(cells):
+        top, left, side = crop_window(cell.box, margin)
         window = cut_window(image, top, left, side)
         inside = cut_window(cells, top, left, side) == cell.number
-        crop = resize_window(window, settings.cell_size)
-        mask = resize_window(inside.astype(np.uint8), settings.cell_size, nearest=True)
-        if settings.context == "zero":  # after resizing, so the stored mask bounds it exactly
+        crop = resize_window(window, cell_size)
+        mask = resize_window(inside.astype(np.uint8), cell_size, nearest=True)
+        if context == "zero":  # after resizing, so the stored mask bounds it exactly
             crop = crop * mask[..., None].astype(crop.dtype)
         crops.append(
             {
@@ -194,7 +208,6 @@ def cut_cells(
                 "edge": cell.edge,
                 "small": cell.small,
                 "window": side,
-                "cell_labels": None if cell_labels is None else cell_labels.get(cell.number),
             }
         )
     return crops

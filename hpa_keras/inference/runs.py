@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from hpa_keras.classes import SCHEMES, resolve_channels
+from hpa_keras.data.cell_records import DEFAULT_CELL_CONTEXT, DEFAULT_CELL_MARGIN
 from hpa_keras.errors import InputError
 from hpa_keras.models.saving import load_model
 from hpa_keras.runs.documents import (
@@ -64,6 +65,8 @@ class Run:
             prediction uses unless told otherwise.
         kind: ``fields`` (whole images) or ``cells`` (single-cell crops).
         members: a cv folder's fold runs (empty for a single run).
+        cell_margin, cell_context: how a cell run's crops were cut (its records'
+            ``--cell-margin`` and ``--cell-context``), which ``annotate`` cuts new cells by.
         calibration: the folder's calibration maps (``calibration.json``; a cv folder's
             are fitted on its out-of-fold predictions), or ``None``. They map the
             probabilities a user reads; the thresholds judge the probabilities as
@@ -86,6 +89,8 @@ class Run:
     kind: str = "fields"
     members: tuple["Run", ...] = ()
     calibration: Calibration | None = None
+    cell_margin: float = DEFAULT_CELL_MARGIN
+    cell_context: str = DEFAULT_CELL_CONTEXT
 
     @property
     def num_classes(self) -> int:
@@ -285,4 +290,6 @@ def _load_one(folder: Path) -> Run:
         views=int(settings.tta or 1),
         kind=settings.kind,
         calibration=read_calibration(folder),
+        cell_margin=DEFAULT_CELL_MARGIN if settings.cell_margin is None else settings.cell_margin,
+        cell_context=settings.cell_context or DEFAULT_CELL_CONTEXT,
     )

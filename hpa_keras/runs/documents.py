@@ -328,6 +328,10 @@ class InputSettings:
     # predict warns when new images' stains are far from them (inference.input_shift).
     pixel_mean: dict | None = field(default=None, metadata=_key(_stain_numbers, written="given"))
     pixel_std: dict | None = field(default=None, metadata=_key(_stain_numbers, written="given"))
+    # How a cell run's crops were cut (the records' margin and context): annotate cuts
+    # new cells the same way.
+    cell_margin: float | None = field(default=None, metadata=_key(_number, written="given"))
+    cell_context: str | None = field(default=None, metadata=_key(_text, written="given"))
 
     def to_dict(self) -> dict:
         """The settings as ``input.json`` holds them."""

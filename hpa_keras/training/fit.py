@@ -146,6 +146,8 @@ def input_settings(config: TrainingConfig, manifest: dict) -> InputSettings:
         labels_per_image=manifest.labels_per_image(training),
         pixel_mean=dict(zip(CHANNELS, mean, strict=True)) if counted else None,
         pixel_std=dict(zip(CHANNELS, std, strict=True)) if counted else None,
+        cell_margin=(manifest.cells or {}).get("margin"),
+        cell_context=(manifest.cells or {}).get("context"),
     )
 
 

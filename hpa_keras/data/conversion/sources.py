@@ -14,7 +14,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from hpa_keras.data.cell_records import CELL_CONTEXTS, CellSettings
+from hpa_keras.data.cell_records import (
+    CELL_CONTEXTS,
+    DEFAULT_CELL_CONTEXT,
+    DEFAULT_CELL_MARGIN,
+    CellSettings,
+)
 from hpa_keras.data.images import (
     BIT_DEPTHS,
     SAMPLE_SUBFOLDERS,
@@ -96,12 +101,12 @@ class ConversionSettings:
     )
     cell_size: int = setting(128, "side of a cell record's crop, in pixels", metavar="S")
     cell_margin: float = setting(
-        0.1,
+        DEFAULT_CELL_MARGIN,
         "the crop around a cell: its box's longer side plus this share of it on each side",
         metavar="F",
     )
     cell_context: str = setting(
-        "keep",
+        DEFAULT_CELL_CONTEXT,
         "pixels of the crop outside the cell: keep (neighbours show) or zero",
         choices=CELL_CONTEXTS,
     )
