@@ -6,7 +6,8 @@ The embedding is the model's pooled features: the input of its classification la
 read from. A cv ensemble's members each learned their own feature space, so averaging
 their features means nothing: the embedding is its first fold's. A field run embeds a
 cell by seeing the cell's crop as a small field (the registry's models pool globally and
-take any size), at the scale it saw fields at.
+take any size; one trained on whole fields sees the crop in the middle of a black field
+of its size), at the scale it saw fields at.
 """
 
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from hpa_keras.data.images import resize_square, to_uint8
 from hpa_keras.errors import InputError
 from hpa_keras.scoring.uncertainty import predictive_entropy
 
-FIELD_RUN_CELL_SIDES = (32, 512)  # a field run sees a cell crop at its own scale, within these
+FIELD_RUN_CELL_SIDES = (8, 512)  # a field run sees a cell crop at its own scale, within these
 
 
 @dataclass
@@ -139,12 +140,24 @@ class CellClassifier:
             return [keras.ops.convert_to_numpy(output) for output in outputs]
         return keras.ops.convert_to_numpy(outputs)
 
-    def _crop_side(self, run, field_side: int, windows) -> int:
-        if run.kind == "cells":
-            return run.image_size
+    def _field_run_crops(self, pixels, cells, field_side: int, geometry) -> list:
+        """A field run's view of each cell: the cell's crop (outside the cell zero) at the
+        scale the run saw fields at; in the middle of a black field of the run's size where
+        its model takes one size only."""
+        run = self.run
+        windows = [crop["window"] for crop in geometry]
         low, high = FIELD_RUN_CELL_SIDES
         side = float(np.median(windows)) * run.image_size / field_side
-        return int(np.clip(8 * round(side / 8), low, min(high, run.image_size)))
+        side = int(np.clip(8 * round(side / 8), low, min(high, run.image_size)))
+        geometry = cell_crops(pixels, cells, side, run.cell_margin, "zero")
+        fixed = self.member.model.input.shape[1]
+        if fixed is not None and fixed != side:
+            start = (fixed - side) // 2
+            for crop in geometry:
+                canvas = np.zeros((fixed, fixed, crop["image"].shape[-1]), crop["image"].dtype)
+                canvas[start : start + side, start : start + side] = crop["image"]
+                crop["image"] = canvas
+        return geometry
 
     def classify(self, stains: dict, cells: np.ndarray, name: str) -> FieldCells:
         """Every cell of one field: ``stains`` ``{stain: (H, W)}`` at full resolution and
@@ -161,8 +174,7 @@ class CellClassifier:
                 np.zeros((0, 0), np.float32), [],
             )  # fmt: skip
         if run.kind != "cells":  # a field run: crops at the scale it saw fields at
-            side = self._crop_side(run, field_side, [crop["window"] for crop in geometry])
-            geometry = cell_crops(pixels, cells, side, run.cell_margin, "zero")
+            geometry = self._field_run_crops(pixels, cells, field_side, geometry)
         crops = np.stack([crop.pop("image") for crop in geometry])
         for crop in geometry:
             crop.pop("mask", None)
