@@ -40,6 +40,7 @@ REFERENCE_STAINS = ("red", "blue", "yellow")
 FINE_BAND = (0.6, 1.2)  # cycles per um: periods of 0.83-1.7 um
 COARSE_BAND = (0.1, 0.3)  # cycles per um: periods of 3.3-10 um
 SHIFT_SEARCH = 4.0  # um either way
+SHIFT_MIN_CORRELATION = 0.1  # stains correlating less than this anywhere: no shift measured
 LOG_OFFSET_SHARE = 0.02  # see log_otsu_threshold
 FLAGS = ("missing", "blank", "saturated", "out_of_focus", "shifted", "few_cells", "many_cells")
 
@@ -49,13 +50,13 @@ class QualitySettings:
     """The quality flags' thresholds (docs/own-images.md, "Quality control")."""
 
     blank_ratio: float = setting(
-        1.0,
+        0.3,
         "a stain is blank when its structure (std over 1 um) is under this many times its "
         "pixel noise",
         metavar="R",
     )
     saturated_share: float = setting(
-        0.05,
+        0.08,
         "a stain is saturated when this share of its signal pixels is at the ceiling",
         metavar="F",
     )
@@ -69,7 +70,12 @@ class QualitySettings:
         "a stain is shifted when it lies this many micrometres off the others",
         metavar="UM",
     )
-    min_cells: float = setting(1.0, "too few cells: under this many per 100 x 100 um", metavar="N")
+    shift_gain: float = setting(
+        0.02,
+        "and correlates better there than in place by more than this",
+        metavar="G",
+    )
+    min_cells: float = setting(0.5, "too few cells: under this many per 100 x 100 um", metavar="N")
     max_cells: float = setting(60.0, "too many cells: over this many per 100 x 100 um", metavar="N")
 
     def validate(self) -> None:
@@ -161,18 +167,23 @@ def _edges(working: np.ndarray) -> np.ndarray:
     return np.hypot(cv2.Sobel(smoothed, cv2.CV_32F, 1, 0), cv2.Sobel(smoothed, cv2.CV_32F, 0, 1))
 
 
-def displacement(reference: np.ndarray, moving: np.ndarray) -> float:
-    """How far (um) ``moving`` lies off ``reference``: the offset, within SHIFT_SEARCH, at
-    which their gradient magnitudes correlate best (normalised cross-correlation)."""
+def displacement(reference: np.ndarray, moving: np.ndarray) -> tuple[float, float, float]:
+    """How far (um) ``moving`` lies off ``reference``, and how sure that is: the offset,
+    within SHIFT_SEARCH, at which their gradient magnitudes correlate best (normalised
+    cross-correlation), that best correlation, and its gain over the correlation where
+    they lie as recorded. A stain in place peaks at no offset, or beside it on a shallow
+    ridge (gain near 0); a moved one peaks where it was moved to, above its place; stains
+    that hardly correlate anywhere (best under 0.1) say nothing either way."""
     reach = int(round(SHIFT_SEARCH / WORKING_PIXEL_SIZE))
     if min(reference.shape) <= 4 * reach:
-        return float("nan")
+        return float("nan"), float("nan"), float("nan")
     template = _edges(reference)[reach:-reach, reach:-reach]
     scores = cv2.matchTemplate(_edges(moving), template, cv2.TM_CCOEFF_NORMED)
     if not np.isfinite(scores).all() or float(scores.max() - scores.min()) < 1e-6:
-        return float("nan")
-    _, _, _, (column, row) = cv2.minMaxLoc(scores)
-    return float(np.hypot(column - reach, row - reach) * WORKING_PIXEL_SIZE)
+        return float("nan"), float("nan"), float("nan")
+    _, best, _, (column, row) = cv2.minMaxLoc(scores)
+    distance = float(np.hypot(column - reach, row - reach) * WORKING_PIXEL_SIZE)
+    return distance, float(best), float(best - scores[reach, reach])
 
 
 def measure_quality(native: dict, working: dict) -> dict:
@@ -183,7 +194,8 @@ def measure_quality(native: dict, working: dict) -> dict:
         working: the same stains at the working scale (float32 in [0, 1]).
 
     Returns ``{"blank_ratio": {stain: r}, "saturated": {stain: share}, "focus": f,
-    "shift": {"red_yellow": um, "blue": um}}`` (NaN where a measure has nothing to
+    "shift": {"red_yellow": um, "blue": um}, "shift_correlation": {pair: best},
+    "shift_gain": {pair: best less in place}}`` (NaN where a measure has nothing to
     measure: a missing stain, a field too small).
     """
     blank, saturated = {}, {}
@@ -194,17 +206,22 @@ def measure_quality(native: dict, working: dict) -> dict:
         saturated[stain] = saturated_share(plane, working[stain])
     focuses = [focus(working[stain]) for stain in REFERENCE_STAINS if stain in working]
     focuses = [value for value in focuses if np.isfinite(value)]
-    shifts = {}
+    shifts, correlations, gains = {}, {}, {}
+    pairs = {}
     if "red" in working and "yellow" in working:
-        shifts["red_yellow"] = displacement(working["red"], working["yellow"])
+        pairs["red_yellow"] = (working["red"], working["yellow"])
     cytoplasm = [working[stain] for stain in ("red", "yellow") if stain in working]
     if "blue" in working and cytoplasm:
-        shifts["blue"] = displacement(np.maximum.reduce(cytoplasm), working["blue"])
+        pairs["blue"] = (np.maximum.reduce(cytoplasm), working["blue"])
+    for pair, (reference, moving) in pairs.items():
+        shifts[pair], correlations[pair], gains[pair] = displacement(reference, moving)
     return {
         "blank_ratio": blank,
         "saturated": saturated,
         "focus": float(np.mean(focuses)) if focuses else float("nan"),
         "shift": shifts,
+        "shift_correlation": correlations,
+        "shift_gain": gains,
     }
 
 
@@ -243,7 +260,10 @@ def quality_flags(
         stains = ("red", "yellow") if pair == "red_yellow" else ("blue",)
         if blank.intersection(stains):
             continue  # a blank stain has no place to be shifted from
-        if np.isfinite(distance) and distance > settings.shift_limit:
+        gain = measures.get("shift_gain", {}).get(pair, float("inf"))
+        correlation = measures.get("shift_correlation", {}).get(pair, 1.0)
+        sure = gain > settings.shift_gain and correlation >= SHIFT_MIN_CORRELATION
+        if np.isfinite(distance) and distance > settings.shift_limit and sure:
             flags.append(f"shifted:{pair}")
     if density is not None:
         if density < settings.min_cells:

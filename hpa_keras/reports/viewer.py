@@ -44,6 +44,7 @@ polygon.labelled { stroke: #ffd54f; } polygon.active { fill: rgba(255,255,255,0.
   stroke: #00e5ff; stroke-width: 2.5; }
 #panel { background: white; border: 1px solid #ddd; padding: 0.8em; }
 .bar { background: #90caf9; height: 0.7em; display: inline-block; }
+tr.chosen td { font-weight: 600; } tr.chosen .bar { background: #1e88e5; }
 .tile { display: inline-block; margin: 4px; text-align: center; font-size: 0.75em; }
 .crop { width: 112px; height: 112px; background-repeat: no-repeat; border: 1px solid #999;
         background-color: #000; }
@@ -88,12 +89,14 @@ let pinned = null;
 function show(number) {
   const cell = cells[number];
   if (!cell) { panel.innerHTML = '<p>Point at a cell.</p>'; return; }
-  const rows = cell.top.map(([name, p]) =>
-    `<tr><td>${name}</td><td>${p.toFixed(3)}</td><td><span class="bar" style="width:${
+  const rows = cell.top.map(([name, p, chosen]) =>
+    `<tr class="${chosen ? 'chosen' : ''}"><td>${chosen ? '&#10003; ' : ''}${name}</td><td>${
+      p.toFixed(3)}</td><td><span class="bar" style="width:${
       Math.round(p * 120)}px"></span></td></tr>`).join('');
   panel.innerHTML = `<h2 id="selected">cell ${number}</h2>` +
     `<p class="classes"><b>classes:</b> ${cell.labels.length ? cell.labels.join(', ') : 'none'
-    }</p><table>${rows}</table><p>entropy ${cell.entropy.toFixed(3)} bits</p>`;
+    }</p><table>${rows}</table><p>&#10003; over the run's threshold; entropy ${
+      cell.entropy.toFixed(3)} bits</p>`;
 }
 for (const polygon of document.querySelectorAll('polygon')) {
   const number = polygon.dataset.cell;

@@ -453,7 +453,9 @@ def annotate(
         "shard": list(shard) if shard else None,
     }
     if outputs:
+        started = time.perf_counter()
         summary.update(write_outputs([out], out, run, classifier))
+        summary["seconds_outputs"] = round(time.perf_counter() - started, 2)
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=1))
     return summary
 

@@ -33,7 +33,7 @@ from hpa_keras.errors import InputError, warn
 from hpa_keras.reports.viewer import GALLERY_CELLS, write_field_page, write_viewer
 from hpa_keras.scoring.thresholds import labels_per_image_warning
 
-UMAP_SAMPLE = 5000  # cells the UMAP is fitted on (and the viewer's map shows)
+UMAP_SAMPLE = 2000  # cells the UMAP is fitted on (and the viewer's map shows): memory
 UMAP_MIN_CELLS = 10  # fewer and no UMAP is drawn
 UMAP_NEIGHBOURS = 15
 H5AD = "annotation.h5ad"
@@ -312,14 +312,21 @@ def _picture_boxes(record: dict) -> dict[int, list[int]]:
 
 
 def part_summary(part: dict, class_names) -> dict:
-    """Per cell what the field page shows: its classes and probabilities."""
+    """Per cell what the field page shows: its classes (those over the thresholds) and the
+    probabilities of those and of the most probable others, five at least."""
     cells = {}
     for position, number in enumerate(part["cell"]):
-        shown = part["shown"][position]
-        order = np.argsort(shown)[::-1][:5]
+        shown, chosen = part["shown"][position], part["labels"][position]
+        order = [index for index in np.argsort(shown)[::-1] if chosen[index]]
+        order += [index for index in np.argsort(shown)[::-1] if not chosen[index]][
+            : max(0, 5 - len(order))
+        ]
         cells[str(int(number))] = {
-            "labels": [class_names[index] for index in np.flatnonzero(part["labels"][position])],
-            "top": [[class_names[index], round(float(shown[index]), 3)] for index in order],
+            "labels": [class_names[index] for index in np.flatnonzero(chosen)],
+            "top": [
+                [class_names[index], round(float(shown[index]), 3), bool(chosen[index])]
+                for index in order
+            ],
             "entropy": round(float(part["entropy"][position]), 3),
         }
     return cells
@@ -359,6 +366,7 @@ def _field_row(record, class_names, thresholds, negative, part, scheme) -> dict:
         "classified": record.get("classified", False),
         "flags": ";".join(record.get("flags", [])),
         "error": record.get("error", ""),
+        "notes": "; ".join(record.get("notes", [])),
     }
     quality = record.get("quality") or {}
     for stain, value in (quality.get("blank_ratio") or {}).items():
@@ -476,7 +484,8 @@ def _umap(store, sample: list[int], total: int):
 def _umap_picture(path: Path, points: np.ndarray, tops: list[str], class_names) -> None:
     from hpa_keras.reports.figures import plt, save_figure
 
-    figure, axis = plt.subplots(figsize=(7.5, 6))
+    figure, axis = plt.subplots(figsize=(9, 6))
+    figure.subplots_adjust(left=0.08, right=0.68)  # the legend beside the map
     present = [name for name in class_names if name in set(tops)]
     colours = plt.get_cmap("tab20")
     for index, name in enumerate(present):
