@@ -337,7 +337,7 @@ def test_a_field_run_gives_each_cell_its_fields_prediction(runs, training_record
 # ------------------------------------------------------------------ real fields
 
 
-def test_real_2048_px_fields_end_to_end(plate, real_2021_folder, tmp_path):
+def test_real_2048_px_fields_end_to_end(plate, real_2021_folder, tmp_path, browser):
     import anndata
 
     images = tmp_path / "real"
@@ -356,6 +356,10 @@ def test_real_2048_px_fields_end_to_end(plate, real_2021_folder, tmp_path):
     assert anndata.read_h5ad(out / "annotation.h5ad").n_obs == fields["cells"].sum()
     picture = cv2.imread(str(out / "pictures" / f"{fields['field'][0]}.jpg"))
     assert picture.shape == (1024, 1024, 3)
+    page, errors = _open(browser, (out / "fields" / f"{fields['field'][0]}.html").as_uri())
+    assert page.locator("polygon").count() == fields["cells"][0]
+    page.locator("polygon").nth(0).click()
+    assert page.locator("#selected").text_content().startswith("cell ") and errors == []
 
 
 # ------------------------------------------------------------------ the viewer, in Chromium
