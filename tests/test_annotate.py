@@ -469,3 +469,25 @@ def test_the_umap_shows_a_cell_under_the_pointer(browser, annotation):
     tip = page.locator("#tip")
     assert tip.is_visible() and " cell " in tip.text_content()
     assert errors == []
+
+
+def test_cells_unlike_the_training_images_are_warned_about(plate, annotation, tmp_path, capsys):
+    from hpa_keras.inference.input_shift import means_warning
+
+    records = [json.loads(path.read_text()) for path in (annotation / "parts").glob("*.json")]
+    means = {
+        stain: np.mean([record["pixel_means"][stain] for record in records])
+        for stain in ("red", "green", "blue", "yellow")
+    }
+    assert means_warning([plate / "cell-run"], means, "the plate") is None  # drawn alike
+    images = tmp_path / "brighter"
+    images.mkdir()
+    for path in (plate / "demo" / "train").glob("*.png"):
+        pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        cv2.imwrite(str(images / path.name), cv2.add(pixels, 80))  # another microscope's offset
+    status = main(
+        ["annotate", "--images", str(images), "--run", str(plate / "cell-run"), "--out",
+         str(tmp_path / "out"), "--quiet"]
+    )  # fmt: skip
+    error = capsys.readouterr().err
+    assert status == 0 and "the cells' stains are unlike the run's training images" in error

@@ -10,7 +10,7 @@ take any size; one trained on whole fields sees the crop in the middle of a blac
 of its size), at the scale it saw fields at.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -36,6 +36,8 @@ class FieldCells:
         entropy: ``(N,)`` bits, of ``probabilities``.
         embeddings: ``(N, D)`` float32.
         geometry: per cell ``box``, ``area``, ``edge``, ``small`` (from the crops).
+        pixel_means: ``{stain: mean}`` of what the run saw (the crops, or the field at its
+            size), in its pixel units: the stain check's input.
     """
 
     numbers: np.ndarray
@@ -45,6 +47,7 @@ class FieldCells:
     entropy: np.ndarray
     embeddings: np.ndarray
     geometry: list
+    pixel_means: dict = field(default_factory=dict)
 
 
 def embedding_model(task_model):
@@ -186,18 +189,20 @@ class CellClassifier:
                 probabilities = self._predict(run.predictor(self.views), crops)
         else:
             embeddings, _ = self._predict(self.features, crops)
-            field = resize_square(pixels, run.image_size)[None]
-            probabilities = np.repeat(self._predict(run.predictor(self.views), field), count, 0)
+            whole = resize_square(pixels, run.image_size)[None]
+            probabilities = np.repeat(self._predict(run.predictor(self.views), whole), count, 0)
+        seen = crops if run.kind == "cells" else whole
+        means = seen.reshape(-1, seen.shape[-1]).mean(axis=0)
         probabilities = np.asarray(probabilities, np.float64)
         shown = run.calibration.apply(probabilities) if run.calibration is not None else None
         if self.image_run is not None:
             image_run = self.image_run
             field_pixels = resize_square(run_pixels(stains, image_run, name), image_run.image_size)
-            field = self._predict(image_run.predictor(image_run.views), field_pixels[None])[0]
+            predicted = self._predict(image_run.predictor(image_run.views), field_pixels[None])[0]
             weight = self.image_weight
-            mixed = (1 - weight) * probabilities + weight * np.asarray(field, np.float64)[None]
+            mixed = (1 - weight) * probabilities + weight * np.asarray(predicted, np.float64)[None]
             if shown is not None and image_run.calibration is not None:
-                shown = (1 - weight) * shown + weight * image_run.calibration.apply(field)[None]
+                shown = (1 - weight) * shown + weight * image_run.calibration.apply(predicted)[None]
             else:
                 shown = None
             probabilities = mixed
@@ -209,6 +214,9 @@ class CellClassifier:
             entropy=predictive_entropy(probabilities),
             embeddings=np.asarray(embeddings, np.float32).reshape(count, -1),
             geometry=geometry,
+            pixel_means={
+                stain: float(mean) for stain, mean in zip(run.channels, means, strict=True)
+            },
         )
 
     @property

@@ -125,6 +125,18 @@ def input_shift_warning(runs, data=None, images=None, limit: int = SAMPLED_IMAGE
     else:
         means = sampled_pixel_means(images, settings, limit)
         what = f"{images}: the images'" if isinstance(images, str | os.PathLike) else "the images'"
+    return shift_warning(settings, means, what)
+
+
+def means_warning(runs, means: dict, what: str) -> str | None:
+    """:func:`input_shift_warning` for pixel means measured elsewhere (``annotate``'s, over
+    the crops it classified, as the run reads them); ``what`` names them."""
+    settings = training_statistics(runs)
+    return None if settings is None else shift_warning(settings, means, what)
+
+
+def shift_warning(settings: InputSettings, means: dict, what: str) -> str | None:
+    """The sentence for ``means`` against a run's training statistics, or None."""
     far = [entry for entry in stain_shifts(settings, means) if entry.shift > MAX_MEAN_SHIFT]
     if not far:
         return None

@@ -323,6 +323,7 @@ def write_part(out: Path, prepared: dict, classified) -> dict:
             np.savez(handle, **arrays)
         record["cells"] = int(len(numbers))
         record["classified"] = True
+        record["pixel_means"] = classified.pixel_means
     else:
         record["cells"] = int(prepared["cells"].max()) if prepared["cells"].size else 0
         record["classified"] = False

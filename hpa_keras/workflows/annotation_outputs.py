@@ -226,6 +226,20 @@ def _warn_of_label_counts(plate: _Plate, run) -> None:
         warn(message.replace("per image predicted", "per cell predicted"))
 
 
+def _warn_of_stains(records: list[dict], run, out: Path) -> None:
+    """The stain check (:mod:`hpa_keras.inference.input_shift`) on what the run saw: the
+    mean of the fields' pixel means, from MIN_IMAGES classified fields on."""
+    from hpa_keras.inference.input_shift import MIN_IMAGES, means_warning  # lazy: TensorFlow
+
+    means = [record["pixel_means"] for record in records if record.get("pixel_means")]
+    if len(means) < MIN_IMAGES:
+        return
+    average = {stain: float(np.mean([mean[stain] for mean in means])) for stain in means[0]}
+    message = means_warning([run.folder], average, f"{out}: the cells'")
+    if message:
+        warn(message)
+
+
 def _neighbours(records: list[dict], position: int) -> tuple[str | None, str | None]:
     previous = records[position - 1]["field"] if position else None
     following = records[position + 1]["field"] if position + 1 < len(records) else None
@@ -289,6 +303,7 @@ def write_outputs(folders, out, run, classifier, progress: bool = True) -> dict:
         _umap_picture(out / "umap.png", coordinates[sampled], tops, class_names)
     write_viewer(out, field_rows, plate.gallery(), points, class_names)
     _warn_of_label_counts(plate, run)
+    _warn_of_stains(records, run, out)
     return {
         "cells": int(total),
         "fields_flagged": int(sum(bool(row["flags"]) for row in field_rows)),
