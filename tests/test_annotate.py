@@ -182,6 +182,10 @@ def test_shards_merge_into_the_plates_annotation(plate, annotation, tmp_path):
     assert main(["merge-annotations", *map(str, shards), "--out", str(merged)]) == 0
     assert _table(merged).equals(_table(annotation))
     assert anndata.read_h5ad(merged / "annotation.h5ad").n_obs == len(_table(annotation))
+    with pytest.raises(InputError, match="not empty; the merged annotation goes into a new"):
+        from hpa_keras.workflows.annotate import merge_annotations
+
+        merge_annotations(shards, annotation)  # a folder holding another annotation
     with pytest.raises(InputError, match="give every shard's folder once"):
         from hpa_keras.workflows.annotate import merge_annotations
 
@@ -201,7 +205,8 @@ def test_skipped_flagged_fields_stay_in_the_outputs_without_cells(plate, tmp_pat
     fields = _table(out, "fields.csv")
     assert len(fields) == 12 and fields["flags"].str.contains("many_cells").all()
     assert not fields["classified"].any()
-    assert len(_table(out, "cells.parquet")) == 0
+    empty = _table(out, "cells.parquet")
+    assert len(empty) == 0 and empty["cell"].dtype == np.int64 and empty["edge"].dtype == bool
     assert anndata.read_h5ad(out / "annotation.h5ad").n_obs == 0
     assert "Too few cells" in (out / "umap.html").read_text()
 
@@ -294,7 +299,16 @@ def test_a_run_that_reads_a_stain_the_fields_lack_is_named(plate, tmp_path, caps
          "--out", str(tmp_path / "o"), "--quiet"]
     )  # fmt: skip
     error = capsys.readouterr().err
-    assert status == 2 and "has no yellow stain, which" in error
+    assert status == 2 and "has no yellow stain, which the run reads" in error
+    status = main(
+        ["annotate", "--images", str(images), "--run", str(plate / "cell-run"),
+         "--out", str(tmp_path / "skipped"), "--on-error", "skip", "--quiet"]
+    )  # fmt: skip
+    assert status == 0 and "skipped 2 unreadable fields" in capsys.readouterr().out
+    fields = _table(tmp_path / "skipped", "fields.csv")
+    assert (fields["flags"] == "missing:yellow").all() and fields["error"].str.contains(
+        "no yellow"
+    ).all()
 
 
 # ------------------------------------------------------------------ the classifier
@@ -491,3 +505,61 @@ def test_cells_unlike_the_training_images_are_warned_about(plate, annotation, tm
     )  # fmt: skip
     error = capsys.readouterr().err
     assert status == 0 and "the cells' stains are unlike the run's training images" in error
+
+
+def test_a_failed_start_does_not_block_the_corrected_rerun(plate, tmp_path, capsys):
+    out = tmp_path / "out"
+    arguments = ["annotate", "--images", str(plate / "demo" / "train"), "--run",
+                 str(plate / "cell-run"), "--out", str(out), "--quiet"]  # fmt: skip
+    assert main([*arguments, "--masks", str(tmp_path)]) == 2  # no masks there: fails at once
+    assert "no cell mask" in capsys.readouterr().err
+    assert main(arguments) == 0
+
+
+def test_a_resume_on_other_images_of_the_same_names_is_refused(plate, annotation, tmp_path, capsys):
+    images = tmp_path / "other-plate"
+    shutil.copytree(plate / "demo" / "train", images)
+    out = tmp_path / "resumed"
+    shutil.copytree(annotation, out)
+    status = main(["annotate", "--images", str(images), "--run", str(plate / "cell-run"),
+                   "--out", str(out), "--quiet"])  # fmt: skip
+    assert status == 2 and "was annotated with other images" in capsys.readouterr().err
+
+
+def test_merging_refuses_other_plates_and_a_used_folder(plate, annotation, tmp_path, capsys):
+    images = tmp_path / "other-plate"
+    shutil.copytree(plate / "demo" / "train", images)
+    shards = []
+    for number, folder in ((1, plate / "demo" / "train"), (2, images)):
+        shards.append(tmp_path / f"shard{number}")
+        arguments = ["annotate", "--images", str(folder), "--run", str(plate / "cell-run"),
+                     "--out", str(shards[-1]), "--shard", f"{number}/2", "--quiet"]  # fmt: skip
+        assert main(arguments) == 0
+    assert main(["merge-annotations", *map(str, shards), "--out", str(tmp_path / "m")]) == 2
+    assert "annotated with other images than" in capsys.readouterr().err
+
+
+def test_cells_are_counted_by_their_numbers_not_the_largest():
+    from hpa_keras.workflows.annotate import cell_count
+
+    cells = np.zeros((20, 20), np.int32)
+    cells[1:4, 1:4], cells[10:14, 10:14] = 3, 17  # a mask whose other cells were removed
+    assert cell_count(cells) == 2 and cell_count(np.zeros((5, 5), np.int32)) == 0
+
+
+def test_field_ids_with_url_characters_open_from_the_index(browser, plate, tmp_path):
+    images = tmp_path / "odd"
+    images.mkdir()
+    source = sorted((plate / "demo" / "train").glob("*_blue.png"))[0].name.rsplit("_", 1)[0]
+    for stain in ("red", "green", "blue", "yellow"):
+        shutil.copy(plate / "demo" / "train" / f"{source}_{stain}.png",
+                    images / f"Plate 1 #A2 50%_{stain}.png")  # fmt: skip
+    out = tmp_path / "annotation"
+    assert main(["annotate", "--images", str(images), "--run", str(plate / "cell-run"),
+                 "--out", str(out), "--quiet"]) == 0  # fmt: skip
+    page, errors = _open(browser, (out / "index.html").as_uri())
+    assert page.locator("img").first.evaluate("image => image.naturalWidth > 0")
+    page.locator("table a").first.click()
+    page.wait_for_load_state()
+    assert page.locator("h1").text_content() == "field Plate 1 #A2 50%"
+    assert page.locator("polygon").count() > 0 and errors == []

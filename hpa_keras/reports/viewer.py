@@ -17,8 +17,10 @@ what they show: a field's cells, a gallery's tiles, the map's sample.
 import html
 import json
 from pathlib import Path
+from urllib.parse import quote
 
 from hpa_keras.atomic import write_text_atomic
+from hpa_keras.reports.figures import plt, save_figure
 
 FIELDS_PER_PAGE = 200
 GALLERY_CELLS = 12  # per class
@@ -40,7 +42,8 @@ td, th { padding: 4px 8px; border-bottom: 1px solid #ddd; text-align: left; vert
 #stage svg { position: absolute; left: 0; top: 0; width: 100%; height: 100%; }
 polygon { fill: rgba(255,255,255,0.04); stroke: white; stroke-width: 1.2; cursor: pointer;
   vector-effect: non-scaling-stroke; }
-polygon.labelled { stroke: #ffd54f; } polygon.active { fill: rgba(255,255,255,0.25);
+polygon.labelled { stroke: #ffd54f; }
+polygon:hover { stroke: #00e5ff; } polygon.active { fill: rgba(255,255,255,0.25);
   stroke: #00e5ff; stroke-width: 2.5; }
 #panel { background: white; border: 1px solid #ddd; padding: 0.8em; }
 .bar { background: #90caf9; height: 0.7em; display: inline-block; }
@@ -81,6 +84,12 @@ def field_page_name(field_id: str) -> str:
     return f"fields/{field_id}.html"
 
 
+def _link(path: str) -> str:
+    """A relative path as an attribute's URL: each name URL-quoted (a field Id may hold
+    ``#``, ``%`` or spaces), then HTML-escaped."""
+    return html.escape(quote(path))
+
+
 FIELD_SCRIPT = """
 <script>
 const cells = JSON.parse(document.getElementById('cells').textContent);
@@ -88,7 +97,11 @@ const panel = document.getElementById('panel');
 let pinned = null;
 function show(number) {
   const cell = cells[number];
-  if (!cell) { panel.innerHTML = '<p>Point at a cell.</p>'; return; }
+  if (!cell) {
+    panel.innerHTML = Object.keys(cells).length ? '<p>Point at a cell.</p>'
+      : '<p>This field was not classified.</p>';
+    return;
+  }
   const rows = cell.top.map(([name, p, chosen]) =>
     `<tr class="${chosen ? 'chosen' : ''}"><td>${chosen ? '&#10003; ' : ''}${name}</td><td>${
       p.toFixed(3)}</td><td><span class="bar" style="width:${
@@ -134,14 +147,18 @@ def write_field_page(out: Path, record: dict, cells: dict | None, previous, foll
             f'points="{path}"><title>cell {number}</title></polygon>'
         )
     links = " ".join(
-        f'<a href="{html.escape(Path(field_page_name(other)).name)}">{label}</a>'
+        f'<a href="{_link(Path(field_page_name(other)).name)}">{label}</a>'
         for other, label in ((previous, "previous field"), (following, "next field"))
         if other
     )
     facts = (
-        f"<p>{html.escape(str(record.get('file', '')))}; {record.get('width')} x "
-        f"{record.get('height')} px at {record.get('pixel_size', 0):.3f} um; "
-        f"{record.get('cells', 0)} cells; quality flags: {_flags(record.get('flags', []))}</p>"
+        f"<p>{html.escape(str(record.get('file', '')))}; "
+        + (
+            f"{record['width']} x {record['height']} px at {record['pixel_size']:.3f} um; "
+            if record.get("width")
+            else ""
+        )
+        + f"{record.get('cells', 0)} cells; quality flags: {_flags(record.get('flags', []))}</p>"
     )
     if record.get("error"):
         body = facts + f'<p class="flag">{html.escape(record["error"])}</p>'
@@ -151,7 +168,7 @@ def write_field_page(out: Path, record: dict, cells: dict | None, previous, foll
         note = "" if cells else "<p>Not classified (a quality flag, or no cell).</p>"
         body = (
             f'<p>{links}</p>{facts}{note}<div id="view"><div id="stage">'
-            f'<img src="../{PICTURES}/{html.escape(field_id)}.jpg" width="{display_width}" '
+            f'<img src="../{_link(PICTURES + "/" + field_id)}.jpg" width="{display_width}" '
             f'height="{display_height}" alt="field {html.escape(field_id)}">'
             f'<svg viewBox="0 0 {width} {height}" preserveAspectRatio="none">'
             f'{"".join(polygons)}</svg></div><div id="panel"></div></div>'
@@ -170,13 +187,10 @@ def _index_pages(out: Path, field_rows: list[dict]) -> None:
         lines = []
         for row in rows:
             field_id = html.escape(row["field"])
-            thumbnail = (
-                f'<img src="{PICTURES}/{field_id}_thumbnail.jpg" width="96" alt="">'
-                if not row.get("error")
-                else ""
-            )
+            small = _link(f"{PICTURES}/{row['field']}_thumbnail.jpg")
+            thumbnail = "" if row.get("error") else f'<img src="{small}" width="96" alt="">'
             lines.append(
-                f'<tr><td>{thumbnail}</td><td><a href="{field_page_name(row["field"])}">'
+                f'<tr><td>{thumbnail}</td><td><a href="{_link(field_page_name(row["field"]))}">'
                 f"{field_id}</a></td><td>{row.get('cells', 0)}</td>"
                 f"<td>{_flags(row['flags'])}</td><td>{html.escape(row.get('top_classes', ''))}"
                 f"</td></tr>"
@@ -202,13 +216,13 @@ def _gallery_page(out: Path, gallery: dict) -> None:
             x0, y0, x1, y1 = box
             scale = TILE / max(x1 - x0, y1 - y0, 1)
             style = (
-                f"background-image:url('{PICTURES}/{html.escape(field_id)}.jpg');"
+                f"background-image:url('{_link(PICTURES + '/' + field_id + '.jpg')}');"
                 f"background-size:{picture[1] * scale:.0f}px {picture[0] * scale:.0f}px;"
                 f"background-position:{-x0 * scale:.0f}px {-y0 * scale:.0f}px"
             )
             tiles.append(
                 f'<a class="tile" data-field="{html.escape(field_id)}" data-cell="{number}" '
-                f'href="{field_page_name(field_id)}#cell-{number}"><div class="crop" '
+                f'href="{_link(field_page_name(field_id))}#cell-{number}"><div class="crop" '
                 f'style="{style}"></div>{html.escape(field_id)[:16]} #{number}<br>'
                 f"{probability:.2f}</a>"
             )
@@ -259,9 +273,10 @@ def _umap_page(out: Path, points, class_names) -> None:
     ys = [point["y"] for point in points]
     low_x, high_x, low_y, high_y = min(xs), max(xs), min(ys), max(ys)
     side = 640
+    span = max(high_x - low_x, high_y - low_y, 1e-9)  # one scale for both axes
 
     def place(value, low, high):
-        return 10 + (value - low) / max(high - low, 1e-9) * (side - 20)
+        return 10 + (value - low + (span - (high - low)) / 2) / span * (side - 20)
 
     present = [name for name in class_names if any(point["top"] == name for point in points)]
     colour = {name: PALETTE[index % len(PALETTE)] for index, name in enumerate(present)}
@@ -292,3 +307,22 @@ def write_viewer(out: Path, field_rows: list[dict], gallery: dict, points, class
     _index_pages(out, field_rows)
     _gallery_page(out, gallery)
     _umap_page(out, points, class_names)
+
+
+def write_umap_picture(path: Path, points, tops: list[str], class_names) -> None:
+    """``umap.png``: the UMAP's sample, each dot coloured by its cell's most probable class."""
+    figure, axis = plt.subplots(figsize=(9, 6))
+    figure.subplots_adjust(left=0.08, right=0.68)  # the legend beside the map
+    present = [name for name in class_names if name in set(tops)]
+    colours = plt.get_cmap("tab20")
+    for index, name in enumerate(present):
+        chosen = [position for position, top in enumerate(tops) if top == name]
+        axis.scatter(
+            points[chosen, 0], points[chosen, 1], s=6, color=colours(index % 20), label=name,
+            linewidths=0,
+        )  # fmt: skip
+    axis.set_xlabel("UMAP 1")
+    axis.set_ylabel("UMAP 2")
+    axis.set_title(f"{len(points)} cells, coloured by their most probable class")
+    axis.legend(fontsize=7, markerscale=2, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    save_figure(figure, path)

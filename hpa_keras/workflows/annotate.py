@@ -113,6 +113,7 @@ class FieldTask:
     quality: QualitySettings
     segmentation: SegmentationSettings
     stains_needed: tuple
+    bit_depth: int = 8  # the run's: a 16-bit run cannot read 8-bit fields
     channel_map: dict | None = None
     timings: dict = field(default_factory=dict)
 
@@ -208,40 +209,78 @@ def cell_centroids(cells: np.ndarray) -> dict[int, tuple[float, float]]:
     }
 
 
+def cell_count(cells: np.ndarray) -> int:
+    """The cells of a label image (masks from other tools may skip numbers)."""
+    return int(np.count_nonzero(np.bincount(cells.ravel())[1:])) if cells.size else 0
+
+
+def source_name(source: FieldSource) -> str:
+    """How tables and pages name where a field came from: the OME file, or the per-channel
+    files' folder and Id."""
+    if source.kind == "ome":
+        return str(source.path)
+    return str(Path(next(iter(source.paths.values()))).parent / source.field_id)
+
+
+def _check_readable(fld, task: FieldTask) -> None:
+    """The field's pixels fit the run: InputError naming it; a note for 12-bit values."""
+    if task.bit_depth == 16 and fld.dtype != np.uint16:
+        raise InputError(f"{fld.source.name}: 8-bit, but the run reads 16-bit images")
+    if fld.dtype == np.uint16:
+        top = max(int(plane.max()) for plane in fld.stains.values())
+        if 0 < top <= 4095:
+            fld.notes.append(
+                f"16-bit values up to {top} (a 12-bit camera?), read on the 16-bit scale"
+            )
+
+
+def _field_cells(fld, working: dict, task: FieldTask) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(cells, nuclei)`` at the field's size: the user's masks, or segmented at the
+    working scale and enlarged back (nearest neighbour)."""
+    if task.settings.masks is not None:
+        return read_field_masks(task.settings.masks, task.source.field_id, fld.shape)
+    if "blue" not in working:
+        raise InputError(
+            f"{task.source.name}: has no blue (nucleus) stain to segment; give --masks"
+        )
+    cytoplasm = [working[stain] for stain in ("red", "yellow") if stain in working]
+    cells, nuclei = segment_working(
+        working["blue"], np.maximum.reduce(cytoplasm) if cytoplasm else None, task.segmentation, 1.0
+    )
+    height, width = fld.shape
+    if cells.shape != fld.shape:
+        cells = cv2.resize(cells, (width, height), interpolation=cv2.INTER_NEAREST)
+        nuclei = cv2.resize(nuclei, (width, height), interpolation=cv2.INTER_NEAREST)
+    return cells, nuclei
+
+
 def prepare_field(task: FieldTask) -> dict:
     """Read, check and segment one field (a worker's part); problems come back as values."""
     timings, start = {}, time.perf_counter()
     try:
         fld = read_field(task.source, task.channel_map, task.settings.pixel_size)
+        missing = [stain for stain in task.stains_needed if stain not in fld.stains]
+        if missing:
+            error = InputError(
+                f"{fld.source.name}: has no {missing[0]} stain, which the run reads (it reads "
+                f"{', '.join(task.stains_needed)}); give --channels for it, or a run trained "
+                "without it"
+            )
+            flags = [f"missing:{stain}" for stain in missing]
+            return {"index": task.index, "source": task.source, "error": str(error), "flags": flags}
+        _check_readable(fld, task)
         working = working_planes(fld)
         timings["read"] = time.perf_counter() - start
         start = time.perf_counter()
         measures = measure_quality(fld.stains, working)
         timings["quality"] = time.perf_counter() - start
         start = time.perf_counter()
-        if task.settings.masks is not None:
-            cells, nuclei = read_field_masks(task.settings.masks, task.source.field_id, fld.shape)
-        elif "blue" in working:
-            cytoplasm = [working[stain] for stain in ("red", "yellow") if stain in working]
-            cells, nuclei = segment_working(
-                working["blue"],
-                np.maximum.reduce(cytoplasm) if cytoplasm else None,
-                task.segmentation,
-                1.0,
-            )
-            height, width = fld.shape
-            if cells.shape != fld.shape:
-                cells = cv2.resize(cells, (width, height), interpolation=cv2.INTER_NEAREST)
-                nuclei = cv2.resize(nuclei, (width, height), interpolation=cv2.INTER_NEAREST)
-        else:
-            raise InputError(
-                f"{task.source.name}: has no blue (nucleus) stain to segment; give --masks"
-            )
+        cells, nuclei = _field_cells(fld, working, task)
         timings["segment"] = time.perf_counter() - start
     except InputError as error:
         return {"index": task.index, "source": task.source, "error": str(error)}
     start = time.perf_counter()
-    count = int(cells.max()) if cells.size else 0
+    count = cell_count(cells)
     density = cells_per_area(count, fld.shape, fld.pixel_size)
     flags = quality_flags(measures, task.quality, task.stains_needed, density)
     out = Path(task.out)
@@ -264,7 +303,7 @@ def prepare_field(task: FieldTask) -> dict:
         "record": {
             "field": field_id,
             "index": task.index,
-            "file": str(task.source.path or next(iter(task.source.paths.values()))),
+            "file": source_name(task.source),
             "scene": task.source.scene,
             "height": int(fld.shape[0]),
             "width": int(fld.shape[1]),
@@ -288,11 +327,13 @@ def prepare_field(task: FieldTask) -> dict:
 
 
 def _finite(value):
-    """JSON-safe: NaN and infinities as None, nested."""
+    """JSON-safe, nested: NaN (nothing measured) as None, infinities as text."""
     if isinstance(value, dict):
         return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, float) and not np.isfinite(value):
+    if isinstance(value, float) and np.isnan(value):
         return None
+    if isinstance(value, float) and np.isinf(value):
+        return "inf" if value > 0 else "-inf"  # far beyond any limit, not "not measured"
     return value
 
 
@@ -325,7 +366,7 @@ def write_part(out: Path, prepared: dict, classified) -> dict:
         record["classified"] = True
         record["pixel_means"] = classified.pixel_means
     else:
-        record["cells"] = int(prepared["cells"].max()) if prepared["cells"].size else 0
+        record["cells"] = cell_count(prepared["cells"])
         record["classified"] = False
     prepared["timings"]["write"] = time.perf_counter() - start
     record["seconds"] = {stage: round(value, 4) for stage, value in prepared["timings"].items()}
@@ -336,25 +377,68 @@ def write_part(out: Path, prepared: dict, classified) -> dict:
 # ------------------------------------------------------------------ the plate
 
 
-def _settings_document(runs, image_run, settings, quality, segmentation, shard, sources) -> dict:
+def _files_signature(paths) -> list:
+    """``[path, size, modification time]`` of each file: what changes when a file does."""
+    signature = []
+    for path in sorted(map(Path, paths)):
+        if path.is_dir():  # an OME-Zarr: its metadata file stands for it
+            path = next(
+                (path / name for name in (".zattrs", "zarr.json") if (path / name).is_file()), path
+            )
+        stat = path.stat()
+        signature.append([str(path), stat.st_size, stat.st_mtime_ns])
+    return signature
+
+
+def _run_files(folder) -> list:
+    folder = Path(folder)
+    return [*folder.glob("*.keras"), *folder.glob("*/*.keras"), *folder.glob("thresholds.json")]
+
+
+def _settings_document(
+    images, runs, image_run, settings, quality, segmentation, shard, sources, mine
+) -> dict:
+    run_folders = [*runs, *([image_run] if image_run else [])]
     return {
+        "images": str(Path(images).resolve()),
         "runs": [str(Path(run).resolve()) for run in runs],
         "image_run": str(Path(image_run).resolve()) if image_run else None,
+        "run_files": _files_signature(path for run in run_folders for path in _run_files(run)),
         "settings": asdict(settings),
         "quality": asdict(quality),
         "segmentation": asdict(segmentation),
         "shard": list(shard) if shard else None,
-        "fields": [source.field_id for source in sources],
+        "plate": [source.field_id for source in sources],
+        "fields": [source.field_id for source in mine],
+        "field_files": _files_signature(
+            {source.path for source in mine if source.kind == "ome"}
+            | {path for source in mine for path in source.paths.values()}
+        ),
     }
 
 
+OUTPUT_FOLDERS = (PARTS, MASKS, PICTURES, "fields")
+
+
+def clear_annotation(out: Path) -> None:
+    """Every output of an annotation folder removed (``--overwrite``)."""
+    for name in OUTPUT_FOLDERS:
+        shutil.rmtree(out / name, ignore_errors=True)
+    for pattern in ("cells.*", "fields.csv", "*.h5ad", "umap.*", "*.html", "summary.json"):
+        for path in out.glob(pattern):
+            path.unlink()
+
+
 def _check_resumable(out: Path, document: dict, overwrite: bool) -> None:
+    """An ``out`` with parts of fields is resumed only with the same settings, images and
+    run files; one without (a run that failed before its first field) starts again."""
     path = out / SETTINGS_FILE
     if not path.is_file():
         return
     if overwrite:
-        for name in (PARTS, MASKS, PICTURES):
-            shutil.rmtree(out / name, ignore_errors=True)
+        clear_annotation(out)
+        return
+    if not any((out / PARTS).glob("*.json")):
         return
     try:
         before = json.loads(path.read_text())
@@ -362,18 +446,26 @@ def _check_resumable(out: Path, document: dict, overwrite: bool) -> None:
         raise InputError(f"{path}: unreadable ({error}); use --overwrite to start again") from None
     differing = [key for key in document if before.get(key) != document[key]]
     if differing:
+        what = {
+            "run_files": "run files (a run trained again?)",
+            "field_files": "image files (changed since)",
+            "plate": "fields",
+        }.get(differing[0], differing[0].replace("_", " "))
         raise InputError(
-            f"{out}: was annotated with other {differing[0].replace('_', ' ')} ({path}); give "
-            "another --out, or --overwrite to start again"
+            f"{out}: was annotated with other {what} ({path}); give another --out, or "
+            "--overwrite to start again"
         )
 
 
 def done_fields(out: Path) -> set[str]:
-    """The fields whose record is in ``out/parts``."""
+    """The fields whose record is in ``out/parts``, but for those that failed (a rerun
+    tries them again: their file may have been fixed)."""
     folder = out / PARTS
     if not folder.is_dir():
         return set()
-    return {path.stem for path in folder.glob("*.json")}
+    return {
+        path.stem for path in folder.glob("*.json") if "error" not in json.loads(path.read_text())
+    }
 
 
 def annotate(
@@ -417,7 +509,9 @@ def annotate(
     out = Path(out)
     sources = list_fields(images)
     mine = shard_sources(sources, shard)
-    document = _settings_document(runs, image_run, settings, quality, segmentation, shard, mine)
+    document = _settings_document(
+        images, runs, image_run, settings, quality, segmentation, shard, sources, mine
+    )
     _check_resumable(out, document, overwrite)
     run = load_run(runs[0])
     image = load_run(image_run) if image_run else None
@@ -436,6 +530,7 @@ def annotate(
             quality=quality,
             segmentation=segmentation,
             stains_needed=classifier.channels,
+            bit_depth=run.bit_depth,
             channel_map=channel_map,
         )
         for index, source in enumerate(sources)
@@ -466,21 +561,29 @@ def _annotate_fields(tasks, out, classifier, settings, workers, on_error, bar) -
     returns the errors of the fields skipped (``on_error="skip"``)."""
     errors = []
     for prepared in ordered_map(prepare_field, tasks, workers, max_pending=2 * max(workers, 1)):
+        if "error" not in prepared:
+            start = time.perf_counter()
+            record = prepared["record"]
+            classified = None
+            try:
+                if not (settings.skip_flagged and record["flags"]) and prepared["cells"].any():
+                    classified = classifier.classify(
+                        prepared["stains"], prepared["cells"], prepared["source"].name
+                    )
+            except InputError as error:
+                prepared["error"] = str(error)
+            prepared["timings"]["classify"] = time.perf_counter() - start
         if "error" in prepared:
             if on_error == "fail":
                 raise InputError(prepared["error"])
             errors.append(prepared["error"])
-            record = {"field": prepared["source"].field_id, "index": prepared["index"]}
-            record.update(error=prepared["error"], cells=0, classified=False, flags=["unreadable"])
+            source = prepared["source"]
+            record = {"field": source.field_id, "index": prepared["index"]}
+            record.update(file=source_name(source), scene=source.scene, error=prepared["error"])
+            record.update(cells=0, classified=False, flags=prepared.get("flags", ["unreadable"]))
             write_text_atomic(out / PARTS / f"{record['field']}.json", json.dumps(record))
             bar.update(1)
             continue
-        start = time.perf_counter()
-        record = prepared["record"]
-        classified = None
-        if not (settings.skip_flagged and record["flags"]) and prepared["cells"].max() > 0:
-            classified = classifier.classify(prepared["stains"], prepared["cells"], record["file"])
-        prepared["timings"]["classify"] = time.perf_counter() - start
         write_part(out, prepared, classified)
         bar.update(1)
     return errors
@@ -502,11 +605,11 @@ def merge_annotations(folders, out, progress: bool = True) -> dict:
         documents.append(json.loads(path.read_text()))
     first = documents[0]
     for folder, document in zip(folders[1:], documents[1:], strict=True):
-        for key in ("runs", "image_run", "settings", "quality", "segmentation"):
+        for key in ("images", "plate", "runs", "image_run", "run_files", "settings", "quality",
+                    "segmentation"):  # fmt: skip
             if document.get(key) != first.get(key):
-                raise InputError(
-                    f"{folder}: annotated with other {key.replace('_', ' ')} than {folders[0]}"
-                )
+                what = {"plate": "fields", "run_files": "run files"}.get(key, key.replace("_", " "))
+                raise InputError(f"{folder}: annotated with other {what} than {folders[0]}")
     counts = {tuple(document["shard"] or (1, 1))[1] for document in documents}
     numbers = sorted(tuple(document["shard"] or (1, 1))[0] for document in documents)
     if len(counts) != 1 or numbers != list(range(1, next(iter(counts)) + 1)):
@@ -516,6 +619,8 @@ def merge_annotations(folders, out, progress: bool = True) -> dict:
     out = Path(out)
     if out.resolve() in {folder.resolve() for folder in folders}:
         raise InputError(f"{out}: the merged folder must be a new one, not a shard's")
+    if out.is_dir() and any(out.iterdir()):
+        raise InputError(f"{out}: not empty; the merged annotation goes into a new folder")
     fields = []
     for folder, document in zip(folders, documents, strict=True):
         missing = sorted(set(document["fields"]) - done_fields(folder))

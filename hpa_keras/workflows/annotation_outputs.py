@@ -30,7 +30,12 @@ from hpa_keras.cells.average_precision import field_scores
 from hpa_keras.classes import format_target, get_scheme
 from hpa_keras.data.quality import FLAGS
 from hpa_keras.errors import InputError, warn
-from hpa_keras.reports.viewer import GALLERY_CELLS, write_field_page, write_viewer
+from hpa_keras.reports.viewer import (
+    GALLERY_CELLS,
+    write_field_page,
+    write_umap_picture,
+    write_viewer,
+)
 from hpa_keras.scoring.thresholds import labels_per_image_warning
 
 UMAP_SAMPLE = 2000  # cells the UMAP is fitted on (and the viewer's map shows): memory
@@ -43,11 +48,12 @@ PARTS = "parts"
 MASKS = "masks"
 
 
-def _records(folder: Path) -> list[dict]:
-    """The fields' records in the plate's order (without their outlines)."""
+def _records(folder: Path, fields) -> list[dict]:
+    """The records of ``fields`` (the annotation's own, as its settings file lists them) in
+    the plate's order, without their outlines."""
     records = []
-    for path in (folder / PARTS).glob("*.json"):
-        record = json.loads(path.read_text())
+    for field_id in fields:
+        record = json.loads((folder / PARTS / f"{field_id}.json").read_text())
         record.pop("outlines", None)
         records.append(record)
     return sorted(records, key=lambda record: record["index"])
@@ -72,6 +78,26 @@ def _cell_columns(class_names) -> list[str]:
         "field", "cell", "Label", *class_names, "entropy", "top_class", "top_probability",
         "x", "y", "x_um", "y_um", "area", "area_um2", "edge", "small", "flags", "flagged",
     ]  # fmt: skip
+
+
+TEXT_COLUMNS = ("field", "Label", "top_class", "flags")
+INTEGER_COLUMNS = ("cell", "area")
+BOOLEAN_COLUMNS = ("edge", "small", "flagged")
+
+
+def _arrow_schema(columns):
+    """The Parquet table's types (the rest, probabilities and places, float64): an empty
+    table has them too, so shards' tables concatenate."""
+    import pyarrow as pa
+
+    def kind(name):
+        if name in TEXT_COLUMNS:
+            return pa.string()
+        if name in INTEGER_COLUMNS:
+            return pa.int64()
+        return pa.bool_() if name in BOOLEAN_COLUMNS else pa.float64()
+
+    return pa.schema([(name, kind(name)) for name in columns])
 
 
 class _TableWriter:
@@ -101,12 +127,13 @@ class _TableWriter:
             import pyarrow as pa
             import pyarrow.parquet as pq
 
+            schema = _arrow_schema(self.columns)
             table = pa.Table.from_pylist(
-                [dict(zip(self.columns, row, strict=True)) for row in rows]
+                [dict(zip(self.columns, row, strict=True)) for row in rows], schema=schema
             )
             if self.writer is None:
-                self.writer = pq.ParquetWriter(self.temporary, table.schema)
-            self.writer.write_table(table.cast(self.writer.schema))
+                self.writer = pq.ParquetWriter(self.temporary, schema)
+            self.writer.write_table(table)
             return
         self.writer.writerows(
             [
@@ -125,11 +152,10 @@ class _TableWriter:
 
     def close(self) -> None:
         if self.format == "parquet":
-            if self.writer is None:  # no cell at all: an empty table with the columns
-                import pyarrow as pa
+            if self.writer is None:  # no cell at all: an empty table of the same columns
                 import pyarrow.parquet as pq
 
-                pq.write_table(pa.table({name: [] for name in self.columns}), self.temporary)
+                pq.write_table(_arrow_schema(self.columns).empty_table(), self.temporary)
             else:
                 self.writer.close()
         else:
@@ -255,7 +281,7 @@ def write_outputs(folders, out, run, classifier, progress: bool = True) -> dict:
     out = Path(out)
     folder = Path(folders[0])
     document = json.loads((folder / SETTINGS_FILE).read_text())
-    records = _records(folder)
+    records = _records(folder, document["fields"])
     scheme = get_scheme(run.scheme)
     class_names = list(run.class_names)
     negative = class_names.index("Negative") if "Negative" in class_names else None
@@ -300,7 +326,7 @@ def write_outputs(folders, out, run, classifier, progress: bool = True) -> dict:
         coordinates, sampled = umap
         points = plate.umap_points(coordinates, sampled, columns)
         tops = [point["top"] for point in points]
-        _umap_picture(out / "umap.png", coordinates[sampled], tops, class_names)
+        write_umap_picture(out / "umap.png", coordinates[sampled], tops, class_names)
     write_viewer(out, field_rows, plate.gallery(), points, class_names)
     _warn_of_label_counts(plate, run)
     _warn_of_stains(records, run, out)
@@ -494,23 +520,3 @@ def _umap(store, sample: list[int], total: int):
             coordinates[chunk] = fitted.transform(matrix[chunk])
     write_elem(store, "obsm/X_umap", coordinates)
     return coordinates, sample
-
-
-def _umap_picture(path: Path, points: np.ndarray, tops: list[str], class_names) -> None:
-    from hpa_keras.reports.figures import plt, save_figure
-
-    figure, axis = plt.subplots(figsize=(9, 6))
-    figure.subplots_adjust(left=0.08, right=0.68)  # the legend beside the map
-    present = [name for name in class_names if name in set(tops)]
-    colours = plt.get_cmap("tab20")
-    for index, name in enumerate(present):
-        chosen = [position for position, top in enumerate(tops) if top == name]
-        axis.scatter(
-            points[chosen, 0], points[chosen, 1], s=6, color=colours(index % 20), label=name,
-            linewidths=0,
-        )  # fmt: skip
-    axis.set_xlabel("UMAP 1")
-    axis.set_ylabel("UMAP 2")
-    axis.set_title(f"{len(points)} cells, coloured by their most probable class")
-    axis.legend(fontsize=7, markerscale=2, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    save_figure(figure, path)
