@@ -563,3 +563,24 @@ def test_field_ids_with_url_characters_open_from_the_index(browser, plate, tmp_p
     page.wait_for_load_state()
     assert page.locator("h1").text_content() == "field Plate 1 #A2 50%"
     assert page.locator("polygon").count() > 0 and errors == []
+
+
+def test_the_panel_lists_a_cells_classes_then_the_likeliest_others():
+    from hpa_keras.workflows.annotation_outputs import part_summary
+
+    names = [f"class {index}" for index in range(8)]
+    shown = np.array([[0.9, 0.1, 0.5, 0.3, 0.2, 0.6, 0.05, 0.4]], np.float32)
+    labels = np.array([[False, False, True, False, False, True, False, False]])
+    part = {"cell": np.array([7]), "shown": shown, "labels": labels, "entropy": np.array([0.5])}
+    cell = part_summary(part, names)["7"]
+    assert cell["labels"] == ["class 2", "class 5"]
+    assert [row[0] for row in cell["top"]] == [
+        "class 5",
+        "class 2",
+        "class 0",
+        "class 7",
+        "class 3",
+    ]
+    assert [row[2] for row in cell["top"]] == [True, True, False, False, False]
+    labels[:] = True  # every class given: still two others? none are left
+    assert len(part_summary(part, names)["7"]["top"]) == 8

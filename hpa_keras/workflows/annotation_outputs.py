@@ -353,15 +353,15 @@ def _picture_boxes(record: dict) -> dict[int, list[int]]:
 
 
 def part_summary(part: dict, class_names) -> dict:
-    """Per cell what the field page shows: its classes (those over the thresholds) and the
-    probabilities of those and of the most probable others, five at least."""
+    """Per cell what the field page shows: its classes (those over the thresholds) with
+    their probabilities, and those of the most probable other classes (two at least, five
+    rows at least)."""
     cells = {}
     for position, number in enumerate(part["cell"]):
         shown, chosen = part["shown"][position], part["labels"][position]
         order = [index for index in np.argsort(shown)[::-1] if chosen[index]]
-        order += [index for index in np.argsort(shown)[::-1] if not chosen[index]][
-            : max(0, 5 - len(order))
-        ]
+        others = [index for index in np.argsort(shown)[::-1] if not chosen[index]]
+        order += others[: max(2, 5 - len(order))]  # and the likeliest classes not given
         cells[str(int(number))] = {
             "labels": [class_names[index] for index in np.flatnonzero(chosen)],
             "top": [
