@@ -67,7 +67,6 @@ def add_merge_annotations(commands) -> None:
     )
     merge.add_argument("shards", nargs="+", metavar="SHARD", help="the shards' folders")
     merge.add_argument("--out", required=True, metavar="OUT", help="the joined annotation")
-    merge.add_argument("--quiet", action="store_true", help="no progress bar")
     merge.set_defaults(handler=run_merge_annotations)
 
 
@@ -96,7 +95,7 @@ def run_annotate(arguments) -> None:
 def run_merge_annotations(arguments) -> None:
     from hpa_keras.workflows.annotate import merge_annotations
 
-    summary = merge_annotations(arguments.shards, arguments.out, progress=not arguments.quiet)
+    summary = merge_annotations(arguments.shards, arguments.out)
     _report(arguments.out, summary)
 
 

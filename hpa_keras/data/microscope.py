@@ -47,8 +47,16 @@ class FieldSource:
     scene: int = 0
 
     @property
+    def location(self) -> str:
+        """Where the field is, as tables and pages name it: the OME file, or the
+        per-channel files' folder and Id."""
+        if self.kind == "ome":
+            return str(self.path)
+        return str(Path(next(iter(self.paths.values()))).parent / self.field_id)
+
+    @property
     def name(self) -> str:
-        """The file (and scene) errors and tables name."""
+        """The file (and scene) errors name."""
         if self.kind == "ome":
             return f"{self.path} (scene {self.scene})" if self.scene else str(self.path)
         return str(next(iter(self.paths.values())))

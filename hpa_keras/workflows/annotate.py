@@ -196,30 +196,23 @@ def cell_outlines(cells: np.ndarray, shape: tuple[int, int]) -> dict[int, list]:
 
 
 def cell_centroids(cells: np.ndarray) -> dict[int, tuple[float, float]]:
-    """``{number: (row, column)}``, each cell's centre of mass in the field's pixels."""
-    flat = cells.ravel()
-    counts = np.bincount(flat)
-    rows, columns = np.indices(cells.shape)
-    row_sums = np.bincount(flat, weights=rows.ravel())
-    column_sums = np.bincount(flat, weights=columns.ravel())
+    """``{number: (row, column)}``, each cell's centre of mass in the field's pixels (from
+    its pixels alone: no coordinate grid of the whole field)."""
+    foreground = np.flatnonzero(cells)
+    numbers = cells.ravel()[foreground]
+    rows, columns = np.divmod(foreground, cells.shape[1])
+    counts = np.bincount(numbers)
+    row_sums = np.bincount(numbers, weights=rows)
+    column_sums = np.bincount(numbers, weights=columns)
     return {
         int(number): (row_sums[number] / counts[number], column_sums[number] / counts[number])
         for number in np.flatnonzero(counts)
-        if number > 0
     }
 
 
 def cell_count(cells: np.ndarray) -> int:
     """The cells of a label image (masks from other tools may skip numbers)."""
     return int(np.count_nonzero(np.bincount(cells.ravel())[1:])) if cells.size else 0
-
-
-def source_name(source: FieldSource) -> str:
-    """How tables and pages name where a field came from: the OME file, or the per-channel
-    files' folder and Id."""
-    if source.kind == "ome":
-        return str(source.path)
-    return str(Path(next(iter(source.paths.values()))).parent / source.field_id)
 
 
 def _check_readable(fld, task: FieldTask) -> None:
@@ -290,9 +283,11 @@ def prepare_field(task: FieldTask) -> dict:
         write_mask(out / MASKS / f"{field_id}_cells.png", cells)
     picture = screen_picture(fld.stains, SCREEN_SIDE)
     _write_jpeg(out / PICTURES / f"{field_id}.jpg", picture)
-    _write_jpeg(
-        out / PICTURES / f"{field_id}_thumbnail.jpg", screen_picture(fld.stains, THUMBNAIL_SIDE)
-    )
+    height, width = picture.shape[:2]
+    factor = min(1.0, THUMBNAIL_SIDE / max(height, width))  # shrunk from the picture
+    size = (max(1, round(width * factor)), max(1, round(height * factor)))
+    thumbnail = cv2.resize(picture, size, interpolation=cv2.INTER_AREA)
+    _write_jpeg(out / PICTURES / f"{field_id}_thumbnail.jpg", thumbnail)
     timings["pictures"] = time.perf_counter() - start
     centroids = cell_centroids(cells) if count else {}
     return {
@@ -303,7 +298,7 @@ def prepare_field(task: FieldTask) -> dict:
         "record": {
             "field": field_id,
             "index": task.index,
-            "file": source_name(task.source),
+            "file": task.source.location,
             "scene": task.source.scene,
             "height": int(fld.shape[0]),
             "width": int(fld.shape[1]),
@@ -579,7 +574,7 @@ def _annotate_fields(tasks, out, classifier, settings, workers, on_error, bar) -
             errors.append(prepared["error"])
             source = prepared["source"]
             record = {"field": source.field_id, "index": prepared["index"]}
-            record.update(file=source_name(source), scene=source.scene, error=prepared["error"])
+            record.update(file=source.location, scene=source.scene, error=prepared["error"])
             record.update(cells=0, classified=False, flags=prepared.get("flags", ["unreadable"]))
             write_text_atomic(out / PARTS / f"{record['field']}.json", json.dumps(record))
             bar.update(1)
@@ -589,7 +584,7 @@ def _annotate_fields(tasks, out, classifier, settings, workers, on_error, bar) -
     return errors
 
 
-def merge_annotations(folders, out, progress: bool = True) -> dict:
+def merge_annotations(folders, out) -> dict:
     """Join annotate's shard folders (``--shard K/N``, all N of them) into ``out``: their
     parts, masks and pictures copied, then every output written over all their fields."""
     from hpa_keras.inference.cell_embedding import CellClassifier  # lazy: TensorFlow

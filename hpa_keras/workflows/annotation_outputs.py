@@ -48,15 +48,11 @@ PARTS = "parts"
 MASKS = "masks"
 
 
-def _records(folder: Path, fields) -> list[dict]:
-    """The records of ``fields`` (the annotation's own, as its settings file lists them) in
-    the plate's order, without their outlines."""
-    records = []
-    for field_id in fields:
-        record = json.loads((folder / PARTS / f"{field_id}.json").read_text())
-        record.pop("outlines", None)
-        records.append(record)
-    return sorted(records, key=lambda record: record["index"])
+def _plate_order(document: dict) -> list[str]:
+    """The annotation's fields (its settings file's, a merge's all shards') in the plate's
+    order."""
+    position = {field_id: index for index, field_id in enumerate(document["plate"])}
+    return sorted(document["fields"], key=position.__getitem__)
 
 
 def _part(folder: Path, field_id: str) -> dict | None:
@@ -167,24 +163,25 @@ class _Plate:
     """The outputs being written, field by field: the table, ``X``, the per-cell columns,
     the UMAP's sample (a reservoir over the plate) and the gallery's heaps."""
 
-    def __init__(self, store, total: int, table, run, scheme):
-        self.store, self.total, self.table = store, total, table
+    def __init__(self, store, table, run, scheme):
+        self.store, self.table = store, table
         self.class_names, self.scheme = list(run.class_names), scheme
         self.matrix, self.row, self.labels = None, 0, 0
         self.obs, self.probabilities, self.spatial = [], [], []
         self.sample, self.rng = [], np.random.default_rng(0)
         self.best = {index: [] for index in range(len(self.class_names))}
 
-    def add(self, record: dict, full: dict, part: dict) -> None:
+    def add(self, record: dict, part: dict) -> None:
         count = len(part["cell"])
-        if self.matrix is None:
+        if self.matrix is None:  # X grows as the fields come: one pass over the parts
             width = part["embedding"].shape[1]
             self.matrix = self.store.create_dataset(
-                "X", shape=(self.total, width), dtype="float32",
-                chunks=(min(max(self.total, 1), 1024), width),
+                "X", shape=(0, width), maxshape=(None, width), dtype="float32",
+                chunks=(1024, width),
             )  # fmt: skip
             self.matrix.attrs["encoding-type"] = "array"
             self.matrix.attrs["encoding-version"] = "0.2.0"
+        self.matrix.resize(self.row + count, axis=0)
         self.matrix[self.row : self.row + count] = part["embedding"]
         rows = _cell_rows(record, part, self.class_names, self.scheme, record.get("flags", []))
         self.table.add(rows)
@@ -199,7 +196,7 @@ class _Plate:
                 slot = int(self.rng.integers(0, index + 1))
                 if slot < UMAP_SAMPLE:
                     self.sample[slot] = index
-        self._add_to_gallery(record["field"], full, part)
+        self._add_to_gallery(record["field"], record, part)
         self.row += count
         self.labels += int(part["labels"].sum())
 
@@ -252,12 +249,11 @@ def _warn_of_label_counts(plate: _Plate, run) -> None:
         warn(message.replace("per image predicted", "per cell predicted"))
 
 
-def _warn_of_stains(records: list[dict], run, out: Path) -> None:
+def _warn_of_stains(means: list[dict], run, out: Path) -> None:
     """The stain check (:mod:`hpa_keras.inference.input_shift`) on what the run saw: the
-    mean of the fields' pixel means, from MIN_IMAGES classified fields on."""
+    mean of the classified fields' pixel means, from MIN_IMAGES fields on."""
     from hpa_keras.inference.input_shift import MIN_IMAGES, means_warning  # lazy: TensorFlow
 
-    means = [record["pixel_means"] for record in records if record.get("pixel_means")]
     if len(means) < MIN_IMAGES:
         return
     average = {stain: float(np.mean([mean[stain] for mean in means])) for stain in means[0]}
@@ -266,22 +262,23 @@ def _warn_of_stains(records: list[dict], run, out: Path) -> None:
         warn(message)
 
 
-def _neighbours(records: list[dict], position: int) -> tuple[str | None, str | None]:
-    previous = records[position - 1]["field"] if position else None
-    following = records[position + 1]["field"] if position + 1 < len(records) else None
+def _neighbours(fields: list[str], position: int) -> tuple[str | None, str | None]:
+    previous = fields[position - 1] if position else None
+    following = fields[position + 1] if position + 1 < len(fields) else None
     return previous, following
 
 
-def write_outputs(folders, out, run, classifier, progress: bool = True) -> dict:
+def write_outputs(folders, out, run, classifier) -> dict:
     """Every output of ``out`` from the parts in ``folders`` (annotate's own folder, or a
-    merge's); returns what they hold: ``cells``, ``fields_flagged``, ``umap``, ``outputs``."""
+    merge's), each field's part read once; returns what they hold: ``cells``,
+    ``fields_flagged``, ``umap``, ``outputs``."""
     import h5py
     import pandas as pd
 
     out = Path(out)
     folder = Path(folders[0])
     document = json.loads((folder / SETTINGS_FILE).read_text())
-    records = _records(folder, document["fields"])
+    fields = _plate_order(document)
     scheme = get_scheme(run.scheme)
     class_names = list(run.class_names)
     negative = class_names.index("Negative") if "Negative" in class_names else None
@@ -289,31 +286,31 @@ def write_outputs(folders, out, run, classifier, progress: bool = True) -> dict:
     table = _TableWriter(
         table_path, _cell_columns(class_names), document["settings"]["table_format"]
     )
-    total = sum(record.get("cells", 0) for record in records if record.get("classified"))
     columns = [name for name in _cell_columns(class_names) if name not in class_names]
-    field_rows = []
+    field_rows, pixel_means = [], []
     h5ad_context = atomic_path(out / H5AD, suffix=".h5ad")
     h5ad_path = Path(h5ad_context.__enter__())
     try:
         with h5py.File(h5ad_path, "w") as store:
             store.attrs["encoding-type"] = "anndata"
             store.attrs["encoding-version"] = "0.1.0"
-            plate = _Plate(store, total, table, run, scheme)
-            for position, record in enumerate(records):
-                full = json.loads((folder / PARTS / f"{record['field']}.json").read_text())
-                part = _part(folder, record["field"]) if record.get("classified") else None
+            plate = _Plate(store, table, run, scheme)
+            for position, field_id in enumerate(fields):
+                record = json.loads((folder / PARTS / f"{field_id}.json").read_text())
+                part = _part(folder, field_id) if record.get("classified") else None
                 field_rows.append(
                     _field_row(record, class_names, run.thresholds, negative, part, scheme)
                 )
                 cells = None
                 if part is not None and len(part["cell"]):
-                    plate.add(record, full, part)
+                    plate.add(record, part)
                     cells = part_summary(part, class_names)
-                write_field_page(out, full, cells, *_neighbours(records, position))
+                    pixel_means.append(record.get("pixel_means"))
+                write_field_page(out, record, cells, *_neighbours(fields, position))
             frame = _anndata_frame(pd.DataFrame(plate.obs, columns=columns))
             width = plate.matrix.shape[1] if plate.matrix is not None else 0
-            _write_elements(store, frame, width, plate, run, document)
-            umap = _umap(store, plate.sample, total)
+            _write_elements(store, frame, width, plate, run, document, classifier.calibrated)
+            umap = _umap(store, plate.sample, plate.row)
     except BaseException as error:
         h5ad_context.__exit__(type(error), error, error.__traceback__)
         table.abort(error)
@@ -329,9 +326,9 @@ def write_outputs(folders, out, run, classifier, progress: bool = True) -> dict:
         write_umap_picture(out / "umap.png", coordinates[sampled], tops, class_names)
     write_viewer(out, field_rows, plate.gallery(), points, class_names)
     _warn_of_label_counts(plate, run)
-    _warn_of_stains(records, run, out)
+    _warn_of_stains([means for means in pixel_means if means], run, out)
     return {
-        "cells": int(total),
+        "cells": int(plate.row),
         "fields_flagged": int(sum(bool(row["flags"]) for row in field_rows)),
         "umap": umap is not None,
         "outputs": [
@@ -459,7 +456,7 @@ def _anndata_frame(obs):
     return obs
 
 
-def _write_elements(store, obs, width: int, plate: _Plate, run, document) -> None:
+def _write_elements(store, obs, width: int, plate: _Plate, run, document, calibrated) -> None:
     import pandas as pd
     from anndata.io import write_elem
 
@@ -487,7 +484,7 @@ def _write_elements(store, obs, width: int, plate: _Plate, run, document) -> Non
         "thresholds": np.asarray(run.thresholds, np.float64),
         "scheme": run.scheme,
         "run": str(run.folder),
-        "calibrated": run.calibration is not None,
+        "calibrated": bool(calibrated),  # the probabilities went through calibration maps
         "settings": json.dumps(document["settings"]),
         "quality_settings": json.dumps(document["quality"]),
         "segmentation_settings": json.dumps(document["segmentation"]),
