@@ -1,4 +1,4 @@
-"""The label schemes of the two HPA challenges: classes, names, counts and the mapping.
+"""The label schemes: the two HPA challenges' and SubCell's; classes, names, counts, mappings.
 
 - ``hpa2018`` (:data:`HPA2018`): the 28 classes of the 2018 image-level
   challenge; ``train.csv`` has ``Id,Target`` with space-separated indices,
@@ -6,6 +6,9 @@
 - ``hpa2021`` (:data:`HPA2021`): the 19 classes of the 2021 single-cell
   challenge (0-17 locations, 18 Negative); ``train.csv`` has ``ID,Label``
   with ``|``-separated indices, for example ``"8|5|0"``.
+- ``subcell`` (:data:`SUBCELL`): the 31 classes of the HPA's SubCell models
+  (CellProfiling/SubCellPortable's ``CLASS2NAME``: 30 locations, 30 Negative),
+  what an imported SubCell run predicts; written like the 2021 scheme.
 
 The module-level names without a scheme (:data:`CLASS_NAMES`,
 :func:`parse_target`...) are the 2018 scheme's, the package's default.
@@ -69,13 +72,25 @@ CLASS_NAMES_2021: tuple[str, ...] = (
     "Negative",  # 18: no staining, or staining without a pattern
 )
 
+# SubCell's classes, in the order of its classifiers' outputs (SubCellPortable's
+# inference.py, CLASS2NAME), spelled as there.
+CLASS_NAMES_SUBCELL: tuple[str, ...] = (
+    "Actin filaments", "Aggresome", "Cell Junctions", "Centriolar satellite", "Centrosome",
+    "Cytokinetic bridge", "Cytoplasmic bodies", "Cytosol", "Endoplasmic reticulum",
+    "Endosomes", "Focal adhesion sites", "Golgi apparatus", "Intermediate filaments",
+    "Lipid droplets", "Lysosomes", "Microtubules", "Midbody", "Mitochondria",
+    "Mitotic chromosome", "Mitotic spindle", "Nuclear bodies", "Nuclear membrane",
+    "Nuclear speckles", "Nucleoli", "Nucleoli fibrillar center", "Nucleoli rim",
+    "Nucleoplasm", "Peroxisomes", "Plasma membrane", "Vesicles", "Negative",
+)  # fmt: skip
+
 
 @dataclass(frozen=True)
 class LabelScheme:
     """One challenge's classes and label-file format.
 
     Attributes:
-        name: ``"hpa2018"`` or ``"hpa2021"``.
+        name: ``"hpa2018"``, ``"hpa2021"`` or ``"subcell"``.
         class_names: the classes, by index.
         id_column: the label file's Id column.
         label_column: its label column.
@@ -84,8 +99,8 @@ class LabelScheme:
         training_counts: images with each class in the challenge's own
             training labels (``scripts/derive_label_statistics.py`` counted
             them from the challenge's label files); for frequency-aware
-            threshold rules and for comparison.
-        training_images: the number of images those counts come from.
+            threshold rules and for comparison. Empty where unpublished (SubCell).
+        training_images: the number of images those counts come from (0: unpublished).
         collapses_repeats: a class repeated in one label set counts once
             (2021: 146 rows of the challenge's own train.csv repeat a class,
             such as ``13|13``, where two 2018 classes were merged into one);
@@ -136,7 +151,20 @@ HPA2021 = LabelScheme(
     collapses_repeats=True,
 )
 # fmt: on
-SCHEMES: dict[str, LabelScheme] = {scheme.name: scheme for scheme in (HPA2018, HPA2021)}
+# SubCell publishes no label counts of its training cells: none are given here.
+SUBCELL = LabelScheme(
+    name="subcell",
+    class_names=CLASS_NAMES_SUBCELL,
+    id_column="ID",
+    label_column="Label",
+    separator="|",
+    negative=30,
+    training_counts=(),
+    training_images=0,
+)
+SCHEMES: dict[str, LabelScheme] = {
+    scheme.name: scheme for scheme in (HPA2018, HPA2021, SUBCELL)
+}
 
 # The 2018 classes as the 2021 challenge merged them (its class descriptions: Centrosome
 # includes centriolar satellites, Plasma membrane includes cell junctions, Vesicles and
@@ -154,6 +182,56 @@ CLASSES_2018_TO_2021: dict[int, int | None] = {
     18: 12, 19: 12,  # microtubule organizing center, centrosome: centrosome
     20: 17, 21: 13, 22: 13, 23: 14, 24: 15, 25: 16, 26: 17, 27: None,
 }  # fmt: skip
+
+
+# SubCell's classes in the two challenges' schemes (None: no class there). Renamed classes
+# are the same class: the HPA's "Microtubule organizing center" (2018) became "Centriolar
+# satellite" in version 19. A finer class maps to the class it is part of: Nucleoli rim to
+# Nucleoli (as subcell-embed's own location grouping has it), and in 2021 as
+# CLASSES_2018_TO_2021 merges. Midbody, Mitotic chromosome, and Vesicles and Negative in
+# 2018, have no counterpart.
+SUBCELL_TO_2018: dict[int, int | None] = {
+    0: 12, 1: 24, 2: 22, 3: 18, 4: 19, 5: 16, 6: 26, 7: 25, 8: 6, 9: 9, 10: 13, 11: 7,
+    12: 11, 13: 20, 14: 10, 15: 14, 16: None, 17: 23, 18: None, 19: 17, 20: 5, 21: 1,
+    22: 4, 23: 2, 24: 3, 25: 2, 26: 0, 27: 8, 28: 21, 29: None, 30: None,
+}  # fmt: skip
+SUBCELL_TO_2021: dict[int, int | None] = {
+    index: (CLASSES_2018_TO_2021[target] if target is not None else None)
+    for index, target in SUBCELL_TO_2018.items()
+} | {29: 17, 30: 18}
+
+
+def map_subcell(indices: Iterable[int], scheme: "str | LabelScheme") -> list[int]:
+    """The ``hpa2018`` or ``hpa2021`` classes of a SubCell label set (sorted, once each;
+    classes with no counterpart dropped)."""
+    mapping = _subcell_mapping(scheme)
+    mapped = {mapping[_checked_index(index, SUBCELL.num_classes)] for index in indices}
+    return sorted(index for index in mapped if index is not None)
+
+
+def map_subcell_probabilities(probabilities, scheme: "str | LabelScheme") -> np.ndarray:
+    """SubCell probabilities ``(N, 31)`` as ``(N, K)`` of ``hpa2018`` or ``hpa2021``: each
+    class the largest of the SubCell classes that map to it (a merged class is present where
+    any of its parts is), NaN where none does (that class cannot be read from SubCell)."""
+    mapping = _subcell_mapping(scheme)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if probabilities.ndim != 2 or probabilities.shape[1] != SUBCELL.num_classes:
+        raise InputError(
+            f"SubCell probabilities have shape {probabilities.shape}, expected (N, 31)"
+        )
+    target = get_scheme(scheme)
+    mapped = np.full((len(probabilities), target.num_classes), np.nan)
+    for source, destination in mapping.items():
+        if destination is not None:
+            mapped[:, destination] = np.fmax(mapped[:, destination], probabilities[:, source])
+    return mapped
+
+
+def _subcell_mapping(scheme) -> dict[int, int | None]:
+    name = get_scheme(scheme).name
+    if name == "subcell":
+        raise InputError("map SubCell classes to hpa2018 or hpa2021, not to subcell")
+    return SUBCELL_TO_2018 if name == "hpa2018" else SUBCELL_TO_2021
 
 
 def get_scheme(scheme: "str | LabelScheme") -> LabelScheme:
@@ -290,7 +368,17 @@ def _checked_index(index, num_classes: int = NUM_CLASSES) -> int:
     return int(index)
 
 
-CHANNEL_MODES = {"rgby": CHANNELS, "rgb": ("red", "green", "blue"), "g": ("green",)}
+# SubCell's channel sets name the stains in its encoders' input order (red, yellow, blue,
+# green: SubCellPortable stacks them so).
+CHANNEL_MODES = {
+    "rgby": CHANNELS,
+    "rgb": ("red", "green", "blue"),
+    "g": ("green",),
+    "rybg": ("red", "yellow", "blue", "green"),
+    "rbg": ("red", "blue", "green"),
+    "ybg": ("yellow", "blue", "green"),
+    "bg": ("blue", "green"),
+}
 
 
 def resolve_channels(channels: str | Sequence[str]) -> tuple[str, ...]:

@@ -32,6 +32,7 @@ REGISTERING_MODULES = (
     "hpa_keras.models.layers",
     "hpa_keras.models.augmentation",
     "hpa_keras.models.capsnet",
+    "hpa_keras.models.vision_transformer",
     "hpa_keras.training.losses",
     "hpa_keras.training.optimizers",
 )

@@ -31,17 +31,24 @@ def test_registry_names():
         "densenet121",
         "densenet169",
         "resnet50",
+        "resnet18",
         "resnet34",
+        "densenet161",
+        "vgg19",
         "efficientnetv2_b0",
         "efficientnetv2_b1",
         "efficientnetv2_b2",
         "efficientnetv2_b3",
         "convnext_tiny",
+        "densenet",
+        "densenet73",
+        "hpa_densenet121",
+        "subcell_vit",
         "simple_cnn",
         "capsnet",
     ]
-    with pytest.raises(InputError, match="unknown model 'vgg'; available: gapnet"):
-        build_model("vgg")
+    with pytest.raises(InputError, match="unknown model 'xception'; available: gapnet"):
+        build_model("xception")
     with pytest.raises(InputError, match="model gapnet has no option 'mix'"):
         build_model("gapnet", input_shape=SHAPE, mix="kaggle")
     # None options are dropped, so a CLI can pass every flag through.
@@ -73,12 +80,17 @@ def test_each_model_is_one_record_and_the_tables_are_views_of_the_records():
         assert PARAMETER_COUNTS[name] == record.parameters
         assert (name in BACKBONE_MODELS) == record.backbone
         assert (name in FIXED_SIZE_MODELS) == record.fixed_size
-    assert FIXED_SIZE_MODELS == ("capsnet",)
+    assert FIXED_SIZE_MODELS == ("subcell_vit", "capsnet")
     # What applications.py knows of a backbone (how to build it, its weight file) agrees
     # with its record: every backbone model has a trunk there, and "imagenet" is offered
     # exactly where Keras publishes a weight file.
-    assert set(BACKBONES) == set(BACKBONE_MODELS)
-    for name in BACKBONE_MODELS:
+    # The imported HPA models scale pixels as their published originals (hpa_models.py).
+    hpa_models = {"hpa_densenet121": "hpa2018", "subcell_vit": "min-max"}
+    assert set(BACKBONES) == set(BACKBONE_MODELS) - set(hpa_models)
+    for name, scaling in hpa_models.items():
+        assert REGISTRY[name].input_scaling == scaling
+        assert tiny(name).get_layer("preprocessing").mode == scaling
+    for name in BACKBONES:
         assert REGISTRY[name].input_scaling in ("torch", "caffe", "tf")
         assert ("imagenet" in REGISTRY[name].weights) == (BACKBONES[name].weights_file is not None)
         assert tiny(name).get_layer("preprocessing").mode == REGISTRY[name].input_scaling
@@ -430,8 +442,8 @@ def test_model_names_are_case_insensitive_and_typos_get_the_closest_name():
         canonical_model_name("densnet121")
     with pytest.raises(InputError, match=message):
         TrainingConfig(model="densnet121", data="records").validate()
-    with pytest.raises(InputError, match="unknown model 'vgg'; available: gapnet"):
-        canonical_model_name("vgg")
+    with pytest.raises(InputError, match="unknown model 'xception'; available: gapnet"):
+        canonical_model_name("xception")
 
 
 def test_fit_command_names_the_closest_model(tmp_path, capsys):

@@ -46,6 +46,7 @@ from hpa_keras.cli.data import (
 )
 from hpa_keras.cli.demo import add_demo
 from hpa_keras.cli.evaluate import add_evaluate
+from hpa_keras.cli.import_model import add_import_model
 from hpa_keras.cli.inference import add_cam, add_predict
 from hpa_keras.cli.training import add_baseline, add_cv, add_data_service, add_fit, add_models
 from hpa_keras.errors import InputError
@@ -62,6 +63,7 @@ COMMANDS = (
     add_make_tfrecords,
     add_verify,
     add_models,
+    add_import_model,
     add_fit,
     add_cv,
     add_data_service,

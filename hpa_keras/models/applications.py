@@ -9,10 +9,12 @@ in the convention its ImageNet weights were trained with (the one Keras'
 |---|---|---|
 | densenet121, densenet169 | DenseNet121, DenseNet169 | torch: /255, ImageNet mean and std |
 | resnet50 | ResNet50 | caffe: BGR, minus the mean pixel |
+| vgg19 | VGG19 | caffe |
 | efficientnetv2_b0 ... b3 | EfficientNetV2B0 ... B3 | torch (Keras' 3-channel rescaling off) |
 | convnext_tiny | ConvNeXtTiny | torch (likewise) |
 | inception_resnet_v2 | InceptionResNetV2, after a 4->3 ChannelMixing | tf: [-1, 1] |
-| resnet34 | none in Keras: built here (the 2018 kernels' backbone) | torch |
+| resnet18, resnet34 | none in Keras: built here in torchvision's arithmetic | torch |
+| densenet161 | none in Keras: torchvision's layout (:mod:`hpa_keras.models.densenet`) | torch |
 
 ``keras.applications`` builds 4-channel inputs only without pretrained
 weights, so the weights are loaded into a 3-channel twin, built exactly as
@@ -26,6 +28,10 @@ first convolution's kernel is permuted into the package's channel order
 - ``"mean"``: the mean of the red, green and blue filters;
 - ``"zero"``: zeros, so that yellow starts with no effect (the 4-channel
   model then computes exactly what the 3-channel one does: tested).
+
+The three built here have no Keras weights: ``weights=FILE.pth`` takes torchvision's
+published ImageNet checkpoint (read with PyTorch, the ``import`` extra, mapped by name in
+:mod:`hpa_keras.models.torch_checkpoints`) into the 3-channel twin, widened the same way.
 
 ``weights="imagenet"`` uses Keras' own file in the Keras cache
 (``$KERAS_HOME/models`` or ``~/.keras/models``) and, when it is not there,
@@ -44,8 +50,10 @@ import keras
 import numpy as np
 
 from hpa_keras.errors import InputError
+from hpa_keras.models.densenet import DENSENET_SETTINGS, densenet_trunk
 from hpa_keras.models.layers import BackbonePreprocessing, ChannelMixing, classification_head
 from hpa_keras.models.registry import REGISTRY
+from hpa_keras.models.torch_checkpoints import is_torch_checkpoint, load_torchvision_trunk
 
 FOURTH_CHANNEL_RULES = ("red", "mean", "zero")
 KERAS_WEIGHTS = "https://storage.googleapis.com/tensorflow/keras-applications/"
@@ -98,7 +106,10 @@ BACKBONES = {
         "convnext",
         (("include_preprocessing", False),),
     ),
+    "resnet18": Backbone(None, None),
     "resnet34": Backbone(None, None),
+    "densenet161": Backbone(None, None),
+    "vgg19": Backbone("VGG19", "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5", "vgg19"),
     "inception_resnet_v2": Backbone(
         "InceptionResNetV2",
         "inception_resnet_v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
@@ -134,9 +145,9 @@ def resolve_weights(name: str, weights):
         backbone = BACKBONES.get(name)
         if backbone is None or backbone.weights_file is None:
             raise InputError(
-                f"Keras ships no ImageNet weights for {name}; pass weights=PATH: a weights "
-                f"file of a 3-channel {name} of this package's builder (for example converted "
-                "from torchvision's)"
+                f"Keras ships no ImageNet weights for {name}; pass weights=FILE.pth: "
+                f"torchvision's ImageNet checkpoint of {name} (read with PyTorch: pip install "
+                "'hpa-keras[import]'), or a Keras weights file of a 3-channel build of it"
                 if backbone is not None
                 else f"{name} has no ImageNet weights; train it from scratch (weights=None)"
             )
@@ -208,6 +219,12 @@ def copy_weights_widening_first_conv(source, target, rule: str, bgr: bool = Fals
 
 # ------------------------------------------------------------------ trunks
 
+# torchvision's basic-block ResNets: (filters, blocks) per stage.
+RESNET_STAGES = {
+    "resnet18": ((64, 2), (128, 2), (256, 2), (512, 2)),
+    "resnet34": ((64, 3), (128, 4), (256, 6), (512, 3)),
+}
+
 
 def _application_trunk(name: str, input_shape, weights):
     backbone = BACKBONES[name]
@@ -273,15 +290,18 @@ def _tiny_densenet(input_shape, weights, name, growth_rate=8, blocks=(1, 1, 1, 1
 
 def _residual_network(input_shape, weights, name, stages, bottleneck, stem_filters=64):
     """A ResNet of Keras' layer names (``conv1_conv``, ``conv2_block1_...``): bottleneck
-    blocks (ResNet50's) or basic blocks of two 3x3 convolutions (ResNet34's), ``stages``
-    as ``(filters, blocks)`` per stage."""
+    blocks (ResNet50's) or basic blocks of two 3x3 convolutions (ResNet18's and 34's),
+    ``stages`` as ``(filters, blocks)`` per stage. Strided convolutions and the stem's
+    pooling pad symmetrically, as torchvision does (Keras' ``"same"`` pads a strided
+    layer on one side only), so torchvision's weights compute the same here."""
     layers = keras.layers
     inputs = keras.Input(input_shape)
     features = layers.ZeroPadding2D(3, name="conv1_pad")(inputs)
     features = layers.Conv2D(stem_filters, 7, strides=2, name="conv1_conv")(features)
     features = layers.BatchNormalization(epsilon=1.001e-5, name="conv1_bn")(features)
     features = layers.Activation("relu", name="conv1_relu")(features)
-    features = layers.MaxPooling2D(3, strides=2, padding="same", name="pool1_pool")(features)
+    features = layers.ZeroPadding2D(1, name="pool1_pad")(features)  # after a ReLU: as -inf
+    features = layers.MaxPooling2D(3, strides=2, name="pool1_pool")(features)
     for stage, (width, count) in enumerate(stages, start=2):
         for block in range(1, count + 1):
             prefix = f"conv{stage}_block{block}"
@@ -302,8 +322,14 @@ def _residual_network(input_shape, weights, name, stages, bottleneck, stem_filte
             )
             branch = features
             for part, (size, step, channels) in enumerate(parts, start=1):
+                if step > 1 and size > 1:
+                    branch = layers.ZeroPadding2D(size // 2, name=f"{prefix}_{part}_pad")(branch)
                 branch = layers.Conv2D(
-                    channels, size, strides=step, padding="same", name=f"{prefix}_{part}_conv"
+                    channels,
+                    size,
+                    strides=step,
+                    padding="same" if step == 1 else "valid",
+                    name=f"{prefix}_{part}_conv",
                 )(branch)
                 branch = layers.BatchNormalization(epsilon=1.001e-5, name=f"{prefix}_{part}_bn")(
                     branch
@@ -319,8 +345,33 @@ def _residual_network(input_shape, weights, name, stages, bottleneck, stem_filte
     return model
 
 
+def _torchvision_densenet(input_shape, weights, name, settings):
+    """torchvision's DenseNet trunk, ReLU and average pooling, as the other trunks end."""
+    trunk = densenet_trunk(input_shape, *settings, name=f"{name}_features")
+    inputs = keras.Input(input_shape)
+    features = keras.layers.Activation("relu", name="relu")(trunk(inputs))
+    pooled = keras.layers.GlobalAveragePooling2D(name="avg_pool")(features)
+    model = keras.Model(inputs, pooled, name=name)
+    if weights is not None:
+        model.load_weights(weights)
+    return model
+
+
 def _trunk(name: str, input_shape, weights_path, variant: str):
-    """The trunk for ``input_shape`` (3 or 4 channels) with weights from ``weights_path``."""
+    """The trunk for ``input_shape`` (3 or 4 channels) with weights from ``weights_path``
+    (a Keras weights file, or torchvision's checkpoint for the trunks built here)."""
+    if is_torch_checkpoint(weights_path):
+        if BACKBONES[name].application is not None:
+            raise InputError(
+                f"{weights_path}: torchvision checkpoints load into resnet18, resnet34 and "
+                f"densenet161; {name} takes Keras' weights (weights='imagenet' or a .h5 file)"
+            )
+        trunk = _trunk(name, input_shape, None, variant)
+        load_torchvision_trunk(trunk, weights_path, name)
+        return trunk
+    if name == "densenet161":
+        settings = DENSENET_SETTINGS["tiny" if variant == "tiny" else name]
+        return _torchvision_densenet(input_shape, weights_path, name, settings)
     if variant == "tiny":
         if name.startswith("densenet"):
             return _tiny_densenet(input_shape, weights_path, f"{name}_tiny")
@@ -328,9 +379,10 @@ def _trunk(name: str, input_shape, weights_path, variant: str):
             input_shape, weights_path, f"{name}_tiny", ((8, 1), (16, 1)), bottleneck=False,
             stem_filters=16,
         )  # fmt: skip
-    if name == "resnet34":
-        stages = ((64, 3), (128, 4), (256, 6), (512, 3))
-        return _residual_network(input_shape, weights_path, "resnet34", stages, bottleneck=False)
+    if name in RESNET_STAGES:
+        return _residual_network(
+            input_shape, weights_path, name, RESNET_STAGES[name], bottleneck=False
+        )
     return _application_trunk(name, input_shape, weights_path)
 
 
@@ -343,7 +395,8 @@ def _backbone(name, input_shape, weights_path, fourth_channel, variant):
         if channels == 3 or weights_path is None:
             return _trunk(name, input_shape, weights_path, variant)
         three = (*input_shape[:-1], 3)
-        if variant == "full" and BACKBONES[name].application is not None:
+        keras_file = not is_torch_checkpoint(weights_path)
+        if variant == "full" and BACKBONES[name].application is not None and keras_file:
             twin = _keras_twin(name, three, weights_path)
         else:
             twin = _trunk(name, three, weights_path, variant)
@@ -399,7 +452,10 @@ def _four_channel_builder(name: str, title: str):
 build_densenet121 = _four_channel_builder("densenet121", "DenseNet121")
 build_densenet169 = _four_channel_builder("densenet169", "DenseNet169")
 build_resnet50 = _four_channel_builder("resnet50", "ResNet50")
+build_resnet18 = _four_channel_builder("resnet18", "ResNet18 (basic blocks, built here)")
 build_resnet34 = _four_channel_builder("resnet34", "ResNet34 (basic blocks, built here)")
+build_densenet161 = _four_channel_builder("densenet161", "DenseNet161 (torchvision's layout)")
+build_vgg19 = _four_channel_builder("vgg19", "VGG19")
 build_efficientnetv2_b0 = _four_channel_builder("efficientnetv2_b0", "EfficientNetV2-B0")
 build_efficientnetv2_b1 = _four_channel_builder("efficientnetv2_b1", "EfficientNetV2-B1")
 build_efficientnetv2_b2 = _four_channel_builder("efficientnetv2_b2", "EfficientNetV2-B2")

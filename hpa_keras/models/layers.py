@@ -86,7 +86,14 @@ class ChannelStandardization(keras.layers.Layer):
 IMAGENET_MEAN_PIXELS = (123.68, 116.779, 103.939)  # red, green, blue (caffe subtracts these)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # red, green, blue (torch), of pixels / 255
 IMAGENET_STD = (0.229, 0.224, 0.225)
-PREPROCESSING_MODES = ("caffe", "torch", "tf")
+# The 2018 winner's own (CellProfiling/densenet, predict/models.py): its training images'
+# means and standard deviations, of pixels / 255, red, green, blue, yellow.
+HPA2018_WINNER_MEAN = (0.074598, 0.050630, 0.050891, 0.076287)
+HPA2018_WINNER_STD = (0.122813, 0.085745, 0.129882, 0.119411)
+# SubCell's min-max: one range over a whole crop, every channel (SubCellPortable's
+# min_max_standardize), with its guard against a flat crop.
+MIN_MAX_EPSILON = 1e-6
+PREPROCESSING_MODES = ("caffe", "torch", "tf", "hpa2018", "min-max")
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -102,10 +109,14 @@ class BackbonePreprocessing(keras.layers.Layer):
     (red) or, with ``fourth_channel="mean"``, with the mean of the three.
 
     Args:
-        mode: ``"caffe"`` (ResNet50: subtract the mean pixel), ``"torch"``
-            (DenseNet, EfficientNetV2-B, ConvNeXt, ResNet34: /255, subtract
-            the mean, divide by the std) or ``"tf"`` (InceptionResNetV2: to [-1, 1]).
-        fourth_channel: ``"red"``, ``"mean"`` or ``"zero"`` (scaled like red).
+        mode: ``"caffe"`` (ResNet50, VGG19: subtract the mean pixel), ``"torch"``
+            (DenseNet, EfficientNetV2-B, ConvNeXt, ResNet18/34: /255, subtract
+            the mean, divide by the std), ``"tf"`` (InceptionResNetV2: to [-1, 1]),
+            and two of HPA models: ``"hpa2018"`` (the 2018 winner's DenseNet: /255,
+            its own RGBY means and stds) and ``"min-max"`` (SubCell: each image to
+            [0, 1] by its own minimum and maximum over all its channels).
+        fourth_channel: ``"red"``, ``"mean"`` or ``"zero"`` (scaled like red; the two HPA
+            modes scale yellow as their models were trained).
     """
 
     def __init__(self, mode="torch", fourth_channel="red", **kwargs):
@@ -123,7 +134,15 @@ class BackbonePreprocessing(keras.layers.Layer):
         images = ops.cast(images, self.compute_dtype)
         if self.mode == "tf":
             return images / 127.5 - 1.0
+        if self.mode == "min-max":
+            low = ops.min(images, axis=(1, 2, 3), keepdims=True)
+            high = ops.max(images, axis=(1, 2, 3), keepdims=True)
+            return (images - low) / (high - low + MIN_MAX_EPSILON)
         channels = images.shape[-1]
+        if self.mode == "hpa2018":
+            mean = ops.convert_to_tensor(HPA2018_WINNER_MEAN[:channels], self.compute_dtype)
+            std = ops.convert_to_tensor(HPA2018_WINNER_STD[:channels], self.compute_dtype)
+            return (images / 255.0 - mean) / std
         if self.mode == "caffe":
             mean = self._per_channel(IMAGENET_MEAN_PIXELS, channels)
             return images - ops.convert_to_tensor(mean, dtype=self.compute_dtype)

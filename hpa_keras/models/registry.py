@@ -31,7 +31,7 @@ from hpa_keras.settings import coerce_value
 # Only capsnet's count depends on the input size.
 PARAMETER_COUNTS_AT = {"input_shape": (512, 512, 4), "num_classes": 28}
 
-INPUT_SCALINGS = ("torch", "caffe", "tf")
+INPUT_SCALINGS = ("torch", "caffe", "tf", "hpa2018", "min-max")
 
 
 @dataclass(frozen=True)
@@ -51,10 +51,11 @@ class ModelRecord:
             ``"backbone"``), which two-stage fine-tuning freezes and differential
             learning rates slow down. The training model feeds such a model pixel
             units, which it scales itself (``input_scaling``).
-        input_scaling: the pixel convention of the backbone's ImageNet weights that the
-            model's ``BackbonePreprocessing`` applies: ``"torch"``, ``"caffe"`` or ``"tf"``
-            (:mod:`hpa_keras.models.applications`); ``None`` for models trained from
-            scratch on standardized inputs.
+        input_scaling: the pixel convention of the backbone's pretrained weights that the
+            model's ``BackbonePreprocessing`` applies: ImageNet's ``"torch"``, ``"caffe"``
+            or ``"tf"`` (:mod:`hpa_keras.models.applications`), or an imported HPA
+            model's ``"hpa2018"`` or ``"min-max"`` (:mod:`hpa_keras.models.hpa_models`);
+            ``None`` for models trained from scratch on standardized inputs.
         weights: the named weights ``weights=`` accepts besides ``None`` (the default:
             from scratch) and a file path, e.g. ``("imagenet",)``.
         fixed_size: the model needs the one input size it was built at (capsnet's
@@ -144,12 +145,35 @@ _RECORDS = (
         "caffe",
     ),
     _backbone(
+        "resnet18",
+        "build_resnet18",
+        "ResNet18 (basic blocks; ImageNet weights: torchvision's .pth file)",
+        11_208_412,
+        "torch",
+        weights=(),
+    ),
+    _backbone(
         "resnet34",
         "build_resnet34",
-        "ResNet34 (basic blocks; no Keras ImageNet weights: weights from a file)",
+        "ResNet34 (basic blocks; ImageNet weights: torchvision's .pth file)",
         21_327_708,
         "torch",
         weights=(),
+    ),
+    _backbone(
+        "densenet161",
+        "build_densenet161",
+        "DenseNet161, torchvision's layout (ImageNet weights: torchvision's .pth file)",
+        26_758_492,
+        "torch",
+        weights=(),
+    ),
+    _backbone(
+        "vgg19",
+        "build_vgg19",
+        "VGG19, 4-channel first convolution (caffe scaling, BGR kernel reordered)",
+        20_039_324,
+        "caffe",
     ),
     _efficientnet("b0", 5_955_468),
     _efficientnet("b1", 6_967_280),
@@ -161,6 +185,38 @@ _RECORDS = (
         "ConvNeXt-Tiny, 4-channel first convolution (torch scaling)",
         27_843_196,
         "torch",
+    ),
+    ModelRecord(
+        "densenet",
+        "hpa_keras.models.densenet:build_densenet",
+        "DenseNet from scratch: blocks, growth_rate, initial_features as options",
+        7_069_340,
+        {"blocks": "1,1", "growth_rate": 4, "initial_features": 8},
+    ),
+    ModelRecord(
+        "densenet73",
+        "hpa_keras.models.densenet:build_densenet73",
+        "the seeds' DenseNet73 from scratch: blocks 6,12,16, growth 12, 64 initial features",
+        514_276,
+    ),
+    ModelRecord(
+        "hpa_densenet121",
+        "hpa_keras.models.hpa_models:build_hpa_densenet121",
+        "the 2018 winner's DenseNet121 (CellProfiling/densenet): import-model --from hpa-densenet",
+        9_179_804,
+        {"blocks": "1,1,1,1", "growth_rate": 8, "initial_features": 16, "large": False},
+        backbone=True,
+        input_scaling="hpa2018",
+    ),
+    ModelRecord(
+        "subcell_vit",
+        "hpa_keras.models.hpa_models:build_subcell_vit",
+        "SubCell's ViT-B/16 for 448 px cells (CellProfiling): import-model --from subcell",
+        88_345_118,
+        {"hidden_size": 16, "layers": 1, "heads": 2, "mlp_size": 32, "pool_units": 8},
+        backbone=True,
+        input_scaling="min-max",
+        fixed_size=True,
     ),
     ModelRecord(
         "simple_cnn",

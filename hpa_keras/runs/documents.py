@@ -36,6 +36,7 @@ from hpa_keras.runs.files import (
     CV_FILE,
     CV_SUMMARY_FILE,
     FOLD_OOF_FILE,
+    IMPORT_FILE,
     INPUT_FILE,
     THRESHOLDS_FILE,
 )
@@ -353,6 +354,22 @@ def read_input_settings(folder: str | os.PathLike) -> InputSettings:
 
 def write_input_settings(folder: str | os.PathLike, settings: InputSettings) -> None:
     write_text_atomic(Path(folder) / INPUT_FILE, json.dumps(settings.to_dict(), indent=1))
+
+
+# ------------------------------------------------------------------ import.json
+
+
+def read_import_record(folder: str | os.PathLike) -> dict | None:
+    """An imported run's ``import.json`` (what was imported, from which files), or ``None``
+    for a trained run."""
+    path = Path(folder) / IMPORT_FILE
+    if not path.is_file():
+        return None
+    return _mapping(_read_json(path, "valid JSON"), str(path))
+
+
+def write_import_record(folder: str | os.PathLike, record: dict) -> None:
+    write_text_atomic(Path(folder) / IMPORT_FILE, json.dumps(record, indent=2) + "\n")
 
 
 # ------------------------------------------------------------------ config.yaml

@@ -8,6 +8,9 @@ A run folder::
       model.keras          MODEL_FILE: the best epoch's model; its presence: the run finished
       thresholds.json      THRESHOLDS_FILE: the best epoch's per-class thresholds and F1
       calibration.json     CALIBRATION_FILE: per-class calibration maps, when calibrated
+      import.json          IMPORT_FILE: an imported run's provenance (import-model): the
+                           published model, each file read (name, bytes, SHA-256), why
+                           its thresholds are what they are
       history.csv          HISTORY_FILE: one row per epoch
       learning_curves.png  CURVES_FILE: the history as a picture
       lr_finder.png        LR_FINDER_FILE: the learning-rate range test (``--find-lr``)
@@ -39,6 +42,7 @@ INPUT_FILE = "input.json"
 MODEL_FILE = "model.keras"
 THRESHOLDS_FILE = "thresholds.json"
 CALIBRATION_FILE = "calibration.json"
+IMPORT_FILE = "import.json"
 HISTORY_FILE = "history.csv"
 CURVES_FILE = "learning_curves.png"
 LR_FINDER_FILE = "lr_finder.png"

@@ -26,6 +26,7 @@ from hpa_keras.models.registry import (
 )
 from hpa_keras.scoring.thresholds import THRESHOLD_STRATEGIES
 from hpa_keras.settings import coerce_settings, read_yaml, setting, settings_mapping
+from hpa_keras.training.initial_weights import initial_run_settings
 
 # The vocabularies live here, in a module without Keras, so that `hpa-keras fit --help`
 # (generated from this dataclass) does not import TensorFlow.
@@ -157,15 +158,33 @@ class ModelSettings(_SettingsGroup):
     model: str = setting("gapnet", "model name (see `hpa-keras models`)", metavar="NAME")
     weights: str | None = setting(None, "imagenet or a weights file", metavar="WEIGHTS")
     model_options: dict = setting(help="builder options", default_factory=dict, flag=False)
+    init_from: str | None = setting(
+        None,
+        "a run folder (fit's, or import-model's) whose model weights training starts from",
+        metavar="RUN",
+    )
 
     def validate_model(self) -> None:
         """Bring ``model`` to its registry name (``GapNet`` -> ``gapnet``; a typo: did you
-        mean); InputError for an unknown model or options that are not a mapping."""
+        mean); InputError for an unknown model or options that are not a mapping, or an
+        ``init_from`` run of another model (its ``model_options`` are taken when none are
+        given)."""
         self.model = canonical_model_name(self.model)
         if self.model not in MODELS:
             raise InputError(f"model: {self.model!r} is not one of {', '.join(map(str, MODELS))}")
         if not isinstance(self.model_options, dict):
             raise InputError(f"model_options: must be a mapping, got {self.model_options!r}")
+        if self.init_from is not None:
+            if self.weights is not None:
+                raise InputError("init_from and weights are two starting points: choose one")
+            started = initial_run_settings(self.init_from)
+            if started["model"] != self.model:
+                raise InputError(
+                    f"init_from: {self.init_from} is a {started['model']} run; train it with "
+                    f"--model {started['model']} (its builder options are taken from the run)"
+                )
+            if not self.model_options:
+                self.model_options = dict(started["model_options"])
 
 
 @dataclasses.dataclass

@@ -66,6 +66,7 @@ from hpa_keras.runs.folders import claim_run_folder
 from hpa_keras.scoring.metrics import macro_f1_metric
 from hpa_keras.tensorflow_setup import import_tensorflow_quietly
 from hpa_keras.training.config import DISPLAY_SETTINGS, TrainingConfig, resolve_config
+from hpa_keras.training.initial_weights import load_initial_weights
 from hpa_keras.training.progress import stopped_short
 
 __all__ = ["TrainingConfig", "find_learning_rate_for", "fit", "resolve_config"]
@@ -577,6 +578,8 @@ def _fit(
     run = _Run(config, manifest, resuming, placement)
     with placement.scope():
         cell_model, core = build_task_model(**task_model_settings(config, manifest))
+        if config.init_from is not None and not resuming:
+            say(config, load_initial_weights(core, config.init_from))
         model = _trained_model(cell_model, config, manifest)
         search = _threshold_search(run, manifest, resuming)
         fit_options = {

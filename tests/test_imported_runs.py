@@ -1,0 +1,256 @@
+"""An imported run is an ordinary run: predict, evaluate, cam, ensembles with trained runs of
+the same classes, fit --init-from, and SubCell's per-cell classes and embeddings."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+torch = pytest.importorskip("torch")
+sys.path.insert(0, str(Path(__file__).parent))
+from test_import_model import SUBCELL_CONFIG, TINY_DENSENET  # noqa: E402
+from torch_reference import DensenetClass, ViTPoolClassifier, randomize  # noqa: E402
+
+from hpa_keras.cli import main  # noqa: E402
+from hpa_keras.errors import InputError  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def imported_densenet(tmp_path_factory):
+    from hpa_keras.workflows.import_model import import_hpa_densenet
+
+    folder = tmp_path_factory.mktemp("imported")
+    original = randomize(DensenetClass(num_classes=28, **TINY_DENSENET))
+    torch.save({"state_dict": original.state_dict()}, folder / "model.pth")
+    import_hpa_densenet(folder / "model.pth", folder / "run", input_size=64)
+    return folder / "run"
+
+
+@pytest.fixture(scope="module")
+def imported_subcell(tmp_path_factory):
+    from hpa_keras.workflows.import_model import import_subcell
+
+    folder = tmp_path_factory.mktemp("subcell")
+    original = randomize(ViTPoolClassifier(SUBCELL_CONFIG, classifiers=2))
+    encoder, classifiers = original.save_as_published(folder)
+    config = folder / "model_config.yaml"
+    config.write_text(__import__("yaml").safe_dump({"model_config": SUBCELL_CONFIG}))
+    import_subcell(encoder, classifiers, folder / "run", channels="rybg", config=config)
+    return folder / "run"
+
+
+def test_the_run_folder_states_its_origin_and_thresholds(imported_densenet, capsys):
+    import json
+
+    record = json.loads((imported_densenet / "import.json").read_text())
+    assert record["source"] == "hpa-densenet" and record["model"] == "hpa_densenet121"
+    assert record["files"]["checkpoint"]["file"] == "model.pth"
+    assert len(record["files"]["checkpoint"]["sha256"]) == 64
+    assert "0.5 for every class" in record["thresholds"]
+    thresholds = json.loads((imported_densenet / "thresholds.json").read_text())
+    assert thresholds["thresholds"] == [0.5] * 28
+    settings = json.loads((imported_densenet / "input.json").read_text())
+    assert settings["scheme"] == "hpa2018" and settings["channels"] == list(
+        ["red", "green", "blue", "yellow"]
+    )
+    assert (
+        main(
+            [
+                "import-model",
+                "--from",
+                "hpa-densenet",
+                "--checkpoint",
+                str(imported_densenet.parent / "model.pth"),
+                "--out",
+                str(imported_densenet),
+            ]
+        )
+        == 2
+    )
+    assert "not empty" in capsys.readouterr().err
+
+
+def test_predict_evaluate_and_cam_take_an_imported_run(
+    imported_densenet, training_records, tmp_path, capsys
+):
+    images = training_records.parent / "data" / "train"
+    out = tmp_path / "submission.csv"
+    table = tmp_path / "probabilities.csv"
+    assert (
+        main(
+            [
+                "predict",
+                "--run",
+                str(imported_densenet),
+                "--images",
+                str(images),
+                "--out",
+                str(out),
+                "--probabilities",
+                str(table),
+            ]
+        )
+        == 0
+    )
+    submission = pd.read_csv(out)
+    ids = pd.read_csv(training_records.parent / "data" / "train.csv")["Id"]
+    assert sorted(submission["Id"]) == sorted(ids)
+    assert submission["Predicted"].notna().all()  # the top class at least
+    probabilities = pd.read_csv(table)
+    assert probabilities.shape[0] == len(ids)
+    assert (
+        main(
+            [
+                "evaluate",
+                "--run",
+                str(imported_densenet),
+                "--data",
+                str(training_records),
+                "--out",
+                str(tmp_path / "report"),
+            ]
+        )
+        == 0
+    )
+    assert (tmp_path / "report").is_dir()
+    sample = ids.iloc[0]
+    assert (
+        main(
+            [
+                "cam",
+                "--run",
+                str(imported_densenet),
+                "--images",
+                str(images),
+                "--id",
+                sample,
+                "--out",
+                str(tmp_path / "cam.png"),
+            ]
+        )
+        == 0
+    )
+    assert (tmp_path / "cam.png").is_file()
+
+
+def test_an_ensemble_mixes_imported_and_trained_runs_of_the_same_classes(
+    imported_densenet, imported_subcell, runs, training_records, tmp_path, capsys
+):
+    images = training_records.parent / "data" / "train"
+    out = tmp_path / "submission.csv"
+    assert (
+        main(
+            [
+                "predict",
+                "--run",
+                str(imported_densenet),
+                str(runs[0]),
+                "--images",
+                str(images),
+                "--thresholds",
+                str(runs[0] / "thresholds.json"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert len(pd.read_csv(out)) == 40
+    capsys.readouterr()
+    assert (
+        main(
+            [
+                "predict",
+                "--run",
+                str(imported_densenet),
+                str(imported_subcell),
+                "--images",
+                str(images),
+                "--thresholds",
+                str(runs[0] / "thresholds.json"),
+                "--out",
+                str(tmp_path / "mixed.csv"),
+            ]
+        )
+        == 2
+    )
+    assert not (tmp_path / "mixed.csv").exists()
+
+
+def test_fit_starts_from_an_imported_run(imported_densenet, training_records, tmp_path):
+    import keras
+
+    from hpa_keras.models.saving import load_model
+    from hpa_keras.models.task import build_task_model
+    from hpa_keras.training.fit import fit, resolve_config
+    from hpa_keras.training.initial_weights import load_initial_weights
+
+    imported = load_model(imported_densenet / "model.keras")
+    source = [layer for layer in imported.layers if isinstance(layer, keras.Model)][-1]
+    options = {"blocks": "1,1,1,1", "growth_rate": 8, "initial_features": 16}
+    _, core = build_task_model(
+        "hpa_densenet121",
+        num_classes=19,
+        channel_mean=[1] * 4,
+        channel_std=[1] * 4,
+        model_options=options,
+    )
+    message = load_initial_weights(core, imported_densenet)
+    assert "the classification layer starts new" in message  # 19 classes, not 28
+    for name in ("bn1", "fc1"):
+        for mine, theirs in zip(
+            core.get_layer(name).get_weights(), source.get_layer(name).get_weights(), strict=True
+        ):
+            np.testing.assert_array_equal(mine, theirs)
+    stem = core.get_layer("backbone").get_layer("conv0").get_weights()[0]
+    np.testing.assert_array_equal(
+        stem, source.get_layer("backbone").get_layer("conv0").get_weights()[0]
+    )
+
+    config = resolve_config(
+        {
+            "data": str(training_records),
+            "out": str(tmp_path / "tuned"),
+            "model": "hpa_densenet121",
+            "init_from": str(imported_densenet),
+            "image_size": 96,  # the large stem halves 32 px fields too often
+            "epochs": 1,
+            "batch_size": 8,
+            "verbose": 0,
+            "tensorboard": False,
+        }
+    )
+    assert config.model_options == options  # taken from the run
+    fit(config)
+    assert (tmp_path / "tuned" / "model.keras").is_file()
+    with pytest.raises(InputError, match=r"is a hpa_densenet121 run; train it with --model"):
+        resolve_config(
+            {
+                "data": str(training_records),
+                "out": str(tmp_path / "x"),
+                "init_from": str(imported_densenet),
+            }
+        )
+
+
+def test_subcell_gives_each_cell_classes_and_an_embedding(imported_subcell):
+    from hpa_keras.classes import SUBCELL
+    from hpa_keras.inference.cell_embedding import CellClassifier
+    from hpa_keras.inference.runs import load_run
+
+    run = load_run(imported_subcell)
+    assert run.kind == "cells" and run.class_names == SUBCELL.class_names
+    assert run.channels == ("red", "yellow", "blue", "green")
+    rng = np.random.default_rng(0)
+    stains = {
+        name: rng.integers(0, 255, (120, 120), dtype=np.uint8)
+        for name in ("red", "green", "blue", "yellow")
+    }
+    cells = np.zeros((120, 120), np.int32)
+    cells[10:50, 10:60], cells[60:110, 50:100] = 1, 2
+    result = CellClassifier(run).classify(stains, cells, "field")
+    assert result.probabilities.shape == (2, 31)
+    assert result.embeddings.shape == (2, 64) and result.embeddings.dtype == np.float32
+    assert np.isfinite(result.embeddings).all()
