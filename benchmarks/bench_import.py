@@ -73,26 +73,17 @@ def _densenet(folder: Path, sizes, repeat: int) -> list[dict]:
 
 def _subcell(folder: Path, cells: int, repeat: int) -> dict:
     import torch
-    from torch_reference import ViTPoolClassifier, min_max_standardize, randomize
+    from torch_reference import (
+        SUBCELL_VIT_B_CONFIG,
+        ViTPoolClassifier,
+        min_max_standardize,
+        randomize,
+    )
 
     from hpa_keras.models.saving import load_model
     from hpa_keras.workflows.import_model import import_subcell
 
-    config = {
-        "vit_model": {
-            "hidden_size": 768,
-            "num_hidden_layers": 12,
-            "num_attention_heads": 12,
-            "intermediate_size": 3072,
-            "layer_norm_eps": 1e-12,
-            "image_size": 448,
-            "patch_size": 16,
-            "num_channels": 4,
-        },
-        "pool_model": {"dim": 768, "int_dim": 512, "num_heads": 2},
-        "num_classes": 31,
-    }
-    original = randomize(ViTPoolClassifier(config, classifiers=2))
+    original = randomize(ViTPoolClassifier(SUBCELL_VIT_B_CONFIG, classifiers=2))
     encoder, classifiers = original.save_as_published(folder)
     import_subcell(encoder, classifiers, folder / "subcell")
     model = load_model(folder / "subcell" / "model.keras")

@@ -118,3 +118,32 @@ def runs(training_records, tmp_path_factory):
         fit(resolve_config(settings))
         folders.append(out)
     return folders
+
+
+@pytest.fixture(scope="session")
+def cell_records(tmp_path_factory):
+    """Cell records (16 px cells, 2 folds) of 20 generated 2021 fields, under
+    ``root / "records"``, their fields and masks under ``root / "demo"``."""
+    from hpa_keras.data.conversion import ConversionSettings, make_tfrecords
+    from hpa_keras.synthetic.generator import DemoDataSettings, make_demo_data
+
+    root = tmp_path_factory.mktemp("bags")
+    make_demo_data(
+        root / "demo",
+        DemoDataSettings(
+            num_samples=20, image_size=64, seed=4, cells=True, scheme="hpa2021", test_fraction=0.0
+        ),  # fmt: skip
+        workers=1,
+        progress=False,
+    )
+    make_tfrecords(
+        root / "demo" / "train",
+        root / "records",
+        labels=root / "demo" / "train.csv",
+        settings=ConversionSettings(
+            masks=str(root / "demo" / "masks"), cell_size=16, num_folds=2, num_shards=2
+        ),  # fmt: skip
+        workers=1,
+        progress=False,
+    )
+    return root

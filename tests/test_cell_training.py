@@ -57,33 +57,6 @@ def test_bag_model_saves_and_the_cell_model_inside_shares_its_weights(tmp_path):
     np.testing.assert_allclose(reloaded.predict([images, mask], verbose=0), lse, rtol=1e-5)
 
 
-@pytest.fixture(scope="module")
-def cell_records(tmp_path_factory):
-    from hpa_keras.data.conversion import ConversionSettings, make_tfrecords
-    from hpa_keras.synthetic.generator import DemoDataSettings, make_demo_data
-
-    root = tmp_path_factory.mktemp("bags")
-    make_demo_data(
-        root / "demo",
-        DemoDataSettings(
-            num_samples=20, image_size=64, seed=4, cells=True, scheme="hpa2021", test_fraction=0.0
-        ),  # fmt: skip
-        workers=1,
-        progress=False,
-    )
-    make_tfrecords(
-        root / "demo" / "train",
-        root / "records",
-        labels=root / "demo" / "train.csv",
-        settings=ConversionSettings(
-            masks=str(root / "demo" / "masks"), cell_size=16, num_folds=2, num_shards=2
-        ),  # fmt: skip
-        workers=1,
-        progress=False,
-    )
-    return root
-
-
 def test_bags_are_the_fields_cells_in_order_padded_and_masked(cell_records):
     from hpa_keras.data.bags import load_cell_bags
     from hpa_keras.data.tfrecords import read_manifest, read_shard

@@ -15,6 +15,7 @@ import pytest
 torch = pytest.importorskip("torch")
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
 from torch_reference import (  # noqa: E402
+    SUBCELL_VIT_B_CONFIG,
     DenseNet,
     DensenetClass,
     ResNet,
@@ -29,13 +30,18 @@ TOLERANCE = 1e-4
 TINY_DENSENET = {"growth_rate": 8, "block_config": (1, 1, 1, 1), "num_init_features": 16}
 SUBCELL_CONFIG = {
     "vit_model": {
-        "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
-        "intermediate_size": 64, "layer_norm_eps": 1e-12, "image_size": 64, "patch_size": 16,
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "intermediate_size": 64,
+        "layer_norm_eps": 1e-12,
+        "image_size": 64,
+        "patch_size": 16,
         "num_channels": 4,
     },
     "pool_model": {"dim": 32, "int_dim": 16, "num_heads": 2},
     "num_classes": 31,
-}  # fmt: skip
+}
 
 
 def _pixels(shape, seed=0):
@@ -78,8 +84,13 @@ def test_winner_densenet_equals_pytorch_and_consumes_every_parameter(winner):
     original, path = winner
     state = StateDict(read_state_dict(path), path, WINNER)
     settings = winner_settings(state)
-    assert settings == {"blocks": "1,1,1,1", "growth_rate": 8, "initial_features": 16,
-                        "channels": 4, "num_classes": 28}  # fmt: skip
+    assert settings == {
+        "blocks": "1,1,1,1",
+        "growth_rate": 8,
+        "initial_features": 16,
+        "channels": 4,
+        "num_classes": 28,
+    }
     options = {key: settings[key] for key in ("blocks", "growth_rate", "initial_features")}
     model = build_model("hpa_densenet121", input_shape=(96, 96, 4), **options)
     load_winner_densenet(model, state)
@@ -121,8 +132,11 @@ def test_subcell_equals_pytorch_and_consumes_every_parameter(subcell):
     states = [StateDict(read_state_dict(path), path, SUBCELL_CLASSIFIER) for path in classifiers]
     settings = subcell_settings(encoder_state, states, heads=4)
     assert (settings["input_size"], settings["classifiers"], settings["pool_heads"]) == (64, 2, 2)
-    options = {key: value for key, value in settings.items()
-               if key not in ("input_size", "channels", "num_classes")}  # fmt: skip
+    options = {
+        key: value
+        for key, value in settings.items()
+        if key not in ("input_size", "channels", "num_classes")
+    }
     model = build_model("subcell_vit", input_shape=(64, 64, 4), num_classes=31, **options)
     assert load_subcell(model, encoder_state, states) == []
     assert encoder_state.consumed == set(torch.load(encoder))
@@ -153,8 +167,10 @@ def test_subcell_portable_renamed_files_load_the_same(subcell, tmp_path):
     torch.save(renamed, tmp_path / "encoder.pth")
     paths = []
     for index, path in enumerate(classifiers):
-        state = {name.replace("3.", "2.").replace("6.", "4."): value
-                 for name, value in torch.load(path).items()}  # fmt: skip
+        state = {
+            name.replace("3.", "2.").replace("6.", "4."): value
+            for name, value in torch.load(path).items()
+        }
         paths.append(tmp_path / f"classifier_{index}.pth")
         torch.save(state, paths[-1])
     record = import_subcell(tmp_path / "encoder.pth", paths, tmp_path / "run", config=config)
@@ -221,15 +237,21 @@ def _damaged(path, tmp_path, change):
     "change, message",
     [
         (lambda state: state.pop("fc1.weight"), r"damaged.pth: no parameter 'fc1.weight'"),
-        (lambda state: state.__setitem__("extra.weight", torch.zeros(2)),
-         r"damaged.pth: parameter 'extra.weight' is not part of"),
-        (lambda state: state.__setitem__("logit.bias", torch.zeros(27)),
-         r"parameter 'logit.bias' has shape \(27,\), .* needs \(28,\)"),
-        (_changed_second_name,
-         r"'encoder3.1.denselayer1.conv1.weight' differs from "
-         r"'backbone.features.denseblock2.denselayer1.conv1.weight'"),
+        (
+            lambda state: state.__setitem__("extra.weight", torch.zeros(2)),
+            r"damaged.pth: parameter 'extra.weight' is not part of",
+        ),
+        (
+            lambda state: state.__setitem__("logit.bias", torch.zeros(27)),
+            r"parameter 'logit.bias' has shape \(27,\), .* needs \(28,\)",
+        ),
+        (
+            _changed_second_name,
+            r"'encoder3.1.denselayer1.conv1.weight' differs from "
+            r"'backbone.features.denseblock2.denselayer1.conv1.weight'",
+        ),
     ],
-)  # fmt: skip
+)
 def test_a_mismatched_checkpoint_is_one_line_naming_the_file_and_parameter(
     winner, tmp_path, change, message
 ):
@@ -273,3 +295,29 @@ def test_subcell_channels_must_match_the_encoder(subcell, tmp_path):
     _, encoder, classifiers, config = subcell
     with pytest.raises(InputError, match=r"an encoder of 4 channels, not rbg's 3"):
         import_subcell(encoder, classifiers, tmp_path / "run", channels="rbg", config=config)
+
+
+@pytest.mark.large
+def test_full_size_models_equal_pytorch(tmp_path):
+    """The published sizes: DenseNet121 (the winner's, 28 classes) on a 256 px field and
+    SubCell's ViT-B/16 on a 448 px cell (tiny widths above; here the real depths)."""
+    from hpa_keras.models.saving import load_model
+    from hpa_keras.workflows.import_model import import_hpa_densenet, import_subcell
+
+    winner = randomize(DensenetClass(num_classes=28))
+    torch.save({"state_dict": winner.state_dict()}, tmp_path / "winner.pth")
+    import_hpa_densenet(tmp_path / "winner.pth", tmp_path / "densenet")
+    pixels = _pixels((1, 256, 256, 4))
+    with torch.no_grad():
+        expected = torch.sigmoid(winner(_channels_first(pixels, 1 / 255))[0]).numpy()
+    model = load_model(tmp_path / "densenet" / "model.keras")
+    assert np.abs(np.asarray(model(pixels)) - expected).max() <= TOLERANCE
+
+    subcell = randomize(ViTPoolClassifier(SUBCELL_VIT_B_CONFIG, classifiers=2))
+    encoder, classifiers = subcell.save_as_published(tmp_path)
+    import_subcell(encoder, classifiers, tmp_path / "subcell")  # 12 heads: ViT-B's default
+    cells = _pixels((2, 448, 448, 4), seed=5)
+    with torch.no_grad():
+        expected, embedding = subcell(min_max_standardize(_channels_first(cells)))
+    model = load_model(tmp_path / "subcell" / "model.keras")
+    assert np.abs(np.asarray(model(cells)) - expected.numpy()).max() <= TOLERANCE

@@ -254,3 +254,52 @@ def test_subcell_gives_each_cell_classes_and_an_embedding(imported_subcell):
     assert result.probabilities.shape == (2, 31)
     assert result.embeddings.shape == (2, 64) and result.embeddings.dtype == np.float32
     assert np.isfinite(result.embeddings).all()
+
+
+def test_predict_writes_subcell_embeddings_and_a_2021_submission(
+    imported_subcell, cell_records, tmp_path, capsys
+):
+    from hpa_keras.classes import SUBCELL, map_subcell_probabilities
+
+    out, table, embeddings = tmp_path / "sub.csv", tmp_path / "cells.csv", tmp_path / "emb.npz"
+    status = main(
+        [
+            "predict",
+            "--run",
+            str(imported_subcell),
+            "--data",
+            str(cell_records / "records"),
+            "--out",
+            str(out),
+            "--cell-table",
+            str(table),
+            "--embeddings",
+            str(embeddings),
+        ]
+    )
+    assert status == 0, capsys.readouterr().err
+    cells = pd.read_csv(table)
+    assert list(cells.columns[3:-1]) == list(SUBCELL.class_names)  # the table: SubCell's 31
+    stored = np.load(embeddings)
+    assert stored["embeddings"].shape == (len(cells), 64)  # 2 pooling heads x 32
+    assert stored["embeddings"].dtype == np.float32
+    assert sorted(stored["ids"]) == sorted(
+        f"{f}_{c}" for f, c in zip(cells["ID"], cells["cell"], strict=True)
+    )
+    # the submission: every cell in the 2021 classes, each the largest SubCell class mapped
+    first = cells.iloc[0]
+    mapped = map_subcell_probabilities(
+        first[list(SUBCELL.class_names)].to_numpy(float)[None], "hpa2021"
+    )[0]
+    submission = pd.read_csv(out).set_index("ID")
+    entries = submission.loc[first["ID"], "PredictionString"].split()  # class, confidence, mask
+    confidences = {int(entries[i]): float(entries[i + 1]) for i in range(0, 19 * 3, 3)}
+    assert sorted(confidences) == list(range(19))
+    for index, value in confidences.items():
+        expected = 0.0 if np.isnan(mapped[index]) else mapped[index]
+        assert value == pytest.approx(expected, abs=1e-3)
+    capsys.readouterr()
+    status = main(
+        ["evaluate", "--run", str(imported_subcell), "--data", str(cell_records / "records")]
+    )
+    assert status == 2 and "predicts SubCell's 31 classes" in capsys.readouterr().err

@@ -405,6 +405,24 @@ class ViTPoolClassifier(nn.Module):
         return folder / "encoder.pth", paths
 
 
+# SubCell's published model_config.yaml (SubCellPortable, models/rybg/*/model_config.yaml):
+# ViT-B/16 on 448 px crops of 4 channels, the gated pooler of two heads, 31 classes.
+SUBCELL_VIT_B_CONFIG = {
+    "vit_model": {
+        "hidden_size": 768,
+        "num_hidden_layers": 12,
+        "num_attention_heads": 12,
+        "intermediate_size": 3072,
+        "layer_norm_eps": 1e-12,
+        "image_size": 448,
+        "patch_size": 16,
+        "num_channels": 4,
+    },
+    "pool_model": {"dim": 768, "int_dim": 512, "num_heads": 2},
+    "num_classes": 31,
+}
+
+
 def min_max_standardize(im):
     """SubCellPortable inference.py."""
     min_val = torch.amin(im, dim=(1, 2, 3), keepdims=True)

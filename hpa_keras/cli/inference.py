@@ -88,6 +88,12 @@ def add_predict(commands) -> None:
         help="the per-cell table of a cell run (default: --out's name with _cells.csv)",
     )
     predict.add_argument(
+        "--embeddings",
+        metavar="NPZ",
+        help="a cell run on cell records: also each cell's embedding (the model's pooled "
+        "features; SubCell's 1536-d cell embedding) with its Id, in this .npz",
+    )
+    predict.add_argument(
         "--image-run",
         nargs="+",
         metavar="RUN",
@@ -203,6 +209,8 @@ def _check_predict(arguments) -> dict:
             )
     elif arguments.masks:
         raise InputError("--masks is for a cell run predicting cell records (--data)")
+    elif arguments.embeddings:
+        raise InputError("--embeddings is for a cell run predicting cell records (--data)")
     elif arguments.image_run:
         raise InputError("--image-run mixes a field run into a cell run's predictions")
     return facts
@@ -284,7 +292,7 @@ def _predict_cells(arguments) -> None:
         arguments.run, arguments.data, arguments.out, table=arguments.cell_table,
         tta=arguments.tta, batch_size=arguments.batch_size,
         image_weight=arguments.image_weight, calibrated=not arguments.uncalibrated,
-        engine=engine_spec(arguments), **cell_arguments,
+        engine=engine_spec(arguments), embeddings=arguments.embeddings, **cell_arguments,
     )  # fmt: skip
     print(
         f"wrote {written['out']}: {written['fields']} fields, {written['cells']} cells, every "

@@ -78,6 +78,40 @@ def embedding_model(task_model):
     return keras.Model(images, [embedding, probabilities], name=f"{task_model.name}_features")
 
 
+def record_embeddings(run, data, batch_size: int = 16) -> np.ndarray:
+    """``(N, D)`` float32: the embedding of every record of ``data`` (a make-tfrecords
+    folder, cell records for a cell run), in record order, as the run's (first member's)
+    model sees them (resized to its size, its channels): ``predict --embeddings``."""
+    from hpa_keras.data.pipeline import load_dataset  # lazy: imports TensorFlow
+
+    member = run.members[0] if run.members else run
+    dataset = load_dataset(
+        data,
+        training=False,
+        batch_size=batch_size,
+        image_size=run.image_size,
+        channels=run.channels,
+        normalization="none",
+    ).map(lambda batch, _: batch)
+    embedding, _ = embedding_model(member.model).predict(dataset, verbose=0)
+    return np.asarray(embedding, dtype=np.float32)
+
+
+def write_embeddings(path, ids, embeddings: np.ndarray) -> None:
+    """``ids`` (strings) and ``embeddings`` ``(N, D)`` float32 into an ``.npz`` at ``path``,
+    atomically: ``np.load(path)["ids"]``, ``["embeddings"]``."""
+    import io
+
+    from hpa_keras.atomic import write_bytes_atomic
+
+    ids = np.asarray([str(value) for value in ids])
+    if len(ids) != len(embeddings):
+        raise InputError(f"{path}: {len(embeddings)} embeddings for {len(ids)} Ids")
+    buffer = io.BytesIO()
+    np.savez(buffer, ids=ids, embeddings=np.asarray(embeddings, dtype=np.float32))
+    write_bytes_atomic(path, buffer.getvalue())
+
+
 def run_pixels(stains: dict, run, name: str) -> np.ndarray:
     """A field's stains as the run reads them: ``(H, W, len(run.channels))`` in its pixel
     type; InputError naming the field for a stain the run reads and the field lacks."""

@@ -5,6 +5,9 @@ submission and the per-cell table. What ``hpa-keras predict`` does for a cell ru
 import os
 from pathlib import Path
 
+import numpy as np
+
+from hpa_keras.classes import HPA2021, SUBCELL, map_subcell_probabilities
 from hpa_keras.data.tfrecords import read_manifest
 from hpa_keras.errors import InputError
 from hpa_keras.inference.cells import mix_with_fields, write_cell_predictions
@@ -66,6 +69,7 @@ def predict_cells(
     image_weight: float = 0.5,
     calibrated: bool = True,
     engine: str | None = None,
+    embeddings: str | os.PathLike | None = None,
 ) -> dict:
     """Predict every cell of cell records with a cell run (or ensemble) and write the 2021
     submission (``out``: every cell of every field, every class with its probability) and
@@ -86,6 +90,13 @@ def predict_cells(
             those have their own too: each part is calibrated before the mixing; the
             mixture itself was fitted by no one). The classes and the submission's
             confidences stay as predicted (see :func:`write_cell_predictions`).
+        embeddings: also write each cell's embedding (the model's pooled features: a
+            SubCell run's 1536-d cell embedding) with the records' Ids to this ``.npz``
+            (:func:`~hpa_keras.inference.cell_embedding.write_embeddings`).
+
+    A run of SubCell's classes (``subcell``) writes its 2021 submission in the 2021
+    classes (:func:`~hpa_keras.classes.map_subcell_probabilities`: each the largest of the
+    SubCell classes mapping to it; none maps to it: 0) and its table in its own 31.
 
     Returns ``fields``, ``cells``, ``cells_with_a_class``, ``out`` and ``table``, and what
     was written: the records' ``ids``, their ``probabilities`` (mixed, with ``image_runs``)
@@ -121,6 +132,9 @@ def predict_cells(
             ids, probabilities, field_ids, field_probabilities, image_weight
         )
     table = Path(table) if table is not None else default_cell_table(out)
+    submitted = None
+    if facts["scheme"] == SUBCELL.name:
+        submitted = np.nan_to_num(map_subcell_probabilities(probabilities, HPA2021), nan=0.0)
     written = write_cell_predictions(
         ids,
         probabilities,
@@ -132,7 +146,14 @@ def predict_cells(
         facts["scheme"] or "hpa2018",
         records=data,
         table_probabilities=shown,
+        submission_probabilities=submitted,
     )
+    if embeddings is not None:
+        from hpa_keras.inference.cell_embedding import record_embeddings, write_embeddings
+        from hpa_keras.inference.runs import load_run
+
+        first = runs[0] if isinstance(runs, list | tuple) else runs
+        write_embeddings(embeddings, ids, record_embeddings(load_run(first), data, batch_size))
     return {
         **written,
         "out": Path(out),

@@ -148,6 +148,7 @@ def write_cell_predictions(
     scheme: str,
     records: str | os.PathLike | None = None,
     table_probabilities=None,
+    submission_probabilities=None,
 ) -> dict:
     """Write the 2021-format submission (``out``) and the per-cell table (``table``: Id,
     cell, the classes over the thresholds, each class's probability, and the cell's
@@ -157,6 +158,8 @@ def write_cell_predictions(
     the submission's confidences are those too (the 2021 score ranks cells per class; a
     calibration map's ties would reorder them). ``table_probabilities`` (``(N, C)``, the
     rows of ``ids``): what the table shows instead, the calibrated probabilities.
+    ``submission_probabilities`` (``(N, 19)``): what the submission holds instead, for a
+    run of other classes than the 2021 challenge's (SubCell's, mapped).
 
     Every field's cells must all have been predicted, and every predicted
     cell must be in its field's mask: records cut from other masks are an
@@ -168,6 +171,11 @@ def write_cell_predictions(
     """
     fields = cells_by_field(ids, probabilities)
     shown = fields if table_probabilities is None else cells_by_field(ids, table_probabilities)
+    submitted = (
+        fields
+        if submission_probabilities is None
+        else cells_by_field(ids, submission_probabilities)
+    )
     geometry = record_geometry(records) if records is not None else None
     thresholds = np.asarray(thresholds)
     rows, table_rows, labeled = [], [], 0
@@ -183,7 +191,9 @@ def write_cell_predictions(
                 f"(cells without a mask cell: {extra[:3]}, mask cells without a record: "
                 f"{absent[:3]}); were the records cut from these masks?"
             )
-        rows.append((field_id, mask.shape[1], mask.shape[0], prediction_string(mask, cells)))
+        rows.append(
+            (field_id, mask.shape[1], mask.shape[0], prediction_string(mask, submitted[field_id]))
+        )
         for number in sorted(cells):
             chosen = np.flatnonzero(cells[number] >= thresholds).tolist()
             labeled += bool(chosen)

@@ -153,6 +153,13 @@ def evaluate_runs(
 
     runs = run_paths(runs)
     tta = default_views(runs) if tta is None else tta
+    first = expand_runs(runs)[0][0]
+    if read_input_settings(first).scheme == "subcell":
+        raise InputError(
+            f"{first}: predicts SubCell's 31 classes, which no label file of the challenges "
+            "holds; map its probabilities with hpa_keras.classes.map_subcell_probabilities "
+            "and score them yourself, or fine-tune it on your labels (fit --init-from)"
+        )
     if data is not None:
         # lazy: imports TensorFlow
         from hpa_keras.data.pipeline import dataset_labels

@@ -156,6 +156,8 @@ def check_runs_and_input(
 
         given.append((f"{ids_file}: Ids", read_id_file(ids_file).scheme))
     for where, input_scheme in given:
+        if first["scheme"] == "subcell" and input_scheme == "hpa2021":
+            continue  # a SubCell cell run writes its submission in the 2021 classes (mapped)
         if first["scheme"] and input_scheme != first["scheme"]:
             count = SCHEMES[input_scheme].num_classes
             raise InputError(
