@@ -24,6 +24,7 @@ def _current_umask() -> int:
 # mkstemp creates files readable by the owner only; finished files get the
 # permissions an ordinary open() would have given them.
 _FILE_MODE = 0o666 & ~_current_umask()
+_FOLDER_MODE = 0o777 & ~_current_umask()
 
 
 @contextlib.contextmanager
@@ -47,6 +48,25 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp"):
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike):
+    """Yield a temporary folder beside ``path`` (which must not exist, or be empty) and
+    rename it to ``path`` when the block succeeds: a reader sees the whole folder or none.
+    On an exception the temporary folder is removed and ``path`` is untouched."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        yield temporary
+        os.chmod(temporary, _FOLDER_MODE)  # mkdtemp's folders are the owner's only
+        if target.is_dir():
+            target.rmdir()  # empty, or this fails: nothing of the user's is replaced
+        os.replace(temporary, target)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
         raise
 
 

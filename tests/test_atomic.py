@@ -48,3 +48,23 @@ def test_bad_input_removes_what_a_command_added_and_nothing_else(tmp_path):
         new.mkdir(parents=True)
         raise KeyboardInterrupt
     assert new.is_dir()
+
+
+def test_atomic_folder_appears_whole_or_not_at_all(tmp_path):
+    import stat
+
+    from hpa_keras.atomic import atomic_folder
+
+    target = tmp_path / "run"
+    with pytest.raises(InputError), atomic_folder(target) as folder:
+        (folder / "model.keras").write_text("half")
+        raise InputError("a parameter does not fit")
+    assert list(tmp_path.iterdir()) == []  # neither the folder nor its temporary twin
+    target.mkdir()  # an empty folder given as --out is replaced
+    with atomic_folder(target) as folder:
+        (folder / "model.keras").write_text("whole")
+    assert (target / "model.keras").read_text() == "whole"
+    assert [path.name for path in tmp_path.iterdir()] == ["run"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o777 & ~umask  # not mkdtemp's 0700

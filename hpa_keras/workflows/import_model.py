@@ -18,12 +18,9 @@ name and renamed when complete.
 """
 
 import datetime
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
-from hpa_keras.atomic import check_output_path
+from hpa_keras.atomic import atomic_folder, check_output_path
 from hpa_keras.classes import CHANNELS, HPA2018, SUBCELL, resolve_channels
 from hpa_keras.data.cell_records import DEFAULT_CELL_MARGIN
 from hpa_keras.errors import InputError
@@ -107,19 +104,12 @@ def _classes(count: int, published) -> tuple[str | None, tuple[str, ...]]:
     return None, tuple(str(index) for index in range(count))
 
 
-def _start(out) -> tuple[Path, Path]:
+def _check_out(out) -> Path:
     out = Path(out)
     check_output_path(out, "folder")
     if out.exists() and any(out.iterdir()):
         raise InputError(f"--out {out}: not empty; give a new folder for the imported run")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return out, Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-
-
-def _finish(temporary: Path, out: Path) -> None:
-    if out.exists():
-        out.rmdir()  # empty (checked): replaced by the complete folder
-    os.replace(temporary, out)
+    return out
 
 
 def _write_run(folder: Path, model, settings: InputSettings, config: dict, provenance: dict):
@@ -172,8 +162,8 @@ def import_hpa_densenet(checkpoint, out, input_size: int = WINNER_INPUT_SIZE) ->
         raise InputError(f"{checkpoint}: a first convolution of {found['channels']} channels")
     channels = CHANNELS[: found["channels"]]
     options = {key: found[key] for key in ("blocks", "growth_rate", "initial_features")}
-    out, temporary = _start(out)
-    try:
+    out = _check_out(out)
+    with atomic_folder(out) as temporary:
         model, core = _task_model(
             "hpa_densenet121",
             found["num_classes"],
@@ -212,9 +202,6 @@ def import_hpa_densenet(checkpoint, out, input_size: int = WINNER_INPUT_SIZE) ->
             "imported_from": "hpa-densenet",
         }
         _write_run(temporary, model, settings, config, provenance)
-        _finish(temporary, out)
-    finally:
-        shutil.rmtree(temporary, ignore_errors=True)
     return provenance
 
 
@@ -267,8 +254,8 @@ def import_subcell(encoder, classifiers, out, channels: str = "rybg", config=Non
         if key not in ("input_size", "channels", "num_classes")
     }
     size = found["input_size"]
-    out, temporary = _start(out)
-    try:
+    out = _check_out(out)
+    with atomic_folder(out) as temporary:
         model, core = _task_model(
             "subcell_vit",
             found["num_classes"],
@@ -306,7 +293,4 @@ def import_subcell(encoder, classifiers, out, channels: str = "rybg", config=Non
             "imported_from": "subcell",
         }
         _write_run(temporary, model, settings, run_config, provenance)
-        _finish(temporary, out)
-    finally:
-        shutil.rmtree(temporary, ignore_errors=True)
     return provenance
