@@ -9,7 +9,10 @@ with ``hpa-keras``'s importer, run by Keras on TensorFlow (``model.predict``) an
 PyTorch (``torch.no_grad``, eval mode), after one warm-up call each; the largest
 difference between the two outputs is printed too.
 
-    python benchmarks/bench_import.py [--threads 2] [--repeat 3] [--cells 16]
+    python benchmarks/bench_import.py [--threads 2] [--repeat 3] [--cells 16] [--sizes 1024,1536]
+
+With ``KERAS_BACKEND=jax`` the Keras column is Keras on JAX (TensorFlow still reads the
+files).
 """
 
 import argparse
@@ -128,9 +131,14 @@ def main() -> None:
         rows.append(_subcell(folder, arguments.cells, arguments.repeat))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    print(f"{arguments.threads} threads, torch {torch.__version__}, tensorflow {tf.__version__}")
+    import keras
+
     print(
-        "| model and input | Keras (TensorFlow) | PyTorch | Keras / PyTorch | largest difference |"
+        f"{arguments.threads} threads, torch {torch.__version__}, tensorflow {tf.__version__}, "
+        f"Keras {keras.__version__} on its {keras.backend.backend()} backend"
+    )
+    print(
+        "| model and input | Keras | PyTorch | Keras / PyTorch | largest difference |"
     )
     print("|---|---|---|---|---|")
     for row in rows:

@@ -56,7 +56,7 @@ def atomic_folder(path: str | os.PathLike):
     """Yield a temporary folder beside ``path`` (which must not exist, or be empty) and
     rename it to ``path`` when the block succeeds: a reader sees the whole folder or none.
     On an exception the temporary folder is removed and ``path`` is untouched."""
-    target = Path(path)
+    target = Path(path).resolve()  # "." has no parent to write beside
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:

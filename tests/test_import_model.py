@@ -220,6 +220,30 @@ def test_torchvision_checkpoints_load_into_the_trunks(name, original, tmp_path):
     assert np.allclose(kernel[:, :, 3], kernel[:, :, 0])
 
 
+def test_torchvision_first_release_densenet_names_and_numpy_values_load(tmp_path):
+    """torchvision's published DenseNet files name a dense layer's parts as its first
+    release did (``norm.1``, ``conv.2``); training scripts save numpy values beside the
+    weights. Both load (torchvision renames the first the same way)."""
+    import re
+
+    from hpa_keras.models import build_model
+
+    reference = randomize(DenseNet(**TINY_DENSENET))
+    old = {
+        re.sub(r"(denselayer\d+)\.(norm|relu|conv)([12])\.", r"\1.\2.\3.", name): value
+        for name, value in reference.state_dict().items()
+    }
+    assert "features.denseblock1.denselayer1.norm.1.weight" in old
+    torch.save({"state_dict": old, "best": np.float64(0.61), "f1": np.ones(3)}, tmp_path / "d.pth")
+    model = build_model("densenet161", (64, 64, 3), weights=str(tmp_path / "d.pth"), variant="tiny")
+    pixels = _pixels((1, 64, 64, 3), seed=4)
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    with torch.no_grad():
+        expected = reference(_channels_first((pixels / 255.0 - mean) / std)).numpy()
+    scaled = model.get_layer("preprocessing")(pixels)
+    assert np.abs(np.asarray(model.get_layer("backbone")(scaled)) - expected).max() <= TOLERANCE
+
+
 def _changed_second_name(state):
     name = "encoder3.1.denselayer1.conv1.weight"
     state[name] = state[name] + 1  # a copy: the two names share one tensor in the file

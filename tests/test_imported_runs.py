@@ -235,6 +235,21 @@ def test_fit_starts_from_an_imported_run(imported_densenet, training_records, tm
         )
 
 
+def test_init_from_refuses_other_channels(imported_subcell, training_records, tmp_path):
+    from hpa_keras.training.fit import resolve_config
+
+    settings = {
+        "data": str(training_records),
+        "out": str(tmp_path / "x"),
+        "model": "subcell_vit",
+        "init_from": str(imported_subcell),
+    }
+    with pytest.raises(InputError, match=r"reads red,yellow,blue,green; train it with --channels"):
+        resolve_config(settings)
+    config = resolve_config({**settings, "channels": "rybg", "image_size": 64})
+    assert config.model_options["heads"] == 4  # the run's builder options
+
+
 def test_subcell_gives_each_cell_classes_and_an_embedding(imported_subcell):
     from hpa_keras.classes import SUBCELL
     from hpa_keras.inference.cell_embedding import CellClassifier
@@ -277,7 +292,10 @@ def test_predict_writes_subcell_embeddings_and_a_2021_submission(
             str(embeddings),
         ]
     )
-    assert status == 0, capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert status == 0, err
+    # the records keep each cell's surroundings (make-tfrecords' default); SubCell's run zeroes
+    assert "cells cut with --cell-context keep, but" in err and "--cell-context zero" in err
     cells = pd.read_csv(table)
     assert list(cells.columns[3:-1]) == list(SUBCELL.class_names)  # the table: SubCell's 31
     stored = np.load(embeddings)

@@ -9,10 +9,11 @@ import numpy as np
 
 from hpa_keras.classes import HPA2021, SUBCELL, map_subcell_probabilities
 from hpa_keras.data.tfrecords import read_manifest
-from hpa_keras.errors import InputError
+from hpa_keras.errors import InputError, warn
 from hpa_keras.inference.cells import mix_with_fields, write_cell_predictions
 from hpa_keras.inference.label_sets import stored_calibration
 from hpa_keras.inference.predict import check_runs_and_input, predict_runs
+from hpa_keras.runs.documents import read_input_settings
 
 
 def default_cell_table(out: str | os.PathLike) -> Path:
@@ -52,6 +53,21 @@ def check_cell_prediction(
     if masks is None:
         raise InputError(f"{data}: the records name no masks; give the masks they were cut from")
     return {**facts, "masks": masks}
+
+
+def _warn_other_context(run_folder, data) -> None:
+    """Warn where the records' cells were cut otherwise than the run's (the pixels around
+    each cell kept or zeroed): an imported SubCell run sees zeroed surroundings, which
+    make-tfrecords keeps by default."""
+    cut = read_manifest(data).cells or {}
+    made = read_input_settings(run_folder).cell_context
+    if made and cut.get("context") and cut["context"] != made:
+        warn(
+            f"{data}: cells cut with --cell-context {cut['context']}, but {run_folder} "
+            f"sees cells cut with {made} (the pixels around each cell "
+            f"{'kept' if made == 'keep' else 'set to zero'}); make the records with "
+            f"--cell-context {made} to predict them as the run was made"
+        )
 
 
 def predict_cells(
@@ -110,6 +126,7 @@ def predict_cells(
     )
     if image_runs and not 0 <= image_weight <= 1:
         raise InputError(f"--image-weight must be in [0, 1], got {image_weight}")
+    _warn_other_context(facts["folder"], data)
     ids, probabilities, chosen = predict_runs(
         runs, data=data, tta=tta, batch_size=batch_size, thresholds=thresholds, engine=engine
     )

@@ -50,7 +50,11 @@ import keras
 import numpy as np
 
 from hpa_keras.errors import InputError
-from hpa_keras.models.densenet import DENSENET_SETTINGS, densenet_trunk
+from hpa_keras.models.densenet import (
+    DENSENET_SETTINGS,
+    TORCH_BATCH_NORM_EPSILON,
+    densenet_trunk,
+)
 from hpa_keras.models.layers import BackbonePreprocessing, ChannelMixing, classification_head
 from hpa_keras.models.registry import REGISTRY
 from hpa_keras.models.torch_checkpoints import is_torch_checkpoint, load_torchvision_trunk
@@ -293,12 +297,15 @@ def _residual_network(input_shape, weights, name, stages, bottleneck, stem_filte
     blocks (ResNet50's) or basic blocks of two 3x3 convolutions (ResNet18's and 34's),
     ``stages`` as ``(filters, blocks)`` per stage. Strided convolutions and the stem's
     pooling pad symmetrically, as torchvision does (Keras' ``"same"`` pads a strided
-    layer on one side only), so torchvision's weights compute the same here."""
+    layer on one side only), and BatchNorm has torchvision's epsilon (1e-5; Keras' ResNets
+    1.001e-5), so torchvision's weights compute the same here."""
     layers = keras.layers
     inputs = keras.Input(input_shape)
     features = layers.ZeroPadding2D(3, name="conv1_pad")(inputs)
     features = layers.Conv2D(stem_filters, 7, strides=2, name="conv1_conv")(features)
-    features = layers.BatchNormalization(epsilon=1.001e-5, name="conv1_bn")(features)
+    features = layers.BatchNormalization(epsilon=TORCH_BATCH_NORM_EPSILON, name="conv1_bn")(
+        features
+    )
     features = layers.Activation("relu", name="conv1_relu")(features)
     features = layers.ZeroPadding2D(1, name="pool1_pad")(features)  # after a ReLU: as -inf
     features = layers.MaxPooling2D(3, strides=2, name="pool1_pool")(features)
@@ -312,9 +319,9 @@ def _residual_network(input_shape, weights, name, stages, bottleneck, stem_filte
                 shortcut = layers.Conv2D(out_channels, 1, strides=stride, name=f"{prefix}_0_conv")(
                     features
                 )
-                shortcut = layers.BatchNormalization(epsilon=1.001e-5, name=f"{prefix}_0_bn")(
-                    shortcut
-                )
+                shortcut = layers.BatchNormalization(
+                    epsilon=TORCH_BATCH_NORM_EPSILON, name=f"{prefix}_0_bn"
+                )(shortcut)
             parts = (
                 ((1, stride, width), (3, 1, width), (1, 1, out_channels))
                 if bottleneck
@@ -331,9 +338,9 @@ def _residual_network(input_shape, weights, name, stages, bottleneck, stem_filte
                     padding="same" if step == 1 else "valid",
                     name=f"{prefix}_{part}_conv",
                 )(branch)
-                branch = layers.BatchNormalization(epsilon=1.001e-5, name=f"{prefix}_{part}_bn")(
-                    branch
-                )
+                branch = layers.BatchNormalization(
+                    epsilon=TORCH_BATCH_NORM_EPSILON, name=f"{prefix}_{part}_bn"
+                )(branch)
                 if part < len(parts):
                     branch = layers.Activation("relu", name=f"{prefix}_{part}_relu")(branch)
             features = layers.Add(name=f"{prefix}_add")([shortcut, branch])

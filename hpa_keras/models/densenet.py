@@ -28,13 +28,15 @@ DENSENET_SETTINGS = {
     # For tests: the same layout, one narrow layer per block.
     "tiny": ((1, 1, 1, 1), 8, 16),
 }
-BATCH_NORM_EPSILON = 1e-5  # torchvision's (Keras' DenseNets use 1.001e-5)
+TORCH_BATCH_NORM_EPSILON = 1e-5  # torchvision's (Keras' DenseNets and ResNets: 1.001e-5)
 BOTTLENECK_SIZE = 4  # torchvision's bn_size: a dense layer's 1x1 conv has 4 x growth filters
 
 
 def _batch_norm(name):
     # momentum 0.9 is PyTorch's 0.1: fine-tuning updates the statistics as the original did
-    return keras.layers.BatchNormalization(epsilon=BATCH_NORM_EPSILON, momentum=0.9, name=name)
+    return keras.layers.BatchNormalization(
+        epsilon=TORCH_BATCH_NORM_EPSILON, momentum=0.9, name=name
+    )
 
 
 def _dense_layer(features, growth_rate: int, name: str):

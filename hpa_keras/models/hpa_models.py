@@ -21,7 +21,7 @@ order:
 import keras
 
 from hpa_keras.errors import InputError
-from hpa_keras.models.densenet import densenet_trunk, parse_blocks
+from hpa_keras.models.densenet import TORCH_BATCH_NORM_EPSILON, densenet_trunk, parse_blocks
 from hpa_keras.models.layers import BackbonePreprocessing
 from hpa_keras.models.vision_transformer import (
     AveragedClassifiers,
@@ -66,10 +66,14 @@ def build_hpa_densenet121(
         ]
     )
     width = pooled.shape[-1] // 2
-    values = layers.BatchNormalization(epsilon=1e-5, momentum=0.9, name="bn1")(pooled)
+    values = layers.BatchNormalization(epsilon=TORCH_BATCH_NORM_EPSILON, momentum=0.9, name="bn1")(
+        pooled
+    )
     values = layers.Dropout(dropout, name="dropout1")(values)
     values = layers.Dense(width, activation="relu", name="fc1")(values)
-    values = layers.BatchNormalization(epsilon=1e-5, momentum=0.9, name="bn2")(values)
+    values = layers.BatchNormalization(epsilon=TORCH_BATCH_NORM_EPSILON, momentum=0.9, name="bn2")(
+        values
+    )
     values = layers.Dropout(dropout, name="dropout2")(values)
     outputs = layers.Dense(num_classes, activation="sigmoid", dtype="float32", name="logit")(values)
     model = keras.Model(inputs, outputs, name="hpa_densenet121")

@@ -21,6 +21,7 @@ attention projection's ``(heads * size, width)`` becomes ``(width, heads, size)`
 
 import hashlib
 import os
+import pickle
 import re
 from pathlib import Path
 
@@ -57,6 +58,14 @@ def _torch():
     return torch
 
 
+def _numpy_globals() -> list:
+    """The numpy names a checkpoint's numpy scalars and arrays unpickle through (data
+    constructors only: the unpickler still runs no other code)."""
+    core = getattr(np, "_core", None) or np.core
+    dtypes = [getattr(np.dtypes, name) for name in dir(np.dtypes) if name.endswith("DType")]
+    return [core.multiarray.scalar, core.multiarray._reconstruct, np.ndarray, np.dtype, *dtypes]
+
+
 def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """The parameters of a ``.pth`` file as numpy arrays, by name.
 
@@ -72,7 +81,15 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise InputError(f"{path}: empty file (an interrupted download?)")
     torch = _torch()
     try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as error:
+            if "weights_only" not in str(error).replace(" ", "_").lower():
+                raise
+            # Training scripts save numpy values beside the weights (a best score, an
+            # array of thresholds): data, which the safe unpickler allows when named.
+            with torch.serialization.safe_globals(_numpy_globals()):
+                loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # pickle, zip and torch raise many types for a bad file
         first = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
         raise InputError(
@@ -82,6 +99,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     for key in ("state_dict", "model"):
         if isinstance(loaded, dict) and isinstance(loaded.get(key), dict):
             loaded = loaded[key]
+            break
     if not isinstance(loaded, dict) or not loaded:
         raise InputError(f"{path}: holds no state dict of parameters")
     state = {}
@@ -253,12 +271,33 @@ def resnet_parameter(layer_name: str) -> str:
     return f"{where}.{kind}{part}"
 
 
+# torchvision's published DenseNet checkpoints name a dense layer's parts as its first
+# release did (``denselayer1.norm.1.weight``); torchvision renames them when it loads them
+# (densenet.py, _load_state_dict), with this pattern.
+_OLD_DENSENET_NAME = re.compile(
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$"
+)
+
+
+def renamed_old_densenet(state: dict) -> dict:
+    """``state`` with torchvision's first-release DenseNet names as its modules name them
+    now (``denselayer1.norm.1.weight`` -> ``denselayer1.norm1.weight``)."""
+    renamed = {}
+    for name, value in state.items():
+        match = _OLD_DENSENET_NAME.match(name)
+        renamed[match.group(1) + match.group(2) if match else name] = value
+    return renamed
+
+
 def load_torchvision_trunk(trunk, path, name: str) -> dict:
     """torchvision's ImageNet checkpoint of ``name`` (resnet18, resnet34, densenet161) into a
     3-channel trunk built here; its ImageNet classifier (``fc``, ``classifier``) is left out.
     Returns the file's name, size and SHA-256."""
-    state = StateDict(read_state_dict(path), path, f"torchvision's {name}")
     is_densenet = name.startswith("densenet")
+    parameters = read_state_dict(path)
+    if is_densenet:
+        parameters = renamed_old_densenet(parameters)
+    state = StateDict(parameters, path, f"torchvision's {name}")
     for layer in _layers_with_weights(trunk):
         parameter = densenet_parameter(layer.name) if is_densenet else resnet_parameter(layer.name)
         _assign_by_type(layer, state, parameter)
@@ -321,7 +360,10 @@ def winner_settings(state: StateDict) -> dict:
         blocks.append(layers)
     if not blocks or "logit.weight" not in state:
         raise InputError(f"{state.source}: no dense blocks or no logit layer; not {WINNER}")
-    growth = state.state["backbone.features.denseblock1.denselayer1.conv2.weight"].shape[0]
+    growth_name = "backbone.features.denseblock1.denselayer1.conv2.weight"
+    if growth_name not in state:
+        raise InputError(f"{state.source}: no parameter {growth_name!r}; not {WINNER}")
+    growth = state.state[growth_name].shape[0]
     return {
         "blocks": ",".join(str(count) for count in blocks),
         "growth_rate": int(growth),

@@ -16,6 +16,7 @@ import dataclasses
 import typing
 from pathlib import Path
 
+from hpa_keras.classes import resolve_channels
 from hpa_keras.data.tfrecords import read_manifest
 from hpa_keras.errors import InputError
 from hpa_keras.models.registry import (
@@ -119,7 +120,9 @@ class DataSettings(_SettingsGroup):
         default_text="all sources",
         metavar="NAME",
     )
-    channels: str = setting("rgby", "rgby, rgb, g or a comma-separated list of stains")
+    channels: str = setting(
+        "rgby", "rgby, rgb, g, SubCell's rybg, rbg, ybg, bg, or a comma-separated list of stains"
+    )
     batch_size: int = setting(32, "global batch size (split across replicas)")
     cache: bool = setting(False, "keep decoded images in memory after the first epoch")
     shuffle_buffer: int = setting(
@@ -185,6 +188,13 @@ class ModelSettings(_SettingsGroup):
                 )
             if not self.model_options:
                 self.model_options = dict(started["model_options"])
+            if resolve_channels(self.channels) != started["channels"]:
+                # the first convolution's kernel fits any order of as many stains: refused,
+                # not silently loaded with the stains swapped
+                raise InputError(
+                    f"init_from: {self.init_from} reads {','.join(started['channels'])}; "
+                    f"train it with --channels {','.join(started['channels'])}"
+                )
 
 
 @dataclasses.dataclass

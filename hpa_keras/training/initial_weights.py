@@ -12,6 +12,7 @@ run (its own shape differs). The standardization of the new run is its own recor
 import os
 from pathlib import Path
 
+from hpa_keras.classes import resolve_channels
 from hpa_keras.errors import InputError
 from hpa_keras.models.registry import canonical_model_name
 from hpa_keras.runs.documents import read_run_config
@@ -20,7 +21,8 @@ from hpa_keras.runs.folders import check_finished_run
 
 
 def initial_run_settings(folder: str | os.PathLike) -> dict:
-    """The registry model and builder options of the run ``folder`` (its ``config.yaml``);
+    """The registry model, builder options and channels of the run ``folder`` (its
+    ``config.yaml``);
     InputError naming the folder when it is not a finished run or names no model."""
     folder = Path(folder)
     if not folder.is_dir():
@@ -32,7 +34,15 @@ def initial_run_settings(folder: str | os.PathLike) -> dict:
     options = config.get("model_options") or {}
     if not isinstance(options, dict):
         raise InputError(f"init_from: {folder / CONFIG_FILE}: model_options is not a mapping")
-    return {"model": canonical_model_name(config["model"]), "model_options": options}
+    try:
+        channels = resolve_channels(config.get("channels", "rgby"))
+    except InputError as error:
+        raise InputError(f"init_from: {folder / CONFIG_FILE}: {error}") from None
+    return {
+        "model": canonical_model_name(config["model"]),
+        "model_options": options,
+        "channels": channels,
+    }
 
 
 def _registry_model(task_model):
@@ -81,7 +91,7 @@ def load_initial_weights(core, folder: str | os.PathLike) -> str:
             raise InputError(
                 f"init_from: layer {path} has weights of shapes "
                 f"{[tuple(value.shape) for value in values]} in {folder}, {wanted} here "
-                "(other model_options?)"
+                "(other model_options, or another input size for a fixed-size model?)"
             )
         layer.set_weights(values)
         copied += 1

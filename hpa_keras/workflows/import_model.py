@@ -33,6 +33,7 @@ from hpa_keras.models.torch_checkpoints import (
     load_subcell,
     load_winner_densenet,
     read_state_dict,
+    renamed_old_densenet,
     subcell_settings,
     winner_settings,
 )
@@ -67,7 +68,8 @@ RANDOM_WEIGHTS_NOTE = (
     "both on models of the published structure with random weights); how well the "
     "published weights localize proteins is what their authors report, not measured here."
 )
-# SubCell's training crops: one cell with the pixels outside it set to zero.
+# How the run cuts cells (annotate): the pixels outside the cell set to zero, as in half of
+# SubCell's training crops (subcell-embed masks the surroundings with mask_prob 0.5).
 SUBCELL_CELL_CONTEXT = "zero"
 
 
@@ -156,7 +158,7 @@ def import_hpa_densenet(checkpoint, out, input_size: int = WINNER_INPUT_SIZE) ->
         out: the run folder to make (new or empty).
         input_size: the side fields are resized to (1024: what the published script feeds).
     """
-    state = StateDict(read_state_dict(checkpoint), checkpoint, WINNER)
+    state = StateDict(renamed_old_densenet(read_state_dict(checkpoint)), checkpoint, WINNER)
     found = winner_settings(state)
     if found["channels"] not in (3, 4):
         raise InputError(f"{checkpoint}: a first convolution of {found['channels']} channels")
