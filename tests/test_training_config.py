@@ -40,7 +40,7 @@ FLAT_DEFAULTS = {
     "verbose": 2, "print_table": False,
 }  # fmt: skip
 # Settings added since, with the defaults that keep runs as they were.
-ADDED_SINCE = {"deterministic": False}  # issue 25
+ADDED_SINCE = {"deterministic": False, "init_from": None}  # issues 25, 28
 
 
 def test_the_grouped_config_has_the_flat_fields_and_defaults_of_before():
