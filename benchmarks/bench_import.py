@@ -5,9 +5,10 @@ The originals are the published structures (tests/torch_reference.py) at full si
 random weights (speed does not depend on them): the 2018 winner's DenseNet121 per field,
 at 1024 px (what its prediction script feeds the network) and 1536 px (the size its
 resize step writes), and SubCell's ViT-B/16 per 448 px cell, in batches. Each is imported
-with ``hpa-keras``'s importer, run by Keras on TensorFlow (``model.predict``) and by
-PyTorch (``torch.no_grad``, eval mode), after one warm-up call each; the largest
-difference between the two outputs is printed too.
+with ``hpa-keras``'s importer, run by Keras on TensorFlow (``model.predict``), by OpenVINO
+as ``predict --engine openvino:float32`` serves the run (the DenseNet at the run's 1024 px,
+where OpenVINO is installed) and by PyTorch (``torch.no_grad``, eval mode), after one
+warm-up call each; the largest difference from PyTorch's output is printed too.
 
     python benchmarks/bench_import.py [--threads 2] [--repeat 3] [--cells 16] [--sizes 1024,1536]
 
@@ -62,16 +63,50 @@ def _densenet(folder: Path, sizes, repeat: int) -> list[dict]:
             return model.predict(pixels, verbose=0)
 
         difference = float(np.abs(run_keras() - run_torch()).max())
+        torch_seconds = _seconds(run_torch, repeat)
         rows.append(
             {
                 "what": f"DenseNet121 (winner), one {size} px field",
                 "keras": _seconds(run_keras, repeat),
-                "torch": _seconds(run_torch, repeat),
+                "torch": torch_seconds,
                 "difference": difference,
                 "unit": "s/field",
             }
         )
+        engine = _openvino_predictor(folder / "densenet", size)
+        if engine is not None:
+            difference = float(np.abs(engine.predict(pixels) - run_torch()).max())
+            rows.append(
+                {
+                    "what": f"the same through OpenVINO (predict --engine openvino), {size} px",
+                    "keras": _seconds(
+                        lambda pixels=pixels, engine=engine: engine.predict(pixels), repeat
+                    ),
+                    "torch": torch_seconds,
+                    "difference": difference,
+                    "unit": "s/field",
+                }
+            )
     return rows
+
+
+def _openvino_predictor(run_folder: Path, size: int):
+    """The imported run as ``predict --engine openvino:float32`` serves it, at the run's
+    own field size (its engine is exported for it), on Keras' TensorFlow backend where
+    OpenVINO is installed; else None."""
+    import keras
+
+    from hpa_keras.inference.engine import openvino_available
+    from hpa_keras.inference.runs import load_run
+
+    run = load_run(run_folder)
+    if (
+        keras.backend.backend() != "tensorflow"
+        or not openvino_available()
+        or size != run.image_size
+    ):
+        return None
+    return run.predictor(1, "openvino:float32")
 
 
 def _subcell(folder: Path, cells: int, repeat: int) -> dict:
@@ -137,9 +172,7 @@ def main() -> None:
         f"{arguments.threads} threads, torch {torch.__version__}, tensorflow {tf.__version__}, "
         f"Keras {keras.__version__} on its {keras.backend.backend()} backend"
     )
-    print(
-        "| model and input | Keras | PyTorch | Keras / PyTorch | largest difference |"
-    )
+    print("| model and input | Keras | PyTorch | Keras / PyTorch | largest difference |")
     print("|---|---|---|---|---|")
     for row in rows:
         print(
