@@ -305,6 +305,33 @@ def test_truncated_foreign_and_missing_files_are_named(winner, tmp_path):
         read_state_dict(tmp_path / "missing.pth")
 
 
+def test_objects_beside_the_weights_are_refused_unless_allowed(winner, tmp_path):
+    import argparse
+
+    from hpa_keras.models.torch_checkpoints import read_state_dict
+
+    state = torch.load(winner[1])["state_dict"]
+    torch.save({"state_dict": state, "args": argparse.Namespace(lr=0.1)}, tmp_path / "a.pth")
+    with pytest.raises(
+        InputError,
+        match=r"a.pth: holds a Python object \(argparse.Namespace\)"
+        r".*add --allow-pickle",
+    ):
+        read_state_dict(tmp_path / "a.pth")
+    assert set(read_state_dict(tmp_path / "a.pth", allow_pickle=True)) == set(state)
+
+
+def test_a_retrained_winner_imports_with_a_warning(tmp_path, capsys):
+    from hpa_keras.workflows.import_model import import_hpa_densenet
+
+    retrained = randomize(DensenetClass(num_classes=19, **TINY_DENSENET))
+    torch.save({"state_dict": retrained.state_dict()}, tmp_path / "r.pth")
+    import_hpa_densenet(tmp_path / "r.pth", tmp_path / "run")
+    assert "19 classes from 4 stains" in capsys.readouterr().err
+    settings = __import__("json").loads((tmp_path / "run" / "input.json").read_text())
+    assert settings["scheme"] is None and settings["class_names"][:2] == ["0", "1"]
+
+
 def test_without_pytorch_the_import_says_what_to_install(winner, monkeypatch):
     from hpa_keras.models.torch_checkpoints import read_state_dict
 

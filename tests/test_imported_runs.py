@@ -235,6 +235,48 @@ def test_fit_starts_from_an_imported_run(imported_densenet, training_records, tm
         )
 
 
+def test_cam_refuses_a_cell_run_and_flags_of_the_other_source(
+    imported_subcell, imported_densenet, training_records, tmp_path, capsys
+):
+    images = training_records.parent / "data" / "train"
+    sample = pd.read_csv(training_records.parent / "data" / "train.csv")["Id"].iloc[0]
+    assert (
+        main(
+            [
+                "cam",
+                "--run",
+                str(imported_subcell),
+                "--images",
+                str(images),
+                "--id",
+                sample,
+                "--out",
+                str(tmp_path / "cam.png"),
+            ]
+        )
+        == 2
+    )
+    assert "a run of single cells" in capsys.readouterr().err
+    checkpoint = imported_densenet.parent / "model.pth"
+    assert (
+        main(
+            [
+                "import-model",
+                "--from",
+                "hpa-densenet",
+                "--checkpoint",
+                str(checkpoint),
+                "--channels",
+                "bg",
+                "--out",
+                str(tmp_path / "r"),
+            ]
+        )
+        == 2
+    )
+    assert "(--channels: for --from subcell)" in capsys.readouterr().err
+
+
 def test_init_from_refuses_other_channels(imported_subcell, training_records, tmp_path):
     from hpa_keras.training.fit import resolve_config
 
@@ -244,7 +286,9 @@ def test_init_from_refuses_other_channels(imported_subcell, training_records, tm
         "model": "subcell_vit",
         "init_from": str(imported_subcell),
     }
-    with pytest.raises(InputError, match=r"reads red,yellow,blue,green; train it with --channels"):
+    with pytest.raises(
+        InputError, match=r"reads red, yellow, blue, green; train it with --channels rybg"
+    ):
         resolve_config(settings)
     config = resolve_config({**settings, "channels": "rybg", "image_size": 64})
     assert config.model_options["heads"] == 4  # the run's builder options
@@ -296,6 +340,7 @@ def test_predict_writes_subcell_embeddings_and_a_2021_submission(
     assert status == 0, err
     # the records keep each cell's surroundings (make-tfrecords' default); SubCell's run zeroes
     assert "cells cut with --cell-context keep, but" in err and "--cell-context zero" in err
+    assert "cells cut at 16 px, resized to the 64 px" in err and "--cell-size 64" in err
     cells = pd.read_csv(table)
     assert list(cells.columns[3:-1]) == list(SUBCELL.class_names)  # the table: SubCell's 31
     stored = np.load(embeddings)

@@ -16,6 +16,7 @@ hence the same state-dict names, and the same arithmetic:
 
 import math
 from collections import OrderedDict
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F  # noqa: N812 (as the published code spells it)
@@ -393,6 +394,7 @@ class ViTPoolClassifier(nn.Module):
     def save_as_published(self, folder):
         """The files SubCellPortable reads: encoder.pth (``encoder.`` and ``pool_model.``
         parameters) and one classifier_sN.pth per classifier."""
+        folder = Path(folder)
         encoder = {f"encoder.{name}": value for name, value in self.encoder.state_dict().items()}
         encoder |= {
             f"pool_model.{name}": value for name, value in self.pool_model.state_dict().items()

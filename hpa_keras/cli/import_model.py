@@ -33,14 +33,20 @@ def add_import_model(commands) -> None:
     )
     command.add_argument(
         "--channels",
-        default="rybg",
         choices=("rybg", "rbg", "ybg", "bg"),
         help="subcell: the stains the encoder reads (default: rybg)",
     )
     command.add_argument(
         "--config",
         metavar="YAML",
-        help="subcell: the model's model_config.yaml (its attention heads; default: ViT-B's 12)",
+        help="subcell: the model's model_config.yaml, for its attention heads (default: 64 "
+        "channels a head, ViT's: 12 for ViT-B)",
+    )
+    command.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="load Python objects a checkpoint holds beside its weights (a training script's "
+        "args), which the safe load refuses: only for files you trust (unpickling may run code)",
     )
     command.set_defaults(handler=run_import_model)
 
@@ -49,11 +55,21 @@ def run_import_model(arguments) -> None:
     from hpa_keras.workflows.import_model import import_hpa_densenet, import_subcell
 
     if arguments.source == "hpa-densenet":
-        if not arguments.checkpoint or arguments.encoder or arguments.classifier:
+        flags = (
+            ("--encoder", arguments.encoder),
+            ("--classifier", arguments.classifier),
+            ("--channels", arguments.channels),
+            ("--config", arguments.config),
+        )
+        given = [flag for flag, value in flags if value]
+        if not arguments.checkpoint or given:
             raise InputError(
-                "--from hpa-densenet takes --checkpoint FILE (no --encoder, --classifier)"
+                "--from hpa-densenet takes --checkpoint FILE"
+                + (f" ({', '.join(given)}: for --from subcell)" if given else "")
             )
-        record = import_hpa_densenet(arguments.checkpoint, arguments.out)
+        record = import_hpa_densenet(
+            arguments.checkpoint, arguments.out, allow_pickle=arguments.allow_pickle
+        )
     else:
         if not arguments.encoder or not arguments.classifier or arguments.checkpoint:
             raise InputError("--from subcell takes --encoder FILE and --classifier FILE [FILE ...]")
@@ -61,8 +77,9 @@ def run_import_model(arguments) -> None:
             arguments.encoder,
             arguments.classifier,
             arguments.out,
-            arguments.channels,
+            arguments.channels or "rybg",
             arguments.config,
+            allow_pickle=arguments.allow_pickle,
         )
     files = record["files"]
     read = (

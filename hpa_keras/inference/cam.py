@@ -137,6 +137,11 @@ def explain_sample(run_folder, images, sample_id, classes=None, max_classes: int
     folders, ensemble = expand_runs([run_folder])
     runs = [load_run(folder) for folder in folders]
     first = runs[0]
+    if first.kind == "cells":
+        raise InputError(
+            f"{run_folder}: a run of single cells; Grad-CAM here explains a run of whole "
+            "fields (predict and annotate take a cell run)"
+        )
     files = find_sample_files(images, sample_id)  # errors name the missing file
     image = read_sample(files, None, first.sixteen_bit_rule, first.bit_depth)
     inputs = [

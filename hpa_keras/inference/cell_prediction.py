@@ -55,18 +55,27 @@ def check_cell_prediction(
     return {**facts, "masks": masks}
 
 
-def _warn_other_context(run_folder, data) -> None:
-    """Warn where the records' cells were cut otherwise than the run's (the pixels around
-    each cell kept or zeroed): an imported SubCell run sees zeroed surroundings, which
-    make-tfrecords keeps by default."""
+def _warn_other_cut(run_folder, data) -> None:
+    """Warn where the records' cells were cut otherwise than the run sees cells: the pixels
+    around each cell kept or zeroed, or another crop size (resized, they are not what
+    annotate's crops at the run's size are). An imported SubCell run sees zeroed
+    surroundings at 448 px; make-tfrecords keeps them, at 128 px, by default."""
     cut = read_manifest(data).cells or {}
-    made = read_input_settings(run_folder).cell_context
+    settings = read_input_settings(run_folder)
+    made = settings.cell_context
     if made and cut.get("context") and cut["context"] != made:
         warn(
             f"{data}: cells cut with --cell-context {cut['context']}, but {run_folder} "
             f"sees cells cut with {made} (the pixels around each cell "
             f"{'kept' if made == 'keep' else 'set to zero'}); make the records with "
             f"--cell-context {made} to predict them as the run was made"
+        )
+    size = settings.image_size
+    if settings.data_fingerprint is None and size and cut.get("cell_size") not in (None, size):
+        warn(
+            f"{data}: cells cut at {cut['cell_size']} px, resized to the {size} px "
+            f"{run_folder} sees; make the records with --cell-size {size} to cut them "
+            "at its size, as annotate does"
         )
 
 
@@ -126,7 +135,7 @@ def predict_cells(
     )
     if image_runs and not 0 <= image_weight <= 1:
         raise InputError(f"--image-weight must be in [0, 1], got {image_weight}")
-    _warn_other_context(facts["folder"], data)
+    _warn_other_cut(facts["folder"], data)
     ids, probabilities, chosen = predict_runs(
         runs, data=data, tta=tta, batch_size=batch_size, thresholds=thresholds, engine=engine
     )

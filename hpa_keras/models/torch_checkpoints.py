@@ -58,6 +58,10 @@ def _torch():
     return torch
 
 
+_NOT_A_CHECKPOINT = "not a readable PyTorch checkpoint (truncated, or another format)"
+_REFUSED_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
+
+
 def _numpy_globals() -> list:
     """The numpy names a checkpoint's numpy scalars and arrays unpickle through (data
     constructors only: the unpickler still runs no other code)."""
@@ -66,13 +70,18 @@ def _numpy_globals() -> list:
     return [core.multiarray.scalar, core.multiarray._reconstruct, np.ndarray, np.dtype, *dtypes]
 
 
-def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
+def read_state_dict(path: str | os.PathLike, allow_pickle: bool = False) -> dict[str, np.ndarray]:
     """The parameters of a ``.pth`` file as numpy arrays, by name.
 
     Accepts a bare state dict, or a dict holding one under ``state_dict`` or ``model``
     (training scripts save ``{"state_dict": ..., "epoch": ...}``); a ``module.`` prefix
     (``DataParallel``) on every name is dropped. InputError naming the file when it is
     missing, empty, truncated, not a PyTorch file, or holds no tensors.
+
+    The file is unpickled safely (``weights_only``: tensors, numbers, numpy values);
+    one that also holds other Python objects (a training script's ``args``) is refused,
+    naming the object, unless ``allow_pickle`` (for files one trusts: unpickling may run
+    code the file names).
     """
     path = Path(path)
     if not path.is_file():
@@ -82,7 +91,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     torch = _torch()
     try:
         try:
-            loaded = torch.load(path, map_location="cpu", weights_only=True)
+            loaded = torch.load(path, map_location="cpu", weights_only=not allow_pickle)
         except pickle.UnpicklingError as error:
             if "weights_only" not in str(error).replace(" ", "_").lower():
                 raise
@@ -90,12 +99,17 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
             # array of thresholds): data, which the safe unpickler allows when named.
             with torch.serialization.safe_globals(_numpy_globals()):
                 loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # pickle, zip and torch raise many types for a bad file
-        first = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
-        raise InputError(
-            f"{path}: not a readable PyTorch checkpoint (truncated, or another format: "
-            f"{type(error).__name__}{': ' + first if first else ''})"
-        ) from None
+    except pickle.UnpicklingError as error:
+        named = _REFUSED_GLOBAL.search(str(error))
+        if named:
+            raise InputError(
+                f"{path}: holds a Python object ({named.group(1)}) besides the weights, which "
+                "a safe load refuses (unpickling it could run code); if you trust the file, "
+                "add --allow-pickle"
+            ) from None
+        raise InputError(f"{path}: {_NOT_A_CHECKPOINT} (UnpicklingError)") from None
+    except Exception as error:  # zip, pickle and torch raise many types for a bad file
+        raise InputError(f"{path}: {_NOT_A_CHECKPOINT} ({type(error).__name__})") from None
     for key in ("state_dict", "model"):
         if isinstance(loaded, dict) and isinstance(loaded.get(key), dict):
             loaded = loaded[key]

@@ -379,5 +379,6 @@ def labels_per_image_warning(
     return (
         f"{predicted:.2f} labels per image predicted, {training:.2f} in the training data "
         f"({predicted / training:.1f}x, more than a factor of {factor:g} off): the thresholds "
-        "(thresholds.json; a small validation set?) do not suit these images"
+        "(thresholds.json: tuned on a small validation set? an imported run's 0.5?) do not "
+        "suit these images"
     )

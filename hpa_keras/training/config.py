@@ -16,7 +16,7 @@ import dataclasses
 import typing
 from pathlib import Path
 
-from hpa_keras.classes import resolve_channels
+from hpa_keras.classes import CHANNEL_MODES, resolve_channels
 from hpa_keras.data.tfrecords import read_manifest
 from hpa_keras.errors import InputError
 from hpa_keras.models.registry import (
@@ -191,9 +191,13 @@ class ModelSettings(_SettingsGroup):
             if resolve_channels(self.channels) != started["channels"]:
                 # the first convolution's kernel fits any order of as many stains: refused,
                 # not silently loaded with the stains swapped
+                named = next(
+                    (mode for mode, names in CHANNEL_MODES.items() if names == started["channels"]),
+                    ",".join(started["channels"]),
+                )
                 raise InputError(
-                    f"init_from: {self.init_from} reads {','.join(started['channels'])}; "
-                    f"train it with --channels {','.join(started['channels'])}"
+                    f"init_from: {self.init_from} reads {', '.join(started['channels'])}; "
+                    f"train it with --channels {named}"
                 )
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from hpa_keras.atomic import atomic_folder, check_output_path
 from hpa_keras.classes import CHANNELS, HPA2018, SUBCELL, resolve_channels
 from hpa_keras.data.cell_records import DEFAULT_CELL_MARGIN
-from hpa_keras.errors import InputError
+from hpa_keras.errors import InputError, warn
 from hpa_keras.models.torch_checkpoints import (
     SUBCELL_CLASSIFIER,
     SUBCELL_ENCODER,
@@ -148,7 +148,9 @@ def _provenance(source: str, files: dict, model: str, options: dict, thresholds:
     }
 
 
-def import_hpa_densenet(checkpoint, out, input_size: int = WINNER_INPUT_SIZE) -> dict:
+def import_hpa_densenet(
+    checkpoint, out, input_size: int = WINNER_INPUT_SIZE, allow_pickle: bool = False
+) -> dict:
     """The 2018 winner's DenseNet121 checkpoint (CellProfiling/densenet's release) as a run
     folder ``out``. Returns its ``import.json``.
 
@@ -157,12 +159,22 @@ def import_hpa_densenet(checkpoint, out, input_size: int = WINNER_INPUT_SIZE) ->
             reads it).
         out: the run folder to make (new or empty).
         input_size: the side fields are resized to (1024: what the published script feeds).
+        allow_pickle: load Python objects beside the weights (files one trusts; see
+            :func:`~hpa_keras.models.torch_checkpoints.read_state_dict`).
     """
-    state = StateDict(renamed_old_densenet(read_state_dict(checkpoint)), checkpoint, WINNER)
+    parameters = renamed_old_densenet(read_state_dict(checkpoint, allow_pickle))
+    state = StateDict(parameters, checkpoint, WINNER)
     found = winner_settings(state)
     if found["channels"] not in (3, 4):
         raise InputError(f"{checkpoint}: a first convolution of {found['channels']} channels")
     channels = CHANNELS[: found["channels"]]
+    if (found["num_classes"], found["channels"]) != (HPA2018.num_classes, len(CHANNELS)):
+        warn(
+            f"{checkpoint}: {found['num_classes']} classes from {found['channels']} stains "
+            f"({', '.join(channels)}), not the published model's 28 from 4: imported as the "
+            "winner's architecture retrained"
+            + ("; its classes are named by index" if found["num_classes"] != 28 else "")
+        )
     options = {key: found[key] for key in ("blocks", "growth_rate", "initial_features")}
     out = _check_out(out)
     with atomic_folder(out) as temporary:
@@ -221,7 +233,9 @@ def _subcell_heads(config) -> int | None:
     return heads
 
 
-def import_subcell(encoder, classifiers, out, channels: str = "rybg", config=None) -> dict:
+def import_subcell(
+    encoder, classifiers, out, channels: str = "rybg", config=None, allow_pickle: bool = False
+) -> dict:
     """A SubCell encoder and its classifiers (SubCellPortable's model files) as a cell run
     folder ``out``; several classifier files are averaged, as SubCellPortable does.
     Returns its ``import.json``.
@@ -234,15 +248,17 @@ def import_subcell(encoder, classifiers, out, channels: str = "rybg", config=Non
         channels: the encoder's channel set: ``rybg``, ``rbg``, ``ybg`` or ``bg``.
         config: SubCell's ``model_config.yaml`` of that model, for its attention heads
             (the weights do not show them); without it, ViT's 64 channels per head.
+        allow_pickle: as :func:`import_hpa_densenet`'s.
     """
     if channels not in ("rybg", "rbg", "ybg", "bg"):
         raise InputError(f"--channels {channels!r}: SubCell's sets are rybg, rbg, ybg and bg")
     names = resolve_channels(channels)
     if not classifiers:
         raise InputError("give at least one SubCell classifier file (--classifier)")
-    encoder_state = StateDict(read_state_dict(encoder), encoder, SUBCELL_ENCODER)
+    encoder_state = StateDict(read_state_dict(encoder, allow_pickle), encoder, SUBCELL_ENCODER)
     classifier_states = [
-        StateDict(read_state_dict(path), path, SUBCELL_CLASSIFIER) for path in classifiers
+        StateDict(read_state_dict(path, allow_pickle), path, SUBCELL_CLASSIFIER)
+        for path in classifiers
     ]
     found = subcell_settings(encoder_state, classifier_states, _subcell_heads(config))
     if found["channels"] != len(names):
@@ -286,6 +302,11 @@ def import_subcell(encoder, classifiers, out, channels: str = "rybg", config=Non
             files["config"] = describe_file(config)
         provenance = _provenance("subcell", files, "subcell_vit", options, SUBCELL_THRESHOLD_NOTE)
         provenance["channels"] = channels
+        provenance["attention_heads"] = (
+            f"{options['heads']}, from {Path(config).name}"
+            if config is not None
+            else f"{options['heads']}: not in the weights, ViT's 64 channels a head (no --config)"
+        )
         provenance["ignored_parameters"] = ignored
         run_config = {
             "model": "subcell_vit",
