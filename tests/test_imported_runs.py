@@ -17,6 +17,11 @@ from hpa_keras.cli import main  # noqa: E402
 from hpa_keras.errors import InputError  # noqa: E402
 
 
+def cli(command: str) -> int:
+    """``hpa-keras COMMAND`` (its words split at spaces: the paths here have none)."""
+    return main(command.split())
+
+
 @pytest.fixture(scope="module")
 def imported_densenet(tmp_path_factory):
     from hpa_keras.workflows.import_model import import_hpa_densenet
@@ -52,23 +57,13 @@ def test_the_run_folder_states_its_origin_and_thresholds(imported_densenet, caps
     thresholds = json.loads((imported_densenet / "thresholds.json").read_text())
     assert thresholds["thresholds"] == [0.5] * 28
     settings = json.loads((imported_densenet / "input.json").read_text())
-    assert settings["scheme"] == "hpa2018" and settings["channels"] == list(
-        ["red", "green", "blue", "yellow"]
+    assert settings["scheme"] == "hpa2018"
+    assert settings["channels"] == ["red", "green", "blue", "yellow"]
+    checkpoint = imported_densenet.parent / "model.pth"
+    command = (
+        f"import-model --from hpa-densenet --checkpoint {checkpoint} --out {imported_densenet}"
     )
-    assert (
-        main(
-            [
-                "import-model",
-                "--from",
-                "hpa-densenet",
-                "--checkpoint",
-                str(imported_densenet.parent / "model.pth"),
-                "--out",
-                str(imported_densenet),
-            ]
-        )
-        == 2
-    )
+    assert cli(command) == 2
     assert "not empty" in capsys.readouterr().err
 
 
@@ -79,18 +74,9 @@ def test_predict_evaluate_and_cam_take_an_imported_run(
     out = tmp_path / "submission.csv"
     table = tmp_path / "probabilities.csv"
     assert (
-        main(
-            [
-                "predict",
-                "--run",
-                str(imported_densenet),
-                "--images",
-                str(images),
-                "--out",
-                str(out),
-                "--probabilities",
-                str(table),
-            ]
+        cli(
+            f"predict --run {imported_densenet} --images "
+            f"{images} --out {out} --probabilities {table}"
         )
         == 0
     )
@@ -101,34 +87,18 @@ def test_predict_evaluate_and_cam_take_an_imported_run(
     probabilities = pd.read_csv(table)
     assert probabilities.shape[0] == len(ids)
     assert (
-        main(
-            [
-                "evaluate",
-                "--run",
-                str(imported_densenet),
-                "--data",
-                str(training_records),
-                "--out",
-                str(tmp_path / "report"),
-            ]
+        cli(
+            f"evaluate --run {imported_densenet} --data {training_records} "
+            f"--out {tmp_path / 'report'}"
         )
         == 0
     )
     assert (tmp_path / "report").is_dir()
     sample = ids.iloc[0]
     assert (
-        main(
-            [
-                "cam",
-                "--run",
-                str(imported_densenet),
-                "--images",
-                str(images),
-                "--id",
-                sample,
-                "--out",
-                str(tmp_path / "cam.png"),
-            ]
+        cli(
+            f"cam --run {imported_densenet} --images {images} "
+            f"--id {sample} --out {tmp_path / 'cam.png'}"
         )
         == 0
     )
@@ -141,38 +111,18 @@ def test_an_ensemble_mixes_imported_and_trained_runs_of_the_same_classes(
     images = training_records.parent / "data" / "train"
     out = tmp_path / "submission.csv"
     assert (
-        main(
-            [
-                "predict",
-                "--run",
-                str(imported_densenet),
-                str(runs[0]),
-                "--images",
-                str(images),
-                "--thresholds",
-                str(runs[0] / "thresholds.json"),
-                "--out",
-                str(out),
-            ]
+        cli(
+            f"predict --run {imported_densenet} {runs[0]} --images {images} "
+            f"--thresholds {runs[0] / 'thresholds.json'} --out {out}"
         )
         == 0
     )
     assert len(pd.read_csv(out)) == 40
     capsys.readouterr()
     assert (
-        main(
-            [
-                "predict",
-                "--run",
-                str(imported_densenet),
-                str(imported_subcell),
-                "--images",
-                str(images),
-                "--thresholds",
-                str(runs[0] / "thresholds.json"),
-                "--out",
-                str(tmp_path / "mixed.csv"),
-            ]
+        cli(
+            f"predict --run {imported_densenet} {imported_subcell} --images {images} --thresholds "
+            f"{runs[0] / 'thresholds.json'} --out {tmp_path / 'mixed.csv'}"
         )
         == 2
     )
@@ -241,36 +191,18 @@ def test_cam_refuses_a_cell_run_and_flags_of_the_other_source(
     images = training_records.parent / "data" / "train"
     sample = pd.read_csv(training_records.parent / "data" / "train.csv")["Id"].iloc[0]
     assert (
-        main(
-            [
-                "cam",
-                "--run",
-                str(imported_subcell),
-                "--images",
-                str(images),
-                "--id",
-                sample,
-                "--out",
-                str(tmp_path / "cam.png"),
-            ]
+        cli(
+            f"cam --run {imported_subcell} --images {images} "
+            f"--id {sample} --out {tmp_path / 'cam.png'}"
         )
         == 2
     )
     assert "a run of single cells" in capsys.readouterr().err
     checkpoint = imported_densenet.parent / "model.pth"
     assert (
-        main(
-            [
-                "import-model",
-                "--from",
-                "hpa-densenet",
-                "--checkpoint",
-                str(checkpoint),
-                "--channels",
-                "bg",
-                "--out",
-                str(tmp_path / "r"),
-            ]
+        cli(
+            f"import-model --from hpa-densenet --checkpoint {checkpoint} "
+            f"--channels bg --out {tmp_path / 'r'}"
         )
         == 2
     )
@@ -321,20 +253,9 @@ def test_predict_writes_subcell_embeddings_and_a_2021_submission(
     from hpa_keras.classes import SUBCELL, map_subcell_probabilities
 
     out, table, embeddings = tmp_path / "sub.csv", tmp_path / "cells.csv", tmp_path / "emb.npz"
-    status = main(
-        [
-            "predict",
-            "--run",
-            str(imported_subcell),
-            "--data",
-            str(cell_records / "records"),
-            "--out",
-            str(out),
-            "--cell-table",
-            str(table),
-            "--embeddings",
-            str(embeddings),
-        ]
+    status = cli(
+        f"predict --run {imported_subcell} --data {cell_records / 'records'} "
+        f"--out {out} --cell-table {table} --embeddings {embeddings}"
     )
     err = capsys.readouterr().err
     assert status == 0, err
