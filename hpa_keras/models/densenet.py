@@ -144,10 +144,17 @@ def build_densenet(
     return model
 
 
-def build_densenet73(input_shape=(512, 512, 4), num_classes=28, weights=None, dropout=0.3):
+def build_densenet73(
+    input_shape=(512, 512, 4), num_classes=28, weights=None, dropout=0.3, variant="full"
+):
     """The seeds' DenseNet73: :func:`build_densenet` with three dense blocks of 6, 12 and 16
-    layers, growth rate 12 and 64 initial features."""
+    layers, growth rate 12 and 64 initial features; ``variant="tiny"``, one narrow layer a
+    block, for tests."""
+    if variant not in ("full", "tiny"):
+        raise InputError(f"variant {variant!r}: use 'full' or 'tiny'")
     blocks, growth_rate, initial_features = DENSENET_SETTINGS["densenet73"]
+    if variant == "tiny":
+        blocks, growth_rate, initial_features = (1, 1, 1), 4, 8
     model = build_densenet(
         input_shape, num_classes, weights, blocks, growth_rate, initial_features, dropout
     )

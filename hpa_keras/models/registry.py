@@ -198,6 +198,7 @@ _RECORDS = (
         "hpa_keras.models.densenet:build_densenet73",
         "the seeds' DenseNet73 from scratch: blocks 6,12,16, growth 12, 64 initial features",
         514_276,
+        {"variant": "tiny"},
     ),
     ModelRecord(
         "hpa_densenet121",
