@@ -287,3 +287,25 @@ def test_predict_writes_subcell_embeddings_and_a_2021_submission(
         ["evaluate", "--run", str(imported_subcell), "--data", str(cell_records / "records")]
     )
     assert status == 2 and "predicts SubCell's 31 classes" in capsys.readouterr().err
+
+
+def test_an_imported_run_predicts_real_kaggle_fields(
+    imported_densenet, real_four_channel_folder, tmp_path, capsys
+):
+    """Real 512 px HPA samples (four PNGs each) through the imported run: every sample gets
+    its most probable class at least, and the random weights' label count is warned of."""
+    import shutil
+
+    labels = pd.read_csv(real_four_channel_folder / "train.csv").head(3)
+    images = tmp_path / "fields"
+    images.mkdir()
+    for sample in labels["Id"]:
+        for path in (real_four_channel_folder / "train").glob(f"{sample}_*.png"):
+            shutil.copy(path, images)
+    out = tmp_path / "submission.csv"
+    assert cli(f"predict --run {imported_densenet} --images {images} --out {out}") == 0
+    submission = pd.read_csv(out)
+    assert sorted(submission["Id"]) == sorted(labels["Id"])
+    assert submission["Predicted"].notna().all()
+    printed = capsys.readouterr()
+    assert "wrote" in printed.out and "labels per image predicted" in printed.err

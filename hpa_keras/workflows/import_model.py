@@ -173,21 +173,20 @@ def import_hpa_densenet(
             f"{checkpoint}: {found['num_classes']} classes from {found['channels']} stains "
             f"({', '.join(channels)}), not the published model's 28 from 4: imported as the "
             "winner's architecture retrained"
-            + ("; its classes are named by index" if found["num_classes"] != 28 else "")
+            + (
+                "; its classes are named by index"
+                if found["num_classes"] != HPA2018.num_classes
+                else ""
+            )
         )
     options = {key: found[key] for key in ("blocks", "growth_rate", "initial_features")}
     out = _check_out(out)
+    mean, std = _pixel_statistics()
     with atomic_folder(out) as temporary:
         model, core = _task_model(
-            "hpa_densenet121",
-            found["num_classes"],
-            channels,
-            None,
-            options,
-            _pixel_statistics(),
+            "hpa_densenet121", found["num_classes"], channels, None, options, (mean, std)
         )
         load_winner_densenet(core, state)
-        mean, std = _pixel_statistics()
         scheme, class_names = _classes(found["num_classes"], HPA2018)
         settings = InputSettings(
             kind="fields",
